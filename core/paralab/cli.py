@@ -1,0 +1,198 @@
+"""The ``paralab`` command line.
+
+    paralab run SPEC.toml            run an experiment
+    paralab plugins [--json] [--all] list plugins with their status and contributions
+    paralab list [KIND]              components by kind, with the plugin providing each
+    paralab check-plugin NAME        the conformance suite on one installed plugin
+    paralab reproduce PAPER          reproduce a published result from papers/
+    paralab --version                the host and its plugins
+
+Plugin switches go before the subcommand: ``--no-plugins``, ``--strict-plugins``,
+``-p NAME`` / ``-p no:NAME``. Only ``run``, ``check-plugin`` and ``reproduce`` import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from paralab import __version__, host
+from paralab.components import KINDS
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="paralab",
+        description="Research experiments where AI paradigms compose, through plugins.",
+    )
+    parser.add_argument("--version", action="store_true", help="print versions and exit")
+    parser.add_argument("--no-plugins", action="store_true",
+                        help="safe mode: import no installed plugin (PARALAB_NO_PLUGINS=1)")
+    parser.add_argument("--strict-plugins", action="store_true",
+                        help="fail when any plugin fails to load (PARALAB_STRICT_PLUGINS=1)")
+    parser.add_argument("-p", dest="switches", action="append", default=[], metavar="NAME",
+                        help="load plugin NAME (also in safe mode), or block it with no:NAME")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run an experiment spec (TOML)")
+    run.add_argument("spec", help="path to the experiment's TOML file")
+    run.add_argument("--output", help="folder for run folders (overrides the spec's output)")
+    run.add_argument("--seed", type=int, help="override the spec's seed")
+    run.add_argument("--device", help="override the spec's device (auto, cpu, cuda)")
+
+    plugins = commands.add_parser("plugins", help="list installed plugins")
+    plugins.add_argument("--json", action="store_true", help="print JSON")
+    plugins.add_argument("--all", action="store_true", help="include the host's own plugin")
+
+    listing = commands.add_parser("list", help="list components by kind")
+    listing.add_argument("kind", nargs="?", choices=KINDS, help="only this kind")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+
+    check = commands.add_parser("check-plugin", help="run the conformance suite on a plugin")
+    check.add_argument("name", help="the plugin's canonical name (see `paralab plugins`)")
+    check.add_argument("--json", action="store_true", help="print JSON")
+
+    reproduce = commands.add_parser("reproduce", help="reproduce a published result")
+    reproduce.add_argument("paper", nargs="?", help="the paper's folder name under papers/")
+    reproduce.add_argument("--papers-dir", help="where the papers live (default: papers/)")
+    reproduce.add_argument("--quick", action="store_true", help="a smaller, faster version")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    from paralab_registry import PluginLoadError, UnknownPluginError
+
+    try:
+        registry = host.configure(
+            switches=args.switches, no_plugins=args.no_plugins, strict=args.strict_plugins
+        )
+        registry.load()
+        if args.version:
+            return _version(registry)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        handler = {
+            "run": _run,
+            "plugins": _plugins,
+            "list": _list,
+            "check-plugin": _check_plugin,
+            "reproduce": _reproduce,
+        }[args.command]
+        return handler(args, registry)
+    except (PluginLoadError, UnknownPluginError) as error:
+        print(f"paralab: {error}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("paralab: interrupted", file=sys.stderr)
+        return 130
+
+
+def _version(registry: Any) -> int:
+    print(f"paralab {__version__} (hook API {host.hookspecs.HOST_API_VERSION})")
+    for record in registry.plugins():
+        status = "" if record.status == "active" else f" [{record.status}]"
+        print(f"  {record.name} {record.version}{status}")
+    return 0
+
+
+def _run(args: argparse.Namespace, registry: Any) -> int:
+    from paralab.runner import RunError, run
+    from paralab.spec import ExperimentSpec, SpecError
+
+    try:
+        spec = ExperimentSpec.from_toml(args.spec)
+        changes = {key: getattr(args, key) for key in ("output", "seed", "device")}
+        spec = spec.replace(**{key: value for key, value in changes.items() if value is not None})
+        result = run(spec, registry=registry)
+    except SpecError as error:
+        print(f"paralab: {error}", file=sys.stderr)
+        return 2
+    except RunError as error:
+        print(f"paralab: run failed: {error}", file=sys.stderr)
+        if error.result.path:
+            print(f"paralab: finished phases are saved in {error.result.path}", file=sys.stderr)
+        return 1
+    print(f"{result.name}: {result.status} in {result.timings.get('total', 0):.1f} s")
+    for key, value in sorted(result.metrics.items()):
+        if isinstance(value, (int, float)):
+            print(f"  {key} = {value:.4f}")
+    if result.path:
+        print(f"results in {result.path}")
+    return 0
+
+
+def _plugins(args: argparse.Namespace, registry: Any) -> int:
+    records = registry.plugins(include_builtin=args.all)
+    if args.json:
+        print(json.dumps([record.to_dict() for record in records], indent=2))
+        return 0
+    if not records:
+        print("no plugins loaded" + (" (safe mode)" if registry.settings.no_plugins else ""))
+        return 0
+    for record in records:
+        contributed = ", ".join(
+            f"{len(names)} {kind}{'s' if len(names) > 1 else ''}"
+            for kind, names in record.contributions.items()
+        )
+        line = f"{record.name:<24} {record.version:<8} {record.status:<12} {contributed}"
+        print(line.rstrip())
+        if record.reason:
+            print(f"    {record.reason}")
+    return 0
+
+
+def _list(args: argparse.Namespace, registry: Any) -> int:
+    kinds = [args.kind] if args.kind else list(KINDS)
+    if args.json:
+        data = {
+            kind: [spec.describe() for _, spec in sorted(registry.components[kind].items())]
+            for kind in kinds
+        }
+        print(json.dumps(data, indent=2))
+        return 0
+    for kind in kinds:
+        specs = sorted(registry.components[kind].items())
+        print(f"{kind}{'es' if kind.endswith('s') else '' if kind == 'middleware' else 's'}:")
+        if not specs:
+            print("  (none)")
+        for name, spec in specs:
+            extra = f" [protocols: {', '.join(spec.protocols)}]" if kind == "method" else ""
+            print(f"  {name:<22} {spec.provider:<22} {spec.description}{extra}")
+    return 0
+
+
+def _check_plugin(args: argparse.Namespace, registry: Any) -> int:
+    from paralab.testing.conformance import check_plugin
+
+    report = check_plugin(args.name, registry=registry)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report.render())
+    return 0 if report.passed else 1
+
+
+def _reproduce(args: argparse.Namespace, registry: Any) -> int:
+    from paralab.papers import PaperError, available_papers, reproduce
+
+    try:
+        if not args.paper:
+            for name, title in available_papers(args.papers_dir):
+                print(f"{name:<28} {title}")
+            return 0
+        report = reproduce(args.paper, papers_dir=args.papers_dir, quick=args.quick)
+    except PaperError as error:
+        print(f"paralab: {error}", file=sys.stderr)
+        return 2
+    print(report.render())
+    return 0 if report.passed else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

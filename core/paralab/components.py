@@ -1,0 +1,211 @@
+"""The small typed specs that plugins yield from contribution hooks.
+
+A spec says *what* a plugin adds (a name, a description, its options with their defaults) and
+*where* the code lives. The code itself is named by a ``"module:attribute"`` string (or given as
+a callable) and imported only when an experiment uses the component, so listing plugins costs
+nothing: ``paralab plugins`` never imports torch, pennylane or qiskit.
+
+This module is standard library only, on purpose: the registry and the CLI import it.
+
+Example, in a plugin's top-level module::
+
+    from paralab.components import ModelSpec
+    from paralab.hookspecs import hookimpl
+
+    @hookimpl
+    def paralab_models():
+        return [ModelSpec(name="tiny", factory="my_plugin.models:Tiny",
+                          description="A one-layer network.", options={"width": 16})]
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+KINDS: tuple[str, ...] = (
+    "dataset",
+    "model",
+    "protocol",
+    "method",
+    "metric",
+    "auditor",
+    "loss",
+    "middleware",
+)
+"""Every kind of component an experiment can name, in the order a spec lists them."""
+
+
+@dataclass(frozen=True)
+class Component:
+    """Base of every contribution: a unique ``name`` and a lazily imported ``factory``.
+
+    ``options`` maps each option the factory accepts to its default; a spec that passes an
+    option not listed here is rejected before anything runs, with the valid ones named.
+    ``provider`` is filled in by the host (the plugin's canonical name); plugins leave it empty.
+    Pass everything after ``name`` and ``factory`` by keyword.
+    """
+
+    kind: ClassVar[str] = "component"
+
+    name: str
+    factory: str | Callable[..., Any]
+    description: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    provider: str = ""
+    example: Mapping[str, Any] = field(default_factory=dict)
+    """Options for a tiny smoke run, used by the conformance kit (``paralab check-plugin``):
+    for example ``{"epochs": 1}``. A dataset's example may set ``{"skip": "why"}``."""
+
+    def load(self) -> Callable[..., Any]:
+        """Import and return the factory named by ``"module:attribute"`` (or the callable)."""
+        if callable(self.factory):
+            return self.factory
+        module_name, _, attribute = str(self.factory).partition(":")
+        if not module_name or not attribute:
+            raise ValueError(
+                f"{self.kind} {self.name!r} of plugin {self.provider or '?'}: factory "
+                f"{self.factory!r} must look like 'package.module:attribute'"
+            )
+        module = importlib.import_module(module_name)
+        try:
+            return getattr(module, attribute)
+        except AttributeError:
+            raise ImportError(
+                f"{self.kind} {self.name!r} of plugin {self.provider or '?'}: module "
+                f"{module_name!r} has no attribute {attribute!r}"
+            ) from None
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready summary, as ``paralab list`` and ``paralab plugins --json`` print it."""
+        extra = {key: value for key, value in self._extra().items() if value}
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "provider": self.provider,
+            "description": self.description,
+            "options": {key: _jsonable(value) for key, value in self.options.items()},
+            **extra,
+        }
+
+    def _extra(self) -> dict[str, Any]:
+        return {}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, Mapping):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    return repr(value)
+
+
+@dataclass(frozen=True)
+class DatasetSpec(Component):
+    """A dataset: ``factory(root=None, **options) -> paralab.data.SharedDataset``.
+
+    ``needs_root`` marks loaders of real files (MNIST, Omniglot, Adult ...): they take
+    ``root=`` or read ``$PARALAB_DATA/<name>``. ``sensitive`` names the sensitive features the
+    dataset declares (for fairness audits).
+    """
+
+    kind: ClassVar[str] = "dataset"
+    needs_root: bool = False
+    sensitive: tuple[str, ...] = ()
+
+    def _extra(self) -> dict[str, Any]:
+        return {"needs_root": self.needs_root, "sensitive": list(self.sensitive)}
+
+
+@dataclass(frozen=True)
+class ModelSpec(Component):
+    """A model: ``factory(info: paralab.data.DatasetInfo, **options) -> torch.nn.Module``.
+
+    The module maps a batch of inputs to logits of shape ``(batch, info.n_classes)``.
+    """
+
+    kind: ClassVar[str] = "model"
+
+
+@dataclass(frozen=True)
+class ProtocolSpec(Component):
+    """A protocol, the shape of training: ``factory(**options)`` returns an object with
+    ``execute(run: paralab.RunContext) -> None`` that drives the outer loop, opens phases with
+    ``run.phase(...)`` and evaluates with ``run.evaluate(...)``.
+    """
+
+    kind: ClassVar[str] = "protocol"
+
+
+@dataclass(frozen=True)
+class MethodSpec(Component):
+    """A learning algorithm inside a protocol: ``factory(**options)``.
+
+    ``protocols`` lists the protocols whose method interface the object implements; an
+    experiment pairing the method with another protocol is rejected before it runs.
+    """
+
+    kind: ClassVar[str] = "method"
+    protocols: tuple[str, ...] = ()
+
+    def _extra(self) -> dict[str, Any]:
+        return {"protocols": list(self.protocols)}
+
+
+@dataclass(frozen=True)
+class MetricSpec(Component):
+    """A metric: ``factory(**options)`` returns ``metric(predictions, dataset) -> float | dict``.
+
+    It reads the predictions the evaluation engine computed once per evaluation point.
+    """
+
+    kind: ClassVar[str] = "metric"
+
+
+@dataclass(frozen=True)
+class AuditorSpec(Component):
+    """A read-only analysis of a run: ``factory(**options)`` returns an object with
+    ``audit(run, phase, predictions) -> dict`` called at every evaluation point, and optionally
+    ``finalize(run) -> dict`` called once at the end (to write tables and plots to
+    ``run.output_dir``).
+    """
+
+    kind: ClassVar[str] = "auditor"
+
+
+@dataclass(frozen=True)
+class LossSpec(Component):
+    """A loss term that applies under any protocol: ``factory(**options)`` returns
+    ``term(batch: paralab.Batch) -> torch.Tensor`` (a scalar added to the training loss).
+    """
+
+    kind: ClassVar[str] = "loss"
+
+
+@dataclass(frozen=True)
+class MiddlewareSpec(Component):
+    """Middleware: ``factory(**options)`` returns a plugin object whose hookimpls (usually
+    ``@hookimpl(wrapper=True)`` on ``paralab_process_update``) the host registers for the one run
+    that names it, in the order the spec lists it, and unregisters afterwards.
+    """
+
+    kind: ClassVar[str] = "middleware"
+
+
+SPEC_TYPES: dict[str, type[Component]] = {
+    spec.kind: spec
+    for spec in (
+        DatasetSpec,
+        ModelSpec,
+        ProtocolSpec,
+        MethodSpec,
+        MetricSpec,
+        AuditorSpec,
+        LossSpec,
+        MiddlewareSpec,
+    )
+}

@@ -1,0 +1,49 @@
+"""Load each dataset once per process, whoever asks for it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+
+from paralab.data.shared import SharedDataset
+
+_CACHE: dict[tuple[str, str, str], SharedDataset] = {}
+
+
+def _key(name: str, options: dict[str, Any], device: torch.device) -> tuple[str, str, str]:
+    return name, json.dumps(options, sort_keys=True, default=str), str(device)
+
+
+def load_dataset(
+    name: str, *, device: str | torch.device = "cpu", registry: Any = None, **options: Any
+) -> SharedDataset:
+    """The dataset ``name`` built by its plugin's factory, cached per (name, options, device).
+
+    Every plugin of a run, and every later run in the process, gets the same tensors.
+    """
+    device = torch.device(device)
+    key = _key(name, options, device)
+    if key not in _CACHE:
+        cpu_key = _key(name, options, torch.device("cpu"))
+        if cpu_key not in _CACHE:
+            if registry is None:
+                from paralab.host import get_registry
+
+                registry = get_registry()
+            spec = registry.component("dataset", name)
+            dataset = spec.load()(**options)
+            if not isinstance(dataset, SharedDataset):
+                raise TypeError(
+                    f"dataset {name!r} of plugin {spec.provider}: factory returned "
+                    f"{type(dataset).__name__}, expected paralab.data.SharedDataset"
+                )
+            _CACHE[cpu_key] = dataset
+        _CACHE[key] = _CACHE[cpu_key].to(device)
+    return _CACHE[key]
+
+
+def clear_cache() -> None:
+    """Forget every loaded dataset (tests use this to measure a cold load)."""
+    _CACHE.clear()

@@ -1,0 +1,87 @@
+"""Gradient methods: the method interface of the supervised protocol.
+
+A :class:`GradientMethod` owns an optimizer and knows how to take one step on a batch; its
+loss is cross-entropy plus the spec's loss terms (``run.extra_loss``), so a fairness penalty or
+a semantic loss applies under any protocol that steps through a gradient method. Plugins
+subclass it (continual strategies, federated local training) and override :meth:`loss` or
+:meth:`step`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+from paralab.context import Batch
+
+if TYPE_CHECKING:
+    from paralab.context import RunContext
+
+
+class GradientMethod:
+    """Minibatch training with a torch optimizer."""
+
+    def __init__(self, lr: float = 0.05, weight_decay: float = 0.0) -> None:
+        if lr <= 0:
+            raise ValueError(f"lr must be positive, got {lr}")
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.optimizer: torch.optim.Optimizer | None = None
+
+    def make_optimizer(self, parameters: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        raise NotImplementedError
+
+    def setup(self, run: RunContext | None, model: torch.nn.Module) -> None:
+        """Create the optimizer for ``model`` (called by the protocol before training)."""
+        self.optimizer = self.make_optimizer(model.parameters())
+
+    def loss(self, run: RunContext | None, batch: Batch) -> torch.Tensor:
+        value = F.cross_entropy(batch.logits, batch.targets)
+        if run is not None:
+            value = value + run.extra_loss(batch)
+        return value
+
+    def step(
+        self,
+        run: RunContext | None,
+        model: torch.nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        indices: torch.Tensor,
+    ) -> float:
+        """One optimizer step on a batch; returns the batch loss."""
+        if self.optimizer is None:
+            self.setup(run, model)
+        assert self.optimizer is not None
+        logits = model(x)
+        loss = self.loss(run, Batch(x, y, indices, logits, model, run))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach())
+
+
+class SGD(GradientMethod):
+    """Stochastic gradient descent (with optional momentum)."""
+
+    def __init__(self, lr: float = 0.05, momentum: float = 0.0, weight_decay: float = 0.0) -> None:
+        super().__init__(lr, weight_decay)
+        self.momentum = momentum
+
+    def make_optimizer(self, parameters: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        return torch.optim.SGD(
+            parameters, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
+        )
+
+
+class Adam(GradientMethod):
+    """Adam."""
+
+    def __init__(self, lr: float = 0.001, weight_decay: float = 0.0) -> None:
+        super().__init__(lr, weight_decay)
+
+    def make_optimizer(self, parameters: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        return torch.optim.Adam(parameters, lr=self.lr, weight_decay=self.weight_decay)

@@ -1,0 +1,192 @@
+"""Reproductions of published results: ``papers/<name>/paper.toml``.
+
+A paper folder holds ``paper.toml``::
+
+    [paper]
+    title = "Prototypical Networks for Few-shot Learning"
+    citation = "Snell, Swersky and Zemel, NeurIPS 2017"
+    script = "reproduce.py"      # optional: defines reproduce(quick: bool) -> dict[str, float]
+    data = "what differs from the paper's setting"
+
+    [experiment]                 # optional, instead of a script: one spec, run as is
+    dataset = "digits"
+    model = "mlp"
+
+    [[claims]]                   # one row of the printed table each
+    metric = "omniglot/5way1shot"
+    paper = 0.988
+    tolerance = 0.05             # |ours - paper| <= tolerance ...
+    check = "within"             # ... or "at_least" (ours >= paper - tolerance), "at_most",
+                                 # or "report" (printed, not checked)
+
+    [[orderings]]                # the shape of a table: each metric >= the next
+    metrics = ["replay/class_il", "ewc/class_il"]
+
+``paralab reproduce NAME`` runs it and prints ours beside the paper's numbers.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+PAPERS_ENV = "PARALAB_PAPERS"
+
+
+class PaperError(LookupError):
+    """A paper that does not exist or whose folder is malformed."""
+
+
+def papers_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """``explicit``, else ``$PARALAB_PAPERS``, else the repository's ``papers/``, else ./papers."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(PAPERS_ENV):
+        return Path(os.environ[PAPERS_ENV])
+    repository = Path(__file__).resolve().parents[2] / "papers"
+    return repository if repository.is_dir() else Path.cwd() / "papers"
+
+
+def available_papers(explicit: str | None = None) -> list[tuple[str, str]]:
+    folder = papers_dir(explicit)
+    found = []
+    for path in sorted(folder.glob("*/paper.toml")):
+        title = tomllib.loads(path.read_text("utf-8")).get("paper", {}).get("title", "")
+        found.append((path.parent.name, title))
+    return found
+
+
+@dataclass
+class ClaimRow:
+    metric: str
+    paper: float | None
+    ours: float | None
+    check: str
+    tolerance: float
+    passed: bool | None
+    note: str = ""
+
+
+@dataclass
+class PaperReport:
+    name: str
+    title: str
+    citation: str
+    data_note: str
+    rows: list[ClaimRow] = field(default_factory=list)
+    orderings: list[tuple[list[str], bool]] = field(default_factory=list)
+    ours: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        rows = all(row.passed is not False for row in self.rows)
+        return rows and all(ok for _, ok in self.orderings)
+
+    def render(self) -> str:
+        lines = [f"{self.title}", f"  {self.citation}"]
+        if self.data_note:
+            lines.append(f"  data: {self.data_note}")
+        lines.append("")
+        lines.append(f"  {'metric':<36} {'paper':>8} {'ours':>8}  check")
+        for row in self.rows:
+            paper = "-" if row.paper is None else f"{row.paper:.3f}"
+            ours = "-" if row.ours is None else f"{row.ours:.3f}"
+            verdict = {True: "ok", False: "MISSED", None: ""}[row.passed]
+            rule = "" if row.check == "report" else f"{row.check} ±{row.tolerance:g} "
+            lines.append(f"  {row.metric:<36} {paper:>8} {ours:>8}  {rule}{verdict}")
+            if row.note:
+                lines.append(f"      {row.note}")
+        for metrics, ok in self.orderings:
+            lines.append(f"  ordering {' >= '.join(metrics)}: {'ok' if ok else 'MISSED'}")
+        lines.append("")
+        lines.append("reproduced" if self.passed else "NOT reproduced")
+        return "\n".join(lines)
+
+
+def _script(folder: Path, name: str) -> Callable[..., dict[str, float]]:
+    path = folder / name
+    spec = importlib.util.spec_from_file_location(f"paralab_paper_{folder.name}", path)
+    if spec is None or spec.loader is None:
+        raise PaperError(f"paper {folder.name!r}: cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "reproduce"):
+        raise PaperError(f"paper {folder.name!r}: {path} defines no reproduce(quick)")
+    return module.reproduce
+
+
+def reproduce(name: str, *, papers_dir: str | None = None, quick: bool = False) -> PaperReport:
+    """Run one paper's reproduction and compare with its claims."""
+    root = globals()["papers_dir"](papers_dir)
+    folder = root / name
+    config_path = folder / "paper.toml"
+    if not config_path.is_file():
+        choices = [paper for paper, _ in available_papers(str(root))]
+        from paralab_registry import suggest
+
+        raise PaperError(
+            f"unknown paper {name!r}{suggest(name, choices)} in {root}; papers: "
+            f"{', '.join(choices) or 'none'}"
+        )
+    config = tomllib.loads(config_path.read_text("utf-8"))
+    paper = config.get("paper", {})
+    if "script" in paper:
+        ours = _script(folder, paper["script"])(quick=quick)
+    elif "experiment" in config:
+        from paralab.runner import run
+
+        experiment = dict(config["experiment"])
+        experiment.setdefault("name", name)
+        ours = {k: v for k, v in run(experiment).metrics.items() if isinstance(v, (int, float))}
+    else:
+        raise PaperError(f"paper {name!r}: paper.toml needs [paper].script or [experiment]")
+    report = PaperReport(
+        name=name,
+        title=paper.get("title", name),
+        citation=paper.get("citation", ""),
+        data_note=paper.get("data", ""),
+        ours=dict(ours),
+    )
+    for claim in config.get("claims", []):
+        report.rows.append(_judge(claim, ours))
+    for ordering in config.get("orderings", []):
+        metrics = list(ordering["metrics"])
+        values = [ours.get(metric) for metric in metrics]
+        slack = float(ordering.get("tolerance", 0.0))
+        ok = all(v is not None for v in values) and all(
+            a >= b - slack for a, b in zip(values, values[1:])  # type: ignore[operator]
+        )
+        report.orderings.append((metrics, ok))
+    return report
+
+
+def _judge(claim: dict[str, Any], ours: dict[str, float]) -> ClaimRow:
+    metric = claim["metric"]
+    paper = claim.get("paper")
+    value = ours.get(metric)
+    check = claim.get("check", "within")
+    tolerance = float(claim.get("tolerance", 0.0))
+    passed: bool | None
+    if check == "report" or paper is None:
+        passed = None
+    elif value is None:
+        passed = False
+    elif check == "within":
+        passed = abs(value - paper) <= tolerance
+    elif check == "at_least":
+        passed = value >= paper - tolerance
+    elif check == "at_most":
+        passed = value <= paper + tolerance
+    else:
+        raise PaperError(f"claim {metric!r}: check must be within, at_least, at_most or report")
+    return ClaimRow(metric, paper, value, check, tolerance, passed, claim.get("note", ""))

@@ -1,0 +1,1 @@
+"""Protocols the host itself provides (plugins add streams, episodes, rounds)."""

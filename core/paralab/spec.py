@@ -1,0 +1,267 @@
+"""Experiment specs: a TOML file or a Python object naming one component of each kind.
+
+A spec is checked against the registry before anything runs. Every problem is reported at
+once, each with its field path, the bad value, the valid choices (with a "did you mean") and
+the plugin that provides each choice.
+
+TOML form (every component is a name, or a table with ``name`` and its options)::
+
+    name = "digits-mlp"
+    seed = 0
+    device = "auto"            # "cpu", "cuda", "cuda:1" or "auto" (CUDA when present)
+    output = "runs"            # the run's folder is output/name
+
+    dataset = "digits"
+    model = { name = "mlp", hidden = [256, 256] }
+    protocol = { name = "supervised", epochs = 10, batch_size = 32 }
+    method = { name = "sgd", lr = 0.05 }
+    metrics = ["accuracy", "loss"]
+    auditors = []
+    losses = []
+    middleware = []
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from paralab_registry import suggest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+SINGLE = ("dataset", "model", "protocol", "method")
+MANY = {"metrics": "metric", "auditors": "auditor", "losses": "loss", "middleware": "middleware"}
+SETTINGS = ("name", "seed", "device", "output", "eval_batch_size", "description")
+
+
+class SpecError(ValueError):
+    """An experiment spec is invalid; ``problems`` lists each one."""
+
+    def __init__(self, problems: Sequence[str], source: str = "") -> None:
+        self.problems = list(problems)
+        self.source = source
+        where = f" in {source}" if source else ""
+        lines = "\n".join(f"  - {problem}" for problem in self.problems)
+        super().__init__(f"invalid experiment spec{where}:\n{lines}")
+
+
+@dataclass(frozen=True)
+class ComponentRef:
+    """One component of a spec: its registry name and the options passed to its factory."""
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, value: Any, path: str) -> ComponentRef:
+        if isinstance(value, ComponentRef):
+            return value
+        if isinstance(value, str):
+            return cls(value)
+        if isinstance(value, Mapping):
+            if "name" not in value or not isinstance(value["name"], str):
+                raise SpecError([f"{path}: a component table needs name = '...', got {dict(value)}"])
+            options = {key: item for key, item in value.items() if key != "name"}
+            return cls(value["name"], options)
+        raise SpecError([f"{path}: expected a name or a table with a name, got {value!r}"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **dict(self.options)}
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """What one run does. Build it in Python or read it with :meth:`from_toml`.
+
+    >>> spec = ExperimentSpec(dataset="digits", model="mlp", protocol="supervised", method="sgd")
+    >>> spec.method.name
+    'sgd'
+    """
+
+    dataset: ComponentRef | str | Mapping[str, Any]
+    model: ComponentRef | str | Mapping[str, Any]
+    protocol: ComponentRef | str | Mapping[str, Any] = "supervised"
+    method: ComponentRef | str | Mapping[str, Any] = "sgd"
+    metrics: Sequence[ComponentRef | str | Mapping[str, Any]] = ("accuracy", "loss")
+    auditors: Sequence[ComponentRef | str | Mapping[str, Any]] = ()
+    losses: Sequence[ComponentRef | str | Mapping[str, Any]] = ()
+    middleware: Sequence[ComponentRef | str | Mapping[str, Any]] = ()
+    name: str = "experiment"
+    seed: int = 0
+    device: str = "auto"
+    output: str | None = "runs"
+    eval_batch_size: int = 4096
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        for key in SINGLE:
+            try:
+                object.__setattr__(self, key, ComponentRef.parse(getattr(self, key), key))
+            except SpecError as error:
+                problems += error.problems
+        for key in MANY:
+            value = getattr(self, key)
+            if isinstance(value, (str, Mapping, ComponentRef)):
+                value = [value]
+            refs = []
+            for position, item in enumerate(value or ()):
+                try:
+                    refs.append(ComponentRef.parse(item, f"{key}[{position}]"))
+                except SpecError as error:
+                    problems += error.problems
+            object.__setattr__(self, key, tuple(refs))
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            problems.append(f"seed: expected an integer, got {self.seed!r}")
+        if not isinstance(self.device, str) or not _valid_device(self.device):
+            problems.append(
+                f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}"
+            )
+        if problems:
+            raise SpecError(problems)
+
+    # ----------------------------------------------------------------------------- reading
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "") -> ExperimentSpec:
+        allowed = set(SINGLE) | set(MANY) | set(SETTINGS)
+        unknown = [key for key in data if key not in allowed]
+        problems = [
+            f"{key}: unknown field{suggest(key, allowed)}; fields: {', '.join(sorted(allowed))}"
+            for key in unknown
+        ]
+        missing = [key for key in ("dataset", "model") if key not in data]
+        problems += [f"{key}: required field is missing" for key in missing]
+        if problems:
+            raise SpecError(problems, source)
+        try:
+            return cls(**{key: value for key, value in data.items() if key in allowed})
+        except SpecError as error:
+            raise SpecError(error.problems, source) from None
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str]) -> ExperimentSpec:
+        """Read a spec file; its ``name`` defaults to the file's stem."""
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SpecError([f"no such spec file: {path}"]) from None
+        except tomllib.TOMLDecodeError as error:
+            raise SpecError([f"not valid TOML: {error}"], str(path)) from None
+        data.setdefault("name", path.stem)
+        return cls.from_dict(data, str(path))
+
+    @classmethod
+    def coerce(cls, value: Any) -> ExperimentSpec:
+        """A spec from a spec, a mapping or a path to a TOML file."""
+        if isinstance(value, ExperimentSpec):
+            return value
+        if isinstance(value, Mapping):
+            return cls.from_dict(value)
+        if isinstance(value, (str, os.PathLike)):
+            return cls.from_toml(value)
+        raise TypeError(f"expected an ExperimentSpec, a dict or a TOML path, got {type(value)}")
+
+    def replace(self, **changes: Any) -> ExperimentSpec:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as plain data (what ``result.json`` stores and TOML can hold)."""
+        data: dict[str, Any] = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.name in SINGLE:
+                data[item.name] = value.to_dict()
+            elif item.name in MANY:
+                data[item.name] = [ref.to_dict() for ref in value]
+            else:
+                data[item.name] = value
+        return data
+
+    def components(self) -> list[tuple[str, str, ComponentRef]]:
+        """``(field path, kind, ref)`` for every component the spec names."""
+        named = [(key, key, getattr(self, key)) for key in SINGLE]
+        for key, kind in MANY.items():
+            named += [(f"{key}[{i}]", kind, ref) for i, ref in enumerate(getattr(self, key))]
+        return named
+
+    # ---------------------------------------------------------------------------- checking
+
+    def validate(self, registry: Any) -> None:
+        """Check names, options and protocol/method pairing; raise :class:`SpecError`."""
+        registry.load()
+        problems: list[str] = []
+        specs: dict[str, Any] = {}
+        for path, kind, ref in self.components():
+            if ref.name not in registry.components.get(kind, {}):
+                problems.append(f"{path}.name = {ref.name!r}: {registry.unknown_message(kind, ref.name)}")
+                continue
+            spec = registry.components[kind][ref.name]
+            specs[path] = spec
+            problems += _check_options(path, ref, spec)
+        method, protocol = specs.get("method"), specs.get("protocol")
+        if method is not None and protocol is not None and protocol.name not in method.protocols:
+            pairs = [
+                f"{m.name} ({m.provider})"
+                for m in registry.components["method"].values()
+                if protocol.name in m.protocols
+            ]
+            problems.append(
+                f"method.name = {method.name!r}: method {method.name!r} of plugin "
+                f"{method.provider} supports protocols {list(method.protocols)}, not "
+                f"{protocol.name!r}; methods for {protocol.name!r}: {', '.join(pairs) or 'none'}"
+            )
+        if problems:
+            raise SpecError(problems)
+
+
+def _valid_device(device: str) -> bool:
+    if device in ("auto", "cpu", "cuda", "mps"):
+        return True
+    head, _, tail = device.partition(":")
+    return head == "cuda" and tail.isdigit()
+
+
+def _check_options(path: str, ref: ComponentRef, spec: Any) -> list[str]:
+    problems = []
+    allowed = dict(spec.options)
+    if getattr(spec, "kind", "") == "dataset":
+        allowed.setdefault("root", None)
+    for key, value in ref.options.items():
+        if key not in allowed:
+            valid = ", ".join(sorted(allowed)) or "none"
+            problems.append(
+                f"{path}.{key}: {spec.kind} {ref.name!r} ({spec.provider}) has no option "
+                f"{key!r}{suggest(key, allowed)}; options: {valid}"
+            )
+            continue
+        default = allowed[key]
+        if not _type_fits(value, default):
+            problems.append(
+                f"{path}.{key} = {value!r}: expected {type(default).__name__} like the default "
+                f"{default!r}"
+            )
+    return problems
+
+
+def _type_fits(value: Any, default: Any) -> bool:
+    if default is None or value is None:
+        return True
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, (list, tuple))
+    return isinstance(value, type(default))

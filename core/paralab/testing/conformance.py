@@ -1,0 +1,329 @@
+"""The conformance suite for one plugin: ``paralab check-plugin NAME`` and ``check_plugin()``.
+
+It checks that the plugin loads and declares a compatible API, that its hookimpls match the
+specs, that its module imports nothing heavy, that each contribution is well formed, and that
+each component builds and runs one tiny step on :func:`paralab.testing.tiny_dataset`.
+A component may give the options of that tiny step in its spec's ``example``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from paralab import host
+from paralab.testing.kit import TINY, TinyDataPlugin
+
+HEAVY_MODULES = (
+    "torch",
+    "pennylane",
+    "qiskit",
+    "avalanche",
+    "learn2learn",
+    "fairlearn",
+    "ray",
+    "captum",
+    "shap",
+    "lime",
+    "sklearn",
+    "pandas",
+    "matplotlib",
+    "tensorflow",
+    "jax",
+)
+"""Modules a plugin's top-level module must not import: listing plugins must stay fast."""
+
+PASS, FAIL, SKIP = "pass", "fail", "skip"
+
+
+@dataclass
+class Check:
+    name: str
+    status: str
+    detail: str = ""
+
+
+@dataclass
+class ConformanceReport:
+    plugin: str
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(check.status != FAIL for check in self.checks)
+
+    def failures(self) -> list[Check]:
+        return [check for check in self.checks if check.status == FAIL]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "plugin": self.plugin,
+            "passed": self.passed,
+            "checks": [check.__dict__ for check in self.checks],
+        }
+
+    def render(self) -> str:
+        marks = {PASS: "ok  ", FAIL: "FAIL", SKIP: "skip"}
+        lines = [f"conformance of plugin {self.plugin}:"]
+        for check in self.checks:
+            detail = f" — {check.detail}" if check.detail else ""
+            lines.append(f"  {marks[check.status]} {check.name}{detail}")
+        counts = {status: sum(c.status == status for c in self.checks) for status in marks}
+        lines.append(
+            f"{counts[PASS]} passed, {counts[FAIL]} failed, {counts[SKIP]} skipped: "
+            + ("PASSED" if self.passed else "FAILED")
+        )
+        return "\n".join(lines)
+
+    def _run(self, name: str, function: Callable[[], str | None]) -> None:
+        try:
+            detail = function()
+        except _Skip as skip:
+            self.checks.append(Check(name, SKIP, str(skip)))
+        except Exception as error:  # noqa: BLE001 - a failing component is a failed check
+            last = traceback.format_exception_only(type(error), error)[-1].strip()
+            self.checks.append(Check(name, FAIL, last))
+        else:
+            self.checks.append(Check(name, PASS, detail or ""))
+
+
+class _Skip(Exception):
+    pass
+
+
+def light_import(module: str) -> list[str]:
+    """The heavy modules that importing ``module`` pulls in, measured in a fresh interpreter."""
+    code = (
+        "import json, sys, importlib; importlib.import_module(sys.argv[1]); "
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    environment = dict(os.environ, PARALAB_NO_PLUGINS="1")
+    completed = subprocess.run(
+        [sys.executable, "-c", code, module],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise ImportError(f"importing {module} failed: {completed.stderr.strip().splitlines()[-1:]}")
+    loaded = set(json.loads(completed.stdout.strip().splitlines()[-1]))
+    return sorted(loaded & set(HEAVY_MODULES))
+
+
+def check_plugin(name: str, *, registry: Any = None, import_check: bool = True) -> ConformanceReport:
+    """Run the conformance suite on the installed plugin ``name`` (its canonical name)."""
+    from paralab_registry import ACTIVE, LoadSettings
+
+    report = ConformanceReport(name)
+    base = registry or host.get_registry()
+    record = base.plugin(name)
+    report._run("loads", lambda: _loaded(record))
+    if record.status != ACTIVE:
+        return report
+    module = record.module.partition(":")[0]
+    if import_check and not record.builtin:
+        report._run("imports nothing heavy at import time", lambda: _light(module))
+    # A fresh registry with only this plugin (and the host's), plus the tiny dataset.
+    settings = LoadSettings(only=(name,))
+    checked = base if record.builtin else host.make_registry(settings).load()
+    if TINY not in checked.records:
+        checked.add(TINY, TinyDataPlugin())
+    specs = [
+        spec
+        for kind in checked.components
+        for spec in checked.components[kind].values()
+        if spec.provider == name
+    ]
+    if not specs:
+        report.checks.append(Check("contributes components", SKIP, "contributes none"))
+    for spec in specs:
+        report._run(f"{spec.kind} {spec.name!r} is well formed", lambda spec=spec: _well_formed(spec))
+        runner = _RUNNERS.get(spec.kind)
+        if runner is not None:
+            report._run(
+                f"{spec.kind} {spec.name!r} builds and runs a tiny step",
+                lambda spec=spec, runner=runner: runner(spec, checked),
+            )
+    return report
+
+
+def _loaded(record: Any) -> str:
+    if record.status != "active":
+        raise RuntimeError(f"status {record.status}: {record.reason}")
+    counts = ", ".join(f"{len(v)} {k}" for k, v in record.contributions.items())
+    return f"API {record.api or '?'}; {counts or 'no components'}"
+
+
+def _light(module: str) -> str:
+    heavy = light_import(module)
+    if heavy:
+        raise RuntimeError(
+            f"`import {module}` imports {', '.join(heavy)}; import them inside the factories"
+        )
+    return f"import {module} pulls in none of the heavy libraries"
+
+
+def _well_formed(spec: Any) -> str:
+    if not spec.name.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(f"name {spec.name!r} must be letters, digits, '_' or '-'")
+    if not spec.description:
+        raise ValueError("has no description (paralab list shows it to users)")
+    json.dumps(spec.describe())
+    unknown = set(spec.example) - set(spec.options) - {"skip", "root", "dataset", "model"}
+    if unknown:
+        raise ValueError(f"example names options it does not declare: {sorted(unknown)}")
+    spec.load()
+    return ""
+
+
+def _tiny_spec(**overrides: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "name": "conformance",
+        "dataset": TINY,
+        "model": {"name": "mlp", "hidden": [16]},
+        "protocol": {"name": "supervised", "epochs": 1, "batch_size": 32},
+        "method": "sgd",
+        "output": None,
+        "device": "cpu",
+    }
+    spec.update(overrides)
+    return spec
+
+
+def _options(spec: Any) -> dict[str, Any]:
+    return {k: v for k, v in spec.example.items() if k not in ("skip", "dataset", "model")}
+
+
+def _run_tiny(registry: Any, **overrides: Any) -> Any:
+    from paralab.runner import run
+
+    result = run(_tiny_spec(**overrides), registry=registry)
+    if result.status != "completed":
+        raise RuntimeError(f"run ended with status {result.status}")
+    return result
+
+
+def _check_dataset(spec: Any, registry: Any) -> str:
+    from paralab.data import DataNotFoundError, SharedDataset
+
+    if "skip" in spec.example:
+        raise _Skip(spec.example["skip"])
+    try:
+        dataset = spec.load()(**_options(spec))
+    except DataNotFoundError as error:
+        raise _Skip(f"data not available here: {error}") from None
+    if not isinstance(dataset, SharedDataset):
+        raise TypeError(f"factory returned {type(dataset).__name__}, not SharedDataset")
+    missing = [s for s in spec.sensitive if s not in dataset.features]
+    if missing:
+        raise ValueError(f"declares sensitive features {missing} it does not provide")
+    return f"{len(dataset)} rows, {dataset.info.n_classes} classes"
+
+
+def _check_model(spec: Any, registry: Any) -> str:
+    import torch
+
+    from paralab.testing.kit import tiny_dataset
+
+    dataset = tiny_dataset()
+    model = spec.load()(dataset.info, **_options(spec))
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"factory returned {type(model).__name__}, not torch.nn.Module")
+    x = dataset.x[:8]
+    logits = model(x)
+    if tuple(logits.shape) != (8, dataset.info.n_classes):
+        raise ValueError(f"logits shape {tuple(logits.shape)}, expected (8, {dataset.info.n_classes})")
+    logits.sum().backward()
+    return "forward and backward on a batch of 8"
+
+
+def _pair(spec: Any, registry: Any) -> tuple[Any, Any]:
+    if spec.kind == "method":
+        protocol = registry.components["protocol"].get(spec.protocols[0]) if spec.protocols else None
+        if protocol is None:
+            raise ValueError(f"supports protocols {list(spec.protocols)}, none installed")
+        return protocol, spec
+    methods = [m for m in registry.components["method"].values() if spec.name in m.protocols]
+    if not methods:
+        raise ValueError(f"no installed method supports protocol {spec.name!r}")
+    return spec, methods[0]
+
+
+def _check_training(spec: Any, registry: Any) -> str:
+    protocol, method = _pair(spec, registry)
+    overrides: dict[str, Any] = {
+        "protocol": {"name": protocol.name, **_options(protocol)},
+        "method": {"name": method.name, **_options(method)},
+    }
+    for source in (protocol, method):
+        if "dataset" in source.example:
+            overrides["dataset"] = source.example["dataset"]
+        if "model" in source.example:
+            overrides["model"] = source.example["model"]
+    result = _run_tiny(registry, **overrides)
+    return f"{protocol.name} + {method.name}: {len(result.phases)} phases"
+
+
+def _check_metric(spec: Any, registry: Any) -> str:
+    result = _run_tiny(registry, metrics=[{"name": spec.name, **_options(spec)}])
+    key = next((k for k in result.metrics if k.endswith(f"/{spec.name}")), None)
+    if key is None:
+        raise ValueError("the metric recorded no value")
+    return f"{key} computed"
+
+
+def _check_auditor(spec: Any, registry: Any) -> str:
+    result = _run_tiny(registry, auditors=[{"name": spec.name, **_options(spec)}])
+    audited = [key for phase in result.phases for key in phase["audits"] if key.startswith(spec.name)]
+    if not audited:
+        raise ValueError("the auditor returned nothing at the evaluation points")
+    return f"audited {len(audited)} evaluation points"
+
+
+def _check_loss(spec: Any, registry: Any) -> str:
+    result = _run_tiny(registry, losses=[{"name": spec.name, **_options(spec)}])
+    return f"trained one epoch with it (train/loss {result.phases[-1]['metrics']['train/loss']:.3f})"
+
+
+def _check_middleware(spec: Any, registry: Any) -> str:
+    import torch
+
+    from paralab.context import Update
+    from paralab.hookspecs import hookimpl
+
+    seen: list[Any] = []
+
+    class Probe:
+        @hookimpl
+        def paralab_after_phase(self, run: Any, phase: Any) -> None:
+            update = Update(delta={"weight": torch.ones(4)}, source=0, weight=1.0)
+            seen.append(run.process_update(update))
+
+    registry.pm.register(Probe(), name="conformance-probe")
+    try:
+        _run_tiny(registry, middleware=[{"name": spec.name, **_options(spec)}])
+    finally:
+        registry.pm.unregister(name="conformance-probe")
+    if not seen or not isinstance(seen[0], Update):
+        raise TypeError(f"paralab_process_update returned {seen[:1]!r}, expected an Update")
+    return "wrapped paralab_process_update and returned an Update"
+
+
+_RUNNERS: dict[str, Callable[[Any, Any], str]] = {
+    "dataset": _check_dataset,
+    "model": _check_model,
+    "protocol": _check_training,
+    "method": _check_training,
+    "metric": _check_metric,
+    "auditor": _check_auditor,
+    "loss": _check_loss,
+    "middleware": _check_middleware,
+}

@@ -1,0 +1,39 @@
+"""Discovery and validation of paralab plugins and their components.
+
+Light on purpose: pluggy and the standard library only, so listing plugins never imports
+torch. The host (``paralab``) builds one :class:`PluginRegistry` per process.
+"""
+
+from paralab_registry.manager import (
+    PluginLoadError,
+    PluginRegistry,
+    UnknownComponentError,
+    UnknownPluginError,
+    api_compatible,
+    suggest,
+)
+from paralab_registry.records import (
+    ACTIVE,
+    DISABLED,
+    FAILED,
+    INCOMPATIBLE,
+    STATUSES,
+    PluginRecord,
+)
+from paralab_registry.settings import LoadSettings
+
+__all__ = [
+    "ACTIVE",
+    "DISABLED",
+    "FAILED",
+    "INCOMPATIBLE",
+    "STATUSES",
+    "LoadSettings",
+    "PluginLoadError",
+    "PluginRecord",
+    "PluginRegistry",
+    "UnknownComponentError",
+    "UnknownPluginError",
+    "api_compatible",
+    "suggest",
+]

@@ -1,0 +1,50 @@
+"""What the registry knows about one plugin: a small JSON-ready record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+ACTIVE = "active"
+FAILED = "failed"
+DISABLED = "disabled"
+INCOMPATIBLE = "incompatible"
+STATUSES = (ACTIVE, FAILED, DISABLED, INCOMPATIBLE)
+
+
+@dataclass
+class PluginRecord:
+    """One plugin as ``paralab plugins`` lists it.
+
+    ``name`` is the one canonical name: the entry-point name, which is also the name that
+    ``-p no:NAME`` blocks, ``PARALAB_LOAD_PLUGINS`` selects and ``check-plugin`` checks.
+    """
+
+    name: str
+    version: str = ""
+    distribution: str = ""
+    module: str = ""
+    status: str = ACTIVE
+    reason: str = ""
+    api: str = ""
+    builtin: bool = False
+    contributions: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """``name (distribution version)``: how errors name the plugin."""
+        origin = " ".join(part for part in (self.distribution, self.version) if part)
+        return f"{self.name} ({origin})" if origin else self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "distribution": self.distribution,
+            "module": self.module,
+            "status": self.status,
+            "reason": self.reason,
+            "api": self.api,
+            "builtin": self.builtin,
+            "contributions": {kind: list(names) for kind, names in self.contributions.items()},
+        }
