@@ -1,0 +1,29 @@
+"""Shared fixtures. Real data files come from $PARALAB_DATA; tests that need them skip,
+saying why, when it is unset (CI sets it to ../shared/data)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The folder of real data files ($PARALAB_DATA); skips the test when unavailable."""
+    value = os.environ.get("PARALAB_DATA")
+    if not value:
+        pytest.skip("PARALAB_DATA is not set: point it at the real data folder (../shared/data)")
+    root = Path(value)
+    if not root.is_dir():
+        pytest.skip(f"PARALAB_DATA={value} is not a folder")
+    return root
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _few_threads() -> None:
+    """Two threads: the size of the CI machine, and fair to parallel test runs."""
+    import torch
+
+    torch.set_num_threads(2)
