@@ -200,7 +200,7 @@ def run(spec: ExperimentSpec | dict[str, Any] | str | Path, *, registry: Any = N
         writer.finish(result)
         return result
     except Exception as error:
-        plugin = registry.plugin_of(error.__traceback__) or stage.provider or None
+        plugin = registry.plugin_of(error.__traceback__, prefer=stage.provider or None)
         where = f"{stage.kind} {stage.name!r}" if stage.name else stage.kind
         who = f"plugin {registry.records[plugin].label}" if plugin in registry.records else "the host"
         message = f"{who} failed in {where}: {type(error).__name__}: {error}"

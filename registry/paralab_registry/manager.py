@@ -195,7 +195,11 @@ class PluginRegistry:
         ]
         if unknown:
             self.pm.unregister(name=record.name)
-            known = [name for name in dir(self.pm.hook) if name.startswith(self.project + "_")]
+            known = [
+                name
+                for name, caller in vars(self.pm.hook).items()
+                if name.startswith(self.project + "_") and caller.has_spec()
+            ]
             hints = "; ".join(f"{name}{suggest(name, known)}" for name in unknown)
             self._fail(record, f"implements hooks that match no spec: {hints}")
             return
@@ -314,16 +318,24 @@ class PluginRegistry:
             )
         return message
 
-    def plugin_of(self, tb: TracebackType | None) -> str | None:
-        """The plugin whose code raised, read from a traceback (innermost plugin frame wins)."""
-        culprit = None
+    def plugin_of(self, tb: TracebackType | None, prefer: str | None = None) -> str | None:
+        """The plugin whose code raised, read from a traceback: the innermost frame that
+        belongs to a plugin's module wins. Where several plugins share that module, ``prefer``
+        (the provider of the component that was running) breaks the tie."""
+        culprits: list[str] = []
         while tb is not None:
             module = tb.tb_frame.f_globals.get("__name__", "")
-            for name, prefix in self._modules.items():
-                if module == prefix or module.startswith(prefix + "."):
-                    culprit = name
+            owners = [
+                name
+                for name, prefix in self._modules.items()
+                if module == prefix or module.startswith(prefix + ".")
+            ]
+            if owners:
+                culprits = owners
             tb = tb.tb_next
-        return culprit
+        if prefer in culprits or (not culprits and prefer in self.records):
+            return prefer
+        return culprits[0] if culprits else None
 
 
 class _Clash(Exception):
