@@ -1,0 +1,180 @@
+"""The ``fairness`` auditor: per-group metrics and disparities at every evaluation of any run.
+
+It reads only the shared :class:`paralab.Predictions` (labels, probabilities and the rows'
+sensitive features), so it audits a supervised, federated, continual, few-shot or quantum run
+alike. It keeps every evaluation point, so :meth:`FairnessAuditor.finalize` can draw how the
+disparities moved over a run (after each epoch, experience or round), not only where they
+ended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from paralab_fairness.table import FairnessTable, fairness_table
+
+if TYPE_CHECKING:
+    from paralab.context import Phase, RunContext
+    from paralab.data import SharedDataset
+    from paralab.evaluation import Predictions
+
+
+@dataclass
+class AuditPoint:
+    """One evaluation point's audit: where in the run, which split, the tables."""
+
+    phase_kind: str
+    phase_index: int
+    split: str
+    tables: list[FairnessTable]
+
+
+def resolve_sensitive(
+    requested: Sequence[str], dataset: SharedDataset, owner: str
+) -> tuple[str, ...]:
+    """The sensitive features to use: those requested, else the dataset's declared ones.
+
+    :raises ValueError: naming the option, the dataset and its features, before training.
+    """
+    names = tuple(requested) or tuple(dataset.sensitive)
+    if not names:
+        raise ValueError(
+            f"{owner}: dataset {dataset.name!r} declares no sensitive features; set the option "
+            f"sensitive = [...] to some of its features: {sorted(dataset.features)}"
+        )
+    missing = [name for name in names if name not in dataset.features]
+    if missing:
+        raise ValueError(
+            f"{owner}: option sensitive names {missing}, which dataset {dataset.name!r} does "
+            f"not have; its features: {sorted(dataset.features)} (declared sensitive: "
+            f"{list(dataset.sensitive)})"
+        )
+    for name in names:
+        values = dataset.features[name]
+        if values.dtype.is_floating_point:
+            raise ValueError(
+                f"{owner}: feature {name!r} of dataset {dataset.name!r} is continuous "
+                f"({values.dtype}); a sensitive feature must be integer group codes"
+            )
+    return names
+
+
+def positive_scores(predictions: Predictions, positive_class: int) -> torch.Tensor | None:
+    """The probability of the positive class per row, when the model outputs one."""
+    if predictions.n_classes <= positive_class:
+        return None
+    return predictions.probabilities[:, positive_class]
+
+
+class FairnessAuditor:
+    """Audits each evaluation: by every sensitive feature and (optionally) their intersection."""
+
+    def __init__(
+        self,
+        sensitive: Sequence[str] = (),
+        intersectional: bool = True,
+        positive_class: int = 1,
+        bootstrap: int = 200,
+        confidence: float = 0.95,
+        bins: int = 10,
+        seed: int = 0,
+        plots: bool = True,
+    ) -> None:
+        if isinstance(sensitive, str):
+            sensitive = [sensitive]
+        if bootstrap < 0:
+            raise ValueError(f"auditor fairness: bootstrap must be >= 0 (0 disables), got {bootstrap}")
+        if not 0.0 < confidence < 1.0:
+            raise ValueError(f"auditor fairness: confidence must be in (0, 1), got {confidence}")
+        if bins < 1:
+            raise ValueError(f"auditor fairness: bins must be >= 1, got {bins}")
+        if positive_class < 0:
+            raise ValueError(f"auditor fairness: positive_class must be >= 0, got {positive_class}")
+        self.sensitive = tuple(sensitive)
+        self.intersectional = intersectional
+        self.positive_class = positive_class
+        self.bootstrap = bootstrap
+        self.confidence = confidence
+        self.bins = bins
+        self.seed = seed
+        self.plots = plots
+        self.history: list[AuditPoint] = []
+
+    def paralab_fairness_validate(self, run: RunContext) -> None:
+        """Called by the plugin's ``paralab_before_experiment``: fail before training."""
+        resolve_sensitive(self.sensitive, run.dataset, "auditor fairness")
+        n_classes = run.dataset.info.n_classes
+        if self.positive_class >= n_classes:
+            raise ValueError(
+                f"auditor fairness: positive_class = {self.positive_class} but dataset "
+                f"{run.dataset.name!r} has {n_classes} classes {list(run.dataset.class_names)}"
+            )
+
+    def groupings(self, names: tuple[str, ...]) -> list[tuple[str, ...]]:
+        single = [(name,) for name in names]
+        return single + [names] if self.intersectional and len(names) > 1 else single
+
+    def tables(self, predictions: Predictions) -> list[FairnessTable]:
+        """The audit of one set of predictions, one table per grouping."""
+        dataset = predictions.dataset
+        if dataset is None:
+            raise ValueError("auditor fairness: these predictions carry no dataset")
+        names = resolve_sensitive(self.sensitive, dataset, "auditor fairness")
+        features = {name: predictions.feature(name) for name in names}
+        scores = positive_scores(predictions, self.positive_class)
+        tables = []
+        for position, grouping in enumerate(self.groupings(names)):
+            tables.append(
+                fairness_table(
+                    predictions.targets,
+                    predictions.labels,
+                    {name: features[name] for name in grouping},
+                    scores=scores,
+                    categories=dataset.categories,
+                    positive_class=self.positive_class,
+                    bootstrap=self.bootstrap,
+                    confidence=self.confidence,
+                    seed=self.seed + position + 7919 * len(self.history),
+                    bins=self.bins,
+                )
+            )
+        return tables
+
+    def audit(self, run: RunContext, phase: Phase | None, predictions: Predictions) -> dict[str, Any]:
+        tables = self.tables(predictions)
+        self.history.append(
+            AuditPoint(
+                phase_kind=phase.kind if phase is not None else "",
+                phase_index=phase.index if phase is not None else len(self.history),
+                split=predictions.split,
+                tables=tables,
+            )
+        )
+        return {table.key: table.to_dict() for table in tables}
+
+    def finalize(self, run: RunContext) -> dict[str, Any]:
+        """Write the table and plots to the run's folder; return the last and the history."""
+        from paralab_fairness.report import write_report
+
+        last: dict[str, Any] = {}
+        for point in self.history:
+            last[point.split] = {t.key: t.disparities for t in point.tables}
+        history = [
+            {
+                "phase": point.phase_kind,
+                "index": point.phase_index,
+                "split": point.split,
+                **{t.key: t.disparities for t in point.tables},
+            }
+            for point in self.history
+        ]
+        files: dict[str, str] = {}
+        if run.writer.enabled and self.history:
+            files = write_report(self.history, run.output_dir, plots=self.plots)
+            for name, file in files.items():
+                run.result.artifacts[f"fairness_{name}"] = file
+        return {"evaluations": len(self.history), "last": last, "history": history, "files": files}

@@ -1,0 +1,136 @@
+"""Per-group metrics and disparities, derived from confusion counts alone.
+
+All functions take counts of shape ``(..., groups, 4)`` (cells ``tn, fp, fn, tp``) so the same
+code serves one audit and a batch of bootstrap replicates. A rate whose denominator is zero
+(a true positive rate for a group with no positives) is NaN, never a made-up number; the
+caller warns and names the group.
+"""
+
+from __future__ import annotations
+
+import torch
+
+METRICS = (
+    "count",
+    "selection_rate",
+    "accuracy",
+    "true_positive_rate",
+    "false_positive_rate",
+    "false_negative_rate",
+    "precision",
+)
+"""The per-group metrics computed from counts (calibration error needs scores as well)."""
+
+DENOMINATORS = {
+    "selection_rate": "no rows",
+    "accuracy": "no rows",
+    "true_positive_rate": "no rows with a positive label",
+    "false_positive_rate": "no rows with a negative label",
+    "false_negative_rate": "no rows with a positive label",
+    "precision": "no positive predictions",
+    "calibration_error": "no rows",
+}
+"""Why each rate can be undefined, for the warning."""
+
+DISPARITIES = (
+    "demographic_parity_difference",
+    "demographic_parity_ratio",
+    "equalized_odds_difference",
+    "equal_opportunity_difference",
+)
+
+
+def _divide(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
+    nan = torch.full_like(numerator, float("nan"))
+    return torch.where(denominator > 0, numerator / denominator.clamp(min=1e-300), nan)
+
+
+def rates(counts: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every metric of :data:`METRICS` per group, float64, from ``(..., groups, 4)`` counts."""
+    counts = counts.double()
+    tn, fp, fn, tp = counts.unbind(dim=-1)
+    n = tn + fp + fn + tp
+    positives, negatives, predicted = tp + fn, tn + fp, tp + fp
+    return {
+        "count": n,
+        "selection_rate": _divide(predicted, n),
+        "accuracy": _divide(tn + tp, n),
+        "true_positive_rate": _divide(tp, positives),
+        "false_positive_rate": _divide(fp, negatives),
+        "false_negative_rate": _divide(fn, positives),
+        "precision": _divide(tp, predicted),
+    }
+
+
+def calibration_error(gap: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """Expected calibration error per group: ``sum_bins |sum(score - y)| / rows``.
+
+    This equals ``sum_b (n_b / n) * |mean score_b - mean y_b|`` over equal-width score bins.
+    """
+    return _divide(gap.abs().sum(dim=-1), count)
+
+
+def spread(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The largest and smallest defined value over the last (group) dimension; NaN if none."""
+    defined = ~torch.isnan(values)
+    high = torch.where(defined, values, torch.full_like(values, -torch.inf)).amax(dim=-1)
+    low = torch.where(defined, values, torch.full_like(values, torch.inf)).amin(dim=-1)
+    none = ~defined.any(dim=-1)
+    nan = torch.full_like(high, float("nan"))
+    return torch.where(none, nan, high), torch.where(none, nan, low)
+
+
+def difference(values: torch.Tensor) -> torch.Tensor:
+    """Largest minus smallest defined group value (fairlearn's ``between_groups``)."""
+    high, low = spread(values)
+    return high - low
+
+
+def ratio(values: torch.Tensor) -> torch.Tensor:
+    """Smallest over largest defined group value (fairlearn's ``between_groups`` ratio)."""
+    high, low = spread(values)
+    return _divide(low, high)
+
+
+def disparities(metrics: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Demographic parity (difference, ratio), equalized odds and equal opportunity differences.
+
+    Equalized odds difference is the larger of the true- and false-positive-rate differences,
+    as in fairlearn's ``equalized_odds_difference`` (``agg="worst_case"``).
+    """
+    tpr_gap = difference(metrics["true_positive_rate"])
+    fpr_gap = difference(metrics["false_positive_rate"])
+    return {
+        "demographic_parity_difference": difference(metrics["selection_rate"]),
+        "demographic_parity_ratio": ratio(metrics["selection_rate"]),
+        "equalized_odds_difference": torch.fmax(tpr_gap, fpr_gap),
+        "equal_opportunity_difference": tpr_gap,
+    }
+
+
+def bootstrap_intervals(
+    counts: torch.Tensor,
+    resamples: int,
+    confidence: float = 0.95,
+    generator: torch.Generator | None = None,
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap intervals of every disparity, resampling rows (Poisson bootstrap).
+
+    Giving each row a Poisson(1) weight makes a cell's resampled count the sum of its rows'
+    weights: Poisson(count). So ``resamples`` replicates cost ``resamples x groups x 4``
+    draws, not ``resamples x rows``, and are exact for the row-level Poisson bootstrap.
+    """
+    if resamples <= 0:
+        return {}
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"fairness: confidence must be in (0, 1), got {confidence}")
+    expanded = counts.double().unsqueeze(0).expand(resamples, *counts.shape).contiguous()
+    drawn = torch.poisson(expanded, generator=generator)
+    replicated = disparities(rates(drawn))
+    tail = (1.0 - confidence) / 2.0
+    levels = torch.tensor([tail, 1.0 - tail], dtype=torch.float64, device=counts.device)
+    intervals = {}
+    for name, values in replicated.items():
+        low, high = torch.nanquantile(values, levels).tolist()
+        intervals[name] = (low, high)
+    return intervals

@@ -1,0 +1,152 @@
+"""Files the fairness auditor leaves in a run's folder: tables (CSV) and plots (PNG).
+
+* ``fairness_groups.csv``: every group's metrics at the last evaluation of each split.
+* ``fairness_history.csv``: every disparity (with its interval) at every evaluation point.
+* ``fairness_groups.png``: bars of selection rate, TPR and FPR per group (last evaluation).
+* ``fairness_over_time.png``: disparities over the run's evaluation points, the drift curve.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from paralab_fairness.rates import DISPARITIES
+
+if TYPE_CHECKING:
+    from paralab_fairness.auditor import AuditPoint
+
+BAR_METRICS = ("selection_rate", "true_positive_rate", "false_positive_rate")
+
+
+def _last_per_split(history: Sequence[AuditPoint]) -> dict[str, AuditPoint]:
+    last: dict[str, AuditPoint] = {}
+    for point in history:
+        last[point.split] = point
+    return last
+
+
+def write_groups_csv(history: Sequence[AuditPoint], path: Path) -> None:
+    rows = []
+    metric_names: list[str] = []
+    for split, point in _last_per_split(history).items():
+        for table in point.tables:
+            for name in table.metrics:
+                if name not in metric_names:
+                    metric_names.append(name)
+            for position, label in enumerate(table.labels):
+                row = {"split": split, "grouping": table.key, "group": label}
+                row.update({name: values[position] for name, values in table.metrics.items()})
+                rows.append(row)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, ["split", "grouping", "group", *metric_names])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_history_csv(history: Sequence[AuditPoint], path: Path) -> None:
+    columns = ["point", "phase", "index", "split", "grouping"]
+    for name in DISPARITIES:
+        columns += [name, f"{name}_low", f"{name}_high"]
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, columns)
+        writer.writeheader()
+        for number, point in enumerate(history):
+            for table in point.tables:
+                row: dict[str, object] = {
+                    "point": number,
+                    "phase": point.phase_kind,
+                    "index": point.phase_index,
+                    "split": point.split,
+                    "grouping": table.key,
+                }
+                for name in DISPARITIES:
+                    low, high = table.intervals.get(name, (math.nan, math.nan))
+                    row.update({name: table.disparities[name], f"{name}_low": low,
+                                f"{name}_high": high})
+                writer.writerow(row)
+
+
+def plot_groups(history: Sequence[AuditPoint], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    point = history[-1]
+    tables = point.tables
+    figure, axes = plt.subplots(
+        1, len(tables), figsize=(max(5, 1.2 * sum(len(t.groups) for t in tables)), 4),
+        squeeze=False,
+    )
+    width = 0.8 / len(BAR_METRICS)
+    for axis, table in zip(axes[0], tables):
+        positions = range(len(table.groups))
+        for offset, metric in enumerate(BAR_METRICS):
+            axis.bar([p + offset * width for p in positions], table.metrics[metric], width,
+                     label=metric.replace("_", " "))
+        axis.set_xticks([p + width for p in positions])
+        axis.set_xticklabels(table.labels, rotation=60, ha="right", fontsize=7)
+        dp = table.disparities["demographic_parity_difference"]
+        axis.set_title(f"{table.key} (DP diff {dp:.3f})", fontsize=9)
+        axis.set_ylim(0, 1)
+    axes[0][0].legend(fontsize=7)
+    figure.suptitle(f"fairness by group: {point.split}, {point.phase_kind} {point.phase_index}")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot_over_time(history: Sequence[AuditPoint], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    splits = list(dict.fromkeys(point.split for point in history))
+    figure, axes = plt.subplots(1, len(splits), figsize=(6 * len(splits), 4), squeeze=False)
+    for axis, split in zip(axes[0], splits):
+        points = [(n, p) for n, p in enumerate(history) if p.split == split]
+        keys = list(dict.fromkeys(t.key for _, p in points for t in p.tables))
+        for key in keys:
+            for name, style in (("demographic_parity_difference", "-"),
+                                ("equalized_odds_difference", "--")):
+                xs, ys, lows, highs = [], [], [], []
+                for step, (_, point) in enumerate(points):
+                    table = next((t for t in point.tables if t.key == key), None)
+                    if table is None:
+                        continue
+                    xs.append(step)
+                    ys.append(table.disparities[name])
+                    low, high = table.intervals.get(name, (math.nan, math.nan))
+                    lows.append(low)
+                    highs.append(high)
+                line = axis.plot(xs, ys, style, marker="o", label=f"{key}: {name[:-11]}")[0]
+                if not all(math.isnan(v) for v in lows):
+                    axis.fill_between(xs, lows, highs, alpha=0.15, color=line.get_color())
+        axis.set_xticks(range(len(points)))
+        axis.set_xticklabels([f"{p.phase_kind} {p.phase_index}" for _, p in points],
+                             rotation=45, ha="right", fontsize=7)
+        axis.set_ylabel("disparity")
+        axis.set_title(f"fairness over the run: {split}")
+        axis.legend(fontsize=6)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def write_report(history: Sequence[AuditPoint], folder: Path, plots: bool = True) -> dict[str, str]:
+    """Write the tables (and plots) into ``folder``; return ``{kind: file name}``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {"groups": "fairness_groups.csv", "history": "fairness_history.csv"}
+    write_groups_csv(history, folder / files["groups"])
+    write_history_csv(history, folder / files["history"])
+    if plots:
+        files["bars"] = "fairness_groups.png"
+        files["curve"] = "fairness_over_time.png"
+        plot_groups(history, folder / files["bars"])
+        plot_over_time(history, folder / files["curve"])
+    return files

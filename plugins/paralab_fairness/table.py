@@ -1,0 +1,190 @@
+"""The audit of one set of predictions: per-group metrics, disparities, intervals.
+
+:func:`fairness_table` is the fast, library-level entry point (the auditor, the benchmark and
+the parity tests call it): labels, predictions, optional scores and sensitive features in,
+a :class:`FairnessTable` out. It validates its input first and never returns a number it
+could not compute: undefined rates are NaN, with a :class:`FairnessWarning` naming the group.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from paralab_fairness.confusion import group_counts
+from paralab_fairness.groups import encode_groups, group_label
+from paralab_fairness.rates import (
+    DENOMINATORS,
+    bootstrap_intervals,
+    calibration_error,
+    disparities,
+    rates,
+)
+
+
+class FairnessWarning(UserWarning):
+    """A fairness metric is undefined for a group (reported as NaN) or a group is tiny."""
+
+
+@dataclass
+class FairnessTable:
+    """Per-group metrics of one grouping (one sensitive feature or an intersection).
+
+    ``groups`` are label tuples (one label per feature in ``features``); ``metrics`` maps a
+    metric name to one float per group; ``overall`` the same metrics on all rows;
+    ``intervals`` maps a disparity to its bootstrap ``(low, high)``; ``undefined`` maps a
+    metric to the groups where it is NaN.
+    """
+
+    features: tuple[str, ...]
+    groups: list[tuple[str, ...]]
+    metrics: dict[str, list[float]]
+    overall: dict[str, float]
+    disparities: dict[str, float]
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    undefined: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """``"race"`` or, for an intersection, ``"race*sex"``."""
+        return "*".join(self.features)
+
+    @property
+    def labels(self) -> list[str]:
+        return [group_label(group) for group in self.groups]
+
+    def by_group(self, metric: str) -> dict[str, float]:
+        return dict(zip(self.labels, self.metrics[metric]))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (NaN stays NaN here; the host's writer turns it into null)."""
+        return {
+            "features": list(self.features),
+            "groups": self.labels,
+            "metrics": {name: list(values) for name, values in self.metrics.items()},
+            "overall": dict(self.overall),
+            "disparities": dict(self.disparities),
+            "intervals": {name: list(bounds) for name, bounds in self.intervals.items()},
+            "undefined": {name: list(groups) for name, groups in self.undefined.items()},
+        }
+
+
+def _binary(values: torch.Tensor, positive_class: int, what: str) -> torch.Tensor:
+    if values.ndim != 1:
+        raise ValueError(f"fairness: {what} must be 1-D, got shape {tuple(values.shape)}")
+    if values.dtype == torch.bool:
+        return values
+    if values.dtype.is_floating_point and torch.isnan(values).any():
+        raise ValueError(f"fairness: {what} contain NaN")
+    return values == positive_class
+
+
+def check_scores(scores: torch.Tensor, n_rows: int) -> torch.Tensor:
+    """Scores must be one finite probability per row."""
+    if scores.ndim != 1 or scores.numel() != n_rows:
+        raise ValueError(
+            f"fairness: scores have shape {tuple(scores.shape)}, expected ({n_rows},): one "
+            "probability of the positive class per row"
+        )
+    bad = ~torch.isfinite(scores)
+    if bad.any():
+        first = int(torch.nonzero(bad)[0])
+        raise ValueError(
+            f"fairness: scores contain {int(bad.sum())} NaN or infinite values (first at row "
+            f"{first}); a calibration error cannot be computed from them"
+        )
+    if float(scores.min()) < 0.0 or float(scores.max()) > 1.0:
+        raise ValueError("fairness: scores must be probabilities in [0, 1]")
+    return scores
+
+
+def fairness_table(
+    y_true: torch.Tensor,
+    y_pred: torch.Tensor,
+    sensitive: Mapping[str, torch.Tensor],
+    *,
+    scores: torch.Tensor | None = None,
+    categories: Mapping[str, Sequence[str]] | None = None,
+    positive_class: int = 1,
+    bootstrap: int = 0,
+    confidence: float = 0.95,
+    seed: int = 0,
+    bins: int = 10,
+) -> FairnessTable:
+    """Audit predictions over the groups of ``sensitive`` (their intersection when several).
+
+    :param y_true: targets (class labels, or bool where True is positive).
+    :param y_pred: predicted labels, same length.
+    :param sensitive: feature name -> integer group code per row; several features give the
+        intersectional groups (only combinations that occur).
+    :param scores: the predicted probability of ``positive_class`` per row, for calibration.
+    :param categories: labels of each feature's codes (default: the codes as strings).
+    :param bootstrap: resamples for the disparities' percentile intervals (0: none).
+    :raises ValueError: mismatched lengths, NaN scores, non-integer codes, a single group.
+    """
+    n = int(y_true.numel())
+    if int(y_pred.numel()) != n:
+        raise ValueError(
+            f"fairness: y_true has {n} rows but y_pred has {int(y_pred.numel())}; they must "
+            "be the same rows"
+        )
+    if n == 0:
+        raise ValueError("fairness: no rows to audit")
+    device = y_true.device
+    truth = _binary(y_true.to(device), positive_class, "targets")
+    predicted = _binary(y_pred.to(device), positive_class, "predictions")
+    if scores is not None:
+        scores = check_scores(scores.to(device), n)
+    codes = encode_groups(
+        {name: values.to(device) for name, values in sensitive.items()}, categories, n_rows=n
+    )
+    counted = group_counts(codes, truth, predicted, scores, bins)
+    groups = codes.decode(counted.numbers.tolist())
+    if len(groups) < 2:
+        only = group_label(groups[0]) if groups else "none"
+        raise ValueError(
+            f"fairness: sensitive feature {'*'.join(codes.names)!r} has a single group "
+            f"({only!r}) in these {n} rows; a disparity needs at least two groups"
+        )
+    per_group = rates(counted.counts)
+    overall = rates(counted.counts.sum(dim=0, keepdim=True))
+    if counted.calibration_gap is not None:
+        per_group["calibration_error"] = calibration_error(
+            counted.calibration_gap, per_group["count"]
+        )
+        overall["calibration_error"] = calibration_error(
+            counted.calibration_gap.sum(dim=0, keepdim=True), overall["count"]
+        )
+    gaps = {name: float(value) for name, value in disparities(per_group).items()}
+    generator = torch.Generator(device=device).manual_seed(seed)
+    intervals = bootstrap_intervals(counted.counts, bootstrap, confidence, generator)
+    metrics = {name: values.cpu().tolist() for name, values in per_group.items()}
+    table = FairnessTable(
+        features=codes.names,
+        groups=groups,
+        metrics=metrics,
+        overall={name: float(values[0]) for name, values in overall.items()},
+        disparities=gaps,
+        intervals=intervals,
+    )
+    _warn_undefined(table)
+    return table
+
+
+def _warn_undefined(table: FairnessTable) -> None:
+    for metric, values in table.metrics.items():
+        missing = [label for label, value in zip(table.labels, values) if math.isnan(value)]
+        if not missing:
+            continue
+        table.undefined[metric] = missing
+        warnings.warn(
+            f"fairness: {metric} is undefined ({DENOMINATORS.get(metric, 'no rows')}) for "
+            f"{table.key} group(s) {missing}; reported as NaN and left out of the disparities",
+            FairnessWarning,
+            stacklevel=3,
+        )
