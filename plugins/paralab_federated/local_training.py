@@ -1,0 +1,140 @@
+"""Client-side training: one client at a time (loop) or all of a round's clients at once (vmap).
+
+Both do the same local SGD on the same minibatches: cross-entropy (plus FedProx's proximal
+term ``mu/2 * ||w - w_global||^2``) minimized with plain SGD at the client learning rate. The
+loop uses ``torch.optim.SGD`` on a copy of the model; the vectorized path stacks the clients'
+parameters along a new first dimension and takes every client's step in one
+``torch.func.vmap(grad(functional_call(...)))`` call, the minibatches padded and masked to equal
+length. The loop is the reference that the vmap path is tested against.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Params = dict[str, torch.Tensor]
+ExtraLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, nn.Module],
+                     torch.Tensor | float]
+"""``extra(logits, x, y, rows, model)``: the spec's loss terms on one minibatch."""
+
+
+def parameters_of(model: nn.Module) -> Params:
+    """The model's trainable parameters, detached copies keyed by name."""
+    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def load_parameters(model: nn.Module, params: Params) -> None:
+    with torch.no_grad():
+        named = dict(model.named_parameters())
+        for name, value in params.items():
+            named[name].copy_(value)
+
+
+def proximal(params: Params | dict[str, nn.Parameter], anchor: Params, mu: float) -> torch.Tensor:
+    """FedProx's term ``mu/2 * sum ||w - w_global||^2`` (Li et al. 2020)."""
+    return 0.5 * mu * sum(((params[n] - anchor[n]) ** 2).sum() for n in anchor)
+
+
+def train_client(model: nn.Module, global_params: Params, x: torch.Tensor, y: torch.Tensor,
+                 batches: list[torch.Tensor], lr: float, mu: float = 0.0,
+                 extra: ExtraLoss | None = None) -> tuple[Params, float]:
+    """Local SGD of one client from ``global_params``; returns ``(delta, mean batch loss)``.
+
+    ``model`` is a scratch copy the caller owns: its parameters are overwritten.
+    """
+    load_parameters(model, global_params)
+    model.train()
+    named = {n: p for n, p in model.named_parameters() if n in global_params}
+    optimizer = torch.optim.SGD(named.values(), lr=lr)
+    total = 0.0
+    for rows in batches:
+        xb, yb = x[rows], y[rows]
+        logits = model(xb)
+        loss = F.cross_entropy(logits, yb)
+        if extra is not None:
+            loss = loss + extra(logits, xb, yb, rows, model)
+        if mu:
+            loss = loss + proximal(named, global_params, mu)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach())
+    delta = {n: named[n].detach() - global_params[n] for n in global_params}
+    return delta, total / max(len(batches), 1)
+
+
+class VmapTrainer:
+    """Every client of a round trains as one computation over stacked parameters."""
+
+    def __init__(self, model: nn.Module) -> None:
+        from torch.func import functional_call, grad_and_value, vmap
+
+        self.model = copy.deepcopy(model)
+        self.model.train()
+        self._functional_call = functional_call
+        self._grad_and_value = grad_and_value
+        self._vmap = vmap
+        self._step_fns: dict[float, Callable[..., tuple[Params, torch.Tensor]]] = {}
+
+    def _step_fn(self, mu: float) -> Callable[..., tuple[Params, torch.Tensor]]:
+        if mu not in self._step_fns:
+            model, call = self.model, self._functional_call
+
+            def loss(params: Params, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor,
+                     anchor: Params) -> torch.Tensor:
+                logits = call(model, params, (x,))
+                per_row = F.cross_entropy(logits, y, reduction="none")
+                weights = mask.to(per_row.dtype)
+                value = (per_row * weights).sum() / weights.sum().clamp(min=1.0)
+                if mu:
+                    value = value + proximal(params, anchor, mu)
+                return value
+
+            self._step_fns[mu] = self._vmap(
+                self._grad_and_value(loss), in_dims=(0, 0, 0, 0, None), randomness="different"
+            )
+        return self._step_fns[mu]
+
+    def train(self, global_params: Params, x: torch.Tensor, y: torch.Tensor,
+              rows: torch.Tensor, mask: torch.Tensor, lr: float,
+              mu: float = 0.0) -> tuple[Params, torch.Tensor]:
+        """Train ``C`` clients on ``rows``/``mask`` of shape ``(C, steps, batch)``.
+
+        Returns the stacked deltas (first dimension the client) and each client's mean loss.
+        """
+        n_clients, steps = rows.shape[0], rows.shape[1]
+        stacked = {n: p.unsqueeze(0).repeat(n_clients, *([1] * p.dim()))
+                   for n, p in global_params.items()}
+        step = self._step_fn(mu)
+        active = mask.any(dim=2)
+        losses = torch.zeros(n_clients, dtype=torch.float64, device=rows.device)
+        for s in range(steps):
+            index = rows[:, s]
+            grads, values = step(stacked, x[index], y[index], mask[:, s], global_params)
+            moving = active[:, s]
+            scale = (lr * moving.to(next(iter(stacked.values())).dtype))
+            for n in stacked:
+                stacked[n] = stacked[n] - scale.view(-1, *([1] * (stacked[n].dim() - 1))) * grads[n]
+            losses += torch.where(moving, values.detach().double(), 0.0)
+        counts = active.sum(dim=1).clamp(min=1).double()
+        deltas = {n: stacked[n] - global_params[n].unsqueeze(0) for n in stacked}
+        return deltas, losses / counts
+
+
+def vmap_unsupported(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> str:
+    """Why this model cannot train under vmap (``""`` when it can), from one tiny probe step."""
+    try:
+        probe = VmapTrainer(model)
+        params = parameters_of(probe.model)
+        rows = torch.zeros(2, 1, 2, dtype=torch.long, device=x.device)
+        rows[1, 0, 1] = min(1, len(x) - 1)
+        mask = torch.ones(2, 1, 2, dtype=torch.bool, device=x.device)
+        probe.train(params, x, y, rows, mask, lr=0.01, mu=0.01)
+    except Exception as error:  # noqa: BLE001 - any failure means: use the loop
+        return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+    return ""

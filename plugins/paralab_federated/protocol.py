@@ -1,0 +1,273 @@
+"""The ``federated`` protocol: rounds of sampled clients training locally, a server aggregate.
+
+One round = ``run.phase("round", r)``: sample clients (some drop out as stragglers), train
+them on the chosen backend, pass every client's :class:`paralab.Update` through the run's
+middleware (``run.process_update``: DP, secure aggregation), aggregate, let the method's server
+step move the global model, then evaluate it on the test split and on every client's rows
+(the per-client accuracy distribution) and record the bytes sent and received.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+from paralab.context import Batch, Update
+from paralab.evaluation import grouped_mean
+
+from paralab_federated import partitions
+from paralab_federated.aggregation import weighted_mean
+from paralab_federated.backends import BACKENDS, ClientResults, LoopBackend, VmapBackend, describe
+from paralab_federated.local_training import load_parameters, parameters_of, vmap_unsupported
+from paralab_federated.methods import FederatedMethod
+from paralab_federated.schedule import RoundPlan, plan_round
+
+if TYPE_CHECKING:
+    from paralab.context import RunContext
+
+STATE_KEY = "paralab_federated"
+PLOT_FILE = "federated_accuracy.png"
+
+
+def _bytes(tensors: dict[str, torch.Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+class Federated:
+    """Federated rounds over a partition of the train split (see the module docstring)."""
+
+    def __init__(
+        self,
+        clients: int = 100,
+        partition: str = "iid",
+        alpha: float = 0.5,
+        classes_per_client: int = 2,
+        fraction: float = 0.1,
+        rounds: int = 20,
+        local_epochs: int = 1,
+        batch_size: int = 16,
+        stragglers: float = 0.0,
+        backend: str = "vmap",
+        eval_every: int = 1,
+        client_eval: bool = True,
+        seed: int | None = None,
+        ray_address: str = "",
+        ray_num_cpus: int = 0,
+        train_split: str = "train",
+        eval_splits: Sequence[str] = ("test",),
+    ) -> None:
+        problems = []
+        if partition not in partitions.SCHEMES:
+            problems.append(f"partition = {partition!r} is unknown; choose one of "
+                            f"{list(partitions.SCHEMES)}")
+        if clients < 1:
+            problems.append(f"clients = {clients} must be at least 1")
+        if partition in ("dirichlet", "quantity") and not alpha > 0:
+            problems.append(f"alpha = {alpha} must be > 0 (the Dirichlet concentration)")
+        if classes_per_client < 1:
+            problems.append(f"classes_per_client = {classes_per_client} must be at least 1")
+        if not 0 < fraction <= 1:
+            problems.append(f"fraction = {fraction} must be in (0, 1] (clients sampled per round)")
+        if not 0 <= stragglers < 1:
+            problems.append(f"stragglers = {stragglers} must be in [0, 1) (drop probability)")
+        for option, value in (("rounds", rounds), ("local_epochs", local_epochs),
+                              ("batch_size", batch_size), ("eval_every", eval_every)):
+            if value < 1:
+                problems.append(f"{option} = {value} must be at least 1")
+        if backend not in BACKENDS:
+            problems.append(f"backend = {backend!r} is unknown; choose one of {list(BACKENDS)}")
+        if ray_num_cpus < 0:
+            problems.append(f"ray_num_cpus = {ray_num_cpus} must be >= 0 (0: all local CPUs)")
+        if problems:
+            raise ValueError("federated: " + "; ".join(problems))
+        self.clients = int(clients)
+        self.partition = partition
+        self.alpha = float(alpha)
+        self.classes_per_client = int(classes_per_client)
+        self.fraction = float(fraction)
+        self.rounds = int(rounds)
+        self.local_epochs = int(local_epochs)
+        self.batch_size = int(batch_size)
+        self.stragglers = float(stragglers)
+        self.backend = backend
+        self.eval_every = int(eval_every)
+        self.client_eval = bool(client_eval)
+        self.seed = seed
+        self.ray_address = ray_address
+        self.ray_num_cpus = int(ray_num_cpus)
+        self.train_split = train_split
+        self.eval_splits = tuple(eval_splits)
+
+    # --------------------------------------------------------------------------- building
+
+    def make_partition(self, run: RunContext) -> partitions.Partition:
+        train = run.dataset.split(self.train_split)
+        generator = torch.Generator().manual_seed(self._seed(run))
+        return partitions.make_partition(
+            train.indices, train.y, self.clients, self.partition, alpha=self.alpha,
+            classes_per_client=self.classes_per_client, generator=generator,
+        )
+
+    def _seed(self, run: RunContext) -> int:
+        return run.seed if self.seed is None else int(self.seed)
+
+    def _backend(self, run: RunContext) -> Any:
+        x, y = run.dataset.x, run.dataset.y
+        extra = None
+        if run.loss_terms:
+            def extra(logits: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor,
+                      rows: torch.Tensor, model: torch.nn.Module) -> Any:
+                return run.extra_loss(Batch(xb, yb, rows, logits, model, run))
+
+        if self.backend == "ray":
+            if run.loss_terms:
+                raise ValueError(
+                    f"federated: backend = 'ray' cannot run the spec's loss terms "
+                    f"{sorted(run.loss_terms)} in Ray workers; use backend = 'loop' or 'vmap'"
+                )
+            from paralab_federated.ray_backend import RayBackend
+
+            return RayBackend(run.model, x, y, address=self.ray_address,
+                              num_cpus=self.ray_num_cpus)
+        if self.backend == "vmap":
+            reason = "the spec has loss terms" if run.loss_terms else vmap_unsupported(
+                run.model, x, y)
+            if not reason:
+                return VmapBackend(run.model, x, y)
+            run.log(f"federated: vmap not possible ({reason}); using the loop backend")
+            run.state.setdefault(STATE_KEY, {})["vmap_fallback"] = reason
+        return LoopBackend(run.model, x, y, extra)
+
+    # ---------------------------------------------------------------------------- running
+
+    def execute(self, run: RunContext) -> None:
+        method = run.method
+        if not isinstance(method, FederatedMethod):
+            raise TypeError(
+                f"federated: method {run.spec.method.name!r} is not a FederatedMethod; use "
+                "fedavg, fedsgd, fedprox, fedadam or fedyogi"
+            )
+        for split in self.eval_splits:
+            run.dataset.split(split)  # a missing split fails before training
+        partition = self.make_partition(run)  # bad client counts fail here, before training
+        backend = self._backend(run)
+        seed = self._seed(run)
+        epochs, batch_size = method.client_settings(self.local_epochs, self.batch_size)
+        state = run.state.setdefault(STATE_KEY, {})
+        state.update(partition=partition, backend=backend.name, failures=[], history=[])
+        run.record("federated/backend", backend.name)
+        params = parameters_of(run.model)
+        method.setup(params)
+        model_bytes = _bytes(params)
+        totals = {"sent": 0, "received": 0}
+        for r in run.progress(range(self.rounds), desc="rounds", total=self.rounds):
+            plan = plan_round(partition, round_index=r, seed=seed, fraction=self.fraction,
+                              stragglers=self.stragglers, epochs=epochs, batch_size=batch_size)
+            with run.phase("round", r, clients=plan.clients, dropped=plan.dropped) as phase:
+                results = backend.train(plan, params, method.lr, method.mu)
+                updates = self._process(run, plan, results, partition.n_clients)
+                for k, error in sorted(results.failures.items()):
+                    self._report_failure(run, r, k, error)
+                if updates:
+                    params = method.server_step(params, weighted_mean(updates), r)
+                    load_parameters(run.model, params)
+                received = sum(_bytes(u.delta) for u in updates)
+                totals["sent"] += model_bytes * len(plan.sampled)
+                totals["received"] += received
+                phase.metrics.update({
+                    "round/clients": len(updates),
+                    "round/dropped": len(plan.dropped),
+                    "round/failed": len(results.failures),
+                    "round/bytes_sent": model_bytes * len(plan.sampled),
+                    "round/bytes_received": received,
+                    "comm/bytes_sent": totals["sent"],
+                    "comm/bytes_received": totals["received"],
+                })
+                if results.losses:
+                    phase.metrics["train/loss"] = sum(results.losses.values()) / len(results.losses)
+                if (r + 1) % self.eval_every == 0 or r + 1 == self.rounds:
+                    for split in self.eval_splits:
+                        run.evaluate(split)
+                    if self.client_eval:
+                        self._evaluate_clients(run, partition)
+                state["history"].append(dict(phase.metrics))
+        for key in ("comm/bytes_sent", "comm/bytes_received"):
+            run.result.metrics[key] = totals[key.split("_")[-1]]
+        if state["failures"]:
+            run.result.metrics["federated/failures"] = list(state["failures"])
+        self._plot(run, state["history"])
+
+    def _process(self, run: RunContext, plan: RoundPlan, results: ClientResults,
+                 n_clients: int) -> list[Update]:
+        """Every client's update through the middleware; a client whose update raises is
+        dropped and the round's survivors are processed again (so pairwise masks of secure
+        aggregation are made over the clients that really report)."""
+        survivors = [k for k in plan.clients if k in results.deltas]
+        while True:
+            updates, failed = [], False
+            for k in survivors:
+                info = {"round": plan.round, "round_clients": list(survivors),
+                        "round_sampled": list(plan.sampled), "num_clients": n_clients}
+                update = Update(delta=results.deltas[k], source=k, weight=plan.weights[k],
+                                info=info)
+                try:
+                    updates.append(run.process_update(update))
+                except Exception as error:  # noqa: BLE001 - reported with the client id
+                    results.failures[k] = f"middleware: {describe(error)}"
+                    failed = True
+            if not failed:
+                return updates
+            survivors = [k for k in survivors if k not in results.failures]
+
+    def _report_failure(self, run: RunContext, round_index: int, client: int, error: str) -> None:
+        message = f"federated: client {client} failed in round {round_index} and was skipped: {error}"
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+        run.log(message)
+        run.state[STATE_KEY]["failures"].append(
+            {"round": round_index, "client": client, "error": error})
+        phase = run.current_phase
+        if phase is not None:
+            phase.metrics.setdefault("round/failed_clients", {})[str(client)] = error
+
+    def _evaluate_clients(self, run: RunContext, partition: partitions.Partition) -> None:
+        """Global model accuracy on each client's rows: one prediction pass, one scatter."""
+        evaluation = run.evaluate(self.train_split, partition.rows, name="clients")
+        correct = evaluation.predictions.correct
+        ids = partition.client_of_row.to(correct.device)
+        per_client = grouped_mean(correct, ids, partition.n_clients).float()
+        worst = max(1, math.ceil(0.1 * partition.n_clients))
+        run.record("clients/accuracy_mean", float(per_client.mean()))
+        run.record("clients/accuracy_worst10", float(per_client.sort().values[:worst].mean()))
+        run.record("clients/accuracy_std", float(per_client.std()) if len(per_client) > 1 else 0.0)
+
+    def _plot(self, run: RunContext, history: list[dict[str, Any]]) -> None:
+        """A PNG of test accuracy and the per-client mean and worst 10% per round."""
+        if not run.writer.enabled or not history:
+            return
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        split = self.eval_splits[0] if self.eval_splits else "test"
+        series = {f"{split}/accuracy": f"global model on {split}",
+                  "clients/accuracy_mean": "clients, mean",
+                  "clients/accuracy_worst10": "clients, worst 10%"}
+        figure, axes = plt.subplots(figsize=(6, 3.5), dpi=100)
+        for key, label in series.items():
+            points = [(r, h[key]) for r, h in enumerate(history) if key in h]
+            if points:
+                axes.plot([p for p, _ in points], [v for _, v in points], marker=".", label=label)
+        axes.set_xlabel("round")
+        axes.set_ylabel("accuracy")
+        axes.set_title(run.spec.name)
+        axes.grid(alpha=0.3)
+        axes.legend()
+        figure.tight_layout()
+        run.output_dir.mkdir(parents=True, exist_ok=True)
+        figure.savefig(run.output_dir / PLOT_FILE)
+        plt.close(figure)
+        run.result.artifacts["federated_accuracy"] = PLOT_FILE

@@ -1,0 +1,92 @@
+"""Which clients train in a round and on which minibatches: decided once, shared by backends.
+
+Every random choice of a round comes from generators seeded by ``(seed, round)`` and
+``(seed, round, client)``, never from a generator the backends advance. So the vmap, loop and
+Ray backends see exactly the same sampled clients, stragglers and minibatches for a seed, and
+their global models agree (bit for bit between the loop and Ray, to float rounding with vmap).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from paralab_federated.partitions import Partition
+
+_MASK63 = (1 << 63) - 1
+
+
+def seeded(*parts: int) -> torch.Generator:
+    """A CPU generator seeded by a tuple of integers (Python hashes int tuples stably)."""
+    return torch.Generator().manual_seed(hash(tuple(parts)) & _MASK63)
+
+
+@dataclass
+class RoundPlan:
+    """The work of one round: who trains (``clients``), who dropped out, their minibatches."""
+
+    round: int
+    sampled: list[int]
+    clients: list[int]
+    dropped: list[int]
+    batches: dict[int, list[torch.Tensor]] = field(default_factory=dict)
+    """Client id -> its minibatches in order, each a tensor of shared-dataset rows."""
+    weights: dict[int, float] = field(default_factory=dict)
+    """Client id -> examples it holds (the weight of its update)."""
+
+
+def sample_clients(n_clients: int, fraction: float, stragglers: float, seed: int,
+                   round_index: int) -> tuple[list[int], list[int], list[int]]:
+    """``(sampled, training, dropped)``: ``max(1, round(fraction * n))`` clients drawn without
+    replacement; each drops out with probability ``stragglers``."""
+    generator = seeded(seed, round_index, -1)
+    m = max(1, round(fraction * n_clients))
+    sampled = sorted(torch.randperm(n_clients, generator=generator)[:m].tolist())
+    drop = torch.rand(len(sampled), generator=generator) < stragglers
+    training = [k for k, gone in zip(sampled, drop.tolist()) if not gone]
+    dropped = [k for k, gone in zip(sampled, drop.tolist()) if gone]
+    return sampled, training, dropped
+
+
+def client_batches(rows: torch.Tensor, epochs: int, batch_size: int | None, seed: int,
+                   round_index: int, client: int) -> list[torch.Tensor]:
+    """``epochs`` shuffled passes over ``rows`` cut in minibatches (``None``: one full batch)."""
+    generator = seeded(seed, round_index, client)
+    size = len(rows) if batch_size is None else batch_size
+    batches: list[torch.Tensor] = []
+    for _ in range(epochs):
+        order = rows[torch.randperm(len(rows), generator=generator).to(rows.device)]
+        batches.extend(torch.split(order, size))
+    return batches
+
+
+def plan_round(partition: Partition, *, round_index: int, seed: int, fraction: float,
+               stragglers: float, epochs: int, batch_size: int | None) -> RoundPlan:
+    sampled, training, dropped = sample_clients(
+        partition.n_clients, fraction, stragglers, seed, round_index
+    )
+    plan = RoundPlan(round_index, sampled, training, dropped)
+    for k in training:
+        rows = partition.client(k)
+        plan.batches[k] = client_batches(rows, epochs, batch_size, seed, round_index, k)
+        plan.weights[k] = float(len(rows))
+    return plan
+
+
+def padded(plan: RoundPlan, clients: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The clients' minibatches as ``(rows, mask)`` of shape ``(clients, steps, batch)``.
+
+    Clients with fewer steps or a short last batch are padded with row 0 and mask 0, so the
+    padded entries add nothing to the loss and a padded step moves no parameter.
+    """
+    steps = max(len(plan.batches[k]) for k in clients)
+    width = max(len(b) for k in clients for b in plan.batches[k])
+    device = plan.batches[clients[0]][0].device
+    rows = torch.zeros(len(clients), steps, width, dtype=torch.long, device=device)
+    mask = torch.zeros(len(clients), steps, width, dtype=torch.bool, device=device)
+    for c, k in enumerate(clients):
+        for s, batch in enumerate(plan.batches[k]):
+            rows[c, s, : len(batch)] = batch
+            mask[c, s, : len(batch)] = True
+    return rows, mask
