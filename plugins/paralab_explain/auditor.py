@@ -1,0 +1,368 @@
+"""The auditors: ``attributions`` (what drives the decisions of any run) and ``faithfulness``
+(how well each attribution method explains the model).
+
+Both are built before the run starts; the plugin's ``paralab_before_experiment`` hook calls
+:meth:`Attributions.prepare`, which checks every option against the dataset and the model
+(baseline shape, player count for exact enumeration, differentiability, sensitive features)
+so that a bad option fails before training, not at the first evaluation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from paralab_explain import plots, summaries
+from paralab_explain.baselines import NAMED, resolve_baseline
+from paralab_explain.errors import ExplainError
+from paralab_explain.explainers import (
+    GRADIENT_METHODS,
+    METHODS,
+    Attribution,
+    check_method,
+    explain,
+)
+from paralab_explain.faithfulness import (
+    completeness_gap,
+    deletion_insertion,
+    infidelity,
+    sensitivity,
+)
+from paralab_explain.gradients import QUADRATURES
+from paralab_explain.model_output import OUTPUTS, ClassOutput, require_differentiable
+from paralab_explain.players import Players, resolve_players
+from paralab_explain.shapley import MAX_PLAYERS, check_player_count
+
+if TYPE_CHECKING:
+    from paralab.context import Phase, RunContext
+    from paralab.evaluation import Predictions
+
+ADDITIVE = ("integrated_gradients", "deeplift", "gradient_shap", "exact_shapley", "kernel_shap")
+"""Methods whose attributions should sum to f(x) - f(baseline)."""
+TARGETS = ("predicted", "true")
+
+
+class _Explaining:
+    """Options and checks shared by both auditors."""
+
+    name = "explain"
+
+    def __init__(
+        self,
+        rows: int,
+        baseline: Any,
+        groups: Any,
+        steps: int,
+        integration: str,
+        samples: Any,
+        target: str,
+        output: str,
+        max_players: int,
+        seed: int,
+    ) -> None:
+        if not isinstance(rows, int) or rows < 1:
+            raise ExplainError(f"{self.name}: rows must be a positive integer, got {rows!r}")
+        if isinstance(baseline, str) and baseline not in NAMED:
+            raise ExplainError(
+                f"{self.name}: baseline {baseline!r} unknown; valid: 'zeros', 'mean', a number "
+                "or one value per feature"
+            )
+        if integration not in QUADRATURES:
+            raise ExplainError(
+                f"{self.name}: integration {integration!r} unknown; valid: {', '.join(QUADRATURES)}"
+            )
+        if not isinstance(steps, int) or steps < 2:
+            raise ExplainError(f"{self.name}: steps must be an integer >= 2, got {steps!r}")
+        if target not in TARGETS:
+            raise ExplainError(f"{self.name}: target {target!r} unknown; valid: {', '.join(TARGETS)}")
+        if output not in OUTPUTS:
+            raise ExplainError(f"{self.name}: output {output!r} unknown; valid: {', '.join(OUTPUTS)}")
+        self.rows, self.baseline_option, self.groups = rows, baseline, groups
+        self.steps, self.integration, self.samples = steps, integration, samples
+        self.target, self.output, self.max_players, self.seed = target, output, max_players, seed
+        self.players: Players | None = None
+        self.baseline: torch.Tensor | None = None
+        self.reference: torch.Tensor | None = None
+
+    def prepare(self, run: RunContext) -> None:
+        """Resolve players and baseline on the run's data; probe the model. Fails clearly."""
+        dataset = run.dataset
+        info = dataset.info
+        flat = dataset.x.reshape(len(dataset), -1)
+        train = dataset.splits.get("train")
+        self.reference = flat[train] if train is not None else flat
+        try:
+            self.players = resolve_players(
+                self.groups, info.n_features, info.feature_names, info.image_shape
+            ).to(dataset.device)
+            self.baseline = resolve_baseline(
+                self.baseline_option, info.n_features, self.reference, dataset.device
+            )
+            for method in self.methods:
+                if method == "exact_shapley":
+                    check_player_count(self.players.count, self.max_players)
+                if method in GRADIENT_METHODS:
+                    function = ClassOutput(run.model, info.input_shape, self.output)
+                    require_differentiable(function, flat[:2].float(), method)
+        except ExplainError as error:
+            raise ExplainError(f"auditor {self.name!r} on dataset {dataset.name!r}: {error}") from None
+
+    @property
+    def methods(self) -> Sequence[str]:
+        raise NotImplementedError
+
+    def _rows(self, run: RunContext, predictions: Predictions) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positions of the explained rows (the same ones at every phase) and their targets."""
+        if self.players is None:
+            self.prepare(run)
+        count = min(self.rows, len(predictions))
+        generator = torch.Generator().manual_seed(self.seed)
+        positions = torch.randperm(len(predictions), generator=generator)[:count].sort().values
+        positions = positions.to(predictions.indices.device)
+        chosen = predictions.labels if self.target == "predicted" else predictions.targets
+        return positions, chosen[positions]
+
+    def _explain(self, run: RunContext, method: str, x: torch.Tensor, target: torch.Tensor
+                 ) -> Attribution:
+        info = run.dataset.info
+        return explain(
+            run.model, x.reshape(len(x), *info.input_shape), method=method, target=target,
+            baseline=self.baseline, reference=self.reference, steps=self.steps,
+            integration=self.integration, samples=self.samples, output=self.output,
+            max_players=self.max_players, seed=self.seed, players=self.players,
+            feature_names=info.feature_names,
+        )
+
+
+class Attributions(_Explaining):
+    """Attributions of the run's model at every evaluation point: global importance, per
+    class, per sensitive group; at the end, plots and the drift across phases."""
+
+    name = "attributions"
+
+    def __init__(
+        self,
+        method: str = "integrated_gradients",
+        rows: int = 64,
+        baseline: Any = "mean",
+        groups: Any = "features",
+        steps: int = 50,
+        integration: str = "gausslegendre",
+        samples: Any = "auto",
+        target: str = "predicted",
+        output: str = "probability",
+        per_group: Sequence[str] | None = None,
+        max_players: int = MAX_PLAYERS,
+        plots: bool = True,
+        top: int = 10,
+        seed: int = 0,
+    ) -> None:
+        check_method(method)
+        super().__init__(rows, baseline, groups, steps, integration, samples, target, output,
+                         max_players, seed)
+        self.method = method
+        self.per_group = None if per_group is None else list(per_group)
+        self.plots = plots
+        self.top = top
+        self.history: list[tuple[str, torch.Tensor]] = []
+        self.per_class_history: dict[str, torch.Tensor] = {}
+
+    @property
+    def methods(self) -> Sequence[str]:
+        return (self.method,)
+
+    def prepare(self, run: RunContext) -> None:
+        super().prepare(run)
+        features = run.dataset.features
+        for feature in self.per_group or ():
+            if feature not in features:
+                raise ExplainError(
+                    f"auditor 'attributions': per_group names {feature!r}, which dataset "
+                    f"{run.dataset.name!r} does not have; its features: {sorted(features)}"
+                )
+
+    def audit(self, run: RunContext, phase: Phase | None, predictions: Predictions) -> dict[str, Any]:
+        positions, target = self._rows(run, predictions)
+        if len(positions) == 0:
+            return {"method": self.method, "rows": 0}
+        indices = predictions.indices[positions]
+        x = run.dataset.x[indices.to(run.dataset.device)].reshape(len(indices), -1)
+        attribution = self._explain(run, self.method, x, target)
+        values = attribution.values
+        names = attribution.players.names
+        overall = summaries.importance(values)
+        ranked = overall.argsort(descending=True)[: self.top].tolist()
+        report: dict[str, Any] = {
+            "method": self.method,
+            "rows": len(positions),
+            "top": [names[i] for i in ranked],
+            "importance": summaries._table(names, overall),
+            "per_class": summaries.per_label(
+                values, target, predictions.dataset.class_names if predictions.dataset else
+                [str(c) for c in range(predictions.n_classes)], names
+            ),
+        }
+        if self.method in ADDITIVE:
+            function = ClassOutput(run.model, run.dataset.info.input_shape, self.output)
+            report.update(completeness_gap(function, x.float(), attribution.baseline, target, values))
+        sensitive = self.per_group if self.per_group is not None else list(run.dataset.sensitive)
+        groups = {}
+        for feature in sensitive:
+            codes = predictions.feature(feature)[positions]
+            labels = run.dataset.categories.get(feature, ())
+            groups[feature] = summaries.sensitive_report(values, codes, labels, names, feature)
+        if groups:
+            report["per_group"] = groups
+        where = f"{phase.kind} {phase.index}" if phase is not None else "end"
+        self.history.append((f"{where} {predictions.split}".strip(), overall.detach()))
+        self.per_class_history[predictions.split] = summaries.grouped_importance(
+            values, target, predictions.n_classes
+        ).detach()
+        self._last_names = names
+        return report
+
+    def finalize(self, run: RunContext) -> dict[str, Any]:
+        if not self.history:
+            return {"method": self.method, "phases": 0}
+        names = self._last_names
+        labels = [label for label, _ in self.history]
+        history = torch.stack([values for _, values in self.history])
+        report: dict[str, Any] = {
+            "method": self.method,
+            "phases": labels,
+            "importance": summaries._table(names, history[-1]),
+            "drift": summaries.drift(list(history)),
+        }
+        if self.plots and run.writer.enabled:
+            report["plots"] = self._plot(run, labels, history, names)
+            for key, path in report["plots"].items():
+                run.result.artifacts[f"attributions_{key}"] = path
+        return report
+
+    def _plot(self, run: RunContext, labels: list[str], history: torch.Tensor,
+              names: Sequence[str]) -> dict[str, str]:
+        folder = run.output_dir / "explain"
+        written: dict[str, Path] = {}
+        title = f"{self.method} on {run.dataset.name} ({labels[-1]})"
+        image_shape = run.dataset.info.image_shape
+        if image_shape and self.players is not None:
+            membership = self.players.membership
+            size = membership.sum(dim=1).clamp(min=1)
+            pixels = lambda values: ((values / size) @ membership).reshape(image_shape).mean(0)  # noqa: E731
+            written["heat_map"] = plots.heat_maps(folder / "importance.png",
+                                                  [pixels(history[-1])], ["all classes"], title)
+            split = next(reversed(self.per_class_history))
+            per_class = self.per_class_history[split]
+            present = [c for c in range(len(per_class)) if not bool(per_class[c].isnan().any())]
+            written["class_heat_maps"] = plots.heat_maps(
+                folder / "importance_per_class.png", [pixels(per_class[c]) for c in present],
+                [run.dataset.class_names[c] for c in present], title)
+        else:
+            written["importance"] = plots.bar_chart(folder / "importance.png", names, history[-1],
+                                                    title, top=20)
+        if len(history) > 1:
+            written["drift"] = plots.drift_chart(folder / "drift.png", labels, history, names)
+        return {key: str(path.relative_to(run.output_dir)) for key, path in written.items()}
+
+
+class Faithfulness(_Explaining):
+    """Faithfulness of several attribution methods on the same rows, per method: the
+    completeness gap, deletion and insertion areas, Captum's infidelity and sensitivity."""
+
+    name = "faithfulness"
+
+    def __init__(
+        self,
+        methods: Sequence[str] = ("integrated_gradients", "saliency", "deeplift", "gradient_shap"),
+        rows: int = 32,
+        baseline: Any = "mean",
+        groups: Any = "features",
+        steps: int = 50,
+        integration: str = "gausslegendre",
+        samples: Any = "auto",
+        target: str = "predicted",
+        output: str = "probability",
+        max_players: int = MAX_PLAYERS,
+        points: int = 33,
+        noise: float = 0.1,
+        perturbations: int = 8,
+        sensitivity: bool = True,
+        seed: int = 0,
+    ) -> None:
+        if isinstance(methods, str):
+            methods = [methods]
+        if not methods:
+            raise ExplainError(f"faithfulness: methods is empty; choose from {', '.join(METHODS)}")
+        for method in methods:
+            check_method(method)
+        super().__init__(rows, baseline, groups, steps, integration, samples, target, output,
+                         max_players, seed)
+        self._methods = list(methods)
+        self.points, self.noise, self.perturbations = points, noise, perturbations
+        self.with_sensitivity = sensitivity
+        self.last: dict[str, Any] = {}
+
+    @property
+    def methods(self) -> Sequence[str]:
+        return self._methods
+
+    def audit(self, run: RunContext, phase: Phase | None, predictions: Predictions) -> dict[str, Any]:
+        positions, target = self._rows(run, predictions)
+        if len(positions) == 0:
+            return {}
+        indices = predictions.indices[positions]
+        x = run.dataset.x[indices.to(run.dataset.device)].reshape(len(indices), -1).float()
+        function = ClassOutput(run.model, run.dataset.info.input_shape, self.output)
+        was_training = run.model.training
+        run.model.eval()
+        report: dict[str, Any] = {}
+        try:
+            for method in self._methods:
+                report[method] = self._measure(run, method, function, x, target)
+        finally:
+            run.model.train(was_training)
+        self.last = report
+        return report
+
+    def _measure(self, run: RunContext, method: str, function: ClassOutput, x: torch.Tensor,
+                 target: torch.Tensor) -> dict[str, Any]:
+        attribution = self._explain(run, method, x, target)
+        assert self.players is not None
+        scores: dict[str, Any] = {}
+        if method in ADDITIVE:
+            scores.update(completeness_gap(function, x, attribution.baseline, target,
+                                           attribution.values))
+        scores.update(deletion_insertion(function, x, attribution.baseline, target,
+                                         attribution.values, self.players, max_points=self.points))
+        features = attribution.features
+        if features is None and self.players.is_identity:
+            features = attribution.values
+        if features is not None:
+            scores["infidelity"] = infidelity(function, x, target, features, scale=self.noise,
+                                              samples=self.perturbations, seed=self.seed)
+            if self.with_sensitivity:
+                def explanation(inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+                    again = self._explain(run, method, inputs.detach(), target)
+                    return again.features if again.features is not None else again.values
+
+                scores["sensitivity_max"] = sensitivity(
+                    explanation, x, target, samples=self.perturbations, seed=self.seed)
+        return scores
+
+    def finalize(self, run: RunContext) -> dict[str, Any]:
+        """The last evaluation's scores, with each method's rank on each measure."""
+        if not self.last:
+            return {}
+        better_low = ("completeness_relative_gap", "deletion_auc", "infidelity", "sensitivity_max")
+        ranking: dict[str, list[str]] = {}
+        for measure in (*better_low, "insertion_auc"):
+            scored = [(scores[measure], method) for method, scores in self.last.items()
+                      if measure in scores and scores[measure] == scores[measure]]
+            if scored:
+                scored.sort(reverse=measure == "insertion_auc")
+                ranking[measure] = [method for _, method in scored]
+        return {"scores": self.last, "best_first": ranking}
+

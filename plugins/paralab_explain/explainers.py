@@ -1,0 +1,142 @@
+"""One entry point for every attribution method: :func:`explain`.
+
+It validates everything first (method name, baseline shape, player count for exact enumeration,
+differentiability for gradient methods), then dispatches to paralab's batched code (exact
+Shapley values, integrated gradients), Captum (saliency, DeepLift, GradientSHAP), shap
+(KernelSHAP) or lime (LIME), and returns attributions per player in one :class:`Attribution`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from paralab_explain.baselines import check_baseline, resolve_baseline
+from paralab_explain.errors import ExplainError
+from paralab_explain.gradients import captum_attribution, integrated_gradients, quadrature
+from paralab_explain.model_output import ClassOutput, require_differentiable, resolve_targets
+from paralab_explain.players import Players, resolve_players
+from paralab_explain.sampling import kernel_shap, lime_tabular
+from paralab_explain.shapley import MAX_PLAYERS, check_player_count, exact_shapley
+
+GRADIENT_METHODS = ("integrated_gradients", "saliency", "deeplift", "gradient_shap")
+PLAYER_METHODS = ("exact_shapley", "kernel_shap")
+"""Methods whose players are the groups themselves (a group is present or absent as a whole);
+the others attribute to single features and a group gets the sum of its members."""
+METHODS = GRADIENT_METHODS + PLAYER_METHODS + ("lime",)
+
+
+@dataclass
+class Attribution:
+    """Attributions ``values[row, player]`` of ``f(x)[target]``; ``features`` per input feature
+    when the method computes them (gradient methods, LIME)."""
+
+    method: str
+    values: torch.Tensor
+    players: Players
+    target: torch.Tensor
+    baseline: torch.Tensor
+    features: torch.Tensor | None = None
+
+
+def check_method(method: str) -> None:
+    if method not in METHODS:
+        from paralab_registry import suggest
+
+        raise ExplainError(
+            f"method: {method!r} unknown{suggest(method, METHODS)}; valid: {', '.join(METHODS)}"
+        )
+
+
+def explain(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    method: str = "integrated_gradients",
+    target: int | Sequence[int] | torch.Tensor | str | None = None,
+    baseline: Any = "zeros",
+    reference: torch.Tensor | None = None,
+    groups: Any = None,
+    feature_names: Sequence[str] = (),
+    image_shape: Sequence[int] | None = None,
+    output: str = "probability",
+    steps: int = 50,
+    integration: str = "gausslegendre",
+    samples: int | str = "auto",
+    max_players: int = MAX_PLAYERS,
+    seed: int = 0,
+    players: Players | None = None,
+) -> Attribution:
+    """Explain ``model``'s output for rows ``x`` (any input shape; rows first).
+
+    :param method: one of :data:`METHODS`.
+    :param target: the class to explain per row; ``None``/``"predicted"`` = the model's argmax.
+    :param baseline: ``"zeros"``, ``"mean"`` (of ``reference``), a number or one value per feature.
+    :param reference: rows standing for the data (the training split): the ``"mean"`` baseline,
+        LIME's sampling statistics and GradientSHAP's baseline distribution.
+    :param groups: the players (see :mod:`paralab_explain.players`).
+    :param output: ``"probability"`` (softmax) or ``"logit"``.
+    :param steps: integration steps (integrated gradients) or samples (GradientSHAP).
+    :param samples: KernelSHAP's ``nsamples`` or LIME's ``num_samples``.
+    """
+    check_method(method)
+    model_device = next((p.device for p in model.parameters()), x.device)
+    x = x.to(model_device)
+    if x.dim() < 2 or len(x) == 0:
+        raise ExplainError(f"x: expected a non-empty batch of rows, got shape {tuple(x.shape)}")
+    input_shape = tuple(x.shape[1:])
+    flat = x.reshape(len(x), -1).float()
+    n_features = flat.shape[1]
+    reference_flat = reference.reshape(len(reference), -1).float().to(x.device) if (
+        reference is not None) else None
+    if isinstance(baseline, torch.Tensor):
+        base = check_baseline(baseline.to(x.device).float(), n_features)
+    else:
+        base = resolve_baseline(baseline, n_features, reference_flat, x.device)
+    players = players or resolve_players(groups, n_features, feature_names, image_shape)
+    if players.n_features != n_features:
+        raise ExplainError(f"groups: built for {players.n_features} features, inputs have {n_features}")
+    players = players.to(x.device)
+    if method == "exact_shapley":
+        check_player_count(players.count, max_players)
+    if method == "integrated_gradients":
+        quadrature(steps, integration)
+    if method == "lime" and reference_flat is None:
+        raise ExplainError("method 'lime' needs reference rows (the training data) to sample from")
+    was_training = model.training
+    model.eval()
+    try:
+        function = ClassOutput(model, input_shape, output)
+        if method in GRADIENT_METHODS:
+            require_differentiable(function, flat, method)
+        targets = resolve_targets(target, function, flat)
+        features = None
+        if method == "exact_shapley":
+            values = exact_shapley(function, flat, base, targets, players, max_players=max_players)
+        elif method == "kernel_shap":
+            values = kernel_shap(function, flat, base, targets, players, samples=samples, seed=seed)
+        else:
+            if method == "integrated_gradients":
+                features = integrated_gradients(
+                    function, flat, base, targets, steps=steps, integration=integration
+                )
+            elif method == "lime":
+                lime_samples = 1000 if samples == "auto" else int(samples)
+                features = lime_tabular(
+                    function, flat, targets, reference_flat, samples=lime_samples, seed=seed,
+                    feature_names=tuple(feature_names),
+                )
+            else:
+                background = reference_flat[:64] if reference_flat is not None else None
+                features = captum_attribution(
+                    method, function, flat, base, targets, steps=steps, background=background,
+                    seed=seed,
+                )
+            values = features if players.is_identity else players.sum_features(features)
+    finally:
+        model.train(was_training)
+    return Attribution(method, values.float(), players, targets, base, features)

@@ -1,0 +1,94 @@
+"""Exact Shapley values by enumerating every coalition in batched forward passes.
+
+For ``M`` players there are ``2^M`` coalitions. Each row's value function
+``v(S) = f(x_S, baseline_rest)[target]`` is evaluated for all of them at once (rows x coalitions
+masked inputs in one batch on the device), and the Shapley values are one matrix product
+``phi = V @ W`` with the Shapley kernel matrix
+
+    W[S, i] = +|S-1|! (M - |S|)! / M!   when i is in S   (S = T + i)
+    W[S, i] = -|S|! (M - |S| - 1)! / M! when i is not in S.
+
+That is the definition (Shapley 1953; Lundberg and Lee 2017 with a single baseline row as the
+background), computed without sampling or regression: what ``shap.KernelExplainer`` converges to
+as its samples grow (tests/test_explain_shapley.py checks that).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+
+from paralab_explain.errors import ExplainError
+from paralab_explain.model_output import ClassOutput
+from paralab_explain.players import Players
+
+MAX_PLAYERS = 16
+"""Above this many players, enumeration (2^M model evaluations per row) is refused by default."""
+
+
+def check_player_count(players: int, max_players: int = MAX_PLAYERS) -> None:
+    """Refuse an enumeration that is too large, saying how large and what to do instead."""
+    if players > max_players:
+        raise ExplainError(
+            f"exact_shapley: {players} players means 2^{players} = {2 ** players:,} coalitions "
+            f"per row, more than the limit of {max_players} players (2^{max_players} = "
+            f"{2 ** max_players:,}); use method 'kernel_shap' (sampled), or group the features "
+            "(groups = 'columns', an integer number of blocks, 'patches:<size>' or explicit "
+            "lists), or raise max_players"
+        )
+
+
+@lru_cache(maxsize=8)
+def _coalitions_cpu(players: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """All coalitions as a ``(2^M, M)`` 0/1 matrix and the ``(2^M, M)`` Shapley kernel."""
+    codes = torch.arange(2**players)
+    members = ((codes.unsqueeze(1) >> torch.arange(players)) & 1).double()
+    size = members.sum(dim=1).long()
+    factorial = torch.tensor([math.factorial(k) for k in range(players + 1)], dtype=torch.float64)
+    total = math.factorial(players)
+    # weight of the marginal contribution v(T + i) - v(T) where |T| = k
+    weight = factorial[: players] * factorial.flip(0)[1:] / total  # k! (M-k-1)! / M!, k=0..M-1
+    plus = weight[(size - 1).clamp(min=0)].unsqueeze(1) * members
+    minus = weight[size.clamp(max=players - 1)].unsqueeze(1) * (1 - members)
+    return members, plus - minus
+
+
+def coalitions(players: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    members, kernel = _coalitions_cpu(players)
+    return members.to(device), kernel.to(device)
+
+
+def exact_shapley(
+    function: ClassOutput,
+    x: torch.Tensor,
+    baseline: torch.Tensor,
+    target: torch.Tensor,
+    players: Players,
+    *,
+    max_players: int = MAX_PLAYERS,
+    max_batch: int = 1 << 22,
+) -> torch.Tensor:
+    """Shapley values ``(rows, M)`` of ``function(x)[target]`` for flat rows ``x``.
+
+    ``max_batch`` bounds the number of input values built at once (rows x coalitions x
+    features); rows are processed in as few chunks as that allows.
+    """
+    check_player_count(players.count, max_players)
+    device = x.device
+    members, kernel = coalitions(players.count, device)
+    mask = players.to(device).feature_mask(members).to(x.dtype)  # (K, F)
+    n_coalitions, n_features = mask.shape
+    rows_per_chunk = max(1, max_batch // (n_coalitions * n_features))
+    values = []
+    with torch.no_grad():
+        for start in range(0, len(x), rows_per_chunk):
+            rows = x[start : start + rows_per_chunk]
+            shift = (rows - baseline).unsqueeze(1)  # (r, 1, F)
+            masked = torch.addcmul(baseline.expand_as(shift), shift, mask)  # (r, K, F)
+            index = target[start : start + rows_per_chunk].repeat_interleave(n_coalitions)
+            out = function(masked.reshape(-1, n_features))
+            v = out.gather(1, index.unsqueeze(1)).reshape(len(rows), n_coalitions)
+            values.append(v.double() @ kernel)
+    return torch.cat(values).to(x.dtype)
