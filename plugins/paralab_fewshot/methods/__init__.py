@@ -1,0 +1,1 @@
+"""Episodic methods: what the ``episodic`` protocol calls for each meta-batch of episodes."""

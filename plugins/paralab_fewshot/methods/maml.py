@@ -1,0 +1,140 @@
+"""MAML (Finn, Abbeel and Levine, ICML 2017), its first-order variant, and ANIL.
+
+MAML adapts every parameter on each task's support set with a few gradient steps and trains
+the initial parameters so that the adapted ones do well on the task's queries. The inner loop
+runs for all tasks of a meta-batch at once (:mod:`paralab_fewshot.adaptation`). ANIL (Raghu
+et al., ICLR 2020) adapts only the linear head: the embedding of every task is computed in a
+single forward pass, and only the small head is adapted per task.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from paralab_fewshot.adaptation import (
+    TaskMap,
+    adapted_query_logits,
+    linear_forward,
+    model_forward,
+)
+from paralab_fewshot.methods.base import EpisodicMethod, query_loss
+from paralab_fewshot.models import check_outputs, split_head
+
+if TYPE_CHECKING:
+    from paralab.context import RunContext
+
+    from paralab_fewshot.episodes import TaskBatch
+
+
+class MAML(EpisodicMethod):
+    """Model-agnostic meta-learning, second order unless ``first_order``.
+
+    ``inner_steps`` gradient steps of size ``inner_lr`` adapt the model during meta-training,
+    ``eval_inner_steps`` (0: the same) at evaluation; the outer optimizer is Adam(``meta_lr``).
+    The model's first ``ways`` logits score an episode's classes.
+    """
+
+    name = "maml"
+
+    def __init__(
+        self,
+        inner_lr: float = 0.4,
+        inner_steps: int = 1,
+        eval_inner_steps: int = 0,
+        meta_lr: float = 0.001,
+        first_order: bool = False,
+        vectorize: bool = True,
+    ) -> None:
+        super().__init__(meta_lr)
+        if inner_lr <= 0 or inner_steps < 1 or eval_inner_steps < 0:
+            raise ValueError(
+                f"{self.name}: inner_lr must be positive and inner_steps >= 1, eval_inner_steps "
+                f">= 0 (0 = inner_steps); got {inner_lr}, {inner_steps}, {eval_inner_steps}"
+            )
+        self.inner_lr = inner_lr
+        self.inner_steps = inner_steps
+        self.eval_inner_steps = eval_inner_steps or inner_steps
+        self.first_order = first_order
+        self.task_map = TaskMap(vectorize)
+
+    def setup(self, run: RunContext | None, model: nn.Module, ways: int, sample: torch.Tensor) -> None:
+        check_outputs(model, sample, ways, self.name)
+        super().setup(run, model, ways, sample)
+
+    def query_logits(
+        self, model: nn.Module, batch: TaskBatch, *, steps: int, first_order: bool,
+        params: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Adapt on each support set; ``(tasks, queries, ways)`` logits of the queries."""
+        if params is None:
+            params = dict(model.named_parameters())
+        buffers = dict(model.named_buffers())
+        return adapted_query_logits(
+            model_forward(model, batch.ways, buffers), params, batch.support_x,
+            batch.support_y, batch.query_x, steps=steps, lr=self.inner_lr,
+            first_order=first_order, task_map=self.task_map,
+        )
+
+    def meta_step(self, run: RunContext | None, model: nn.Module, batch: TaskBatch) -> float:
+        logits = self.query_logits(
+            model, batch, steps=self.inner_steps, first_order=self.first_order
+        )
+        return self.apply(run, query_loss(logits, batch), batch, logits, model)
+
+    def predict(self, run: RunContext | None, model: nn.Module, batch: TaskBatch) -> torch.Tensor:
+        params = {key: value.detach() for key, value in model.named_parameters()}
+        with torch.no_grad():  # torch.func.grad still differentiates the inner loop
+            return self.query_logits(
+                model, batch, steps=self.eval_inner_steps, first_order=True, params=params
+            )
+
+
+class FOMAML(MAML):
+    """First-order MAML: the same inner loop, its gradients treated as constants."""
+
+    name = "fomaml"
+
+    def __init__(
+        self,
+        inner_lr: float = 0.4,
+        inner_steps: int = 1,
+        eval_inner_steps: int = 0,
+        meta_lr: float = 0.001,
+        vectorize: bool = True,
+    ) -> None:
+        super().__init__(inner_lr, inner_steps, eval_inner_steps, meta_lr, True, vectorize)
+
+
+class ANIL(MAML):
+    """Almost No Inner Loop: MAML that adapts only the last linear layer (second order)."""
+
+    name = "anil"
+
+    def setup(self, run: RunContext | None, model: nn.Module, ways: int, sample: torch.Tensor) -> None:
+        self.encoder, self.head, _ = split_head(model)
+        if self.head.out_features < ways:
+            raise ValueError(
+                f"anil: the model's head has {self.head.out_features} outputs but episodes are "
+                f"{ways}-way; use a model with >= {ways} outputs (conv4's out_features)"
+            )
+        EpisodicMethod.setup(self, run, model, ways, sample)
+
+    def query_logits(
+        self, model: nn.Module, batch: TaskBatch, *, steps: int, first_order: bool,
+        params: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        tasks, n_support = batch.support_x.shape[:2]
+        rows = torch.cat([batch.support_x.flatten(0, 1), batch.query_x.flatten(0, 1)])
+        features = self.encoder(rows).flatten(1)
+        support = features[: tasks * n_support].reshape(tasks, n_support, -1)
+        query = features[tasks * n_support :].reshape(tasks, batch.query_x.shape[1], -1)
+        head = {"weight": self.head.weight, "bias": self.head.bias}
+        if params is not None:
+            head = {key: value.detach() for key, value in head.items()}
+        return adapted_query_logits(
+            linear_forward(batch.ways), head, support, batch.support_y, query, steps=steps,
+            lr=self.inner_lr, first_order=first_order, task_map=self.task_map,
+        )

@@ -1,0 +1,123 @@
+"""The standard few-shot backbone (Conv-4) and how methods find a model's embedding and head.
+
+Episodic methods work with the spec's model, whatever plugin made it. They need two views of
+it: the whole network as a classifier whose first ``ways`` logits score the episode's classes
+(MAML, Reptile), and its embedding, the network without its last linear layer (ProtoNets,
+ANIL, the fine-tuning baseline).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from paralab.data.shared import DatasetInfo
+from torch import nn
+
+
+class _AsImage(nn.Module):
+    """Reshape flat rows back into ``(channels, height, width)`` images."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.shape = shape
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], *self.shape)
+
+
+class BatchStatNorm2d(nn.Module):
+    """Batch norm that always normalises with the statistics of the batch it sees.
+
+    Numerically ``nn.BatchNorm2d(track_running_stats=False)``, but the affine part is plain
+    tensor arithmetic after an affine-free ``F.batch_norm``: in torch 2.14, ``vmap`` over a
+    second-order gradient through ``BatchNorm2d``'s own weight and bias gives wrong gradients
+    (tests/test_fewshot_adaptation.py shows the difference), while this composition is exact.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        normalised = F.batch_norm(x, None, None, training=True, eps=self.eps)
+        return normalised * self.weight[:, None, None] + self.bias[:, None, None]
+
+
+def conv4(
+    info: DatasetInfo, hidden: int = 64, layers: int = 4, out_features: int = 0
+) -> nn.Sequential:
+    """Conv-4 (Vinyals et al. 2016; Snell et al. 2017; Finn et al. 2017).
+
+    ``layers`` blocks of ``conv3x3(hidden) -> BatchNorm -> ReLU -> maxpool2``, flattened, then a
+    linear head with ``out_features`` outputs (``0``: the dataset's class count). Batch norm
+    uses the statistics of the batch it sees, train and test (:class:`BatchStatNorm2d`), as
+    in MAML's reference code: it keeps no buffers, so ``torch.func.vmap`` can adapt a
+    separate copy per task. A pool is skipped once the feature map is 1x1, so 8x8 digits work.
+    """
+    shape = info.image_shape or info.input_shape
+    if len(shape) != 3:
+        raise ValueError(
+            f"conv4: dataset {info.name!r} has inputs of shape {info.input_shape} and no "
+            "image_shape; use an image dataset (digits, mnist, omniglot) or the mlp model"
+        )
+    if hidden < 1 or layers < 1 or out_features < 0:
+        raise ValueError(
+            f"conv4: hidden = {hidden} and layers = {layers} must be >= 1, out_features = "
+            f"{out_features} >= 0 (0 = the dataset's {info.n_classes} classes)"
+        )
+    blocks: list[nn.Module] = [_AsImage(tuple(shape))]
+    channels, height, width = shape
+    for _ in range(layers):
+        blocks += [
+            nn.Conv2d(channels, hidden, 3, padding=1),
+            BatchStatNorm2d(hidden),
+            nn.ReLU(),
+        ]
+        if min(height, width) >= 2:
+            blocks.append(nn.MaxPool2d(2))
+            height, width = height // 2, width // 2
+        channels = hidden
+    blocks += [nn.Flatten(), nn.Linear(channels * height * width, out_features or info.n_classes)]
+    return nn.Sequential(*blocks)
+
+
+def head_of(model: nn.Module) -> tuple[str, nn.Linear]:
+    """The name and module of the model's last linear layer (its classification head)."""
+    last: tuple[str, nn.Linear] | None = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            last = (name, module)
+    if last is None:
+        raise ValueError(
+            f"model {type(model).__name__} has no nn.Linear layer to use as a head; "
+            "ANIL, ProtoNets and finetune need one (conv4, cnn and mlp have it)"
+        )
+    return last
+
+
+def split_head(model: nn.Module) -> tuple[nn.Module, nn.Linear, str]:
+    """``(embedding, head, head name)`` for a model whose last layer is a linear head.
+
+    The embedding shares its modules (and so its parameters) with ``model``. Only sequential
+    models are split; for others use :func:`head_of` and the whole model.
+    """
+    name, head = head_of(model)
+    if not isinstance(model, nn.Sequential) or model[-1] is not head:
+        raise ValueError(
+            f"model {type(model).__name__} is not an nn.Sequential ending in its linear head; "
+            "ProtoNets, ANIL and finetune need one (conv4, cnn and mlp are)"
+        )
+    return model[:-1], head, name
+
+
+def check_outputs(model: nn.Module, sample: torch.Tensor, ways: int, method: str) -> None:
+    """MAML-style methods score an episode's classes with the model's first ``ways`` logits."""
+    with torch.no_grad():
+        outputs = model(sample[:2]).shape[-1]
+    if outputs < ways:
+        raise ValueError(
+            f"method {method!r}: the model has {outputs} outputs but episodes are {ways}-way; "
+            f"use a model with >= {ways} outputs (conv4's out_features)"
+        )

@@ -1,0 +1,161 @@
+"""The ``episodic`` protocol: meta-training on sampled episodes, meta-testing with a 95% CI.
+
+Classes (not examples) are split into meta-train, meta-validation and meta-test sets; every
+problem with the episodes (too few classes for ``ways``, too few examples for
+``shots + queries``, an empty split) is reported before the first meta-batch. Outer steps are
+grouped into phases of ``eval_every`` steps (``meta_batch`` phases, each ending with a
+meta-validation), and a final ``meta_test`` phase evaluates ``eval_episodes`` episodes of the
+held-out classes. Evaluation episodes come from generators seeded by the run's seed alone,
+so every method of a comparison sees the same validation and test episodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from paralab_fewshot.episodes import (
+    EpisodeError,
+    EpisodeSampler,
+    EpisodeShape,
+    TaskBatch,
+    split_classes,
+)
+from paralab_fewshot.evaluation import evaluate_episodes, lake_runs_batch, record
+
+if TYPE_CHECKING:
+    from paralab.context import RunContext
+    from paralab.data import SharedDataset
+
+_VALIDATION_STREAM, _TEST_STREAM = 1, 2
+
+
+def _generator(seed: int, stream: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1000 + stream)
+
+
+class Episodic:
+    """N-way K-shot meta-learning on any shared dataset with a class-split protocol."""
+
+    def __init__(
+        self,
+        ways: int = 5,
+        shots: int = 1,
+        queries: int = 15,
+        train_ways: int = 0,
+        meta_batch: int = 32,
+        meta_iterations: int = 1000,
+        eval_every: int = 100,
+        val_episodes: int = 100,
+        eval_episodes: int = 600,
+        eval_meta_batch: int = 100,
+        class_split: Sequence[float] = (0.6, 0.2, 0.2),
+        split_seed: int = 0,
+        split_by: str = "",
+        lake_runs: bool = False,
+    ) -> None:
+        positive = {
+            "ways": ways, "shots": shots, "meta_batch": meta_batch,
+            "meta_iterations": meta_iterations, "eval_every": eval_every,
+            "eval_episodes": eval_episodes, "eval_meta_batch": eval_meta_batch,
+        }
+        problems = [f"{key} = {value}: must be >= 1" for key, value in positive.items() if value < 1]
+        problems += [
+            f"{key} = {value}: must be >= 0"
+            for key, value in {"queries": queries, "train_ways": train_ways,
+                               "val_episodes": val_episodes}.items()
+            if value < 0
+        ]
+        if queries == 0:
+            problems.append("queries = 0: episodes need at least one query per class")
+        if problems:
+            raise EpisodeError("episodic: " + "; ".join(problems))
+        self.shape = EpisodeShape(ways, shots, queries)
+        self.train_shape = EpisodeShape(train_ways or ways, shots, queries)
+        self.meta_batch = meta_batch
+        self.meta_iterations = meta_iterations
+        self.eval_every = eval_every
+        self.val_episodes = val_episodes
+        self.eval_episodes = eval_episodes
+        self.eval_meta_batch = eval_meta_batch
+        self.class_split = tuple(float(f) for f in class_split)
+        self.split_seed = split_seed
+        self.split_by = split_by
+        self.lake_runs = lake_runs
+
+    # ------------------------------------------------------------------------- preparation
+
+    def samplers(self, dataset: SharedDataset) -> dict[str, EpisodeSampler | None]:
+        """The meta-train, meta-validation and meta-test samplers; raises on any bad option."""
+        split = split_classes(dataset, self.class_split, seed=self.split_seed, group_by=self.split_by)
+        if self.val_episodes and split.meta_val.numel() == 0:
+            raise EpisodeError(
+                f"val_episodes = {self.val_episodes} but the meta_val classes of dataset "
+                f"{dataset.name!r} are empty (class_split = {list(self.class_split)}): give "
+                "meta_val a share or set val_episodes = 0"
+            )
+        return {
+            "meta_train": EpisodeSampler(dataset, split.meta_train, self.train_shape, "meta_train"),
+            "meta_val": EpisodeSampler(dataset, split.meta_val, self.shape, "meta_val")
+            if self.val_episodes else None,
+            "meta_test": EpisodeSampler(dataset, split.meta_test, self.shape, "meta_test"),
+        }
+
+    def _lake_runs(self, run: RunContext) -> Any:
+        from paralab.data import load_dataset
+
+        options = {
+            key: run.spec.dataset.options[key]
+            for key in ("root", "image_size")
+            if run.spec.dataset.options.get(key)
+        }
+        runs = load_dataset("omniglot_runs", device=run.device, **options)
+        return runs, lake_runs_batch(runs)
+
+    # ---------------------------------------------------------------------------- the loop
+
+    def execute(self, run: RunContext) -> None:
+        method, model, dataset = run.method, run.model, run.dataset
+        if not all(hasattr(method, name) for name in ("setup", "meta_step", "predict")):
+            raise TypeError(
+                f"episodic: method {run.spec.method.name!r} has no setup/meta_step/predict; "
+                "use an episodic method (protonet, maml, fomaml, anil, reptile, finetune, l2l_maml)"
+            )
+        samplers = self.samplers(dataset)
+        lake = self._lake_runs(run) if self.lake_runs else None
+        ways_needed = max(self.shape.ways, self.train_shape.ways, lake[1].ways if lake else 0)
+        train = samplers["meta_train"]
+        assert train is not None
+        method.setup(run, model, ways_needed, dataset.x[train.table[:, 0][:2].to(dataset.device)])
+        run.result.main_metric = "meta_test/accuracy"
+        sizes = {f"{key}_classes": int(s.classes.numel()) for key, s in samplers.items() if s}
+        model.train()
+        phases = range(0, self.meta_iterations, self.eval_every)
+        for index, first in enumerate(run.progress(phases, desc="meta-batches", total=len(phases))):
+            last = min(first + self.eval_every, self.meta_iterations)
+            with run.phase("meta_batch", index, steps=[first, last], **sizes) as phase:
+                losses = []
+                for _ in range(first, last):
+                    indices = train.sample(self.meta_batch, run.generator)
+                    batch = TaskBatch.gather(dataset, indices, self.shape.shots)
+                    losses.append(method.meta_step(run, model, batch))
+                phase.metrics["meta_train/loss"] = sum(losses) / len(losses)
+                validation = samplers["meta_val"]
+                if validation is not None:
+                    evaluate_episodes(
+                        run, method, validation, episodes=self.val_episodes,
+                        meta_batch=self.eval_meta_batch, name="meta_val",
+                        generator=_generator(run.seed, _VALIDATION_STREAM),
+                    )
+        with run.phase("meta_test", 0, ways=self.shape.ways, shots=self.shape.shots,
+                       queries=self.shape.queries, **sizes):
+            test = samplers["meta_test"]
+            assert test is not None
+            evaluate_episodes(
+                run, method, test, episodes=self.eval_episodes, meta_batch=self.eval_meta_batch,
+                name="meta_test", generator=_generator(run.seed, _TEST_STREAM),
+            )
+            if lake is not None:
+                record(run, method, [lake[1]], "lake_runs", dataset=lake[0])
