@@ -75,7 +75,9 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def paralab_datasets() -> list[DatasetSpec]:
     """Return the datasets this plugin adds.
 
-    Called once, when the registry indexes plugins; every implementation's list is collected.
+    Called once, when the registry indexes plugins. Every implementation is called (no
+    first-result short cut); the host collects each plugin's list separately, so it knows who
+    contributed what.
 
     :return: a list of :class:`paralab.components.DatasetSpec`; the factory is called as
         ``factory(root=None, **options)`` and returns a :class:`paralab.data.SharedDataset`.
@@ -93,7 +95,9 @@ def paralab_datasets() -> list[DatasetSpec]:
 def paralab_models() -> list[ModelSpec]:
     """Return the models this plugin adds.
 
-    Called once, when the registry indexes plugins; every implementation's list is collected.
+    Called once, when the registry indexes plugins. Every implementation is called (no
+    first-result short cut); the host collects each plugin's list separately, so it knows who
+    contributed what.
 
     :return: a list of :class:`paralab.components.ModelSpec`; the factory is called as
         ``factory(info, **options)`` with a :class:`paralab.data.DatasetInfo` and returns a
@@ -111,7 +115,9 @@ def paralab_models() -> list[ModelSpec]:
 def paralab_protocols() -> list[ProtocolSpec]:
     """Return the protocols (shapes of training: a stream, episodes, rounds) this plugin adds.
 
-    Called once, when the registry indexes plugins; every implementation's list is collected.
+    Called once, when the registry indexes plugins. Every implementation is called (no
+    first-result short cut); the host collects each plugin's list separately, so it knows who
+    contributed what.
 
     :return: a list of :class:`paralab.components.ProtocolSpec`; the factory is called as
         ``factory(**options)`` and returns an object with ``execute(run)``.
@@ -129,7 +135,9 @@ def paralab_protocols() -> list[ProtocolSpec]:
 def paralab_methods() -> list[MethodSpec]:
     """Return the methods (learning algorithms within a protocol) this plugin adds.
 
-    Called once, when the registry indexes plugins; every implementation's list is collected.
+    Called once, when the registry indexes plugins. Every implementation is called (no
+    first-result short cut); the host collects each plugin's list separately, so it knows who
+    contributed what.
 
     :return: a list of :class:`paralab.components.MethodSpec`, each naming the ``protocols``
         whose method interface it implements.
@@ -147,7 +155,9 @@ def paralab_methods() -> list[MethodSpec]:
 def paralab_metrics() -> list[MetricSpec]:
     """Return the metrics this plugin adds.
 
-    Called once, when the registry indexes plugins; every implementation's list is collected.
+    Called once, when the registry indexes plugins. Every implementation is called (no
+    first-result short cut); the host collects each plugin's list separately, so it knows who
+    contributed what.
 
     :return: a list of :class:`paralab.components.MetricSpec`; the factory returns
         ``metric(predictions, dataset) -> float | dict[str, float]``.
@@ -164,7 +174,9 @@ def paralab_metrics() -> list[MetricSpec]:
 def paralab_auditors() -> list[AuditorSpec]:
     """Return the auditors (read-only analyses of any run's predictions) this plugin adds.
 
-    Called once, when the registry indexes plugins; every implementation's list is collected.
+    Called once, when the registry indexes plugins. Every implementation is called (no
+    first-result short cut); the host collects each plugin's list separately, so it knows who
+    contributed what.
 
     :return: a list of :class:`paralab.components.AuditorSpec`; the factory returns an object
         with ``audit(run, phase, predictions) -> dict`` and optionally ``finalize(run) -> dict``.
@@ -181,7 +193,9 @@ def paralab_auditors() -> list[AuditorSpec]:
 def paralab_losses() -> list[LossSpec]:
     """Return the loss terms (usable under any protocol) this plugin adds.
 
-    Called once, when the registry indexes plugins; every implementation's list is collected.
+    Called once, when the registry indexes plugins. Every implementation is called (no
+    first-result short cut); the host collects each plugin's list separately, so it knows who
+    contributed what.
 
     :return: a list of :class:`paralab.components.LossSpec`; the factory returns
         ``term(batch: paralab.Batch) -> torch.Tensor``.
@@ -198,7 +212,9 @@ def paralab_losses() -> list[LossSpec]:
 def paralab_middleware() -> list[MiddlewareSpec]:
     """Return the middleware (per-run wrappers such as differential privacy) this plugin adds.
 
-    Called once, when the registry indexes plugins; every implementation's list is collected.
+    Called once, when the registry indexes plugins. Every implementation is called (no
+    first-result short cut); the host collects each plugin's list separately, so it knows who
+    contributed what.
 
     :return: a list of :class:`paralab.components.MiddlewareSpec`; the factory returns an
         object with hookimpls that the host registers for one run.
@@ -222,6 +238,8 @@ def paralab_before_experiment(run: RunContext) -> None:
     """Called once per run after the dataset, model, method and auditors are built and before
     the protocol starts.
 
+    Every implementation is called (no first-result short cut); return values are ignored.
+
     :param run: the :class:`paralab.RunContext` (spec, dataset, model, device, output folder).
 
     Example::
@@ -236,6 +254,8 @@ def paralab_before_experiment(run: RunContext) -> None:
 def paralab_after_experiment(run: RunContext, result: Result) -> None:
     """Called once per run after the protocol finished without error and the auditors were
     finalized, before ``result.json`` is written for the last time.
+
+    Every implementation is called (no first-result short cut); return values are ignored.
 
     :param run: the :class:`paralab.RunContext`.
     :param result: the :class:`paralab.Result`; an implementation may add entries to
@@ -253,6 +273,8 @@ def paralab_after_experiment(run: RunContext, result: Result) -> None:
 def paralab_before_phase(run: RunContext, phase: Phase) -> None:
     """Called when a protocol opens a phase: an epoch, an experience of a stream, a federated
     round, a meta-batch of episodes.
+
+    Every implementation is called (no first-result short cut); return values are ignored.
 
     :param run: the :class:`paralab.RunContext`.
     :param phase: the :class:`paralab.Phase` (``kind``, ``index``, ``info``); its ``metrics``
@@ -273,6 +295,8 @@ def paralab_after_phase(run: RunContext, phase: Phase) -> None:
     ``phase.audits`` hold what was measured. The host saves the phase to ``result.json`` right
     after this hook, so a later failure cannot lose it.
 
+    Every implementation is called (no first-result short cut); return values are ignored.
+
     :param run: the :class:`paralab.RunContext`.
     :param phase: the finished :class:`paralab.Phase`.
 
@@ -288,6 +312,8 @@ def paralab_after_phase(run: RunContext, phase: Phase) -> None:
 def paralab_after_evaluation(run: RunContext, phase: Phase, evaluation: Evaluation) -> None:
     """Called after each evaluation point, once the predictions, metrics and auditors of one
     evaluated split are computed. The predictions are shared, not recomputed.
+
+    Every implementation is called (no first-result short cut); return values are ignored.
 
     :param run: the :class:`paralab.RunContext`.
     :param phase: the :class:`paralab.Phase` the evaluation belongs to.
@@ -306,6 +332,8 @@ def paralab_after_evaluation(run: RunContext, phase: Phase, evaluation: Evaluati
 def paralab_on_error(run: RunContext, error: BaseException, phase: Phase | None) -> None:
     """Called when the run fails: a component or a hook raised. The partial result is already
     saved. Exceptions raised here are logged and otherwise ignored.
+
+    Every implementation is called (no first-result short cut); return values are ignored.
 
     :param run: the :class:`paralab.RunContext`.
     :param error: the exception.
@@ -332,7 +360,7 @@ def paralab_process_update(run: RunContext, update: Update) -> Update:
     The host's own plugin returns the update unchanged (``trylast``), so the first result wins
     and wrappers see it: a wrapper's ``result = yield`` receives the update, and what the
     wrapper returns replaces it. Wrappers run in the order the spec lists the middleware
-    (the first listed is the outermost).
+    (the first listed is the outermost). The first result wins (``firstresult``).
 
     :param run: the :class:`paralab.RunContext`.
     :param update: the :class:`paralab.Update` (``delta``: a dict of parameter tensors,

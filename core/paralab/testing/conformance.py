@@ -103,7 +103,9 @@ def light_import(module: str) -> list[str]:
         "import json, sys, importlib; importlib.import_module(sys.argv[1]); "
         "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
     )
-    environment = dict(os.environ, PARALAB_NO_PLUGINS="1")
+    # The same import path as this process, so plugins found through sys.path are found too.
+    search_path = os.pathsep.join(entry for entry in sys.path if entry)
+    environment = dict(os.environ, PARALAB_NO_PLUGINS="1", PYTHONPATH=search_path)
     completed = subprocess.run(
         [sys.executable, "-c", code, module],
         capture_output=True,
