@@ -53,7 +53,7 @@ def test_mnist_test_split_from_idx_files(data_root: Path) -> None:
     assert torch.bincount(data.y).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974,
                                                1009]
     assert (len(data.splits["train"]), len(data.splits["test"])) == (8000, 2000)
-    assert 0.0 <= float(data.x.min()) and float(data.x.max()) == 1.0
+    assert float(data.x.min()) >= 0.0 and float(data.x.max()) == 1.0
 
 
 def test_omniglot_from_the_official_zips(data_root: Path) -> None:

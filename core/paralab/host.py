@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from paralab_registry import LoadSettings, PluginRegistry
-
 from paralab import hookspecs
+from paralab_registry import LoadSettings, PluginRegistry
 
 if TYPE_CHECKING:
     from paralab.context import Evaluation, Phase, RunContext, Update

@@ -6,11 +6,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from paralab_registry import LoadSettings, PluginRegistry
-
 from paralab import host
 from paralab.components import DatasetSpec
 from paralab.hookspecs import hookimpl
+from paralab_registry import LoadSettings, PluginRegistry
 
 if TYPE_CHECKING:
     from paralab.data import SharedDataset
