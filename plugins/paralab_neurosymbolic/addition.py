@@ -1,0 +1,223 @@
+"""MNIST addition (Manhaeve et al. 2018): learn digits from the sums of N-digit numbers only.
+
+An example is a tensor of ``2 * N`` *indices* into the run's shared digit dataset (digits or
+MNIST), never a copy of the images; its label is the sum of the two numbers. The network is
+the run's model; it never sees a digit label. Training maximises the probability of the
+observed sum under the program
+
+    nn(digit_net, [X], Y, [0..9]) :: digit(X, Y).
+    number(X1, ..., XN, V) :- digit(X1, D1), ..., V is 10**(N-1)*D1 + ... + DN.
+    addition(A1..AN, B1..BN, Z) :- number(A1..AN, X), number(B1..BN, Y), Z is X + Y.
+
+with exact inference by default (a batched convolution, :mod:`.logic.inference`). The digit
+accuracy that emerged is measured by evaluating the model on the single-digit test split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from paralab_neurosymbolic.logic import MODES, Program, Query
+
+if TYPE_CHECKING:
+    from paralab.context import RunContext
+
+MAX_DIGITS = 4
+NETWORK = "digit_net"
+
+
+def addition_program(digits_per_number: int) -> str:
+    """The program text for N-digit addition (N = ``digits_per_number``)."""
+    n = digits_per_number
+    domain = ", ".join(str(d) for d in range(10))
+    xs = ", ".join(f"X{i}" for i in range(n))
+    body = ", ".join(f"digit(X{i}, D{i})" for i in range(n))
+    value = " + ".join(f"{10 ** (n - 1 - i)}*D{i}" if n - 1 - i else f"D{i}" for i in range(n))
+    a = ", ".join(f"A{i}" for i in range(n))
+    b = ", ".join(f"B{i}" for i in range(n))
+    return (
+        f"nn({NETWORK}, [X], Y, [{domain}]) :: digit(X, Y).\n"
+        f"number({xs}, V) :- {body}, V is {value}.\n"
+        f"addition({a}, {b}, Z) :- number({a}, X), number({b}, Y), Z is X + Y.\n"
+    )
+
+
+def addition_query(
+    digits_per_number: int, exact_budget: int = 10_000_000
+) -> tuple[Query, list[str]]:
+    """The grounded query and the input names ``a0..a{N-1}, b0..b{N-1}`` in example order."""
+    if not 1 <= digits_per_number <= MAX_DIGITS:
+        raise ValueError(
+            f"addition: digits_per_number must be 1..{MAX_DIGITS}, got {digits_per_number}"
+        )
+    n = digits_per_number
+    names = [f"a{i}" for i in range(n)] + [f"b{i}" for i in range(n)]
+    program = Program.parse(addition_program(n))
+    query = Query(program, f"addition({', '.join(names)}, Z)", exact_budget=exact_budget)
+    return query, names
+
+
+def make_examples(
+    indices: torch.Tensor,
+    labels: torch.Tensor,
+    count: int,
+    digits_per_number: int,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(count, 2N)`` dataset indices and their sums.
+
+    Each pass is a random permutation of ``indices`` cut into groups of ``2N`` (every image
+    used once, as DeepProbLog does); more examples than one pass holds take further passes,
+    which recombine the same images into new numbers. ``count=0`` means one pass.
+    """
+    width = 2 * digits_per_number
+    per_pass = len(indices) // width
+    if per_pass == 0:
+        raise ValueError(
+            f"addition: {len(indices)} images cannot make one example of {width} digits"
+        )
+    count = count or per_pass
+    groups = []
+    while sum(len(g) for g in groups) < count:
+        order = torch.randperm(len(indices), generator=generator)
+        groups.append(indices.cpu()[order[: per_pass * width]].reshape(per_pass, width))
+    examples = torch.cat(groups)[:count].to(indices.device)
+    digits = labels[examples]
+    place = 10 ** torch.arange(digits_per_number - 1, -1, -1, device=digits.device)
+    numbers = (digits.reshape(count, 2, digits_per_number) * place).sum(-1)
+    return examples, numbers.sum(-1)
+
+
+def sum_distribution(
+    query: Query,
+    names: Sequence[str],
+    logits: torch.Tensor,
+    **options: Any,
+) -> torch.Tensor:
+    """P(sum) for a batch: ``logits`` is ``(batch, 2N, 10)``, one row of digit logits per image."""
+    probs = torch.softmax(logits, dim=-1)
+    tables = {f"digit({name})": probs[:, position] for position, name in enumerate(names)}
+    return query.distribution(tables, **options).probs
+
+
+class Addition:
+    """The ``addition`` protocol: epochs over sum-labelled examples; evaluation of the sum
+    accuracy on test examples and of the digit accuracy on the single-digit test split."""
+
+    def __init__(
+        self,
+        digits_per_number: int = 1,
+        pairs: int = 0,
+        test_pairs: int = 0,
+        epochs: int = 1,
+        batch_size: int = 32,
+        inference: str = "exact",
+        top_k: int = 64,
+        samples: int = 1000,
+        exact_budget: int = 10_000_000,
+        train_split: str = "train",
+        eval_splits: Sequence[str] = ("test",),
+    ) -> None:
+        if epochs < 1 or batch_size < 1:
+            raise ValueError(f"addition: epochs and batch_size must be >= 1, got {epochs}, {batch_size}")
+        if pairs < 0 or test_pairs < 0:
+            raise ValueError(f"addition: pairs and test_pairs must be >= 0 (0 = one pass), got "
+                             f"{pairs}, {test_pairs}")
+        if inference not in MODES:
+            raise ValueError(f"addition: inference {inference!r} unknown; choose from {MODES}")
+        self.query, self.names = addition_query(digits_per_number, exact_budget)
+        self.strategy = self.query.strategy(inference)  # over budget: a clear error, now
+        self.n = digits_per_number
+        self.pairs, self.test_pairs = pairs, test_pairs
+        self.epochs, self.batch_size = epochs, batch_size
+        self.options = {"mode": inference, "k": top_k, "samples": samples}
+        self.train_split = train_split
+        self.eval_splits = tuple(eval_splits)
+
+    def execute(self, run: RunContext) -> None:
+        from paralab.context import Batch
+        from paralab.methods import GradientMethod
+
+        method, model, dataset = run.method, run.model, run.dataset
+        if not isinstance(method, GradientMethod):
+            raise TypeError(f"addition: method {run.spec.method.name!r} is not a GradientMethod")
+        if dataset.info.n_classes != 10:
+            raise ValueError(
+                f"addition: needs a 10-class digit dataset (digits, mnist); dataset "
+                f"{dataset.name!r} has {dataset.info.n_classes} classes"
+            )
+        train = dataset.split(self.train_split)
+        train_examples, train_sums = make_examples(
+            train.indices, dataset.y, self.pairs, self.n, run.generator
+        )
+        tests = {}
+        for split in self.eval_splits:
+            view = dataset.split(split)
+            tests[split] = make_examples(view.indices, dataset.y, self.test_pairs, self.n,
+                                         run.generator)
+        run.state["paralab_neurosymbolic"] = {
+            "examples": len(train_examples), "strategy": self.strategy,
+        }
+        model.train()
+        method.setup(run, model)
+        optimizer = method.optimizer
+        assert optimizer is not None
+        width = 2 * self.n
+        for epoch in run.progress(range(self.epochs), desc="epochs", total=self.epochs):
+            with run.phase("epoch", epoch, examples=len(train_examples)) as phase:
+                order = torch.randperm(len(train_examples), generator=run.generator)
+                total, batches = 0.0, 0
+                for start in range(0, len(order), self.batch_size):
+                    chosen = order[start : start + self.batch_size].to(train_examples.device)
+                    images = train_examples[chosen].reshape(-1)
+                    x = dataset.x[images]
+                    logits = model(x)
+                    p = sum_distribution(
+                        self.query, self.names, logits.reshape(len(chosen), width, -1),
+                        **self.options,
+                    )
+                    observed = self.query_columns(train_sums[chosen])
+                    likelihood = p.gather(1, observed[:, None])[:, 0]
+                    loss = -likelihood.clamp_min(1e-12).log().mean()
+                    # Loss terms see the images with the network's own guesses as targets: the
+                    # digit labels are never used in training.
+                    pseudo = logits.detach().argmax(dim=-1)
+                    loss = loss + run.extra_loss(Batch(x, pseudo, images, logits, model, run))
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    total += float(loss.detach())
+                    batches += 1
+                phase.metrics["train/loss"] = total / max(batches, 1)
+                self.evaluate(run, tests)
+        model.train()
+
+    def query_columns(self, sums: torch.Tensor) -> torch.Tensor:
+        """The distribution column of each sum (sums start at 0, so the column is the sum)."""
+        return sums.long()
+
+    @torch.no_grad()
+    def sum_accuracy(
+        self, model: torch.nn.Module, x: torch.Tensor, examples: torch.Tensor, sums: torch.Tensor,
+        batch_size: int = 1000,
+    ) -> float:
+        """Fraction of examples whose most probable sum is the true sum."""
+        correct = 0
+        for start in range(0, len(examples), batch_size):
+            chunk = examples[start : start + batch_size]
+            logits = model(x[chunk.reshape(-1)]).reshape(len(chunk), 2 * self.n, -1)
+            p = sum_distribution(self.query, self.names, logits, **self.options)
+            correct += int((p.argmax(dim=1) == sums[start : start + batch_size]).sum())
+        return correct / max(len(examples), 1)
+
+    def evaluate(self, run: RunContext, tests: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
+        model = run.model
+        model.eval()
+        for split, (examples, sums) in tests.items():
+            run.record(f"{split}/sum_accuracy",
+                       self.sum_accuracy(model, run.dataset.x, examples, sums))
+            run.evaluate(split)  # digit accuracy that emerged, on single digits
+        model.train()

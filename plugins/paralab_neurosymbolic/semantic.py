@@ -1,0 +1,180 @@
+"""The semantic loss of Xu et al. (ICML 2018), as a loss term under any protocol.
+
+The outputs are read as independent Bernoulli variables ``p_i = sigmoid(logit_i)``; the
+semantic loss of a constraint ``alpha`` is ``-log sum_{x |= alpha} prod_i p_i^x_i (1-p_i)^(1-x_i)``,
+the negative log weighted model count of the constraint. Two constraints have closed forms here,
+computed in log space on the logits' device:
+
+* ``exactly_one``: the worlds with one true output; their count is a log-sum-exp over outputs.
+* ``hierarchy``: the outputs are the nodes of a class DAG (leaves = the dataset's classes);
+  the valid worlds are "one leaf and exactly its ancestors true", one per leaf, so the count is
+  a log-sum-exp over leaves of a ``(batch, nodes) @ (nodes, leaves)`` product.
+
+Both are checked against brute-force weighted model counting by the logic engine in the tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from paralab.context import Batch
+    from paralab.data import SharedDataset
+    from paralab.evaluation import Predictions
+
+CONSTRAINTS = ("exactly_one", "hierarchy")
+
+
+def exactly_one_log_probability(logits: torch.Tensor) -> torch.Tensor:
+    """log P(exactly one output true) per row, outputs independent Bernoullis."""
+    positive, negative = F.logsigmoid(logits), F.logsigmoid(-logits)
+    return torch.logsumexp(positive - negative, dim=-1) + negative.sum(-1)
+
+
+@dataclass(frozen=True)
+class HierarchyWorlds:
+    """The valid worlds of a class DAG: ``mask[l, j]`` is 1 when node ``j`` is leaf ``l`` or one
+    of its ancestors. Nodes are ordered leaves first (the dataset's classes), then the rest."""
+
+    nodes: tuple[str, ...]
+    leaves: tuple[str, ...]
+    mask: torch.Tensor
+
+    @classmethod
+    def from_knowledge(cls, knowledge: Any, leaves: tuple[str, ...] | None = None) -> HierarchyWorlds:
+        dag = knowledge.hierarchy()
+        found = knowledge.leaves()
+        leaves = tuple(leaves) if leaves is not None else tuple(found)
+        if sorted(leaves) != sorted(found):
+            raise ValueError(
+                f"hierarchy {knowledge.source or '(in memory)'}: its leaves {found} are not the "
+                f"dataset's classes {list(leaves)}"
+            )
+        import networkx as nx
+
+        inner = [n for n in nx.topological_sort(dag) if n not in leaves]
+        nodes = (*leaves, *inner)
+        position = {node: j for j, node in enumerate(nodes)}
+        mask = torch.zeros(len(leaves), len(nodes))
+        for row, leaf in enumerate(leaves):
+            for node in {leaf} | nx.descendants(dag, leaf):
+                mask[row, position[node]] = 1.0
+        return cls(nodes, leaves, mask)
+
+    def leaf_log_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """``(batch, leaves)``: log P(world of leaf l) with independent node sigmoids."""
+        mask = self.mask.to(logits.device, logits.dtype)
+        return F.logsigmoid(logits) @ mask.T + F.logsigmoid(-logits) @ (1 - mask).T
+
+    def log_probability(self, logits: torch.Tensor) -> torch.Tensor:
+        """log P(the outputs form a valid world) per row."""
+        self.check_width(logits)
+        return torch.logsumexp(self.leaf_log_probabilities(logits), dim=-1)
+
+    def node_targets(self, leaf_targets: torch.Tensor) -> torch.Tensor:
+        """The indicator of each target leaf's world, ``(batch, nodes)``."""
+        return self.mask.to(leaf_targets.device)[leaf_targets]
+
+    def violations(self, logits: torch.Tensor) -> torch.Tensor:
+        """Per row: 1.0 when thresholding each node at 0.5 gives no valid world."""
+        self.check_width(logits)
+        predicted = (logits > 0).to(self.mask.dtype)
+        valid = (predicted[:, None, :] == self.mask.to(logits.device)[None]).all(-1).any(-1)
+        return (~valid).float()
+
+    def check_width(self, logits: torch.Tensor) -> None:
+        if logits.shape[-1] != len(self.nodes):
+            raise ValueError(
+                f"hierarchy constraint: outputs have {logits.shape[-1]} columns but the class DAG "
+                f"has {len(self.nodes)} nodes {list(self.nodes)}; use the class_hierarchy dataset "
+                "so that models output one logit per node"
+            )
+
+
+def hierarchy_of(dataset: SharedDataset) -> HierarchyWorlds:
+    """The DAG a ``class_hierarchy`` dataset carries (clear error for other datasets)."""
+    worlds = dataset.meta.get("hierarchy_worlds")
+    if worlds is None:
+        raise ValueError(
+            f"dataset {dataset.name!r} carries no class hierarchy; use the class_hierarchy "
+            "dataset (its classes are the DAG's nodes)"
+        )
+    return worlds
+
+
+class SemanticLoss:
+    """``weight * mean(-log P(constraint))`` over a batch's logits, under any protocol."""
+
+    def __init__(self, constraint: str = "exactly_one", weight: float = 0.1,
+                 hierarchy: str = "digits") -> None:
+        if constraint not in CONSTRAINTS:
+            raise ValueError(
+                f"semantic_loss: constraint {constraint!r} unknown; choose from {CONSTRAINTS}"
+            )
+        if weight < 0:
+            raise ValueError(f"semantic_loss: weight must be >= 0, got {weight}")
+        self.constraint = constraint
+        self.weight = weight
+        self.hierarchy = hierarchy
+        self._worlds: HierarchyWorlds | None = None
+        if constraint == "hierarchy":
+            from paralab_neurosymbolic.knowledge import KnowledgeBase
+
+            KnowledgeBase.load(hierarchy).hierarchy()  # a bad file or a cycle fails now
+
+    def __call__(self, batch: Batch) -> torch.Tensor:
+        if self.constraint == "exactly_one":
+            log_p = exactly_one_log_probability(batch.logits)
+        else:
+            log_p = self.worlds(batch).log_probability(batch.logits)
+        return -self.weight * log_p.mean()
+
+    def worlds(self, batch: Batch) -> HierarchyWorlds:
+        if self._worlds is None:
+            if batch.run is not None and "hierarchy_worlds" in batch.run.dataset.meta:
+                self._worlds = hierarchy_of(batch.run.dataset)
+            else:
+                from paralab_neurosymbolic.knowledge import KnowledgeBase
+
+                self._worlds = HierarchyWorlds.from_knowledge(KnowledgeBase.load(self.hierarchy))
+        return self._worlds
+
+
+def exactly_one_violations(predictions: Predictions, dataset: SharedDataset) -> float:
+    """Fraction of rows whose independently thresholded outputs do not mark exactly one class."""
+    marked = (predictions.logits > 0).sum(dim=-1)
+    return float((marked != 1).float().mean())
+
+
+def exactly_one_violations_metric():  # noqa: ANN201 - a MetricSpec factory
+    """The ``exactly_one_violations`` metric (a factory, as MetricSpec expects)."""
+    return exactly_one_violations
+
+
+def hierarchy_violations_metric(hierarchy: str = "digits"):  # noqa: ANN201 - a MetricSpec factory
+    """The ``hierarchy_violations`` metric: the fraction of rows whose outputs, thresholded at
+    0.5, form no valid world of the class DAG (the dataset's, else the ``hierarchy`` file's).
+
+    Outputs over every node are checked against the DAG; outputs over the leaves only (a flat
+    classifier) are valid when exactly one leaf is marked, its ancestors being implied."""
+    fallback: list[HierarchyWorlds] = []
+
+    def metric(predictions: Predictions, dataset: SharedDataset) -> float:
+        logits = predictions.extras.get("node_logits", predictions.logits)
+        if "hierarchy_worlds" in dataset.meta:
+            worlds = hierarchy_of(dataset)
+        else:
+            if not fallback:
+                from paralab_neurosymbolic.knowledge import KnowledgeBase
+
+                fallback.append(HierarchyWorlds.from_knowledge(KnowledgeBase.load(hierarchy)))
+            worlds = fallback[0]
+        if logits.shape[-1] == len(worlds.leaves) != len(worlds.nodes):
+            return float(((logits > 0).sum(-1) != 1).float().mean())
+        return float(worlds.violations(logits).mean())
+
+    return metric
