@@ -1,0 +1,178 @@
+"""The logic language and its inference: parsing, validation errors, exactness against
+brute-force enumeration and against DeepProbLog, and the measured error of the approximations."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from paralab_neurosymbolic.addition import addition_program, addition_query
+from paralab_neurosymbolic.logic import (
+    InferenceBudgetError,
+    LogicSyntaxError,
+    Program,
+    ProgramError,
+    Query,
+)
+
+DIGIT = "nn(net, [X], Y, [0,1,2,3,4,5,6,7,8,9]) :: digit(X, Y).\n"
+
+
+def tables(batch: int, count: int, seed: int = 0) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.softmax(torch.randn(batch, 10, generator=generator) * 2, 1) for _ in range(count)]
+
+
+def brute_force_sum(probs: list[torch.Tensor], n: int) -> torch.Tensor:
+    """P(sum) by looping over every digit assignment of every example (the naive reference)."""
+    batch = probs[0].shape[0]
+    result = torch.zeros(batch, 2 * (10**n - 1) + 1, dtype=torch.float64)
+    for b in range(batch):
+        for digits in itertools.product(range(10), repeat=2 * n):
+            weight = 1.0
+            for table, d in zip(probs, digits):
+                weight *= float(table[b, d])
+            a = int("".join(map(str, digits[:n])))
+            c = int("".join(map(str, digits[n:])))
+            result[b, a + c] += weight
+    return result
+
+
+def test_parser_reads_deepproblog_syntax_and_reports_bad_lines() -> None:
+    program = Program.parse(addition_program(2))
+    assert sorted(program.predicates) == ["addition/5", "digit/2", "number/3"]
+    assert program.neural["digit/2"].domain == tuple(range(10))
+    with pytest.raises(LogicSyntaxError, match="line 2"):
+        Program.parse("a.\nb(X :- c.")
+    with pytest.raises(LogicSyntaxError, match="lacks a final '.'"):
+        Program.parse("a :- b")
+    with pytest.raises(LogicSyntaxError, match="not in \\[0, 1\\]"):
+        Program.parse("1.5 :: coin.")
+
+
+def test_unknown_predicate_is_named_with_a_suggestion() -> None:
+    with pytest.raises(ProgramError, match=r"unknown predicate digt/2.*did you mean 'digit/2'"):
+        Program.parse(DIGIT + "add(X, Y, Z) :- digt(X, A), digit(Y, B), Z is A + B.")
+    program = Program.parse(DIGIT)
+    with pytest.raises(ProgramError, match="query .* unknown predicate sum/3"):
+        Query(program, "sum(a, b, Z)")
+
+
+def test_cyclic_rules_are_rejected_with_the_cycle() -> None:
+    text = "edge(a, b).\npath(X, Y) :- edge(X, Y).\npath(X, Y) :- edge(X, Z), path(Z, Y).\n"
+    with pytest.raises(ProgramError, match="cyclic rules: path/2 -> path/2"):
+        Program.parse(text)
+
+
+def test_exact_budget_error_and_switch_to_approximate() -> None:
+    program = Program.parse(DIGIT + "big(A, B, C, D) :- digit(A, W), digit(B, X), digit(C, Y),"
+                            " digit(D, Z), W + X > Y + Z.")
+    query = Query(program, "big(a, b, c, d)", exact_budget=1000)
+    with pytest.raises(InferenceBudgetError, match="10,000 worlds .* exact_budget 1,000.*'auto'"):
+        query.strategy("exact")
+    assert query.strategy("auto") == "topk"
+    assert Query(program, "big(a, b, c, d)").strategy("exact") == "enumerate"
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_linear_and_enumerated_inference_equal_brute_force(n: int) -> None:
+    query, names = addition_query(n)
+    probs = tables(3, 2 * n)
+    feed = {f"digit({name})": table for name, table in zip(names, probs)}
+    expected = brute_force_sum(probs, n)
+    linear = query.distribution(feed)
+    assert linear.strategy == "linear"
+    torch.testing.assert_close(linear.probs.double(), expected, atol=1e-6, rtol=0)
+    query._linear = None  # force weighted model counting over every world
+    enumerated = query.distribution(feed)
+    assert enumerated.strategy == "enumerate"
+    torch.testing.assert_close(enumerated.probs.double(), expected, atol=1e-6, rtol=0)
+
+
+def test_four_digit_addition_is_exact_and_sums_to_one() -> None:
+    query, names = addition_query(4)
+    assert query.worlds == 10**8 and query.strategy() == "linear"
+    probs = tables(2, 8)
+    result = query.distribution({f"digit({n})": t for n, t in zip(names, probs)})
+    assert result.probs.shape == (2, 19999)
+    torch.testing.assert_close(result.probs.sum(1), torch.ones(2))
+    # P(sum = 0) is the product of the eight P(digit = 0).
+    zero = torch.stack([t[:, 0] for t in probs]).prod(0)
+    torch.testing.assert_close(result.probs[:, 0], zero)
+
+
+def test_matches_deepproblog_exact_engine() -> None:
+    pytest.importorskip("deepproblog")
+    from paralab_neurosymbolic import peers
+
+    table = tables(8, 1, seed=3)[0]
+    queries = [(0, 1, 5), (2, 3, 9), (4, 5, 0), (6, 7, 18), (1, 6, 11)]
+    reference = peers.query_probabilities(table, queries)
+    query, _ = addition_query(1)
+    a, b, s = (torch.tensor(column) for column in zip(*queries))
+    ours = query.probability({"digit(a0)": table[a], "digit(b0)": table[b]}, s)
+    torch.testing.assert_close(ours, torch.tensor(reference), atol=1e-6, rtol=0)
+    # The same image twice is one random variable in both engines: P(sum = 18) = p(9).
+    same = Query(Program.parse(addition_program(1)), "addition(a, a, Z)")
+    ours_same = same.probability({"digit(a)": table[1:2]}, [18])
+    reference_same = peers.query_probabilities(table, [(1, 1, 18)])
+    torch.testing.assert_close(ours_same, torch.tensor(reference_same), atol=1e-6, rtol=0)
+
+
+def test_approximations_error_against_exact_is_measured() -> None:
+    query, names = addition_query(2)
+    probs = tables(16, 4, seed=1)
+    feed = {f"digit({n})": t for n, t in zip(names, probs)}
+    exact = query.distribution(feed).probs
+    total_variation = {}
+    for k in (1, 10, 100, 1000):
+        approx = query.distribution(feed, mode="topk", k=k).probs
+        assert bool((approx <= exact + 1e-6).all())  # top-k proofs give a lower bound
+        total_variation[k] = float(0.5 * (exact - approx).abs().sum(1).mean())
+    assert total_variation[1000] < total_variation[100] < total_variation[10] < total_variation[1]
+    assert total_variation[1000] < 0.1
+    generator = torch.Generator().manual_seed(0)
+    sampled = query.distribution(feed, mode="sample", samples=4000, generator=generator).probs
+    assert float(0.5 * (exact - sampled).abs().sum(1).mean()) < 0.2
+    # all 10**4 worlds in the beam: top-k is exact
+    full = query.distribution(feed, mode="topk", k=10**4).probs
+    torch.testing.assert_close(full, exact, atol=1e-5, rtol=0)
+
+
+def test_topk_is_differentiable() -> None:
+    query, names = addition_query(1)
+    logits = torch.randn(4, 2, 10, requires_grad=True)
+    probs = torch.softmax(logits, -1)
+    p = query.probability({"digit(a0)": probs[:, 0], "digit(b0)": probs[:, 1]},
+                          torch.tensor([3, 5, 7, 9]), mode="topk", k=20)
+    p.clamp_min(1e-12).log().sum().backward()  # as the addition protocol does
+    assert logits.grad is not None
+    assert bool(torch.isfinite(logits.grad).all()) and float(logits.grad.abs().sum()) > 0
+
+
+def test_probabilistic_facts_and_overlapping_proofs() -> None:
+    program = Program.parse(
+        "0.3 :: rain.\n0.6 :: sprinkler.\nwet :- rain.\nwet :- sprinkler.\n"
+        "0.5 :: edge(a, b).\n0.5 :: edge(b, c).\n0.2 :: edge(a, c).\n"
+        "path2(X, Y) :- edge(X, Y).\npath2(X, Y) :- edge(X, Z), edge(Z, Y).\n"
+    )
+    wet = Query(program, "wet").probability({})
+    torch.testing.assert_close(wet, torch.tensor([1 - 0.7 * 0.4]))
+    path = Query(program, "path2(a, c)").probability({})
+    torch.testing.assert_close(path, torch.tensor([1 - (1 - 0.2) * (1 - 0.25)]))
+
+
+def test_symbolic_domains_and_knowledge_rules() -> None:
+    program = Program.parse(
+        "nn(net, [X], C, [cat, dog, car]) :: label(X, C).\n"
+        "is_a(cat, animal). is_a(dog, animal). is_a(car, vehicle).\n"
+        "kind(X, K) :- label(X, C), is_a(C, K).\n"
+    )
+    p = torch.tensor([[0.2, 0.5, 0.3]])
+    animal = Query(program, "kind(x, animal)").probability({"label(x)": p})
+    torch.testing.assert_close(animal, torch.tensor([0.7]))
+    kinds = Query(program, "kind(x, K)").distribution({"label(x)": p})
+    assert kinds.values == ["animal", "vehicle"]
+    torch.testing.assert_close(kinds.probs, torch.tensor([[0.7, 0.3]]))
