@@ -1,0 +1,64 @@
+"""Shared helpers of the federated tests: small specs on the embedded digits data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+import paralab
+
+
+def spec(method: Any = "fedavg", middleware: Any = (), **protocol: Any) -> dict[str, Any]:
+    options = {"clients": 20, "fraction": 0.25, "rounds": 3, "batch_size": 16,
+               "client_eval": False, **protocol}
+    return {
+        "name": "federated-test",
+        "dataset": "digits",
+        "model": {"name": "mlp", "hidden": [32]},
+        "protocol": {"name": "federated", **options},
+        "method": method,
+        "middleware": list(middleware),
+        "output": None,
+        "device": "cpu",
+        "seed": 0,
+    }
+
+
+def run(method: Any = "fedavg", middleware: Any = (), **protocol: Any) -> paralab.Result:
+    return paralab.run(spec(method, middleware, **protocol))
+
+
+def final_parameters(**kwargs: Any) -> dict[str, torch.Tensor]:
+    """Run and return the global model's parameters (the run's model, after the last round)."""
+    captured: dict[str, torch.Tensor] = {}
+
+    class Capture:
+        @paralab.hookimpl
+        def paralab_after_experiment(self, run: Any, result: Any) -> None:
+            captured.update({n: p.detach().clone() for n, p in run.model.named_parameters()})
+
+    registry = paralab.get_registry()
+    name = f"capture-{id(Capture)}"
+    registry.pm.register(Capture(), name=name)
+    try:
+        run(**kwargs)
+    finally:
+        registry.pm.unregister(name=name)
+    return captured
+
+
+def max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[n] - b[n]).abs().max()) for n in a)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One torch thread for these tiny models: on a shared 2-core machine a second thread only
+    waits for the first (matmuls of a 64x32 MLP run 10x slower with two under load)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -1,0 +1,28 @@
+"""The Ray backend: client updates as Ray tasks on a local Ray instance give the same global
+model as the local simulator for the same seed."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.federated_helpers import final_parameters, max_difference, one_torch_thread
+
+__all__ = ["one_torch_thread"]
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.mark.slow
+def test_ray_backend_gives_the_local_simulators_model() -> None:
+    started_here = not ray.is_initialized()
+    try:
+        options = {"clients": 10, "fraction": 0.3, "rounds": 2, "stragglers": 0.2,
+                   "ray_num_cpus": 2}
+        remote = final_parameters(backend="ray", **options)
+        loop = final_parameters(backend="loop", **options)
+        vmap = final_parameters(backend="vmap", **options)
+    finally:
+        if started_here and ray.is_initialized():
+            ray.shutdown()
+    assert max_difference(remote, loop) == 0.0  # the same function on the same batches
+    assert max_difference(remote, vmap) < 1e-5
