@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+
 from paralab.context import Update
 
 SECURE_KEY = "secure_aggregation"

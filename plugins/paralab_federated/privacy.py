@@ -21,9 +21,9 @@ import math
 from typing import Any
 
 import torch
+
 from paralab.context import Phase, RunContext, Update
 from paralab.hookspecs import hookimpl
-
 from paralab_federated.schedule import seeded
 
 ACCOUNTANTS = ("rdp", "pld")

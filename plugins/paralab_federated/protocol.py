@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
+
 from paralab.context import Batch, Update
 from paralab.evaluation import grouped_mean
-
 from paralab_federated import partitions
 from paralab_federated.aggregation import weighted_mean
 from paralab_federated.backends import BACKENDS, ClientResults, LoopBackend, VmapBackend, describe

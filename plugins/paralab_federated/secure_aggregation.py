@@ -18,9 +18,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+
 from paralab.context import RunContext, Update
 from paralab.hookspecs import hookimpl
-
 from paralab_federated.aggregation import SECURE_KEY
 from paralab_federated.schedule import seeded
 
