@@ -24,13 +24,16 @@ from paralab.hookspecs import hookimpl
 
 PARALAB_API = "1.0"
 
+# baseline, groups and samples take values of several types (a name, a number, a list), so
+# their declared default is None ("any type" to the spec check); None means: baseline "mean",
+# groups "features" (every input feature a player), samples "auto".
 _SHARED = {
     "rows": 64,
-    "baseline": "mean",
-    "groups": "features",
+    "baseline": None,
+    "groups": None,
     "steps": 50,
     "integration": "gausslegendre",
-    "samples": "auto",
+    "samples": None,
     "target": "predicted",
     "output": "probability",
     "max_players": 16,

@@ -63,6 +63,8 @@ class _Explaining:
         max_players: int,
         seed: int,
     ) -> None:
+        baseline = "mean" if baseline is None else baseline
+        samples = "auto" if samples is None else samples
         if not isinstance(rows, int) or rows < 1:
             raise ExplainError(f"{self.name}: rows must be a positive integer, got {rows!r}")
         if isinstance(baseline, str) and baseline not in NAMED:
@@ -147,11 +149,11 @@ class Attributions(_Explaining):
         self,
         method: str = "integrated_gradients",
         rows: int = 64,
-        baseline: Any = "mean",
-        groups: Any = "features",
+        baseline: Any = None,
+        groups: Any = None,
         steps: int = 50,
         integration: str = "gausslegendre",
-        samples: Any = "auto",
+        samples: Any = None,
         target: str = "predicted",
         output: str = "probability",
         per_group: Sequence[str] | None = None,
@@ -251,7 +253,7 @@ class Attributions(_Explaining):
         if image_shape and self.players is not None:
             membership = self.players.membership
             size = membership.sum(dim=1).clamp(min=1)
-            pixels = lambda values: ((values / size) @ membership).reshape(image_shape).mean(0)  # noqa: E731
+            pixels = lambda values: ((values.float() / size) @ membership).reshape(image_shape).mean(0)  # noqa: E731
             written["heat_map"] = plots.heat_maps(folder / "importance.png",
                                                   [pixels(history[-1])], ["all classes"], title)
             split = next(reversed(self.per_class_history))
@@ -278,11 +280,11 @@ class Faithfulness(_Explaining):
         self,
         methods: Sequence[str] = ("integrated_gradients", "saliency", "deeplift", "gradient_shap"),
         rows: int = 32,
-        baseline: Any = "mean",
-        groups: Any = "features",
+        baseline: Any = None,
+        groups: Any = None,
         steps: int = 50,
         integration: str = "gausslegendre",
-        samples: Any = "auto",
+        samples: Any = None,
         target: str = "predicted",
         output: str = "probability",
         max_players: int = MAX_PLAYERS,

@@ -1,0 +1,127 @@
+"""The auditors end to end through paralab.run: audits, plots, drift, groups, early errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import paralab
+import paralab_explain
+from paralab.testing import TinyDataPlugin, isolated_registry
+
+
+@pytest.fixture
+def registry():
+    return isolated_registry(("paralab_tiny", TinyDataPlugin()),
+                             ("paralab_explain", paralab_explain))
+
+
+def _spec(output=None, **changes):
+    spec = {
+        "name": "explain",
+        "dataset": "wine",
+        "model": {"name": "mlp", "hidden": [16]},
+        "protocol": {"name": "supervised", "epochs": 3, "batch_size": 16},
+        "method": {"name": "adam", "lr": 0.01},
+        "device": "cpu",
+        "output": output,
+    }
+    spec.update(changes)
+    return spec
+
+
+def test_attributions_audit_every_epoch_with_plots_and_drift(registry, tmp_path):
+    auditor = {"name": "attributions", "rows": 12, "steps": 16, "groups": 4}
+    result = paralab.run(_spec(str(tmp_path), auditors=[auditor]), registry=registry)
+    audits = [phase["audits"]["attributions/test"] for phase in result.phases]
+    assert len(audits) == 3
+    last = audits[-1]
+    assert last["method"] == "integrated_gradients" and last["rows"] == 12
+    assert len(last["importance"]) == 4 and last["top"][0] in last["importance"]
+    assert max(last["importance"].values()) == pytest.approx(
+        last["importance"][last["top"][0]])
+    assert last["completeness_relative_gap"] < 0.01
+    assert set(last["per_class"]) <= {"class_0", "class_1", "class_2", "0", "1", "2"}
+    final = result.audits["attributions"]
+    assert len(final["drift"]["cosine_distance"]) == 2
+    assert all(-1 <= r <= 1 for r in final["drift"]["rank_correlation"])
+    run_folder = Path(result.path)
+    assert (run_folder / "explain" / "importance.png").stat().st_size > 1000
+    assert (run_folder / "explain" / "drift.png").is_file()
+    saved = json.loads((run_folder / "result.json").read_text())
+    assert "attributions_importance" in saved["artifacts"]
+
+
+def test_sensitive_groups_of_the_tiny_dataset(registry):
+    auditor = {"name": "attributions", "method": "exact_shapley", "rows": 40, "groups": 8}
+    spec = _spec(dataset="paralab_tiny", auditors=[auditor])
+    spec["protocol"]["epochs"] = 1
+    result = paralab.run(spec, registry=registry)
+    audit = result.phases[-1]["audits"]["attributions/test"]
+    groups = audit["per_group"]["group"]
+    # "group" is metadata, not an input column: no share, but importance per group value
+    assert "share" not in groups
+    assert sum(entry["rows"] for entry in groups["groups"].values()) == 40
+    assert set(groups["groups"]) == {"a", "b"}
+    assert audit["completeness_relative_gap"] < 1e-4  # exact Shapley values are efficient
+
+
+def test_image_data_gets_heat_maps(registry, tmp_path):
+    auditor = {"name": "attributions", "method": "saliency", "rows": 20}
+    spec = _spec(str(tmp_path), dataset="digits", auditors=[auditor])
+    spec["protocol"]["epochs"] = 1
+    result = paralab.run(spec, registry=registry)
+    plots = result.audits["attributions"]["plots"]
+    assert plots["heat_map"] == "explain/importance.png"
+    assert (Path(result.path) / "explain" / "importance_per_class.png").stat().st_size > 1000
+    assert len(result.phases[-1]["audits"]["attributions/test"]["importance"]) == 64
+
+
+def test_faithfulness_scores_each_method(registry):
+    auditor = {"name": "faithfulness", "rows": 16, "steps": 16, "perturbations": 4,
+               "methods": ["integrated_gradients", "saliency", "exact_shapley"], "groups": 6}
+    spec = _spec(auditors=[auditor])
+    spec["protocol"]["epochs"] = 2
+    result = paralab.run(spec, registry=registry)
+    final = result.audits["faithfulness"]
+    scores = final["scores"]
+    assert set(scores) == {"integrated_gradients", "saliency", "exact_shapley"}
+    assert scores["exact_shapley"]["completeness_relative_gap"] < 1e-4
+    assert scores["integrated_gradients"]["completeness_relative_gap"] < 0.05
+    assert "completeness_gap" not in scores["saliency"]  # saliency is not additive
+    for measure in ("deletion_auc", "insertion_auc"):
+        assert 0 <= scores["exact_shapley"][measure] <= 1
+    curve = scores["exact_shapley"]["deletion_curve"]
+    assert len(curve) == 7 and curve[0] > curve[-1]
+    # Shapley ordering deletes the evidence for the predicted class faster than it is inserted
+    assert scores["exact_shapley"]["deletion_auc"] < scores["exact_shapley"]["insertion_auc"]
+    assert "infidelity" in scores["integrated_gradients"]
+    assert "sensitivity_max" in scores["saliency"]
+    assert set(final["best_first"]["deletion_auc"]) == set(scores)
+
+
+@pytest.mark.parametrize(
+    ("auditor", "needle"),
+    [
+        ({"name": "attributions", "method": "shapley"}, "did you mean 'exact_shapley'"),
+        ({"name": "attributions", "baseline": [0.0, 1.0]}, "13 features per row"),
+        ({"name": "attributions", "method": "exact_shapley", "max_players": 8},
+         "13 players means 2^13 = 8,192"),
+        ({"name": "attributions", "per_group": ["race"]}, "does not have"),
+        ({"name": "faithfulness", "methods": []}, "methods is empty"),
+        ({"name": "attributions", "target": "best"}, "valid: predicted, true"),
+    ],
+)
+def test_bad_options_fail_before_training(registry, auditor, needle):
+    with pytest.raises(paralab.RunError) as error:
+        paralab.run(_spec(auditors=[auditor]), registry=registry)
+    assert needle in str(error.value)
+    assert "paralab_explain" in str(error.value)
+    assert error.value.result.phases == []  # nothing was trained
+
+
+def test_unknown_option_is_a_spec_error(registry):
+    with pytest.raises(paralab.SpecError, match="rowz"):
+        paralab.run(_spec(auditors=[{"name": "attributions", "rowz": 3}]), registry=registry)
