@@ -20,8 +20,9 @@ from fairlearn.metrics import (
     selection_rate,
     true_positive_rate,
 )
-from paralab_fairness.table import fairness_table
 from sklearn.metrics import accuracy_score, precision_score
+
+from paralab_fairness.table import fairness_table
 
 TOLERANCE = 1e-9
 FAIRLEARN_METRICS = {

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
 from paralab.evaluation import Predictions
 
 if TYPE_CHECKING:

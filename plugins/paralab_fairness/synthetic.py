@@ -1,8 +1,9 @@
 """``biased_synthetic``: an embedded dataset whose unfairness is a knob.
 
 Historical labels favour one group: ``P(y = 1)`` has a ``bias`` term added for the majority
-group and subtracted for the minority, and one input column is a ``proxy`` of the group, so a
-model learns the bias even when the group column is dropped. ``bias = 0`` gives fair labels.
+group and subtracted for the minority, and one input column is shifted by a ``proxy`` of the
+group, so a model learns the bias even when the group column is dropped. ``bias = 0`` gives
+labels independent of the group.
 Two sensitive features (``group`` with 2 values, ``age_band`` with 3) give six intersectional
 groups. Nothing is read from disk: it is the default dataset of the plugin's examples.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
 from paralab.data.builtin import stratified_split
 from paralab.data.shared import SharedDataset
 
@@ -48,11 +50,12 @@ def biased_synthetic(
     rng = np.random.default_rng(seed)
     group = (rng.random(n) < minority_fraction).astype(np.int64)  # 1 = minority
     age = rng.choice(3, size=n, p=[0.5, 0.2, 0.3]).astype(np.int64)
-    x = rng.normal(size=(n, n_features))
+    merit = rng.normal(size=(n, n_features))
     sign = 1.0 - 2.0 * group  # +1 majority, -1 minority
-    x[:, 0] += proxy * sign
     weights = rng.normal(size=n_features) / np.sqrt(n_features)
-    logit = 1.5 * x @ weights + bias * sign + 0.3 * (age == 0) - 0.2
+    logit = 1.5 * merit @ weights + bias * sign + 0.3 * (age == 0) - 0.2
+    x = merit.copy()
+    x[:, 0] += proxy * sign  # the proxy leaks the group into the inputs, not into the labels
     y = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
     names = [f"x{i}" for i in range(n_features)]
     if not drop_sensitive:

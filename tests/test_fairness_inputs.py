@@ -1,0 +1,107 @@
+"""Bad input to the fairness plugin: a clear error naming what is wrong, before training, or an
+explicit NaN with a warning naming the group; never a silent number."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import paralab
+from paralab_fairness.table import FairnessWarning, fairness_table
+from tests.fairness_helpers import fairness_registry
+
+RUN = {
+    "dataset": {"name": "biased_synthetic", "n": 400},
+    "model": {"name": "mlp", "hidden": [8]},
+    "protocol": {"name": "supervised", "epochs": 1},
+    "device": "cpu",
+    "output": None,
+}
+
+
+def run_error(spec: dict) -> paralab.RunError:
+    with fairness_registry(), pytest.raises(paralab.RunError) as caught:
+        paralab.run(spec)
+    return caught.value
+
+
+def test_unknown_sensitive_feature_fails_before_training_and_names_the_choices() -> None:
+    error = run_error({**RUN, "auditors": [{"name": "fairness", "sensitive": ["race"]}]})
+    message = str(error)
+    assert "option sensitive names ['race']" in message
+    assert "'age_band'" in message and "'group'" in message
+    assert error.result.phases == []  # nothing was trained
+
+
+def test_dataset_without_sensitive_features_needs_the_option() -> None:
+    error = run_error({**RUN, "dataset": "iris", "auditors": ["fairness"]})
+    assert "dataset 'iris' declares no sensitive features" in str(error)
+    assert error.result.phases == []
+
+
+def test_penalty_with_unknown_constraint_or_feature_fails_before_training() -> None:
+    error = run_error({**RUN, "losses": [{"name": "fairness_penalty", "constraint": "parity"}]})
+    assert "constraint = 'parity' is not one of ['demographic_parity', 'equalized_odds']" in str(
+        error
+    )
+    error = run_error({**RUN, "losses": [{"name": "fairness_penalty", "sensitive": ["sex"]}]})
+    assert "loss fairness_penalty: option sensitive names ['sex']" in str(error)
+    assert error.result.phases == []
+
+
+def test_positive_class_outside_the_classes_is_an_error() -> None:
+    error = run_error({**RUN, "auditors": [{"name": "fairness", "positive_class": 2}]})
+    assert "positive_class = 2" in str(error) and "2 classes" in str(error)
+
+
+def test_estimator_protocol_rejects_a_gradient_method() -> None:
+    error = run_error({**RUN, "protocol": "estimator", "method": "unmitigated",
+                       "auditors": [{"name": "fairness", "sensitive": ["nope"]}]})
+    assert "nope" in str(error)
+    with fairness_registry(), pytest.raises(paralab.SpecError, match="supports protocols"):
+        paralab.run({**RUN, "protocol": "estimator", "method": "sgd"})
+
+
+def test_mismatched_lengths() -> None:
+    y = torch.tensor([0, 1, 1, 0])
+    with pytest.raises(ValueError, match="y_true has 4 rows but y_pred has 3"):
+        fairness_table(y, y[:3], {"g": torch.tensor([0, 1, 0, 1])})
+    with pytest.raises(ValueError, match="sensitive feature 'g' has 3 rows but the predictions have 4"):
+        fairness_table(y, y, {"g": torch.tensor([0, 1, 0])})
+    with pytest.raises(ValueError, match=r"scores have shape \(3,\), expected \(4,\)"):
+        fairness_table(y, y, {"g": torch.tensor([0, 1, 0, 1])}, scores=torch.rand(3))
+
+
+def test_nan_scores_are_an_error_naming_the_row() -> None:
+    y = torch.tensor([0, 1, 1, 0])
+    scores = torch.tensor([0.1, float("nan"), 0.7, 0.2])
+    with pytest.raises(ValueError, match=r"1 NaN or infinite values \(first at row 1\)"):
+        fairness_table(y, y, {"g": torch.tensor([0, 1, 0, 1])}, scores=scores)
+
+
+def test_a_single_group_is_an_error() -> None:
+    y = torch.tensor([0, 1, 1, 0])
+    with pytest.raises(ValueError, match=r"'sex' has a single group \('F'\)"):
+        fairness_table(y, y, {"sex": torch.zeros(4, dtype=torch.long)},
+                       categories={"sex": ["F", "M"]})
+
+
+def test_sensitive_codes_must_be_integers_within_their_labels() -> None:
+    y = torch.tensor([0, 1, 1, 0])
+    with pytest.raises(ValueError, match="must be a 1-D tensor of integer group codes"):
+        fairness_table(y, y, {"age": torch.tensor([20.5, 31.0, 44.0, 50.0])})
+    with pytest.raises(ValueError, match=r"code 2 but only 2 labels \['F', 'M'\]"):
+        fairness_table(y, y, {"sex": torch.tensor([0, 1, 2, 0])}, categories={"sex": ["F", "M"]})
+
+
+def test_group_without_positive_predictions_gets_nan_precision_and_a_warning() -> None:
+    y_true = torch.tensor([1, 0, 1, 1, 0, 1])
+    y_pred = torch.tensor([0, 0, 0, 1, 0, 1])
+    group = torch.tensor([0, 0, 0, 1, 1, 1])
+    with pytest.warns(FairnessWarning, match=r"precision is undefined \(no positive predictions\) "
+                                             r"for race group\(s\) \['Asian'\]"):
+        table = fairness_table(y_true, y_pred, {"race": group},
+                               categories={"race": ["Asian", "White"]})
+    assert table.by_group("precision")["White"] == 1.0
+    assert table.undefined == {"precision": ["Asian"]}
+    assert table.by_group("true_positive_rate") == {"Asian": 0.0, "White": 1.0}
