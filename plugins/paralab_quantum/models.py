@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from paralab.data.shared import DatasetInfo
 from torch import nn
 
+from paralab.data.shared import DatasetInfo
 from paralab_quantum.circuit import Ansatz, Circuit, CircuitError, Embedding
 from paralab_quantum.memory import QubitMemoryError, check_statevector
 
