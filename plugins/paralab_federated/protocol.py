@@ -56,6 +56,7 @@ class Federated:
         seed: int | None = None,
         ray_address: str = "",
         ray_num_cpus: int = 0,
+        target_accuracy: float = 0.0,
         train_split: str = "train",
         eval_splits: Sequence[str] = ("test",),
     ) -> None:
@@ -79,6 +80,8 @@ class Federated:
                 problems.append(f"{option} = {value} must be at least 1")
         if backend not in BACKENDS:
             problems.append(f"backend = {backend!r} is unknown; choose one of {list(BACKENDS)}")
+        if not 0 <= target_accuracy <= 1:
+            problems.append(f"target_accuracy = {target_accuracy} must be in [0, 1] (0: off)")
         if ray_num_cpus < 0:
             problems.append(f"ray_num_cpus = {ray_num_cpus} must be >= 0 (0: all local CPUs)")
         if problems:
@@ -98,6 +101,7 @@ class Federated:
         self.seed = seed
         self.ray_address = ray_address
         self.ray_num_cpus = int(ray_num_cpus)
+        self.target_accuracy = float(target_accuracy)
         self.train_split = train_split
         self.eval_splits = tuple(eval_splits)
 
@@ -188,17 +192,32 @@ class Federated:
                 })
                 if results.losses:
                     phase.metrics["train/loss"] = sum(results.losses.values()) / len(results.losses)
+                reached = False
                 if (r + 1) % self.eval_every == 0 or r + 1 == self.rounds:
                     for split in self.eval_splits:
                         run.evaluate(split)
                     if self.client_eval:
                         self._evaluate_clients(run, partition)
+                    reached = self._reached_target(run, phase.metrics, r)
                 state["history"].append(dict(phase.metrics))
+            if reached:
+                break
         for key in ("comm/bytes_sent", "comm/bytes_received"):
             run.result.metrics[key] = totals[key.split("_")[-1]]
         if state["failures"]:
             run.result.metrics["federated/failures"] = list(state["failures"])
         self._plot(run, state["history"])
+
+    def _reached_target(self, run: RunContext, metrics: dict[str, Any], round_index: int) -> bool:
+        """With ``target_accuracy``, stop at the first round whose global model reaches it on
+        the first eval split (McMahan et al.'s "rounds to reach a target accuracy")."""
+        if not self.target_accuracy or not self.eval_splits:
+            return False
+        value = metrics.get(f"{self.eval_splits[0]}/accuracy")
+        if value is None or value < self.target_accuracy:
+            return False
+        run.record("federated/rounds_to_target", round_index + 1)
+        return True
 
     def _process(self, run: RunContext, plan: RoundPlan, results: ClientResults,
                  n_clients: int) -> list[Update]:

@@ -1,0 +1,224 @@
+"""Benchmark: FedAvg with paralab's vectorized simulator against Flower's simulation engine.
+
+Same work on both sides: FedAvg, 100 IID clients (the same partition), 10% sampled per round,
+1 local epoch, batch 16, plain SGD at the same learning rate, 20 rounds, the same MLP, the
+global model evaluated on the test split after every round. Run on digits (embedded) and on
+the MNIST test split under $PARALAB_DATA (skipped when unset). A plain per-client PyTorch loop
+is timed too, as the simplest honest baseline.
+
+    python benchmarks/federated.py [--rounds 20] [--skip-flower]
+
+Prints a table, then one JSON object as the last line; every ``*speedup*`` field is the
+peer's wall time over paralab's (above 1: paralab is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+import traceback
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+import paralab
+
+THREADS = 2
+CLIENTS, FRACTION, EPOCHS, BATCH, LR, HIDDEN = 100, 0.1, 1, 16, 0.1, [64]
+
+
+def spec(dataset: str, rounds: int, backend: str) -> dict[str, Any]:
+    return {
+        "name": f"bench-{dataset}-{backend}",
+        "dataset": dataset,
+        "model": {"name": "mlp", "hidden": HIDDEN},
+        "protocol": {"name": "federated", "clients": CLIENTS, "fraction": FRACTION,
+                     "rounds": rounds, "local_epochs": EPOCHS, "batch_size": BATCH,
+                     "backend": backend, "client_eval": False},
+        "method": {"name": "fedavg", "lr": LR},
+        "output": None,
+        "device": "cpu",
+        "seed": 0,
+    }
+
+
+def time_paralab(dataset: str, rounds: int, backend: str) -> tuple[float, float]:
+    started = time.perf_counter()
+    result = paralab.run(spec(dataset, rounds, backend))
+    return time.perf_counter() - started, float(result.metrics["test/accuracy"])
+
+
+def shared_setup(dataset_name: str, seed: int = 0) -> dict[str, Any]:
+    """The data, the partition and the initial model both peers start from."""
+    from paralab.models import mlp
+    from paralab_federated.partitions import make_partition
+
+    data = paralab.load_dataset(dataset_name)
+    train, test = data.splits["train"], data.splits["test"]
+    partition = make_partition(train, data.y[train], CLIENTS, "iid",
+                               generator=torch.Generator().manual_seed(seed))
+    torch.manual_seed(seed)
+    model = mlp(data.info, hidden=HIDDEN)
+    clients = [partition.client(k) for k in range(CLIENTS)]
+    return {"x": data.x, "y": data.y, "test": test, "clients": clients, "model": model}
+
+
+def local_sgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor,
+              generator: torch.Generator) -> None:
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    for _ in range(EPOCHS):
+        order = rows[torch.randperm(len(rows), generator=generator)]
+        for batch in torch.split(order, BATCH):
+            optimizer.zero_grad()
+            F.cross_entropy(model(x[batch]), y[batch]).backward()
+            optimizer.step()
+
+
+def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float((model(x).argmax(1) == y).float().mean())
+
+
+def time_plain_loop(setup: dict[str, Any], rounds: int) -> tuple[float, float]:
+    """The textbook sequential FedAvg: one client after another, state dicts averaged."""
+    import copy
+
+    started = time.perf_counter()
+    x, y, test = setup["x"], setup["y"], setup["test"]
+    global_model = copy.deepcopy(setup["model"])
+    local = copy.deepcopy(global_model)
+    generator = torch.Generator().manual_seed(0)
+    m = max(1, round(FRACTION * CLIENTS))
+    for _ in range(rounds):
+        sampled = torch.randperm(CLIENTS, generator=generator)[:m].tolist()
+        states, sizes = [], []
+        for k in sampled:
+            local.load_state_dict(global_model.state_dict())
+            local_sgd(local, x, y, setup["clients"][k], generator)
+            states.append({n: v.clone() for n, v in local.state_dict().items()})
+            sizes.append(len(setup["clients"][k]))
+        total = sum(sizes)
+        global_model.load_state_dict(
+            {n: sum(s[n] * (w / total) for s, w in zip(states, sizes)) for n in states[0]})
+        final = accuracy(global_model, x[test], y[test])
+    return time.perf_counter() - started, final
+
+
+def time_flower(setup: dict[str, Any], rounds: int) -> tuple[float, float]:
+    """Flower's simulation engine (Ray): ServerApp with FedAvg, one ClientApp per client."""
+    import copy
+
+    import numpy as np
+    from flwr.client import ClientApp, NumPyClient
+    from flwr.common import Context, ndarrays_to_parameters
+    from flwr.server import ServerApp, ServerAppComponents, ServerConfig
+    from flwr.server.strategy import FedAvg
+    from flwr.simulation import run_simulation
+
+    for name in ("flwr", "ray"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    x, y, test, clients = setup["x"], setup["y"], setup["test"], setup["clients"]
+    template = setup["model"]
+    finals: dict[int, float] = {}
+
+    def get_weights(model: torch.nn.Module) -> list[np.ndarray]:
+        return [v.detach().cpu().numpy() for v in model.state_dict().values()]
+
+    def set_weights(model: torch.nn.Module, weights: list[np.ndarray]) -> None:
+        keys = list(model.state_dict())
+        model.load_state_dict({k: torch.from_numpy(np.asarray(w)) for k, w in zip(keys, weights)})
+
+    class Client(NumPyClient):
+        def __init__(self, pid: int) -> None:
+            self.pid = pid
+            self.model = copy.deepcopy(template)
+
+        def fit(self, parameters: Any, config: Any) -> Any:
+            set_weights(self.model, parameters)
+            generator = torch.Generator().manual_seed(self.pid)
+            local_sgd(self.model, x, y, clients[self.pid], generator)
+            return get_weights(self.model), len(clients[self.pid]), {}
+
+    def client_fn(context: Context) -> Any:
+        return Client(int(context.node_config["partition-id"])).to_client()
+
+    def evaluate(server_round: int, parameters: Any, config: Any) -> Any:
+        model = copy.deepcopy(template)
+        set_weights(model, parameters)
+        finals[server_round] = accuracy(model, x[test], y[test])
+        return 0.0, {"accuracy": finals[server_round]}
+
+    def server_fn(context: Context) -> ServerAppComponents:
+        strategy = FedAvg(fraction_fit=FRACTION, fraction_evaluate=0.0,
+                          min_fit_clients=max(1, round(FRACTION * CLIENTS)),
+                          min_evaluate_clients=0, min_available_clients=CLIENTS,
+                          initial_parameters=ndarrays_to_parameters(get_weights(template)),
+                          evaluate_fn=evaluate)
+        return ServerAppComponents(strategy=strategy, config=ServerConfig(num_rounds=rounds))
+
+    started = time.perf_counter()
+    run_simulation(
+        server_app=ServerApp(server_fn=server_fn),
+        client_app=ClientApp(client_fn=client_fn),
+        num_supernodes=CLIENTS,
+        backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+                        "init_args": {"num_cpus": 2, "include_dashboard": False}},
+    )
+    seconds = time.perf_counter() - started
+    if rounds not in finals:
+        raise RuntimeError(f"Flower's simulation finished without round {rounds}: "
+                           f"evaluated rounds {sorted(finals)}")
+    return seconds, finals[rounds]
+
+
+def compare(dataset: str, rounds: int, skip_flower: bool) -> dict[str, Any]:
+    paralab.load_dataset(dataset)  # load once, outside every timing
+    time_paralab(dataset, 2, "vmap")  # warm-up: imports, vmap tracing
+    row: dict[str, Any] = {}
+    row["paralab_seconds"], row["paralab_accuracy"] = time_paralab(dataset, rounds, "vmap")
+    row["paralab_loop_seconds"], row["paralab_loop_accuracy"] = time_paralab(dataset, rounds, "loop")
+    setup = shared_setup(dataset)
+    row["plain_loop_seconds"], row["plain_loop_accuracy"] = time_plain_loop(setup, rounds)
+    row["speedup_vs_plain_loop"] = row["plain_loop_seconds"] / row["paralab_seconds"]
+    if skip_flower:
+        row["flower_error"] = "skipped (--skip-flower)"
+        return row
+    try:
+        row["flower_seconds"], row["flower_accuracy"] = time_flower(setup, rounds)
+        row["speedup_vs_flower"] = row["flower_seconds"] / row["paralab_seconds"]
+    except Exception as error:  # noqa: BLE001 - record exactly why Flower could not run
+        row["flower_error"] = "".join(traceback.format_exception_only(type(error), error)).strip()
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--skip-flower", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(THREADS)
+    os.environ.setdefault("PARALAB_QUIET", "1")
+    datasets = ["digits"] + (["mnist"] if os.environ.get("PARALAB_DATA") else [])
+    report: dict[str, Any] = {
+        "benchmark": "federated",
+        "settings": {"clients": CLIENTS, "fraction": FRACTION, "local_epochs": EPOCHS,
+                     "batch_size": BATCH, "lr": LR, "rounds": args.rounds, "hidden": HIDDEN,
+                     "torch_threads": THREADS},
+        "load_average": os.getloadavg()[0],
+    }
+    for dataset in datasets:
+        row = compare(dataset, args.rounds, args.skip_flower)
+        for key, value in row.items():
+            report[f"{dataset}_{key}"] = value
+        print(f"{dataset}: " + ", ".join(
+            f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
+            flush=True)
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
