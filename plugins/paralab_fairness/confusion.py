@@ -50,24 +50,26 @@ def group_counts(
     ``y_true`` and ``y_pred`` are 0/1 (bool or integer) tensors on the same device as the
     group codes; ``scores`` the predicted probability of the positive class.
     """
-    combined = groups.combined
-    cell = 2 * y_true.long() + y_pred.long()
     size = groups.size
-    if size * 4 <= max(_DENSE_LIMIT, 4 * combined.numel()):
-        dense = torch.bincount(combined * 4 + cell, minlength=size * 4).view(size, 4)
+    cell = y_true.to(torch.uint8).mul_(2).add_(y_pred)  # 2 * y + y_hat, one byte per row
+    if size * 4 <= max(_DENSE_LIMIT, 4 * y_true.numel()):
+        # One index buffer, filled in place: group * 4 + 2 * y + y_hat, then one bincount.
+        index = groups.combined(scale=4).add_(cell)
+        dense = torch.bincount(index, minlength=size * 4).view(size, 4)
         present = dense.sum(dim=1) > 0
         numbers = torch.nonzero(present).flatten()
-        compact = None
         counts = dense[present]
+        compact = None
     else:
-        numbers, compact = torch.unique(combined, return_inverse=True)
-        counts = torch.bincount(compact * 4 + cell, minlength=len(numbers) * 4).view(-1, 4)
+        numbers, compact = torch.unique(groups.combined(), return_inverse=True)
+        index = (compact * 4).add_(cell)
+        counts = torch.bincount(index, minlength=len(numbers) * 4).view(-1, 4)
     gap = None
     if scores is not None:
         if compact is None:
-            lookup = torch.full((size,), -1, dtype=torch.long, device=combined.device)
-            lookup[numbers] = torch.arange(len(numbers), device=combined.device)
-            compact = lookup[combined]
+            lookup = torch.full((size,), -1, dtype=torch.long, device=numbers.device)
+            lookup[numbers] = torch.arange(len(numbers), device=numbers.device)
+            compact = lookup[groups.combined()]
         binned = (scores.double() * bins).floor().clamp_(0, bins - 1).long()
         gap = torch.bincount(
             compact * bins + binned,

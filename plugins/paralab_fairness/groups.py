@@ -17,16 +17,33 @@ import torch
 
 @dataclass(frozen=True)
 class GroupCodes:
-    """Rows' combined (not yet compacted) group number and how to decode it.
+    """Rows' group codes per feature and how to combine and decode them.
 
-    ``combined[i]`` is in ``0..size-1``; ``cardinalities[j]`` is the number of codes of
-    ``names[j]``; ``labels[j][code]`` is the label of a code.
+    The combined group number of a row is ``sum_j codes[j] * strides[j]``, in ``0..size-1``;
+    ``cardinalities[j]`` is the number of codes of ``names[j]``; ``labels[j][code]`` is the
+    label of a code.
     """
 
     names: tuple[str, ...]
-    combined: torch.Tensor
+    codes: tuple[torch.Tensor, ...]
     cardinalities: tuple[int, ...]
     labels: tuple[tuple[str, ...], ...]
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        strides, step = [], 1
+        for k in reversed(self.cardinalities):
+            strides.append(step)
+            step *= k
+        return tuple(reversed(strides))
+
+    def combined(self, scale: int = 1) -> torch.Tensor:
+        """``scale`` times each row's combined group number, built in one buffer in place."""
+        strides = self.strides
+        out = self.codes[0].mul(strides[0] * scale)
+        for codes, stride in zip(self.codes[1:], strides[1:]):
+            out.add_(codes, alpha=stride * scale)
+        return out
 
     @property
     def size(self) -> int:
@@ -62,8 +79,7 @@ def encode_groups(
         raise ValueError("fairness: no sensitive feature given; name at least one")
     categories = categories or {}
     names = tuple(features)
-    combined: torch.Tensor | None = None
-    cardinalities, labels = [], []
+    cardinalities, labels, all_codes = [], [], []
     for name in names:
         codes = features[name]
         if codes.dtype.is_floating_point or codes.dtype == torch.bool or codes.ndim != 1:
@@ -77,8 +93,7 @@ def encode_groups(
                 f"predictions have {n_rows}; they must be the same rows"
             )
         codes = codes.long()
-        lowest = int(codes.min()) if codes.numel() else 0
-        highest = int(codes.max()) if codes.numel() else 0
+        lowest, highest = (int(v) for v in torch.aminmax(codes)) if codes.numel() else (0, 0)
         if lowest < 0:
             raise ValueError(f"fairness: sensitive feature {name!r} has negative code {lowest}")
         declared = tuple(str(label) for label in categories.get(name, ()))
@@ -90,9 +105,8 @@ def encode_groups(
         names_of_codes = declared or tuple(str(code) for code in range(highest + 1))
         cardinalities.append(len(names_of_codes))
         labels.append(names_of_codes)
-        combined = codes if combined is None else combined * len(names_of_codes) + codes
-    assert combined is not None
-    return GroupCodes(names, combined, tuple(cardinalities), tuple(labels))
+        all_codes.append(codes)
+    return GroupCodes(names, tuple(all_codes), tuple(cardinalities), tuple(labels))
 
 
 def group_label(labels: tuple[str, ...]) -> str:

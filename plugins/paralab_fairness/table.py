@@ -48,6 +48,7 @@ class FairnessTable:
     disparities: dict[str, float]
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
     undefined: dict[str, list[str]] = field(default_factory=dict)
+    _labels: list[str] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def key(self) -> str:
@@ -56,7 +57,9 @@ class FairnessTable:
 
     @property
     def labels(self) -> list[str]:
-        return [group_label(group) for group in self.groups]
+        if len(self._labels) != len(self.groups):
+            self._labels = [group_label(group) for group in self.groups]
+        return self._labels
 
     def by_group(self, metric: str) -> dict[str, float]:
         return dict(zip(self.labels, self.metrics[metric]))

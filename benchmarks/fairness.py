@@ -1,0 +1,164 @@
+"""Benchmark: a fairness audit with paralab against fairlearn's MetricFrame, same inputs.
+
+Work (issue 6 / BENCHMARKS.md): 1,000,000 and 100,000 rows, three sensitive features whose
+intersection has 100 groups (5 x 4 x 5), six metrics (selection rate, accuracy, true positive
+rate, false positive rate, false negative rate, precision) per group, and the between-group
+differences. fairlearn: ``MetricFrame`` construction + ``by_group`` + ``difference()``. A
+pandas ``groupby`` over confusion counts is timed as a second reference. Every value of both
+sides is compared (they must agree within 1e-9).
+
+Run: ``python benchmarks/fairness.py [--rows 1000000 100000] [--repeats 5]``. The last line
+printed is one JSON object; ``speedup_*`` > 1 means paralab is faster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from paralab_fairness.table import fairness_table
+
+METRICS = ("selection_rate", "accuracy", "true_positive_rate", "false_positive_rate",
+           "false_negative_rate", "precision")
+CARDINALITIES = {"race": 5, "age": 4, "region": 5}
+
+
+def make_rows(n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Labels, a biased classifier's predictions and three sensitive features."""
+    rng = np.random.default_rng(seed)
+    features = {name: rng.integers(0, k, n) for name, k in CARDINALITIES.items()}
+    base = 0.25 + 0.05 * features["race"] + 0.03 * features["age"]
+    y = (rng.random(n) < base).astype(np.int64)
+    flip = rng.random(n) < 0.15 + 0.02 * features["region"]
+    y_pred = np.where(flip, 1 - y, y).astype(np.int64)
+    return {"y": y, "y_pred": y_pred, **features}
+
+
+def fairlearn_frame(rows: dict[str, np.ndarray]) -> tuple[pd.DataFrame, pd.Series, float]:
+    from fairlearn.metrics import (
+        MetricFrame,
+        false_negative_rate,
+        false_positive_rate,
+        selection_rate,
+        true_positive_rate,
+    )
+    from sklearn.metrics import accuracy_score, precision_score
+
+    metrics = {
+        "selection_rate": selection_rate,
+        "accuracy": accuracy_score,
+        "true_positive_rate": lambda t, p: true_positive_rate(t, p, pos_label=1),
+        "false_positive_rate": lambda t, p: false_positive_rate(t, p, pos_label=1),
+        "false_negative_rate": lambda t, p: false_negative_rate(t, p, pos_label=1),
+        "precision": lambda t, p: precision_score(t, p, zero_division=0),
+    }
+    sensitive = pd.DataFrame({name: rows[name] for name in CARDINALITIES})
+    frame = MetricFrame(metrics=metrics, y_true=rows["y"], y_pred=rows["y_pred"],
+                        sensitive_features=sensitive)
+    return frame.by_group, frame.difference(), float(frame.overall["accuracy"])
+
+
+def paralab_audit(rows: dict[str, np.ndarray], device: torch.device) -> Any:
+    table = fairness_table(
+        torch.from_numpy(rows["y"]).to(device),
+        torch.from_numpy(rows["y_pred"]).to(device),
+        {name: torch.from_numpy(rows[name]).to(device) for name in CARDINALITIES},
+    )
+    return table
+
+
+def pandas_groupby(rows: dict[str, np.ndarray]) -> pd.DataFrame:
+    """The fast pandas way: count (group, y, y_pred) cells once, derive the rates."""
+    frame = pd.DataFrame(rows)
+    cells = frame.groupby([*CARDINALITIES, "y", "y_pred"]).size().unstack(["y", "y_pred"],
+                                                                           fill_value=0)
+    tn, fp, fn, tp = (cells.get((a, b), 0) for a, b in ((0, 0), (0, 1), (1, 0), (1, 1)))
+    n = tn + fp + fn + tp
+    return pd.DataFrame({
+        "selection_rate": (fp + tp) / n, "accuracy": (tn + tp) / n,
+        "true_positive_rate": tp / (tp + fn), "false_positive_rate": fp / (fp + tn),
+        "false_negative_rate": fn / (tp + fn), "precision": tp / (tp + fp),
+    })
+
+
+def timed(function: Any, repeats: int, sync: Any = None) -> tuple[float, float, Any]:
+    """Median and best wall time of ``repeats`` calls, and the last value."""
+    times, value = [], None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        value = function()
+        if sync is not None:
+            sync()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), min(times), value
+
+
+def compare(n: int, repeats: int, fairlearn_repeats: int, device: torch.device) -> dict[str, Any]:
+    rows = make_rows(n)
+    sync = torch.cuda.synchronize if device.type == "cuda" else None
+    paralab_audit(rows, device)  # warm up (allocations, kernels)
+    ours_seconds, ours_best, table = timed(lambda: paralab_audit(rows, device), repeats, sync)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs_seconds, theirs_best, (by_group, differences, fairlearn_accuracy) = timed(
+            lambda: fairlearn_frame(rows), fairlearn_repeats)
+    pandas_seconds, pandas_best, grouped = timed(lambda: pandas_groupby(rows), repeats)
+    # Every value, both sides, in the same group order (sorted codes).
+    worst = 0.0
+    for metric in METRICS:
+        ours = np.array(table.metrics[metric])
+        worst = max(worst, float(np.max(np.abs(ours - by_group[metric].to_numpy()))))
+        worst = max(worst, float(np.max(np.abs(ours - grouped[metric].to_numpy()))))
+        ours_difference = float(np.nanmax(ours) - np.nanmin(ours))
+        worst = max(worst, abs(ours_difference - float(differences[metric])))
+    assert len(table.groups) == len(by_group) == 100
+    return {
+        "rows": n,
+        "groups": len(table.groups),
+        "paralab_seconds": round(ours_seconds, 5),
+        "fairlearn_metricframe_seconds": round(theirs_seconds, 4),
+        "pandas_groupby_seconds": round(pandas_seconds, 4),
+        "speedup_vs_metricframe": round(theirs_seconds / ours_seconds, 1),
+        "speedup_vs_pandas_groupby": round(pandas_seconds / ours_seconds, 2),
+        "paralab_best_seconds": round(ours_best, 5),
+        "pandas_groupby_best_seconds": round(pandas_best, 4),
+        "speedup_best_vs_metricframe": round(theirs_best / ours_best, 1),
+        "paralab_accuracy": table.overall["accuracy"],
+        "fairlearn_accuracy": fairlearn_accuracy,
+        "max_abs_difference": worst,
+        "identical_within_1e-9": worst <= 1e-9,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 100_000])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--fairlearn-repeats", type=int, default=1)
+    parser.add_argument("--device", default="auto")
+    arguments = parser.parse_args()
+    torch.set_num_threads(2)
+    device = torch.device("cuda" if arguments.device == "auto" and torch.cuda.is_available()
+                          else ("cpu" if arguments.device == "auto" else arguments.device))
+    report: dict[str, Any] = {"benchmark": "fairness", "device": str(device), "torch_threads": 2}
+    for n in arguments.rows:
+        result = compare(n, arguments.repeats, arguments.fairlearn_repeats, device)
+        print(json.dumps(result))
+        tag = f"{n // 1000}k" if n < 1_000_000 else f"{n // 1_000_000}m"
+        report.update({f"{key}_{tag}": value for key, value in result.items() if key != "rows"})
+    report["identical_within_1e-9"] = all(
+        value for key, value in report.items() if key.startswith("identical_within_1e-9_")
+    )
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
