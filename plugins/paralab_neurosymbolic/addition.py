@@ -103,6 +103,19 @@ def sum_distribution(
     return query.distribution(tables, **options).probs
 
 
+def sum_probability(
+    query: Query,
+    names: Sequence[str],
+    logits: torch.Tensor,
+    sums: torch.Tensor,
+    **options: Any,
+) -> torch.Tensor:
+    """P(observed sum) for a batch (top-k: the k best proofs of that sum)."""
+    probs = torch.softmax(logits, dim=-1)
+    tables = {f"digit({name})": probs[:, position] for position, name in enumerate(names)}
+    return query.probability(tables, sums, **options)
+
+
 class Addition:
     """The ``addition`` protocol: epochs over sum-labelled examples; evaluation of the sum
     accuracy on test examples and of the digit accuracy on the single-digit test split."""
@@ -175,12 +188,10 @@ class Addition:
                     images = train_examples[chosen].reshape(-1)
                     x = dataset.x[images]
                     logits = model(x)
-                    p = sum_distribution(
+                    likelihood = sum_probability(
                         self.query, self.names, logits.reshape(len(chosen), width, -1),
-                        **self.options,
+                        train_sums[chosen], **self.options,
                     )
-                    observed = self.query_columns(train_sums[chosen])
-                    likelihood = p.gather(1, observed[:, None])[:, 0]
                     loss = -likelihood.clamp_min(1e-12).log().mean()
                     # Loss terms see the images with the network's own guesses as targets: the
                     # digit labels are never used in training.
@@ -194,10 +205,6 @@ class Addition:
                 phase.metrics["train/loss"] = total / max(batches, 1)
                 self.evaluate(run, tests)
         model.train()
-
-    def query_columns(self, sums: torch.Tensor) -> torch.Tensor:
-        """The distribution column of each sum (sums start at 0, so the column is the sum)."""
-        return sums.long()
 
     @torch.no_grad()
     def sum_accuracy(

@@ -198,11 +198,18 @@ class Query:
     ) -> torch.Tensor:
         """P(query) per example: of ``observed[b]`` for the output variable, or of the query
         being true when it has no output variable."""
+        if self.output is not None and observed is None:
+            raise ValueError(f"query {self.goal} has output {self.output}: pass observed values")
+        if (
+            self.output is not None
+            and self._linear is not None
+            and self.strategy(options.get("mode", "exact")) == "topk"
+        ):
+            return self._run_topk_observed(self._tables(probabilities), observed,
+                                           options.get("k", 64))
         result = self.distribution(probabilities, **options)
         if self.output is None:
             return result.probs[:, 0]
-        if observed is None:
-            raise ValueError(f"query {self.goal} has output {self.output}: pass observed values")
         return result.probability_of(observed)
 
     def evaluate(
@@ -313,19 +320,21 @@ class Query:
             shifts = [coefficient * v for v in variable.domain]
             new_low = low + min(shifts)
             width = current.shape[1] + max(shifts) - min(shifts)
-            pieces = []
-            for column, shift in enumerate(shifts):
-                offset = low + shift - new_low
-                piece = current * table[:, column : column + 1]
-                pieces.append(
-                    torch.nn.functional.pad(piece, (offset, width - offset - current.shape[1]))
-                )
-            current, low = torch.stack(pieces).sum(0), new_low
+            # P(new = i + shift_k) += P(current = i) * P(variable = k): one outer product and
+            # one scatter-add per variable (a batched convolution with a strided kernel).
+            offsets = torch.tensor([low + shift - new_low for shift in shifts],
+                                   device=current.device)
+            target = (torch.arange(current.shape[1], device=current.device)[:, None]
+                      + offsets[None, :]).reshape(1, -1)
+            outer = (current[:, :, None] * table[:, None, :]).reshape(current.shape[0], -1)
+            current = current.new_zeros(current.shape[0], width).scatter_add(
+                1, target.expand(current.shape[0], -1), outer
+            )
+            low = new_low
         # Place the support [low, low + width) into self.values' columns.
         start = self._column[low]
-        result = reference.new_zeros(reference.shape[0], len(self.values))
-        result[:, start : start + current.shape[1]] = current
-        return result
+        end = len(self.values) - start - current.shape[1]
+        return torch.nn.functional.pad(current, (start, end)) if start or end else current
 
     def _grid(self, device: torch.device) -> list[torch.Tensor]:
         """For each random variable, its domain index in every world (first one slowest)."""
@@ -374,6 +383,8 @@ class Query:
         return torch.where(table[position] == result, position, -1)
 
     def _run_enumerate(self, tables: list[torch.Tensor]) -> torch.Tensor:
+        if not tables:  # a deterministic query: one world
+            return self._truth([]).float().reshape(1, -1)
         device = tables[0].device
         indices = self._grid(device)
         truth = self._truth(indices).to(tables[0].dtype)  # (W, V), the same for every example
@@ -406,6 +417,65 @@ class Query:
         ).sum(0).exp()
         truth = self._truth(indices).to(weight.dtype)  # (batch, K, V)
         return torch.einsum("bk,bkv->bv", weight, truth)
+
+    def _run_topk_observed(
+        self, tables: list[torch.Tensor], observed: Any, k: int
+    ) -> torch.Tensor:
+        """Top-k *proofs* of ``output = observed`` for a linear query: a beam over the
+        variables that keeps only partial assignments that can still reach the observed value
+        (exact pruning by the reachable sums of the remaining variables), so every survivor is
+        a proof; P is their total mass, a differentiable lower bound."""
+        assert self._linear is not None
+        if k < 1:
+            raise ValueError(f"top-k inference needs k >= 1, got {k}")
+        constant, terms = self._linear
+        by_key = {v.key: table for v, table in zip(self.variables, tables)}
+        device = tables[0].device
+        target = torch.as_tensor(
+            [float(v) for v in (observed.tolist() if isinstance(observed, torch.Tensor)
+                                else observed)], device=device
+        ) - constant
+        # reachable[j]: the sums the variables j.. can still add, as a lookup over [low, high]
+        reachable: list[tuple[int, torch.Tensor]] = []
+        sums = {0}
+        for coefficient, variable in reversed(terms):
+            low = min(sums)
+            table = torch.zeros(max(sums) - low + 1, dtype=torch.bool, device=device)
+            table[torch.tensor(sorted(sums), device=device) - low] = True
+            reachable.append((low, table))
+            sums = {s + coefficient * v for s in sums for v in variable.domain}
+        reachable.reverse()
+        batch = tables[0].shape[0]
+        partial = torch.zeros(batch, 1, device=device)
+        score = torch.zeros(batch, 1, device=device)
+        chosen = torch.zeros(batch, 1, 0, dtype=torch.long, device=device)
+        with torch.no_grad():
+            for (coefficient, variable), (low, table) in zip(terms, reachable):
+                log = by_key[variable.key].clamp_min(1e-30).log()
+                values = torch.tensor([coefficient * float(v) for v in variable.domain],
+                                      device=device)
+                size = len(values)
+                candidate_sum = (partial[:, :, None] + values[None, None, :]).reshape(batch, -1)
+                candidate = (score[:, :, None] + log[:, None, :]).reshape(batch, -1)
+                rest = (target[:, None] - candidate_sum - low).round().long()
+                feasible = (rest >= 0) & (rest < len(table))
+                feasible &= table[rest.clamp(0, len(table) - 1)]
+                candidate = candidate.masked_fill(~feasible, float("-inf"))
+                keep = min(k, candidate.shape[1])
+                score, flat = candidate.topk(keep, dim=1)
+                parent, value = flat // size, flat % size
+                partial = candidate_sum.gather(1, flat)
+                chosen = torch.cat(
+                    [chosen.gather(1, parent[:, :, None].expand(-1, -1, chosen.shape[2])),
+                     value[:, :, None]],
+                    dim=2,
+                )
+        valid = torch.isfinite(score)
+        logs = [by_key[v.key].clamp_min(1e-30).log() for _, v in terms]
+        weight = torch.stack(
+            [log.gather(1, chosen[:, :, i]) for i, log in enumerate(logs)]
+        ).sum(0).exp()
+        return (weight * valid).sum(1)
 
     def _run_sample(
         self, tables: list[torch.Tensor], samples: int, generator: torch.Generator | None

@@ -1,0 +1,152 @@
+"""The neurosymbolic components end to end through ``paralab.run``: MNIST addition on the
+embedded digits and on real MNIST, hierarchical classification over a class DAG, the semantic
+loss under the supervised protocol, and the errors bad input gets before training."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import paralab
+from paralab.runner import RunError
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Small networks: one thread is faster than two on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def addition_spec(**protocol: Any) -> dict[str, Any]:
+    return {
+        "name": "addition",
+        "dataset": "digits",
+        "model": {"name": "mlp", "hidden": [128]},
+        "protocol": {"name": "addition", "batch_size": 16, **protocol},
+        "method": {"name": "nesy_adam", "lr": 0.003},
+        "output": None,
+        "device": "cpu",
+    }
+
+
+def test_single_digit_addition_learns_digits_it_never_saw_labelled() -> None:
+    result = paralab.run(addition_spec(epochs=3))
+    assert result.status == "completed" and len(result.phases) == 3
+    losses = [phase["metrics"]["train/loss"] for phase in result.phases]
+    assert losses[-1] < losses[0]
+    assert result.metrics["test/sum_accuracy"] >= 0.7
+    # the digit accuracy that emerged, measured on single test digits (chance: 0.1)
+    assert result.metrics["test/accuracy"] >= 0.8
+
+
+def test_two_digit_addition_recombines_images_into_more_examples() -> None:
+    result = paralab.run(addition_spec(digits_per_number=2, pairs=1500, epochs=2))
+    assert result.phases[0]["info"]["examples"] == 1500
+    assert result.metrics["test/sum_accuracy"] >= 0.5
+    assert result.metrics["test/accuracy"] >= 0.8
+
+
+def test_addition_on_real_mnist(data_root: Path) -> None:
+    spec = addition_spec(pairs=2000, test_pairs=1000, epochs=1)
+    spec["dataset"] = {"name": "mnist", "root": str(data_root / "mnist")}
+    result = paralab.run(spec)
+    assert result.metrics["test/sum_accuracy"] >= 0.6
+    assert result.metrics["test/accuracy"] >= 0.75
+
+
+def test_approximate_inference_trains_when_asked() -> None:
+    # Training maximises the mass of the top-k proofs of each observed sum; a one-digit sum
+    # has at most 10 proofs, so k = 5 is a real approximation.
+    result = paralab.run(addition_spec(epochs=3, inference="topk", top_k=5))
+    assert result.metrics["test/accuracy"] >= 0.65  # measured 0.76 (exact: 0.9)
+    assert result.metrics["test/sum_accuracy"] >= 0.45
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"digits_per_number": 5}, "digits_per_number must be 1..4, got 5"),
+        ({"inference": "magic"}, "inference 'magic' unknown; choose from"),
+        ({"exact_budget": 100}, r"exact_budget 100; raise exact_budget, or use mode='auto'"),
+    ],
+)
+def test_bad_protocol_options_fail_before_training(options: dict, message: str) -> None:
+    with pytest.raises(RunError, match=message) as failure:
+        paralab.run(addition_spec(**options))
+    assert failure.value.result.phases == []
+    assert failure.value.plugin == "paralab_neurosymbolic"
+
+
+def test_over_budget_query_switches_to_approximate_with_auto() -> None:
+    result = paralab.run(addition_spec(exact_budget=100, inference="auto", pairs=200, test_pairs=50))
+    assert result.status == "completed"
+
+
+def test_unknown_option_is_a_spec_error_naming_the_valid_ones() -> None:
+    with pytest.raises(paralab.SpecError, match="digits_per_numbr"):
+        paralab.run(addition_spec(digits_per_numbr=2))
+
+
+def test_addition_needs_a_ten_class_dataset() -> None:
+    spec = addition_spec()
+    spec["dataset"] = "iris"
+    with pytest.raises(RunError, match="needs a 10-class digit dataset .* 'iris' has 3 classes"):
+        paralab.run(spec)
+
+
+def hierarchy_spec(**protocol: Any) -> dict[str, Any]:
+    return {
+        "name": "hierarchy",
+        "dataset": {"name": "class_hierarchy", "base": "digits", "hierarchy": "digits"},
+        "model": {"name": "mlp", "hidden": [64]},
+        "protocol": {"name": "hierarchical", "epochs": 4, **protocol},
+        "method": {"name": "nesy_adam", "lr": 0.003},
+        "metrics": ["accuracy", "hierarchy_violations"],
+        "output": None,
+        "device": "cpu",
+    }
+
+
+def test_hierarchical_classification_reports_constraint_violations() -> None:
+    result = paralab.run(hierarchy_spec())
+    metrics = result.metrics
+    assert metrics["test/accuracy"] >= 0.85  # consistent decoding: always a valid world
+    assert 0.0 <= metrics["test/violations"] <= 1.0
+    assert metrics["test/hierarchy_violations"] == pytest.approx(metrics["test/violations"])
+    with_semantic = paralab.run(hierarchy_spec(semantic_weight=1.0)).metrics
+    # the semantic loss of the hierarchy pushes the naive decoding toward valid worlds
+    assert with_semantic["test/violations"] < metrics["test/violations"]
+
+
+def test_hierarchical_needs_the_dag_nodes_as_classes() -> None:
+    spec = hierarchy_spec()
+    spec["dataset"] = "digits"
+    with pytest.raises(RunError, match="use dataset = .*class_hierarchy"):
+        paralab.run(spec)
+
+
+def test_semantic_loss_composes_with_the_supervised_protocol() -> None:
+    def run(losses: list) -> dict:
+        return paralab.run({
+            "name": "semantic",
+            "dataset": "digits",
+            "model": {"name": "mlp", "hidden": [64]},
+            "protocol": {"name": "supervised", "epochs": 3},
+            "method": {"name": "adam", "lr": 0.003},
+            "losses": losses,
+            "metrics": ["accuracy", "exactly_one_violations"],
+            "output": None,
+            "device": "cpu",
+        }).metrics
+
+    plain = run([])
+    constrained = run([{"name": "semantic_loss", "constraint": "exactly_one", "weight": 1.0}])
+    assert constrained["test/exactly_one_violations"] < plain["test/exactly_one_violations"] - 0.15
+    assert constrained["test/accuracy"] >= 0.85
