@@ -239,3 +239,29 @@ def test_run_folder_never_overwrites(tmp_path: Path) -> None:
     first = paralab.run(tiny(output=str(tmp_path), name="same"), registry=registry)
     second = paralab.run(tiny(output=str(tmp_path), name="same"), registry=registry)
     assert Path(first.path).name == "same" and Path(second.path).name == "same-2"
+
+
+def broken_metric():
+    def metric(predictions, dataset):
+        raise ZeroDivisionError("no positives in group 3")
+
+    return metric
+
+
+class MetricPlugin:
+    PARALAB_API = "1.0"
+
+    @hookimpl
+    def paralab_metrics(self):
+        from paralab import MetricSpec
+
+        return [MetricSpec("brittle", broken_metric, "Always fails.")]
+
+
+def test_a_failing_metric_is_named_with_its_plugin() -> None:
+    registry = isolated_registry(("paralab_tiny", TinyDataPlugin()), ("metrics_x", MetricPlugin()))
+    with pytest.raises(RunError) as error:
+        paralab.run(tiny(metrics=["accuracy", "brittle"]), registry=registry)
+    assert error.value.plugin == "metrics_x"
+    assert "plugin metrics_x failed in metric 'brittle'" in str(error.value)
+    assert "no positives in group 3" in str(error.value)

@@ -74,7 +74,8 @@ def paralab_protocols() -> list[ProtocolSpec]:
         ProtocolSpec("supervised", "paralab.protocols.supervised:Supervised",
                      "Epochs of minibatch training on the train split; evaluation on test.",
                      {"epochs": 10, "batch_size": 32, "eval_every": 1,
-                      "train_split": "train", "eval_splits": ["test"]}),
+                      "train_split": "train", "eval_splits": ["test"]},
+                     example={"epochs": 2}),
     ]
 
 
@@ -103,7 +104,7 @@ def paralab_metrics() -> list[MetricSpec]:
                    "Counts of (target, prediction) pairs."),
         MetricSpec("grouped_accuracy", "paralab.evaluation:grouped_accuracy_metric",
                    "Accuracy per value of a per-example feature (a task, a sensitive group).",
-                   {"feature": ""}),
+                   {"feature": ""}, example={"feature": "group"}),
     ]
 
 

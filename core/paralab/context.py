@@ -108,6 +108,25 @@ class Evaluation:
 LossTerm = Callable[[Batch], torch.Tensor]
 
 
+class ComponentFailure(RuntimeError):
+    """A metric, auditor or loss term raised while a protocol was running; names which one,
+    so the host can name the plugin that provides it."""
+
+    def __init__(self, kind: str, name: str, error: BaseException) -> None:
+        super().__init__(f"{kind} {name!r}: {type(error).__name__}: {error}")
+        self.kind = kind
+        self.name = name
+
+
+def _calling(kind: str, name: str, function: Callable[..., T], *args: Any) -> T:
+    try:
+        return function(*args)
+    except ComponentFailure:
+        raise
+    except Exception as error:
+        raise ComponentFailure(kind, name, error) from error
+
+
 class RunContext:
     """The live state of one run, handed to protocols, methods, auditors and hooks."""
 
@@ -201,10 +220,13 @@ class RunContext:
                 transform=transform,
                 split=name,
             )
-        values = {metric: compute(predictions, self.dataset) for metric, compute in self.metrics.items()}
+        values = {
+            metric: _calling("metric", metric, compute, predictions, self.dataset)
+            for metric, compute in self.metrics.items()
+        }
         audits = {
-            auditor_name: auditor.audit(self, self.current_phase, predictions)
-            for auditor_name, auditor in self.auditors.items()
+            name_: _calling("auditor", name_, auditor.audit, self, self.current_phase, predictions)
+            for name_, auditor in self.auditors.items()
         }
         evaluation = Evaluation(split=name, predictions=predictions, metrics=values, audits=audits)
         phase = self.current_phase
@@ -229,8 +251,8 @@ class RunContext:
     def extra_loss(self, batch: Batch) -> torch.Tensor | float:
         """The sum of the spec's loss terms on ``batch`` (0.0 when it names none)."""
         total: torch.Tensor | float = 0.0
-        for term in self.loss_terms.values():
-            total = total + term(batch)
+        for name, term in self.loss_terms.items():
+            total = total + _calling("loss", name, term, batch)
         return total
 
     def process_update(self, update: Update) -> Update:

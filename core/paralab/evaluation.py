@@ -203,10 +203,13 @@ def grouped_accuracy_metric(
     feature: str = "",
 ) -> Callable[[Predictions, SharedDataset], dict[str, float]]:
     """Accuracy per value of a per-example feature of the dataset (``feature = "task"``)."""
+    if not feature:
+        raise ValueError(
+            "metric grouped_accuracy needs the option feature = '<name of a per-example "
+            "feature of the dataset>', e.g. { name = \"grouped_accuracy\", feature = \"race\" }"
+        )
 
     def metric(predictions: Predictions, dataset: SharedDataset) -> dict[str, float]:
-        if not feature:
-            raise ValueError("metric grouped_accuracy needs the option feature = '<name>'")
         groups = predictions.feature(feature)
         labels = dataset.categories.get(feature)
         values = grouped_accuracy(predictions, groups)

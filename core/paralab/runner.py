@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from paralab.context import RunContext, logger
+from paralab.context import ComponentFailure, RunContext, logger
 from paralab.data.cache import load_dataset
 from paralab.host import Hooks, get_registry
 from paralab.results import Result, ResultWriter
@@ -200,6 +200,9 @@ def run(spec: ExperimentSpec | dict[str, Any] | str | Path, *, registry: Any = N
         writer.finish(result)
         return result
     except Exception as error:
+        if isinstance(error, ComponentFailure):
+            stage.set(error.kind, registry.components[error.kind].get(error.name))
+            error = error.__cause__ or error
         plugin = registry.plugin_of(error.__traceback__, prefer=stage.provider or None)
         where = f"{stage.kind} {stage.name!r}" if stage.name else stage.kind
         who = f"plugin {registry.records[plugin].label}" if plugin in registry.records else "the host"
