@@ -20,6 +20,7 @@ the spec's loss terms do not enter Avalanche's loss.
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -166,6 +167,10 @@ class AvalancheStrategy:
         accepted = set(inspect.signature(cls.__init__).parameters)
         if "criterion" in accepted:
             options.setdefault("criterion", torch.nn.CrossEntropyLoss())
+        with warnings.catch_warnings():
+            # Avalanche warns that an evaluator without loggers logs nothing: that is the point.
+            warnings.filterwarnings("ignore", message="No loggers specified")
+            evaluator = EvaluationPlugin(*metrics, loggers=[])
         return cls(
             model=run.model,
             optimizer=optimizer,
@@ -173,7 +178,9 @@ class AvalancheStrategy:
             train_epochs=epochs,
             eval_mb_size=run.spec.eval_batch_size,
             device=run.device,
-            evaluator=EvaluationPlugin(*metrics, loggers=[]),
+            evaluator=evaluator,
+            # Avalanche's forward transfer needs periodic evaluation; 0 = after each experience.
+            eval_every=0 if self.avalanche_metrics else -1,
             **options,
         )
 
@@ -188,16 +195,22 @@ class AvalancheStrategy:
             self.settings = (epochs, batch_size)
             if self.avalanche_metrics:
                 self._avalanche_eval(run, "initial")
-        self.strategy.train(self.train_stream[experience.index])
+        if self.avalanche_metrics:
+            # The periodic evaluation at the end of the experience is on the test stream.
+            self.strategy.train(self.train_stream[experience.index], eval_streams=[self.test_stream])
+        else:
+            self.strategy.train(self.train_stream[experience.index])
         loss = getattr(self.strategy, "loss", None)
         return float(loss) if loss is not None else float("nan")
 
     def after_experience(self, run: RunContext, experience: Experience) -> None:
         if self.avalanche_metrics:
-            self._avalanche_eval(run, f"exp{experience.index}")
+            self._record(run, f"exp{experience.index}", self.strategy.evaluator.get_last_metrics())
 
     def _avalanche_eval(self, run: RunContext, label: str) -> None:
-        values = self.strategy.eval(self.test_stream)
+        self._record(run, label, self.strategy.eval(self.test_stream))
+
+    def _record(self, run: RunContext, label: str, values: dict[str, Any]) -> None:
         recorded = run.state.setdefault("paralab_continual", {}).setdefault("avalanche", {})
         recorded[label] = {
             key: (float(v) if isinstance(v, (int, float)) else v)

@@ -70,7 +70,7 @@ class Continual:
             "domain": domain,
             "shuffle_classes": shuffle_classes,
             "class_order_seed": class_order_seed,
-            "explicit_order": tuple(class_order),
+            "class_order": tuple(class_order),
             "max_rotation": max_rotation,
             "train_split": train_split,
             "eval_split": eval_split,

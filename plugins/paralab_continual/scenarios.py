@@ -144,7 +144,7 @@ class Stream:
         return logits, targets
 
 
-def class_order(
+def arrange_classes(
     n_classes: int, *, shuffle: bool, seed: int, explicit: Sequence[int] = ()
 ) -> list[int]:
     """The order in which classes arrive: explicit, seeded-shuffled or natural."""
@@ -180,7 +180,7 @@ def build_stream(
     domain: str = "permuted",
     shuffle_classes: bool = True,
     class_order_seed: int = 0,
-    explicit_order: Sequence[int] = (),
+    class_order: Sequence[int] = (),
     train_split: str = "train",
     eval_split: str = "test",
     max_rotation: float = 180.0,
@@ -208,8 +208,8 @@ def build_stream(
             f"{n_classes} classes to split; use experiences <= {n_classes}"
             + (" or a permuted/rotated domain stream" if scenario == "domain_incremental" else "")
         )
-    order = class_order(
-        n_classes, shuffle=shuffle_classes, seed=class_order_seed, explicit=explicit_order
+    order = arrange_classes(
+        n_classes, shuffle=shuffle_classes, seed=class_order_seed, explicit=class_order
     )
     unit_mask = torch.ones(experiences, n_classes, dtype=torch.bool, device=device)
     target_map = torch.arange(n_classes, device=device).repeat(experiences, 1)

@@ -1,0 +1,69 @@
+"""Avalanche strategies on a paralab stream, and Avalanche's own metrics beside paralab's on
+the same trained model at the same points."""
+
+from __future__ import annotations
+
+import pytest
+
+import paralab
+from tests.continual_helpers import continual_spec, one_thread  # noqa: F401
+
+
+def test_avalanche_metrics_equal_paralabs_on_the_same_model():
+    method = {"name": "avalanche", "strategy": "Naive", "avalanche_metrics": True}
+    result = paralab.run(continual_spec(method, experiences=4, epochs=2))
+    metrics = result.metrics
+    # Avalanche evaluated the same model on the same test views after each experience.
+    for phase in result.phases[1:]:
+        ours = phase["metrics"]["accuracy_matrix_row"]
+        theirs = phase["metrics"]["avalanche/experience_accuracy"]
+        assert theirs == pytest.approx(ours, abs=1e-6)
+    assert metrics["avalanche/forgetting"] == pytest.approx(metrics["forgetting"], abs=1e-6)
+    assert metrics["avalanche/backward_transfer"] == pytest.approx(
+        metrics["backward_transfer"], abs=1e-6
+    )
+    assert metrics["avalanche/forward_transfer"] == pytest.approx(
+        metrics["forward_transfer"], abs=1e-6
+    )
+    # And it did learn, then forget: class-incremental fine-tuning.
+    assert metrics["forgetting"] > 0.5
+
+
+@pytest.mark.parametrize(
+    ("strategy", "options"),
+    [
+        ("EWC", {"ewc_lambda": 10.0}),
+        ("Replay", {"mem_size": 200}),
+        ("LwF", {"alpha": 1.0, "temperature": 2.0}),
+        ("SI", {"si_lambda": 1.0}),
+        ("GEM", {"patterns_per_exp": 20}),
+    ],
+)
+def test_avalanche_strategies_run_on_a_paralab_stream(strategy, options):
+    method = {"name": "avalanche", "strategy": strategy, "strategy_options": options}
+    result = paralab.run(continual_spec(method, experiences=3))
+    assert result.status == "completed"
+    matrix = result.metrics["accuracy_matrix"]
+    assert len(matrix) == 3
+    assert matrix[2][2] > 0.5  # it trained on the last experience
+
+
+def test_avalanche_replay_remembers_more_than_naive():
+    naive = paralab.run(continual_spec({"name": "avalanche", "strategy": "Naive"}))
+    replay = paralab.run(
+        continual_spec(
+            {"name": "avalanche", "strategy": "Replay", "strategy_options": {"mem_size": 200}}
+        )
+    )
+    assert replay.metrics["average_accuracy"] > naive.metrics["average_accuracy"] + 0.08
+
+
+def test_unknown_strategy_and_option_are_clear_errors():
+    with pytest.raises(paralab.RunError, match="strategy 'Nieve' is not an Avalanche"):
+        paralab.run(continual_spec({"name": "avalanche", "strategy": "Nieve"}))
+    with pytest.raises(paralab.RunError, match=r"strategy_options \['lambda'\] are not arguments"):
+        paralab.run(
+            continual_spec(
+                {"name": "avalanche", "strategy": "EWC", "strategy_options": {"lambda": 1.0}}
+            )
+        )
