@@ -15,6 +15,7 @@ accuracy that emerged is measured by evaluating the model on the single-digit te
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -183,6 +184,7 @@ class Addition:
             with run.phase("epoch", epoch, examples=len(train_examples)) as phase:
                 order = torch.randperm(len(train_examples), generator=run.generator)
                 total, batches = 0.0, 0
+                started = time.perf_counter()
                 for start in range(0, len(order), self.batch_size):
                     chosen = order[start : start + self.batch_size].to(train_examples.device)
                     images = train_examples[chosen].reshape(-1)
@@ -203,6 +205,7 @@ class Addition:
                     total += float(loss.detach())
                     batches += 1
                 phase.metrics["train/loss"] = total / max(batches, 1)
+                phase.metrics["train/seconds"] = time.perf_counter() - started
                 self.evaluate(run, tests)
         model.train()
 
@@ -224,7 +227,9 @@ class Addition:
         model = run.model
         model.eval()
         for split, (examples, sums) in tests.items():
-            run.record(f"{split}/sum_accuracy",
-                       self.sum_accuracy(model, run.dataset.x, examples, sums))
+            started = time.perf_counter()
+            accuracy = self.sum_accuracy(model, run.dataset.x, examples, sums)
+            run.record(f"{split}/sum_seconds", time.perf_counter() - started)
+            run.record(f"{split}/sum_accuracy", accuracy)
             run.evaluate(split)  # digit accuracy that emerged, on single digits
         model.train()
