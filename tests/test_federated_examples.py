@@ -1,0 +1,82 @@
+"""The federated examples validate, the rounds-to-target stop works, the paper's table
+machinery computes speed-ups, and a run on the real MNIST file learns."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+import paralab
+from paralab.host import get_registry
+from tests.federated_helpers import one_torch_thread, run
+
+__all__ = ["one_torch_thread"]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("federated_*.toml")),
+                         ids=lambda p: p.stem)
+def test_examples_are_valid_specs(path: Path) -> None:
+    spec = paralab.ExperimentSpec.from_toml(path)
+    registry = get_registry()
+    missing = [ref.name for _, kind, ref in spec.components()
+               if ref.name not in registry.components.get(kind, {})]
+    if missing:
+        pytest.skip(f"{path.name} needs components not installed here: {missing}")
+    spec.validate(registry)
+    assert spec.protocol.name == "federated"
+
+
+def test_target_accuracy_stops_the_run_at_the_first_round_reaching_it() -> None:
+    result = run(method={"name": "fedavg", "lr": 0.3}, rounds=30, clients=10, fraction=0.5,
+                 target_accuracy=0.5, local_epochs=1)
+    reached = result.metrics["federated/rounds_to_target"]
+    accuracies = [p["metrics"]["test/accuracy"] for p in result.phases]
+    assert 1 < len(result.phases) == reached < 30
+    assert accuracies[-1] >= 0.5 and all(a < 0.5 for a in accuracies[:-1])
+
+
+def _paper_module():
+    path = ROOT / "papers" / "mcmahan2017_fedavg" / "reproduce.py"
+    spec = importlib.util.spec_from_file_location("federated_paper_reproduce", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_paper_table_reports_rounds_and_speedups_with_the_claimed_names() -> None:
+    import tomllib
+
+    module = _paper_module()
+    module.CLIENTS = 20
+    ours = module.table("digits", ["iid"], [(5, 10)], {"iid": 0.6}, max_rounds=60)
+    sgd, avg = ours["iid/fedsgd_rounds"], ours["iid/fedavg_E5_B10_rounds"]
+    assert ours["iid/fedavg_E5_B10_speedup"] == pytest.approx(sgd / avg)
+    assert avg < sgd  # local epochs save rounds, the table's point
+    config = tomllib.loads((ROOT / "papers/mcmahan2017_fedavg/paper.toml").read_text())
+    claimed = {claim["metric"] for claim in config["claims"]}
+    full_keys = {f"{d}/fedsgd_rounds" for d in ("iid", "noniid")} | {
+        f"{d}/fedavg_E{e}_B{b}_{what}" for d in ("iid", "noniid")
+        for e, b in module.FEDAVG_SETTINGS for what in ("rounds", "speedup")}
+    assert claimed <= full_keys
+
+
+@pytest.mark.data
+def test_fedavg_learns_the_real_mnist_file(data_root) -> None:
+    result = paralab.run({
+        "dataset": {"name": "mnist", "root": str(data_root / "mnist")},
+        "model": {"name": "mlp", "hidden": [64]},
+        "protocol": {"name": "federated", "clients": 50, "fraction": 0.2, "rounds": 3,
+                     "partition": "iid", "client_eval": True},
+        "method": {"name": "fedavg", "lr": 0.1},
+        "output": None,
+        "device": "cpu",
+    })
+    assert result.metrics["test/accuracy"] > 0.6
+    assert result.metrics["clients/accuracy_worst10"] < result.metrics["clients/accuracy_mean"]
+    assert result.phases[-1]["metrics"]["round/clients"] == 10
