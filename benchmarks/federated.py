@@ -184,6 +184,14 @@ def compare(dataset: str, rounds: int, skip_flower: bool) -> dict[str, Any]:
     setup = shared_setup(dataset)
     row["plain_loop_seconds"], row["plain_loop_accuracy"] = time_plain_loop(setup, rounds)
     row["speedup_vs_plain_loop"] = row["plain_loop_seconds"] / row["paralab_seconds"]
+    # Secondary: one torch thread each. On a loaded shared machine a second intra-op thread
+    # mostly waits for the first, which hurts the batched (vmap) path most.
+    torch.set_num_threads(1)
+    row["paralab_1thread_seconds"], _ = time_paralab(dataset, rounds, "vmap")
+    row["plain_loop_1thread_seconds"], _ = time_plain_loop(setup, rounds)
+    row["speedup_vs_plain_loop_1thread"] = (row["plain_loop_1thread_seconds"]
+                                            / row["paralab_1thread_seconds"])
+    torch.set_num_threads(THREADS)
     if skip_flower:
         row["flower_error"] = "skipped (--skip-flower)"
         return row

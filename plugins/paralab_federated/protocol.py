@@ -163,6 +163,8 @@ class Federated:
         state = run.state.setdefault(STATE_KEY, {})
         state.update(partition=partition, backend=backend.name, failures=[], history=[])
         run.record("federated/backend", backend.name)
+        if "vmap_fallback" in state:
+            run.record("federated/vmap_fallback", state["vmap_fallback"])
         params = parameters_of(run.model)
         method.setup(params)
         model_bytes = _bytes(params)
