@@ -148,3 +148,14 @@ def _const(value: float):
     from paralab_quantum.circuit import Angle
 
     return Angle("const", value=value)
+
+
+@pytest.mark.parametrize("entangler", ["cnot_ring", "cnot_chain", "cz_ring", "none"])
+@pytest.mark.parametrize("n_qubits", [5, 8])  # the whole-unitary path and the block path
+def test_every_entangler_matches_pennylane_on_both_ansatz_paths(n_qubits, entangler):
+    circuit = Circuit(n_qubits, Embedding("angle", rotation="RX"),
+                      Ansatz(3, ("RZ", "RX", "RY"), entangler))
+    x, weights = _inputs(circuit, batch=3, seed=n_qubits)
+    ours = TorchSimulator(circuit, dtype=torch.complex128).state(x, weights)
+    theirs = pennylane_backend.make_qnode(circuit, output="state")(x, weights).reshape(ours.shape)
+    assert (ours - theirs).abs().max().item() < 1e-6

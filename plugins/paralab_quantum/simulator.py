@@ -6,13 +6,15 @@ whatever the batch size. What makes it fast is compiling the gate list once into
 steps instead of one small op per gate (PennyLane #4778: broadcasting there is no faster than a
 loop):
 
-* the gates before the first two-qubit gate act on ``|0...0>`` and give a *product state*: one
-  outer product per qubit, no statevector passes at all (angle embedding + first rotations);
-* a run of single-qubit gates is fused per wire into one 2x2 matrix (all wires with the same gate
-  pattern built in one vectorised pass), then applied as Kronecker blocks of up to
-  :data:`KRON_BLOCK` wires: one matmul per block instead of one per gate;
-* a run of CNOT/SWAP gates is one permutation of the basis (a single gather), folded into the
-  preceding Kronecker matrix when one block covers every wire;
+* the embedding's gates act on ``|0...0>`` and give a *product state*: one outer product per
+  qubit, no statevector passes at all;
+* the ansatz is built from its weights for all layers at once (every rotation of every layer in
+  one vectorised pass); on up to :data:`UNITARY_QUBITS` qubits its whole unitary is formed
+  (Kronecker products, the entangler folded in) and applied to the batch with *one* matmul;
+  on more qubits each layer is :data:`KRON_BLOCK`-wire Kronecker blocks (one matmul each) and
+  one gather for a CNOT entangler;
+* free gates: a run of single-qubit gates is fused per wire into one 2x2 matrix, a run of
+  CNOT/SWAP gates is one permutation of the basis (a single gather);
 * the ZZ feature map is Hadamard layers and one *diagonal* phase per repetition, computed with
   one matrix product of the embedding angles.
 """
@@ -28,9 +30,12 @@ import torch
 from paralab_quantum.circuit import GATES, Circuit, Gate
 from paralab_quantum.memory import check_statevector
 
-KRON_BLOCK = 6
-"""Largest number of wires whose fused 2x2 matrices are combined into one Kronecker matrix
-(2**6 = 64: a 64x64 matmul is cheaper than six small ones)."""
+KRON_BLOCK = 3
+"""Wires whose fused 2x2 matrices are combined into one Kronecker matrix on large circuits:
+a block of c wires costs 2**c multiply-adds per amplitude and one pass over the state."""
+
+UNITARY_QUBITS = 6
+"""Up to this many qubits the ansatz's whole 2**n x 2**n unitary is built and applied once."""
 
 _PERMUTATIONS = ("CNOT", "SWAP")
 _DIAGONALS = ("CZ", "CRZ")
@@ -100,6 +105,21 @@ def permutation(gates: Sequence[Gate], n_qubits: int) -> torch.Tensor:
     return combined
 
 
+class _Permute(torch.autograd.Function):
+    """A permutation of the basis states; its gradient is the inverse permutation (a gather),
+    not ``index_select``'s scatter-add."""
+
+    @staticmethod
+    def forward(ctx, state, index, inverse):  # type: ignore[no-untyped-def]
+        ctx.save_for_backward(inverse)
+        return state.index_select(1, index)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[no-untyped-def]
+        (inverse,) = ctx.saved_tensors
+        return grad.index_select(1, inverse), None, None
+
+
 @dataclass
 class _Step:
     kind: str  # "product", "single", "perm", "diag", "zz", "amplitude"
@@ -132,15 +152,24 @@ class TorchSimulator:
 
     def _compile(self, circuit: Circuit) -> list[_Step]:
         steps: list[_Step] = []
-        gates = circuit.program()
-        zz = circuit.embedding is not None and circuit.embedding.kind == "zz"
-        if zz:
+        embedding = circuit.embedding
+        if embedding is not None and embedding.kind == "zz":
             steps.append(_Step("zz"))
-            gates = gates[len(circuit.embedding.gates(self.n)):]
         elif circuit.amplitude:
             steps.append(_Step("amplitude"))
-        elif not gates or self._kind(gates[0]) != "single":
-            steps.append(_Step("product"))  # start from |0...0>
+        else:  # the angle embedding (or nothing) on |0...0>: a product state
+            gates = tuple(embedding.gates(self.n)) if embedding is not None else ()
+            steps.append(_Step("product", gates))
+        ansatz = circuit.ansatz
+        if ansatz is not None and ansatz.layers > 0:
+            entangler = tuple(ansatz.entangling_gates(self.n))
+            index = None
+            if entangler and entangler[0].name in _PERMUTATIONS:
+                index = permutation(entangler, self.n)
+            steps.append(_Step("ansatz", entangler, index))
+        skip = len(embedding.gates(self.n)) if embedding is not None else 0
+        skip += len(ansatz.gates(self.n)) if ansatz is not None else 0
+        gates = circuit.program()[skip:]  # the free gates
         position = 0
         while position < len(gates):
             kind = self._kind(gates[position])
@@ -148,9 +177,7 @@ class TorchSimulator:
             while end < len(gates) and self._kind(gates[end]) == kind:
                 end += 1
             run = tuple(gates[position:end])
-            if kind == "single" and not steps:
-                steps.append(_Step("product", run))
-            elif kind == "perm":
+            if kind == "perm":
                 steps.append(_Step("perm", run, permutation(run, self.n)))
             else:
                 steps.append(_Step(kind, run))
@@ -201,10 +228,13 @@ class TorchSimulator:
                 state = self._zz(angles, device)
             elif step.kind == "product":
                 state = self._product(step.gates, angles, weights, batch, device)
+            elif step.kind == "ansatz":
+                state = self._ansatz(state, step, weights)
             elif step.kind == "single":
                 state = self._single(state, step.gates, angles, weights)
             elif step.kind == "perm":
-                state = state.index_select(1, step.index.to(device))
+                index = self._on(step.index, device)
+                state = _Permute.apply(state, index, self._inverse(step.index, device))
             else:
                 state = self._diagonal(state, step.gates, angles, weights)
         assert state is not None
@@ -325,22 +355,128 @@ class TorchSimulator:
         for wire, matrix in batched.items():  # data-dependent: one batched matmul per wire
             view = state.reshape(batch, 2**wire, 2, -1)
             state = (matrix[:, None] @ view).reshape(batch, -1)
-        wires = sorted(shared)
-        start = 0
-        while start < len(wires):
-            block = [w for w in wires[start:] if w < wires[start] + KRON_BLOCK]
-            low, high = block[0], block[-1]
+        eye = torch.eye(2, dtype=self.dtype, device=state.device)
+        for low in range(0, self.n, KRON_BLOCK):
+            wires = range(low, min(low + KRON_BLOCK, self.n))
+            if not any(w in shared for w in wires):
+                continue
             kron: torch.Tensor | None = None
-            for wire in range(low, high + 1):
-                matrix = shared.get(wire)
-                if matrix is None:
-                    matrix = torch.eye(2, dtype=self.dtype, device=state.device)
+            for wire in wires:
+                matrix = shared.get(wire, eye)
                 kron = matrix if kron is None else torch.kron(kron, matrix)
             assert kron is not None
-            view = state.reshape(batch, 2**low, 2 ** (high - low + 1), -1)
-            state = (kron @ view).reshape(batch, -1)
-            start += len(block)
+            state = self._apply_block(state, kron, low)
         return state
+
+    def _apply_block(self, state: torch.Tensor, matrix: torch.Tensor, low: int) -> torch.Tensor:
+        """Apply ``matrix`` (on the wires ``low`` .. ``low + log2(size) - 1``) to every row."""
+        batch, size = state.shape[0], matrix.shape[-1]
+        rest = state.shape[1] // (2**low * size)
+        if rest == 1:  # the last wires: one plain matmul over every row at once
+            return (state.reshape(-1, size) @ matrix.T).reshape(batch, -1)
+        return (matrix @ state.reshape(batch * 2**low, size, rest)).reshape(batch, -1)
+
+    def _ansatz(self, state: torch.Tensor, step: _Step, weights: torch.Tensor | None) -> torch.Tensor:
+        ansatz = self.circuit.ansatz
+        assert ansatz is not None and weights is not None
+        n, layers, k = self.n, ansatz.layers, len(ansatz.rotations)
+        theta = weights[: layers * n * k].reshape(layers, n, k)
+        rotation: torch.Tensor | None = None  # (layers, n, 2, 2), every layer at once
+        for r, name in enumerate(ansatz.rotations):
+            matrix = gate_matrices(name, theta[..., r], self.dtype, state.device)
+            rotation = matrix if rotation is None else matrix @ rotation
+        assert rotation is not None
+        if n <= UNITARY_QUBITS:
+            unitary = self._layer_unitaries(rotation, 0, n, step, state.device)
+            total = unitary[0]
+            for layer in range(1, layers):
+                total = unitary[layer] @ total
+            return state @ total.T
+        sizes = self._block_wires()
+        krons = [self._layer_unitaries(rotation, low, low + size, None, state.device)
+                 for low, size in sizes]
+        index = self._on(self._rotation_index(step), state.device)
+        inverse = self._on(self._rotation_index(step, inverse=True), state.device)
+        for layer in range(layers):
+            state = self._apply_blocks(state, [kron[layer] for kron in krons], index, inverse)
+        return state
+
+    def _block_wires(self) -> list[tuple[int, int]]:
+        """``(first wire, wires)`` of the Kronecker blocks a large circuit's layer is cut into."""
+        return [(low, min(KRON_BLOCK, self.n - low)) for low in range(0, self.n, KRON_BLOCK)]
+
+    def _rotation_index(self, step: _Step, inverse: bool = False) -> torch.Tensor:
+        """The gather index of the last axis rotation of :meth:`_apply_blocks` followed by the
+        entangler's permutation (one pass instead of two), or its inverse."""
+        key = (f"rotation-{inverse}", torch.device("cpu"))
+        if key not in self._constants:
+            first = self._block_wires()[0][1]
+            size = 2**first
+            rotate = torch.arange(2**self.n).reshape(-1, size).T.reshape(-1)
+            index = rotate if step.index is None else rotate[step.index]
+            if inverse:
+                index = torch.argsort(index)
+            self._constants[key] = index
+        return self._constants[key]
+
+    def _apply_blocks(self, state: torch.Tensor, blocks: Sequence[torch.Tensor],
+                      index: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+        """One large-circuit layer: each block's matrix is applied to the *trailing* wires (a
+        plain matmul over all rows), then those wires are rotated to the front; after the last
+        block the wires are back in order. The last rotation and a CNOT entangler are one
+        gather; a CZ entangler multiplies by signs."""
+        batch = state.shape[0]
+        for position, matrix in enumerate(reversed(blocks)):
+            size = matrix.shape[-1]
+            state = (state.reshape(-1, size) @ matrix.T).reshape(batch, -1)
+            if position < len(blocks) - 1:
+                state = state.reshape(batch, -1, size).transpose(1, 2).reshape(batch, -1)
+        state = _Permute.apply(state, index, inverse)
+        ansatz = self.circuit.ansatz
+        if ansatz is not None and ansatz.entangler == "cz_ring" and self.n > 1:
+            state = state * self._cz_signs(ansatz.entangling_gates(self.n), state.device)
+        return state
+
+    def _layer_unitaries(self, rotation: torch.Tensor, low: int, high: int, step: _Step | None,
+                         device: torch.device) -> torch.Tensor:
+        """Kronecker products of wires ``low..high-1`` for every layer, ``(layers, d, d)``; with
+        ``step`` the entangler is folded in (rows permuted or scaled)."""
+        kron = rotation[:, low]
+        for wire in range(low + 1, high):
+            other = rotation[:, wire]
+            size = kron.shape[-1] * 2
+            kron = (kron[:, :, None, :, None] * other[:, None, :, None, :]).reshape(-1, size, size)
+        if step is not None and step.gates:
+            if step.index is not None:
+                kron = kron.index_select(1, self._on(step.index, device))
+            else:
+                kron = self._cz_signs(step.gates, device)[None, :, None] * kron
+        return kron
+
+    def _cz_signs(self, gates: Sequence[Gate], device: torch.device) -> torch.Tensor:
+        key = ("cz", device)
+        if key not in self._constants:
+            bits = _bits(self.n)
+            sign = torch.ones(2**self.n)
+            for gate in gates:
+                sign = sign * (1 - 2 * (bits[:, gate.wires[0]] & bits[:, gate.wires[1]]))
+            self._constants[key] = sign.to(device=device, dtype=self.dtype)
+        return self._constants[key]
+
+    def _inverse(self, index: torch.Tensor, device: torch.device) -> torch.Tensor:
+        key = (f"inverse-{id(index)}", device)
+        if key not in self._constants:
+            self._constants[key] = torch.argsort(index).to(device)
+        return self._constants[key]
+
+    def _on(self, index: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """``index`` on ``device``, copied there once."""
+        if index.device == device:
+            return index
+        key = (f"index-{id(index)}", device)
+        if key not in self._constants:
+            self._constants[key] = index.to(device)
+        return self._constants[key]
 
     def _diagonal(self, state: torch.Tensor, gates: Sequence[Gate], angles: torch.Tensor | None,
                   weights: torch.Tensor | None) -> torch.Tensor:
