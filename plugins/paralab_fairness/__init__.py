@@ -109,12 +109,13 @@ def paralab_methods() -> list[MethodSpec]:
                    "paralab_fairness.estimators:ExponentiatedGradientMethod",
                    "fairlearn ExponentiatedGradient (Agarwal et al. 2018): a randomized "
                    "classifier meeting the constraint up to eps.",
-                   {"constraint": "demographic_parity", "eps": 0.01, "max_iter": 50},
+                   {"constraint": "demographic_parity", "difference_bound": None, "eps": 0.01,
+                    "max_iter": 50},
                    protocols=protocols, example={**_ESTIMATOR_EXAMPLE, "max_iter": 5}),
         MethodSpec("grid_search", "paralab_fairness.estimators:GridSearchMethod",
                    "fairlearn GridSearch over Lagrange multipliers (one deterministic model).",
-                   {"constraint": "demographic_parity", "grid_size": 10, "grid_limit": 2.0,
-                    "constraint_weight": 0.5},
+                   {"constraint": "demographic_parity", "difference_bound": None,
+                    "grid_size": 10, "grid_limit": 2.0, "constraint_weight": 0.5},
                    protocols=protocols, example={**_ESTIMATOR_EXAMPLE, "grid_size": 3}),
         MethodSpec("threshold_optimizer", "paralab_fairness.estimators:ThresholdOptimizerMethod",
                    "fairlearn ThresholdOptimizer (Hardt et al. 2016): group-specific thresholds "

@@ -103,21 +103,32 @@ class Unmitigated(EstimatorMethod):
 
 
 class ExponentiatedGradientMethod(EstimatorMethod):
-    """fairlearn's ``ExponentiatedGradient`` (Agarwal et al. 2018): a randomized classifier."""
+    """fairlearn's ``ExponentiatedGradient`` (Agarwal et al. 2018): a randomized classifier.
 
-    def __init__(self, constraint: str = "demographic_parity", eps: float = 0.01,
-                 max_iter: int = 50) -> None:
-        moment(constraint, None, "method exponentiated_gradient")
+    ``difference_bound`` is the constraint's allowed gap (the paper's epsilon; fairlearn's
+    default 0.01 when ``None``); ``eps`` is fairlearn's own parameter, which since fairlearn
+    0.7 only sets the bound ``1/eps`` on the Lagrange multipliers.
+    """
+
+    def __init__(self, constraint: str = "demographic_parity", difference_bound: float | None = None,
+                 eps: float = 0.01, max_iter: int = 50) -> None:
+        moment(constraint, difference_bound, "method exponentiated_gradient")
         if eps <= 0:
             raise ValueError(f"method exponentiated_gradient: eps must be > 0, got {eps}")
-        self.constraint, self.eps, self.max_iter = constraint, eps, max_iter
+        if difference_bound is not None and difference_bound <= 0:
+            raise ValueError(
+                f"method exponentiated_gradient: difference_bound must be > 0, got {difference_bound}"
+            )
+        self.constraint, self.difference_bound = constraint, difference_bound
+        self.eps, self.max_iter = eps, max_iter
 
     def fit(self, estimator: Any, x: np.ndarray, y: np.ndarray, groups: np.ndarray,
             seed: int) -> None:
         from fairlearn.reductions import ExponentiatedGradient
 
         self.model = ExponentiatedGradient(
-            estimator, moment(self.constraint, None, "method exponentiated_gradient"),
+            estimator,
+            moment(self.constraint, self.difference_bound, "method exponentiated_gradient"),
             eps=self.eps, max_iter=self.max_iter,
         ).fit(x, y, sensitive_features=groups)
 
@@ -128,9 +139,11 @@ class ExponentiatedGradientMethod(EstimatorMethod):
 class GridSearchMethod(EstimatorMethod):
     """fairlearn's ``GridSearch`` over Lagrange multipliers: one deterministic classifier."""
 
-    def __init__(self, constraint: str = "demographic_parity", grid_size: int = 10,
-                 grid_limit: float = 2.0, constraint_weight: float = 0.5) -> None:
-        moment(constraint, None, "method grid_search")
+    def __init__(self, constraint: str = "demographic_parity", difference_bound: float | None = None,
+                 grid_size: int = 10, grid_limit: float = 2.0,
+                 constraint_weight: float = 0.5) -> None:
+        moment(constraint, difference_bound, "method grid_search")
+        self.difference_bound = difference_bound
         if grid_size < 1:
             raise ValueError(f"method grid_search: grid_size must be >= 1, got {grid_size}")
         self.constraint, self.grid_size = constraint, grid_size
@@ -141,7 +154,7 @@ class GridSearchMethod(EstimatorMethod):
         from fairlearn.reductions import GridSearch
 
         self.model = GridSearch(
-            estimator, moment(self.constraint, None, "method grid_search"),
+            estimator, moment(self.constraint, self.difference_bound, "method grid_search"),
             grid_size=self.grid_size, grid_limit=self.grid_limit,
             constraint_weight=self.constraint_weight,
         ).fit(x, y, sensitive_features=groups)
