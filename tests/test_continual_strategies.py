@@ -357,3 +357,24 @@ def test_balanced_buffers(policy, group):
     second, _ = buffer.sample(10, generator)
     # One shuffled pass covers the whole memory before repeating.
     assert sorted(torch.cat([first, second]).tolist()) == sorted(buffer.indices.tolist())
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_fused_sgd_update_equals_torch_sgd(weight_decay):
+    """The strategies' fused plain-SGD step is torch.optim.SGD's update."""
+    from paralab_continual.strategies import Naive
+
+    ours, theirs = _model(), _model()
+    strategy = Naive(lr=0.1, weight_decay=weight_decay)
+    strategy.setup(None, ours)
+    optimizer = torch.optim.SGD(theirs.parameters(), lr=0.1, weight_decay=weight_decay)
+    x, y = torch.randn(16, 64), torch.randint(0, 10, (16,))
+    for _ in range(3):
+        strategy.clear_gradients()
+        torch.nn.functional.cross_entropy(ours(x), y).backward()
+        strategy.apply_update()
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(theirs(x), y).backward()
+        optimizer.step()
+    for mine, reference in zip(ours.parameters(), theirs.parameters()):
+        assert torch.allclose(mine, reference, atol=1e-6)

@@ -19,6 +19,8 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from paralab.evaluation import Predictions, accuracy, predict
 from paralab_continual import metrics
 from paralab_continual.scenarios import Experience, Stream, build_stream
@@ -110,7 +112,7 @@ class Continual:
         initial: list[float] | None = None
         if self.forward_transfer:
             with run.phase("initial", 0, scenario=stream.scenario):
-                initial = [self.evaluate(run, stream, e) for e in stream]
+                initial = self.evaluate_stream(run, stream)
         matrix = [[math.nan] * size for _ in range(size)]
         for experience in run.progress(stream.experiences, desc="experiences", total=size):
             i = experience.index
@@ -121,8 +123,7 @@ class Continual:
                 loss = method.train_experience(run, experience, self.epochs, self.batch_size)
                 method.after_experience(run, experience)
                 phase.metrics["train/loss"] = loss
-                for other in stream:
-                    matrix[i][other.index] = self.evaluate(run, stream, other)
+                matrix[i] = self.evaluate_stream(run, stream)
                 run.record("average_accuracy", metrics.average_accuracy(matrix, after=i))
                 run.record("accuracy_matrix_row", matrix[i])
         summary = metrics.summarize(matrix, initial)
@@ -140,14 +141,39 @@ class Continual:
             plot_accuracy_matrix(matrix, run.output_dir / name, title=run.spec.name)
             run.result.artifacts["accuracy_matrix"] = name
 
-    def evaluate(self, run: RunContext, stream: Stream, experience: Experience) -> float:
-        """Evaluate one experience's test view; returns its accuracy (``R[i][j]``)."""
-        name = f"exp{experience.index}"
-        if not (stream.masked or stream.remapped):
-            evaluation = run.evaluate(
-                self.eval_split, experience.test, transform=experience.transform, name=name
+    def evaluate_stream(self, run: RunContext, stream: Stream) -> list[float]:
+        """Evaluate every experience's test view; returns the accuracies (a row of R).
+
+        Without per-experience transforms all test views go through the model in one batched
+        pass, and each experience's predictions are a slice of it."""
+        if any(e.transform is not None for e in stream):
+            return [self.evaluate(run, stream, e) for e in stream]
+        rows = torch.cat([e.test for e in stream])
+        raw = predict(run.model, run.dataset, rows, batch_size=run.spec.eval_batch_size)
+        accuracies, start = [], 0
+        for experience in stream:
+            stop = start + len(experience.test)
+            piece = Predictions(
+                logits=raw.logits[start:stop],
+                targets=raw.targets[start:stop],
+                indices=raw.indices[start:stop],
+                dataset=run.dataset,
             )
-        else:
+            accuracies.append(self.evaluate(run, stream, experience, piece))
+            start = stop
+        return accuracies
+
+    def evaluate(
+        self,
+        run: RunContext,
+        stream: Stream,
+        experience: Experience,
+        raw: Predictions | None = None,
+    ) -> float:
+        """Evaluate one experience's test view (``raw``: its model outputs, when already
+        computed); returns its accuracy (``R[i][j]``)."""
+        name = f"exp{experience.index}"
+        if raw is None:
             raw = predict(
                 run.model,
                 run.dataset,
@@ -156,15 +182,16 @@ class Continual:
                 transform=experience.transform,
                 split=name,
             )
-            logits, targets = stream.read_outputs(raw.logits, raw.targets, experience.index)
-            predictions = Predictions(
-                logits=logits,
-                targets=targets,
-                indices=raw.indices,
-                dataset=run.dataset,
-                split=name,
-                extras={"experience": experience.index},
-            )
-            evaluation = run.evaluate(self.eval_split, name=name, predictions=predictions)
+        logits, targets = raw.logits, raw.targets
+        if stream.masked or stream.remapped:
+            logits, targets = stream.read_outputs(logits, targets, experience.index)
+        predictions = Predictions(
+            logits=logits,
+            targets=targets,
+            indices=raw.indices,
+            dataset=run.dataset,
+            split=name,
+            extras={"experience": experience.index},
+        )
+        evaluation = run.evaluate(self.eval_split, name=name, predictions=predictions)
         return accuracy(evaluation.predictions)
-

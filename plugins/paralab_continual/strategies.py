@@ -196,13 +196,35 @@ class ContinualStrategy(GradientMethod):
         x, y, rows, ids = self.augment(run, x, y, rows, ids)
         logits, targets = self.forward(model, x, y, ids)
         loss = self.loss(run, Batch(x, targets, rows, logits, model, run))
-        assert self.optimizer is not None
-        self.optimizer.zero_grad(set_to_none=True)
+        self.clear_gradients()
         loss.backward()
         self.after_backward(run, model)
-        self.optimizer.step()
+        self.apply_update()
         self.after_step(run, model)
         return loss.detach()
+
+    def clear_gradients(self) -> None:
+        """``optimizer.zero_grad(set_to_none=True)`` without its dispatch overhead."""
+        for parameter in self.parameters:
+            parameter.grad = None
+
+    def apply_update(self) -> None:
+        """The optimizer step. Plain SGD (no momentum) is one fused ``_foreach_add_`` over the
+        parameters: the same update as ``torch.optim.SGD`` (a test checks it) without its
+        per-step dispatch overhead, which is a third of a small model's step on a CPU."""
+        assert self.optimizer is not None
+        if self.optimizer_name != "sgd" or self.momentum:
+            self.optimizer.step()
+            return
+        with torch.no_grad():
+            pairs = [(p, p.grad) for p in self.parameters if p.grad is not None]
+            if not pairs:
+                return
+            params = [p for p, _ in pairs]
+            grads = [g for _, g in pairs]
+            if self.weight_decay:
+                grads = torch._foreach_add(grads, params, alpha=self.weight_decay)
+            torch._foreach_add_(params, grads, alpha=-self.lr)
 
     def after_backward(self, run: RunContext, model: torch.nn.Module) -> None:
         """Change the gradients before the optimizer applies them (penalties, projections)."""
@@ -471,10 +493,9 @@ class LwF(ContinualStrategy):
             logits, targets = self.stream.read_outputs(raw, y, ids)
         loss = self.loss(run, Batch(x, targets, rows, logits, model, run))
         loss = loss + self.distillation(x, raw, model)
-        assert self.optimizer is not None
-        self.optimizer.zero_grad(set_to_none=True)
+        self.clear_gradients()
         loss.backward()
-        self.optimizer.step()
+        self.apply_update()
         return loss.detach()
 
 
