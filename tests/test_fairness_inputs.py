@@ -105,3 +105,20 @@ def test_group_without_positive_predictions_gets_nan_precision_and_a_warning() -
     assert table.by_group("precision")["White"] == 1.0
     assert table.undefined == {"precision": ["Asian"]}
     assert table.by_group("true_positive_rate") == {"Asian": 0.0, "White": 1.0}
+
+
+def test_small_groups_are_reported_but_left_out_of_disparities_when_asked() -> None:
+    y_true = torch.tensor([1, 0, 1, 0, 1, 0, 1, 0, 1])
+    y_pred = torch.tensor([1, 0, 1, 1, 1, 0, 0, 0, 1])
+    race = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, 2])
+    labels = {"race": ["a", "b", "tiny"]}
+    everyone = fairness_table(y_true, y_pred, {"race": race}, categories=labels)
+    assert everyone.disparities["demographic_parity_difference"] == pytest.approx(1 - 0.25)
+    with pytest.warns(FairnessWarning, match=r"\['tiny'\] have fewer than 2 rows"):
+        table = fairness_table(y_true, y_pred, {"race": race}, categories=labels,
+                               min_group_size=2)
+    assert table.by_group("selection_rate")["tiny"] == 1.0  # still reported
+    assert table.excluded == ["tiny"]
+    assert table.disparities["demographic_parity_difference"] == pytest.approx(0.75 - 0.25)
+    with pytest.raises(ValueError, match="fewer than two race groups"):
+        fairness_table(y_true, y_pred, {"race": race}, categories=labels, min_group_size=5)

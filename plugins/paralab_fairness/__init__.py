@@ -46,7 +46,8 @@ def paralab_auditors() -> list[AuditorSpec]:
             "parity, equalized odds and equal opportunity gaps with bootstrap intervals; CSV and "
             "plots, including the disparities over the run.",
             {"sensitive": [], "intersectional": True, "positive_class": 1, "bootstrap": 200,
-             "confidence": 0.95, "bins": 10, "seed": 0, "plots": True},
+             "confidence": 0.95, "bins": 10, "seed": 0, "plots": True,
+             "min_group_size": 0},
             example={"bootstrap": 20},
         )
     ]

@@ -83,6 +83,7 @@ class FairnessAuditor:
         bins: int = 10,
         seed: int = 0,
         plots: bool = True,
+        min_group_size: int = 0,
     ) -> None:
         if isinstance(sensitive, str):
             sensitive = [sensitive]
@@ -102,6 +103,9 @@ class FairnessAuditor:
         self.bins = bins
         self.seed = seed
         self.plots = plots
+        if min_group_size < 0:
+            raise ValueError(f"auditor fairness: min_group_size must be >= 0, got {min_group_size}")
+        self.min_group_size = min_group_size
         self.history: list[AuditPoint] = []
 
     def paralab_fairness_validate(self, run: RunContext) -> None:
@@ -140,6 +144,7 @@ class FairnessAuditor:
                     confidence=self.confidence,
                     seed=self.seed + position + 7919 * len(self.history),
                     bins=self.bins,
+                    min_group_size=self.min_group_size,
                 )
             )
         return tables

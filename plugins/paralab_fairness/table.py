@@ -48,6 +48,7 @@ class FairnessTable:
     disparities: dict[str, float]
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
     undefined: dict[str, list[str]] = field(default_factory=dict)
+    excluded: list[str] = field(default_factory=list)
     _labels: list[str] = field(default_factory=list, repr=False, compare=False)
 
     @property
@@ -74,6 +75,7 @@ class FairnessTable:
             "disparities": dict(self.disparities),
             "intervals": {name: list(bounds) for name, bounds in self.intervals.items()},
             "undefined": {name: list(groups) for name, groups in self.undefined.items()},
+            "excluded": list(self.excluded),
         }
 
 
@@ -118,6 +120,7 @@ def fairness_table(
     confidence: float = 0.95,
     seed: int = 0,
     bins: int = 10,
+    min_group_size: int = 0,
 ) -> FairnessTable:
     """Audit predictions over the groups of ``sensitive`` (their intersection when several).
 
@@ -128,6 +131,8 @@ def fairness_table(
     :param scores: the predicted probability of ``positive_class`` per row, for calibration.
     :param categories: labels of each feature's codes (default: the codes as strings).
     :param bootstrap: resamples for the disparities' percentile intervals (0: none).
+    :param min_group_size: groups with fewer rows are reported but left out of the
+        disparities (with a warning naming them), so two people cannot decide a gap.
     :raises ValueError: mismatched lengths, NaN scores, non-integer codes, a single group.
     """
     n = int(y_true.numel())
@@ -163,9 +168,24 @@ def fairness_table(
         overall["calibration_error"] = calibration_error(
             counted.calibration_gap.sum(dim=0, keepdim=True), overall["count"]
         )
-    gaps = {name: float(value) for name, value in disparities(per_group).items()}
+    kept = per_group["count"] >= min_group_size
+    small = [group_label(g) for g, keep in zip(groups, kept.tolist()) if not keep]
+    if small:
+        warnings.warn(
+            f"fairness: {'*'.join(codes.names)} group(s) {small} have fewer than "
+            f"{min_group_size} rows; reported, but left out of the disparities",
+            FairnessWarning,
+            stacklevel=2,
+        )
+    if int(kept.sum()) < 2:
+        raise ValueError(
+            f"fairness: fewer than two {'*'.join(codes.names)} groups have at least "
+            f"min_group_size = {min_group_size} rows; lower it"
+        )
+    compared = {name: values[kept] for name, values in per_group.items()}
+    gaps = {name: float(value) for name, value in disparities(compared).items()}
     generator = torch.Generator(device=device).manual_seed(seed)
-    intervals = bootstrap_intervals(counted.counts, bootstrap, confidence, generator)
+    intervals = bootstrap_intervals(counted.counts[kept], bootstrap, confidence, generator)
     metrics = {name: values.cpu().tolist() for name, values in per_group.items()}
     table = FairnessTable(
         features=codes.names,
@@ -174,6 +194,7 @@ def fairness_table(
         overall={name: float(values[0]) for name, values in overall.items()},
         disparities=gaps,
         intervals=intervals,
+        excluded=small,
     )
     _warn_undefined(table)
     return table
