@@ -44,6 +44,13 @@ class EstimatorPredictions(Predictions):
     def labels(self) -> torch.Tensor:  # type: ignore[override]
         return self.drawn if self.drawn is not None else self.logits.argmax(dim=-1)
 
+    def subset(self, mask: torch.Tensor) -> EstimatorPredictions:
+        return EstimatorPredictions(
+            logits=self.logits[mask], targets=self.targets[mask], indices=self.indices[mask],
+            dataset=self.dataset, split=self.split,
+            drawn=None if self.drawn is None else self.drawn[mask],
+        )
+
 
 def make_estimator(name: str, seed: int, max_iter: int) -> Any:
     """A fresh scikit-learn estimator by name (all accept ``sample_weight``, as reductions need)."""
