@@ -58,7 +58,7 @@ def test_quadrature_weights():
     for method in ("gausslegendre", "trapezoid"):
         alphas, weights = quadrature(10, method)
         assert weights.sum() == pytest.approx(1.0)
-        assert 0 <= alphas.min() and alphas.max() <= 1
+        assert alphas.min() >= 0 and alphas.max() <= 1
     # Captum's trapezoid rule: weights sum to 1 - 1/steps (kept for parity)
     assert quadrature(10, "riemann_trapezoid")[1].sum() == pytest.approx(0.9)
     with pytest.raises(ExplainError, match="valid: gausslegendre"):

@@ -126,3 +126,17 @@ def test_patches_group_image_pixels():
     assert players.count == 4
     assert torch.nonzero(players.membership[0]).flatten().tolist() == [0, 1, 4, 5]
     assert math.isclose(float(players.membership.sum()), 16)
+
+
+def test_first_layer_factorization_equals_masked_inputs():
+    """The fast path (first linear layer once per player) computes the same values."""
+    model, data = trained_mlp("wine")
+    x = data.x[:9]
+    function = ClassOutput(model, (13,))
+    assert function.split_first_linear() is not None
+    players = resolve_players([[0, 1, 2], [3], [5, 6, 7, 8], [9, 12]], 13)  # 4, 10, 11 unowned
+    target = function(x).argmax(dim=1)
+    baseline = data.x[data.splits["train"]].mean(dim=0)
+    fast = exact_shapley(function, x, baseline, target, players)
+    generic = exact_shapley(function, x, baseline, target, players, factorize=False)
+    assert torch.allclose(fast, generic, atol=1e-6)

@@ -111,7 +111,8 @@ def explain(
     model.eval()
     try:
         function = ClassOutput(model, input_shape, output)
-        if method in GRADIENT_METHODS:
+        if method in GRADIENT_METHODS and method != "integrated_gradients":
+            # (integrated gradients checks its first forward pass itself, at no extra cost)
             require_differentiable(function, flat, method)
         targets = resolve_targets(target, function, flat)
         features = None

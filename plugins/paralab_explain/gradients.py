@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from paralab_explain.errors import ExplainError
-from paralab_explain.model_output import ClassOutput
+from paralab_explain.model_output import ClassOutput, not_differentiable
 
 QUADRATURES = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right",
                "riemann_middle", "trapezoid")
@@ -75,6 +75,8 @@ def integrated_gradients(
         index = target[start : start + rows_per_chunk].repeat(steps)
         with torch.enable_grad():
             out = function(path).gather(1, index.unsqueeze(1))
+            if not out.requires_grad:  # checked on the first chunk, before any attribution
+                raise not_differentiable("integrated_gradients", function)
             (gradient,) = torch.autograd.grad(out.sum(), path)
         average = torch.einsum("s,srf->rf", weights, gradient.view(steps, len(rows), n_features))
         results.append(average * shift)

@@ -9,7 +9,8 @@ runs, so a model without gradients fails with a clear message instead of deep in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -36,6 +37,25 @@ class ClassOutput(nn.Module):
         logits = self.model(x.reshape(x.shape[0], *self.input_shape))
         return self.softmax(logits)
 
+    def split_first_linear(self) -> tuple[nn.Linear, Callable[[torch.Tensor], torch.Tensor]] | None:
+        """``(first linear layer, the rest)`` when the model is ``[Flatten,] Linear, ...``.
+
+        Every input is an affine function of the features up to that layer, which lets exact
+        Shapley enumeration compute the layer once per player instead of once per coalition.
+        ``None`` for any other model (the generic path is used).
+        """
+        if not isinstance(self.model, nn.Sequential):
+            return None
+        layers = list(self.model)
+        while layers and isinstance(layers[0], nn.Flatten):
+            layers.pop(0)
+        if not layers or not isinstance(layers[0], nn.Linear):
+            return None
+        first, rest = layers[0], nn.Sequential(*layers[1:])
+        if first.in_features != math.prod(self.input_shape):
+            return None
+        return first, lambda hidden: self.softmax(rest(hidden))
+
     @torch.no_grad()
     def target_values(
         self, x: torch.Tensor, target: torch.Tensor, batch_size: int = 65536
@@ -48,6 +68,14 @@ class ClassOutput(nn.Module):
                 len(out))
             values.append(out.gather(1, index.reshape(-1, 1)).squeeze(1))
         return torch.cat(values) if values else torch.empty(0, device=x.device)
+
+
+def not_differentiable(method: str, function: ClassOutput) -> ExplainError:
+    return ExplainError(
+        f"method {method!r} needs gradients, but the model {type(function.model).__name__} is "
+        "not differentiable with respect to its inputs (its output has no gradient); use "
+        "exact_shapley, kernel_shap or lime, which need only forward passes"
+    )
 
 
 def require_differentiable(function: ClassOutput, x: torch.Tensor, method: str) -> None:
@@ -67,12 +95,7 @@ def require_differentiable(function: ClassOutput, x: torch.Tensor, method: str) 
                 "use exact_shapley, kernel_shap or lime, which need only forward passes"
             ) from None
         if not out.requires_grad:
-            raise ExplainError(
-                f"method {method!r} needs gradients, but the model "
-                f"{type(function.model).__name__} is not differentiable with respect to its "
-                "inputs (its output has no gradient); use exact_shapley, kernel_shap or lime, "
-                "which need only forward passes"
-            )
+            raise not_differentiable(method, function)
         (gradient,) = torch.autograd.grad(out.sum(), probe, allow_unused=True)
     if gradient is None:
         raise ExplainError(

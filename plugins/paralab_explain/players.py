@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -42,6 +43,8 @@ class Players:
         return int(self.membership.shape[1])
 
     def to(self, device: torch.device | str) -> Players:
+        if self.membership.device == torch.device(device):
+            return self
         return Players(self.names, self.membership.to(device))
 
     def feature_mask(self, coalitions: torch.Tensor) -> torch.Tensor:
@@ -55,8 +58,9 @@ class Players:
         """Per-feature attributions ``(R, F)`` -> per-player ``(R, M)`` (sum over members)."""
         return attributions.to(self.membership.dtype) @ self.membership.T
 
-    @property
+    @cached_property
     def is_identity(self) -> bool:
+        """Every feature its own player, in order (no summing needed)."""
         return self.count == self.n_features and bool(
             torch.equal(self.membership, torch.eye(self.n_features, device=self.membership.device))
         )
@@ -73,7 +77,7 @@ def resolve_players(
         f"x{index}" for index in range(n_features)
     ]
     if groups in (None, "", "features"):
-        return _from_lists(names, [[i] for i in range(n_features)], names)
+        return Players(tuple(names), torch.eye(n_features))
     if isinstance(groups, bool):
         raise ExplainError(f"groups: expected a grouping, got {groups!r}; {_VALID}")
     if isinstance(groups, int):

@@ -69,26 +69,57 @@ def exact_shapley(
     *,
     max_players: int = MAX_PLAYERS,
     max_batch: int = 1 << 22,
+    factorize: bool = True,
 ) -> torch.Tensor:
     """Shapley values ``(rows, M)`` of ``function(x)[target]`` for flat rows ``x``.
 
-    ``max_batch`` bounds the number of input values built at once (rows x coalitions x
-    features); rows are processed in as few chunks as that allows.
+    ``max_batch`` bounds the number of values built at once (rows x coalitions x width); rows
+    are processed in as few chunks as that allows. When the model starts with a linear layer
+    (``factorize``), its output for a coalition is ``W b + c + sum over present players of
+    W (x - b)`` restricted to the player's features: computed once per player and combined by one
+    matrix product, instead of running the layer on every masked input (same values, see
+    tests/test_explain_shapley.py; much less work when features outnumber players).
     """
     check_player_count(players.count, max_players)
     device = x.device
     members, kernel = coalitions(players.count, device)
-    mask = players.to(device).feature_mask(members).to(x.dtype)  # (K, F)
-    n_coalitions, n_features = mask.shape
-    rows_per_chunk = max(1, max_batch // (n_coalitions * n_features))
+    members = members.to(x.dtype)
+    players = players.to(device)
+    split = function.split_first_linear() if factorize else None
+    n_coalitions = len(members)
+    width = split[0].out_features if split is not None else x.shape[1]
+    rows_per_chunk = max(1, max_batch // (n_coalitions * width))
     values = []
     with torch.no_grad():
         for start in range(0, len(x), rows_per_chunk):
             rows = x[start : start + rows_per_chunk]
-            shift = (rows - baseline).unsqueeze(1)  # (r, 1, F)
-            masked = torch.addcmul(baseline.expand_as(shift), shift, mask)  # (r, K, F)
             index = target[start : start + rows_per_chunk].repeat_interleave(n_coalitions)
-            out = function(masked.reshape(-1, n_features))
+            if split is None:
+                out = function(_masked_inputs(rows, baseline, members, players))
+            else:
+                out = split[1](_first_layer(split[0], rows, baseline, members, players))
             v = out.gather(1, index.unsqueeze(1)).reshape(len(rows), n_coalitions)
             values.append(v.double() @ kernel)
     return torch.cat(values).to(x.dtype)
+
+
+def _masked_inputs(rows: torch.Tensor, baseline: torch.Tensor, members: torch.Tensor,
+                   players: Players) -> torch.Tensor:
+    """Every coalition's input for every row, ``(rows * K, F)``: baseline where absent."""
+    mask = players.feature_mask(members).to(rows.dtype)  # (K, F)
+    shift = (rows - baseline).unsqueeze(1)  # (r, 1, F)
+    return torch.addcmul(baseline.expand_as(shift), shift, mask).reshape(-1, rows.shape[1])
+
+
+def _first_layer(layer: torch.nn.Linear, rows: torch.Tensor, baseline: torch.Tensor,
+                 members: torch.Tensor, players: Players) -> torch.Tensor:
+    """The first linear layer's output for every coalition of every row, ``(rows * K, H)``."""
+    membership = players.membership.to(rows.dtype)  # (M, F)
+    uncovered = 1.0 - membership.sum(dim=0).clamp(max=1.0)  # features no player owns
+    shift = rows - baseline  # (r, F)
+    weight = layer.weight  # (H, F)
+    at_baseline = torch.nn.functional.linear(baseline, weight, layer.bias)  # (H,)
+    fixed = at_baseline + (shift * uncovered) @ weight.T  # (r, H)
+    per_player = (shift.unsqueeze(1) * membership) @ weight.T  # (r, M, H)
+    hidden = fixed.unsqueeze(1) + members @ per_player  # (r, K, H)
+    return hidden.reshape(-1, weight.shape[0])
