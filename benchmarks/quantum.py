@@ -1,0 +1,211 @@
+"""Benchmark: paralab's native quantum simulator against PennyLane and qiskit-machine-learning.
+
+1. One training step (forward, cross-entropy, backward, Adam step) of a variational classifier
+   with 4, 8 and 12 qubits, 3 entangling layers (RY, RZ + CNOT ring), batch 64: paralab's
+   torch simulator against PennyLane ``default.qubit`` (backprop, broadcast batch) and
+   ``lightning.qubit`` (adjoint). All three start from the same weights; the first step's
+   logits and gradients are compared before timing.
+2. Accuracy: the 4-qubit classifier trained on iris through ``paralab.run`` with the native
+   backend and with PennyLane ``default.qubit``, same seed.
+3. A 200x200 fidelity-kernel Gram matrix (ZZ feature map, 2 reps) on qiskit-machine-learning's
+   ``ad_hoc_data``: paralab's :class:`FidelityKernel` against ``FidelityStatevectorKernel``,
+   then an SVC on each Gram matrix, tested on held-out points.
+
+Steps are timed interleaved (one of each backend per round) so that load on a shared machine
+hits all sides alike; the median is reported. The last line printed is one JSON object.
+
+    python benchmarks/quantum.py [--threads 2] [--qubits 4 8 12] [--rounds 15]
+"""
+
+from __future__ import annotations
+
+import os
+
+# Idle OpenMP workers sleep instead of spinning: on a shared, oversubscribed machine spinning
+# threads wait for descheduled ones and every parallel op stalls (both sides alike).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+warnings.filterwarnings("ignore")
+
+BACKENDS = ("torch", "pennylane", "lightning")
+LABELS = {"torch": "paralab", "pennylane": "default_qubit", "lightning": "lightning_adjoint"}
+
+
+def _models(n_qubits: int, layers: int) -> dict[str, torch.nn.Module]:
+    from paralab.data.shared import DatasetInfo
+    from paralab_quantum.models import vqc
+
+    info = DatasetInfo("bench", (n_qubits,), 2, n_qubits)
+    models = {}
+    for backend in BACKENDS:
+        torch.manual_seed(0)  # the same initial weights for every backend
+        models[backend] = vqc(info, n_qubits=n_qubits, layers=layers, backend=backend)
+    return models
+
+
+def training_steps(n_qubits: int, rounds: int, layers: int = 3, batch: int = 64,
+                   budget_s: float = 20.0) -> dict[str, Any]:
+    models = _models(n_qubits, layers)
+    generator = torch.Generator().manual_seed(1)
+    x = torch.rand(batch, n_qubits, generator=generator) * torch.pi
+    y = torch.randint(0, 2, (batch,), generator=generator)
+
+    # Equal results: the first step's logits and gradients, before any update.
+    logits, grads = {}, {}
+    for backend, model in models.items():
+        model.zero_grad()
+        out = model(x)
+        F.cross_entropy(out, y).backward()
+        logits[backend] = out.detach().double()
+        grads[backend] = torch.cat([p.grad.reshape(-1).double() for p in model.parameters()])
+    agreement = {
+        f"max_logit_diff_vs_{LABELS[b]}": float((logits["torch"] - logits[b]).abs().max())
+        for b in ("pennylane", "lightning")
+    } | {
+        f"max_grad_diff_vs_{LABELS[b]}": float((grads["torch"] - grads[b]).abs().max())
+        for b in ("pennylane", "lightning")
+    }
+
+    optimizers = {b: torch.optim.Adam(m.parameters(), lr=0.01) for b, m in models.items()}
+
+    def step(backend: str) -> float:
+        model, optimizer = models[backend], optimizers[backend]
+        started = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        return time.perf_counter() - started
+
+    times: dict[str, list[float]] = {b: [] for b in BACKENDS}
+    spent = dict.fromkeys(BACKENDS, 0.0)
+    for backend in BACKENDS:
+        step(backend)  # warm-up
+    for _ in range(rounds):
+        for backend in BACKENDS:
+            # Slow peers stop after their time budget (at least 1 timed step).
+            if times[backend] and spent[backend] > budget_s:
+                continue
+            seconds = step(backend)
+            times[backend].append(seconds)
+            spent[backend] += seconds
+        if len(times["torch"]) < rounds:  # the native side is cheap: time more of its steps
+            times["torch"] += [step("torch") for _ in range(4)]
+    ms = {b: 1000 * statistics.median(t) for b, t in times.items()}
+    fastest = min(ms["pennylane"], ms["lightning"])
+    return {
+        "n_qubits": n_qubits,
+        "layers": layers,
+        "batch": batch,
+        **{f"{LABELS[b]}_ms": round(ms[b], 3) for b in BACKENDS},
+        **{f"{LABELS[b]}_steps_timed": len(times[b]) for b in BACKENDS},
+        "speedup_vs_default_qubit": round(ms["pennylane"] / ms["torch"], 2),
+        "speedup_vs_lightning_adjoint": round(ms["lightning"] / ms["torch"], 2),
+        "speedup_vs_fastest_pennylane": round(fastest / ms["torch"], 2),
+        **agreement,
+    }
+
+
+def iris_accuracy(epochs: int = 10) -> dict[str, float]:
+    import paralab
+
+    accuracy = {}
+    for backend in ("torch", "pennylane"):
+        result = paralab.run({
+            "name": f"bench-iris-{backend}", "dataset": "iris", "output": None, "device": "cpu",
+            "model": {"name": "vqc", "layers": 3, "backend": backend},
+            "protocol": {"name": "supervised", "epochs": epochs, "batch_size": 16},
+            "method": {"name": "adam", "lr": 0.05}, "seed": 0,
+        })
+        accuracy[LABELS[backend]] = float(result.metrics["test/accuracy"])
+    return accuracy
+
+
+def kernel_gram(points_per_class: int = 100, repeats: int = 5) -> dict[str, Any]:
+    from qiskit.circuit.library import zz_feature_map
+    from qiskit_machine_learning.datasets import ad_hoc_data
+    from qiskit_machine_learning.kernels import FidelityStatevectorKernel
+    from qiskit_machine_learning.utils import algorithm_globals
+    from sklearn.svm import SVC
+
+    from paralab_quantum.kernel import FidelityKernel
+
+    algorithm_globals.random_seed = 12345
+    train_x, train_y, test_x, test_y = ad_hoc_data(
+        training_size=points_per_class, test_size=10, n=2, gap=0.3, one_hot=False
+    )
+    ours_s, theirs_s = [], []
+    for _ in range(repeats):  # interleaved; a fresh kernel each time: no cache carries over
+        started = time.perf_counter()
+        ours = FidelityKernel("zz", reps=2).gram(torch.as_tensor(train_x)).numpy()
+        ours_s.append(time.perf_counter() - started)
+        reference = FidelityStatevectorKernel(feature_map=zz_feature_map(2, reps=2))
+        started = time.perf_counter()
+        theirs = reference.evaluate(train_x)
+        theirs_s.append(time.perf_counter() - started)
+    kernel = FidelityKernel("zz", reps=2)
+    ours_test = kernel.gram(torch.as_tensor(test_x), torch.as_tensor(train_x)).numpy()
+    theirs_test = reference.evaluate(test_x, train_x)
+    ours_acc = SVC(kernel="precomputed").fit(ours, train_y).score(ours_test, test_y)
+    theirs_acc = SVC(kernel="precomputed").fit(theirs, train_y).score(theirs_test, test_y)
+    ours_t, theirs_t = statistics.median(ours_s), statistics.median(theirs_s)
+    return {
+        "points": len(train_x),
+        "paralab_s": round(ours_t, 5),
+        "qiskit_ml_s": round(theirs_t, 5),
+        "speedup_vs_qiskit_ml": round(theirs_t / ours_t, 2),
+        "max_abs_diff": float(np.abs(ours - theirs).max()),
+        "paralab_accuracy": float(ours_acc),
+        "qiskit_ml_accuracy": float(theirs_acc),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--qubits", type=int, nargs="+", default=[4, 8, 12])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=10)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("PARALAB_QUIET", "1")
+
+    report: dict[str, Any] = {
+        "benchmark": "quantum",
+        "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
+    }
+    for n_qubits in args.qubits:
+        rounds = args.rounds if n_qubits <= 8 else max(3, args.rounds // 5)
+        result = training_steps(n_qubits, rounds)
+        print(json.dumps(result), flush=True)
+        report[f"train_{n_qubits}q"] = result
+        report[f"train_{n_qubits}q_speedup_vs_fastest_pennylane"] = result[
+            "speedup_vs_fastest_pennylane"
+        ]
+    accuracy = iris_accuracy(args.epochs)
+    print(json.dumps({"iris_accuracy": accuracy}), flush=True)
+    report["iris_vqc_accuracy_paralab"] = accuracy["paralab"]
+    report["iris_vqc_accuracy_default_qubit"] = accuracy["default_qubit"]
+    kernel = kernel_gram()
+    report["kernel_gram_200"] = kernel
+    report["kernel_speedup_vs_qiskit_ml"] = kernel["speedup_vs_qiskit_ml"]
+    report["kernel_accuracy_paralab"] = kernel["paralab_accuracy"]
+    report["kernel_accuracy_qiskit_ml"] = kernel["qiskit_ml_accuracy"]
+    report["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
