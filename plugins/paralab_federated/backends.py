@@ -72,6 +72,7 @@ class VmapBackend:
             return ClientResults()
         try:
             rows, mask = padded(plan, clients)
+            rows, mask = rows.to(self.x.device), mask.to(self.x.device)
             deltas, losses = self.trainer.train(global_params, self.x, self.y, rows, mask, lr, mu)
         except Exception:  # noqa: BLE001 - isolate the failing client on the loop path
             return self.loop.train(plan, global_params, lr, mu)

@@ -53,6 +53,7 @@ def train_client(model: nn.Module, global_params: Params, x: torch.Tensor, y: to
     optimizer = torch.optim.SGD(named.values(), lr=lr)
     total = 0.0
     for rows in batches:
+        rows = rows.to(x.device)
         xb, yb = x[rows], y[rows]
         logits = model(xb)
         loss = F.cross_entropy(logits, yb)

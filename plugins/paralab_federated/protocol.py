@@ -110,8 +110,9 @@ class Federated:
     def make_partition(self, run: RunContext) -> partitions.Partition:
         train = run.dataset.split(self.train_split)
         generator = torch.Generator().manual_seed(self._seed(run))
+        # Index tensors stay on the CPU: minibatch plans are built there and moved once.
         return partitions.make_partition(
-            train.indices, train.y, self.clients, self.partition, alpha=self.alpha,
+            train.indices.cpu(), train.y, self.clients, self.partition, alpha=self.alpha,
             classes_per_client=self.classes_per_client, generator=generator,
         )
 

@@ -80,13 +80,19 @@ def padded(plan: RoundPlan, clients: list[int]) -> tuple[torch.Tensor, torch.Ten
     Clients with fewer steps or a short last batch are padded with row 0 and mask 0, so the
     padded entries add nothing to the loss and a padded step moves no parameter.
     """
-    steps = max(len(plan.batches[k]) for k in clients)
-    width = max(len(b) for k in clients for b in plan.batches[k])
-    device = plan.batches[clients[0]][0].device
-    rows = torch.zeros(len(clients), steps, width, dtype=torch.long, device=device)
-    mask = torch.zeros(len(clients), steps, width, dtype=torch.bool, device=device)
-    for c, k in enumerate(clients):
-        for s, batch in enumerate(plan.batches[k]):
-            rows[c, s, : len(batch)] = batch
-            mask[c, s, : len(batch)] = True
+    batches = [b for k in clients for b in plan.batches[k]]
+    lengths = torch.tensor([len(b) for b in batches], dtype=torch.long)
+    steps_of = torch.tensor([len(plan.batches[k]) for k in clients], dtype=torch.long)
+    steps, width = int(steps_of.max()), int(lengths.max())
+    # One scatter: each row of each batch goes to (client, step, position in the batch).
+    client = torch.arange(len(clients)).repeat_interleave(steps_of)
+    step = torch.arange(len(batches)) - torch.cumsum(steps_of, 0).sub(steps_of).repeat_interleave(steps_of)
+    starts = torch.cumsum(lengths, 0) - lengths
+    position = torch.arange(int(lengths.sum())) - starts.repeat_interleave(lengths)
+    flat = torch.cat(batches).cpu()
+    rows = torch.zeros(len(clients), steps, width, dtype=torch.long)
+    mask = torch.zeros(len(clients), steps, width, dtype=torch.bool)
+    where = (client.repeat_interleave(lengths), step.repeat_interleave(lengths), position)
+    rows[where] = flat
+    mask[where] = True
     return rows, mask
