@@ -144,3 +144,15 @@ def test_direct_readout_needs_an_output_per_class():
     with pytest.raises(ValueError, match="readout 'direct' needs an output per class"):
         hybrid(DatasetInfo("digits", (64,), 10, 64), n_qubits=3)  # linear head: fine
         vqc(DatasetInfo("iris", (2,), 3, 2), readout="direct")
+
+
+def test_evaluating_first_under_inference_mode_does_not_break_training_afterwards():
+    for n_qubits in (3, 8):  # the whole-unitary and the block paths cache different constants
+        model = vqc(DatasetInfo("t", (n_qubits,), 2, n_qubits), entangler="cz_ring")
+        x = torch.rand(4, n_qubits)
+        with torch.inference_mode():
+            expected = model(x)
+        logits = model(x)
+        logits.sum().backward()
+        assert torch.allclose(logits.detach(), expected)
+        assert model.quantum.weights.grad.abs().max() > 0

@@ -105,6 +105,18 @@ def permutation(gates: Sequence[Gate], n_qubits: int) -> torch.Tensor:
     return combined
 
 
+class _Constants(dict):
+    """The simulator's cached constants (index tensors, signs). A constant first needed while
+    evaluating under ``torch.inference_mode`` is stored as a normal tensor, so training may
+    use it later (inference tensors cannot be saved for backward)."""
+
+    def __setitem__(self, key: object, value: torch.Tensor) -> None:
+        if value.is_inference():
+            with torch.inference_mode(False):
+                value = value.clone()
+        super().__setitem__(key, value)
+
+
 class _Permute(torch.autograd.Function):
     """A permutation of the basis states; its gradient is the inverse permutation (a gather),
     not ``index_select``'s scatter-add."""
@@ -146,7 +158,7 @@ class TorchSimulator:
         check_statevector(self.n, bytes_per_amplitude=self.bytes_per_amplitude,
                           limit_bytes=memory_limit)
         self.steps = self._compile(circuit)
-        self._constants: dict[tuple[str, torch.device], torch.Tensor] = {}
+        self._constants: dict[tuple[str, torch.device], torch.Tensor] = _Constants()
 
     # --------------------------------------------------------------------------- compile
 
@@ -250,7 +262,7 @@ class TorchSimulator:
     # --------------------------------------------------------------------------- pieces
 
     def _constant(self, name: str, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        key = (name, device)
+        key = (f"{name}-{dtype}", device)
         if key not in self._constants:
             bits = _bits(self.n)
             if name == "zsign":
@@ -263,8 +275,8 @@ class TorchSimulator:
                 value = torch.stack([*bits.unbind(1), *parities], 0)  # (n_angles, 2**n)
             else:
                 raise KeyError(name)
-            self._constants[key] = value.to(device)
-        return self._constants[key].to(dtype)
+            self._constants[key] = value.to(device=device, dtype=dtype)
+        return self._constants[key]
 
     def _amplitude(self, x: torch.Tensor | None, device: torch.device) -> torch.Tensor:
         assert x is not None
