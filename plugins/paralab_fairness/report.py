@@ -78,18 +78,20 @@ def plot_groups(history: Sequence[AuditPoint], path: Path) -> None:
 
     point = history[-1]
     tables = point.tables
+    widest = max(len(t.groups) for t in tables)
     figure, axes = plt.subplots(
-        1, len(tables), figsize=(max(5, 1.2 * sum(len(t.groups) for t in tables)), 4),
-        squeeze=False,
+        len(tables), 1, figsize=(max(6.0, 0.55 * widest + 2), 3.4 * len(tables)), squeeze=False
     )
     width = 0.8 / len(BAR_METRICS)
-    for axis, table in zip(axes[0], tables):
+    for axis, table in zip(axes[:, 0], tables):
         positions = range(len(table.groups))
         for offset, metric in enumerate(BAR_METRICS):
             axis.bar([p + offset * width for p in positions], table.metrics[metric], width,
                      label=metric.replace("_", " "))
         axis.set_xticks([p + width for p in positions])
-        axis.set_xticklabels(table.labels, rotation=60, ha="right", fontsize=7)
+        counts = table.metrics["count"]
+        axis.set_xticklabels([f"{label} (n={int(n)})" for label, n in zip(table.labels, counts)],
+                             rotation=45, ha="right", fontsize=7)
         dp = table.disparities["demographic_parity_difference"]
         axis.set_title(f"{table.key} (DP diff {dp:.3f})", fontsize=9)
         axis.set_ylim(0, 1)
