@@ -180,7 +180,8 @@ def compare(dataset: str, rounds: int, skip_flower: bool) -> dict[str, Any]:
     time_paralab(dataset, 2, "vmap")  # warm-up: imports, vmap tracing
     row: dict[str, Any] = {}
     row["paralab_seconds"], row["paralab_accuracy"] = time_paralab(dataset, rounds, "vmap")
-    row["paralab_loop_seconds"], row["paralab_loop_accuracy"] = time_paralab(dataset, rounds, "loop")
+    loop_seconds, loop_accuracy = time_paralab(dataset, rounds, "loop")
+    row["paralab_loop_seconds"], row["paralab_loop_accuracy"] = loop_seconds, loop_accuracy
     setup = shared_setup(dataset)
     row["plain_loop_seconds"], row["plain_loop_accuracy"] = time_plain_loop(setup, rounds)
     row["speedup_vs_plain_loop"] = row["plain_loop_seconds"] / row["paralab_seconds"]

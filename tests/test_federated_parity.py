@@ -16,7 +16,13 @@ from tests.federated_helpers import one_torch_thread
 __all__ = ["one_torch_thread"]
 
 flwr = pytest.importorskip("flwr")
-from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays  # noqa: E402
+from flwr.common import (  # noqa: E402
+    Code,
+    FitRes,
+    Status,
+    ndarrays_to_parameters,
+    parameters_to_ndarrays,
+)
 
 
 def _flower_dp():
@@ -39,8 +45,8 @@ def _clients(seed: int = 0, n: int = 5):
 
 def _fit_results(weights, deltas, sizes):
     return [
-        (None, FitRes(Status(Code.OK, ""), ndarrays_to_parameters([w + d for w, d in zip(weights, ds)]),
-                      size, {}))
+        (None, FitRes(Status(Code.OK, ""),
+                      ndarrays_to_parameters([w + d for w, d in zip(weights, ds)]), size, {}))
         for ds, size in zip(deltas, sizes)
     ]
 
@@ -57,7 +63,8 @@ def test_fedavg_aggregate_equals_flower() -> None:
     from flwr.server.strategy.aggregate import aggregate
 
     weights, deltas, sizes = _clients()
-    expected = aggregate([([w + d for w, d in zip(weights, ds)], s) for ds, s in zip(deltas, sizes)])
+    expected = aggregate([([w + d for w, d in zip(weights, ds)], s)
+                          for ds, s in zip(deltas, sizes)])
     names, params, updates = _ours(weights, deltas, sizes)
     new = FedAvg().server_step(params, weighted_mean(updates), 0)
     for n, e in zip(names, expected):
@@ -75,7 +82,8 @@ def test_fedyogi_matches_flower_over_rounds() -> None:
     params = {n: torch.from_numpy(w.copy()) for n, w in zip(names, weights)}
     for server_round in (1, 2, 3):
         _, deltas, sizes = _clients(seed=server_round)
-        parameters, _ = strategy.aggregate_fit(server_round, _fit_results(current, deltas, sizes), [])
+        results = _fit_results(current, deltas, sizes)
+        parameters, _ = strategy.aggregate_fit(server_round, results, [])
         current = parameters_to_ndarrays(parameters)
         updates = [Update({n: torch.from_numpy(d) for n, d in zip(names, ds)}, source=k, weight=s)
                    for k, (ds, s) in enumerate(zip(deltas, sizes))]

@@ -64,7 +64,8 @@ def test_quantity_skew_varies_sizes_but_not_labels() -> None:
 
 def test_partitions_are_reproducible_for_a_seed() -> None:
     assert torch.equal(partition("dirichlet").rows, partition("dirichlet").rows)
-    other = make_partition(ROWS, LABELS, 20, "dirichlet", generator=torch.Generator().manual_seed(2))
+    other = make_partition(ROWS, LABELS, 20, "dirichlet",
+                           generator=torch.Generator().manual_seed(2))
     assert not torch.equal(partition("dirichlet").rows, other.rows)
 
 

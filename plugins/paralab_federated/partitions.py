@@ -70,7 +70,7 @@ def _from_groups(rows: torch.Tensor, groups: list[torch.Tensor], scheme: str) ->
     sizes = torch.tensor([len(g) for g in groups], dtype=torch.long)
     offsets = torch.zeros(len(groups) + 1, dtype=torch.long)
     offsets[1:] = torch.cumsum(sizes, 0)
-    flat = torch.cat([g.sort().values for g in groups]) if groups else torch.empty(0, dtype=torch.long)
+    flat = torch.cat([g.sort().values for g in groups])
     return Partition(rows[flat.to(rows.device)], offsets, scheme)
 
 
@@ -78,7 +78,9 @@ def validate(n_examples: int, clients: int, scheme: str, alpha: float, classes_p
              n_classes: int) -> None:
     """Raise ``ValueError`` naming the option when a partition cannot be made."""
     if scheme not in SCHEMES:
-        raise ValueError(f"federated: partition = {scheme!r} is unknown; choose one of {list(SCHEMES)}")
+        raise ValueError(
+            f"federated: partition = {scheme!r} is unknown; choose one of {list(SCHEMES)}"
+        )
     if clients < 1:
         raise ValueError(f"federated: clients = {clients} must be at least 1")
     if clients > n_examples:

@@ -29,7 +29,8 @@ from paralab_federated.schedule import seeded
 ACCOUNTANTS = ("rdp", "pld")
 
 
-def clip_delta(delta: dict[str, torch.Tensor], clip: float) -> tuple[dict[str, torch.Tensor], float]:
+def clip_delta(delta: dict[str, torch.Tensor],
+               clip: float) -> tuple[dict[str, torch.Tensor], float]:
     """``delta`` scaled to L2 norm at most ``clip`` (over all tensors); also its norm before."""
     norm = math.sqrt(sum(float(v.double().pow(2).sum()) for v in delta.values()))
     factor = min(1.0, clip / norm) if norm > 0 else 1.0

@@ -245,7 +245,8 @@ class Federated:
             survivors = [k for k in survivors if k not in results.failures]
 
     def _report_failure(self, run: RunContext, round_index: int, client: int, error: str) -> None:
-        message = f"federated: client {client} failed in round {round_index} and was skipped: {error}"
+        message = (f"federated: client {client} failed in round {round_index} and was "
+                   f"skipped: {error}")
         warnings.warn(message, RuntimeWarning, stacklevel=2)
         run.log(message)
         run.state[STATE_KEY]["failures"].append(

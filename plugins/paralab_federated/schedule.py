@@ -86,7 +86,8 @@ def padded(plan: RoundPlan, clients: list[int]) -> tuple[torch.Tensor, torch.Ten
     steps, width = int(steps_of.max()), int(lengths.max())
     # One scatter: each row of each batch goes to (client, step, position in the batch).
     client = torch.arange(len(clients)).repeat_interleave(steps_of)
-    step = torch.arange(len(batches)) - torch.cumsum(steps_of, 0).sub(steps_of).repeat_interleave(steps_of)
+    first_step = (torch.cumsum(steps_of, 0) - steps_of).repeat_interleave(steps_of)
+    step = torch.arange(len(batches)) - first_step
     starts = torch.cumsum(lengths, 0) - lengths
     position = torch.arange(int(lengths.sum())) - starts.repeat_interleave(lengths)
     flat = torch.cat(batches).cpu()
