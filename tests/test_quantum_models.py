@@ -156,3 +156,24 @@ def test_evaluating_first_under_inference_mode_does_not_break_training_afterward
         logits.sum().backward()
         assert torch.allclose(logits.detach(), expected)
         assert model.quantum.weights.grad.abs().max() > 0
+
+
+def test_models_train_under_vmap_as_federated_clients_do():
+    from torch.func import functional_call, grad, vmap
+
+    for model in (vqc(DatasetInfo("t", (4,), 3, 4), embedding="amplitude"),
+                  vqc(DatasetInfo("t", (8,), 3, 8), entangler="cz_ring"),
+                  hybrid(DatasetInfo("t", (5,), 3, 5))):
+        n = model.quantum.circuit.n_features if hasattr(model, "readout") else 5
+        params = {k: v.detach() for k, v in model.named_parameters()}
+        stacked = {k: torch.stack([v, v + 0.1]) for k, v in params.items()}  # two "clients"
+        x, y = torch.rand(2, 6, n) + 0.1, torch.randint(0, 3, (2, 6))
+
+        def loss(p, xb, yb, model=model):
+            return torch.nn.functional.cross_entropy(functional_call(model, p, (xb,)), yb)
+
+        batched = vmap(grad(loss))(stacked, x, y)
+        for client in range(2):
+            single = grad(loss)({k: v[client] for k, v in stacked.items()}, x[client], y[client])
+            for name in single:
+                assert torch.allclose(batched[name][client], single[name], atol=1e-5)

@@ -41,6 +41,12 @@ _PERMUTATIONS = ("CNOT", "SWAP")
 _DIAGONALS = ("CZ", "CRZ")
 
 
+def _vectorised(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor`` is traced by ``torch.func.vmap`` (no data-dependent checks then)."""
+    functorch = getattr(torch._C, "_functorch", None)
+    return bool(functorch is not None and functorch.is_functorch_wrapped_tensor(tensor))
+
+
 def real_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.complex128 else torch.float32
 
@@ -119,17 +125,23 @@ class _Constants(dict):
 
 class _Permute(torch.autograd.Function):
     """A permutation of the basis states; its gradient is the inverse permutation (a gather),
-    not ``index_select``'s scatter-add."""
+    not ``index_select``'s scatter-add. Works under ``torch.func.vmap`` (federated clients
+    trained in one vectorised pass)."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, state, index, inverse):  # type: ignore[no-untyped-def]
-        ctx.save_for_backward(inverse)
-        return state.index_select(1, index)
+    def forward(state, index, inverse):  # type: ignore[no-untyped-def]
+        return state.index_select(-1, index)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):  # type: ignore[no-untyped-def]
+        ctx.save_for_backward(inputs[2])
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[no-untyped-def]
         (inverse,) = ctx.saved_tensors
-        return grad.index_select(1, inverse), None, None
+        return grad.index_select(-1, inverse), None, None
 
 
 @dataclass
@@ -284,7 +296,7 @@ class TorchSimulator:
         self.circuit.check_features(x.shape[1], "torch simulator")
         padded = torch.nn.functional.pad(x, (0, 2**self.n - x.shape[1]))
         norm = padded.norm(dim=1, keepdim=True)
-        if bool((norm == 0).any()):
+        if not _vectorised(norm) and bool((norm == 0).any()):
             raise ValueError("amplitude embedding: an input row is all zeros (no state)")
         return (padded / norm).to(self.dtype)
 
