@@ -57,12 +57,18 @@ class FairnessPenalty:
         self.weight = float(weight)
         self.positive_class = positive_class
         self._names: tuple[str, ...] | None = None
+        self._sizes: dict[str, int] = {}
 
     def paralab_fairness_validate(self, run: RunContext) -> None:
         """Called by the plugin's ``paralab_before_experiment``: fail before training."""
         from paralab_fairness.auditor import resolve_sensitive
 
         self._names = resolve_sensitive(self.sensitive, run.dataset, "loss fairness_penalty")
+        # Group counts once, here: reading a maximum per batch would sync the device.
+        for name in self._names:
+            values = run.dataset.features[name]
+            declared = len(run.dataset.categories.get(name, ()))
+            self._sizes[name] = max(declared, int(values.max()) + 1 if values.numel() else 1)
         n_classes = run.dataset.info.n_classes
         if self.positive_class >= n_classes:
             raise ValueError(
@@ -77,11 +83,10 @@ class FairnessPenalty:
             self.paralab_fairness_validate(batch.run)
         assert self._names is not None
         scores = torch.softmax(batch.logits, dim=-1)[:, self.positive_class]
-        dataset = batch.run.dataset
         total = scores.new_zeros(())
         for name in self._names:
             groups = batch.feature(name).to(scores.device).long()
-            n_groups = max(len(dataset.categories.get(name, ())), int(groups.max()) + 1)
+            n_groups = self._sizes[name]
             if self.constraint == "demographic_parity":
                 total = total + group_gap(scores, groups, n_groups)
             else:
