@@ -28,7 +28,7 @@ _TINY_EPISODES = {
 
 _MAML_OPTIONS = {
     "inner_lr": 0.4, "inner_steps": 1, "eval_inner_steps": 0, "meta_lr": 0.001,
-    "first_order": False, "vectorize": True,
+    "first_order": False, "engine": "auto",
 }
 
 
@@ -79,7 +79,7 @@ def paralab_methods() -> list[MethodSpec]:
             "reptile", "paralab_fewshot.methods.reptile:Reptile",
             "Reptile (Nichol et al. 2018): move the initialisation towards adapted weights.",
             {"inner_lr": 0.1, "inner_steps": 5, "eval_inner_steps": 0, "meta_lr": 1.0,
-             "vectorize": True},
+             "engine": "auto"},
             protocols=_EPISODIC, example={"inner_steps": 2},
         ),
         MethodSpec(
@@ -92,7 +92,7 @@ def paralab_methods() -> list[MethodSpec]:
         MethodSpec(
             "l2l_maml", "paralab_fewshot.methods.l2l:L2LMAML",
             "learn2learn's MAML (clone/adapt per task) on paralab episodes; needs learn2learn.",
-            {k: v for k, v in _MAML_OPTIONS.items() if k != "vectorize"}, protocols=_EPISODIC,
+            {k: v for k, v in _MAML_OPTIONS.items() if k != "engine"}, protocols=_EPISODIC,
         ),
     ]
 

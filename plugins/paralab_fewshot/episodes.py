@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+
 from paralab.data.shared import SharedDataset
 
 SPLITS = ("meta_train", "meta_val", "meta_test")

@@ -12,14 +12,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
-from paralab.evaluation import Predictions, mean_confidence_interval
 
+from paralab.evaluation import Predictions, mean_confidence_interval
 from paralab_fewshot.episodes import EpisodeSampler, TaskBatch
 
 if TYPE_CHECKING:
     from paralab.context import RunContext
     from paralab.data import SharedDataset
-
     from paralab_fewshot.methods.base import EpisodicMethod
 
 

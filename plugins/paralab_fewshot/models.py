@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from paralab.data.shared import DatasetInfo
 from torch import nn
+
+from paralab.data.shared import DatasetInfo
 
 
 class _AsImage(nn.Module):

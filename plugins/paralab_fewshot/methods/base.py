@@ -11,12 +11,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
-from paralab.context import Batch
 from torch import nn
+
+from paralab.context import Batch
 
 if TYPE_CHECKING:
     from paralab.context import RunContext
-
     from paralab_fewshot.episodes import TaskBatch
 
 

@@ -19,7 +19,6 @@ from paralab_fewshot.models import check_outputs
 
 if TYPE_CHECKING:
     from paralab.context import RunContext
-
     from paralab_fewshot.episodes import TaskBatch
 
 INSTALL_HINT = (

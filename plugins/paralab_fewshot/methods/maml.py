@@ -20,13 +20,19 @@ from paralab_fewshot.adaptation import (
     linear_forward,
     model_forward,
 )
+from paralab_fewshot.lowrank import FactoredMAML, supports
 from paralab_fewshot.methods.base import EpisodicMethod, query_loss
 from paralab_fewshot.models import check_outputs, split_head
 
 if TYPE_CHECKING:
     from paralab.context import RunContext
-
     from paralab_fewshot.episodes import TaskBatch
+
+
+ENGINES = ("auto", "factored", "vmap", "loop")
+"""How the inner loops of a meta-batch run: ``factored`` (stacks of linear layers, see
+:mod:`paralab_fewshot.lowrank`), ``vmap`` (any functional model), ``loop`` (task by task);
+``auto`` picks ``factored`` when the model allows, else ``vmap``."""
 
 
 class MAML(EpisodicMethod):
@@ -46,9 +52,11 @@ class MAML(EpisodicMethod):
         eval_inner_steps: int = 0,
         meta_lr: float = 0.001,
         first_order: bool = False,
-        vectorize: bool = True,
+        engine: str = "auto",
     ) -> None:
         super().__init__(meta_lr)
+        if engine not in ENGINES:
+            raise ValueError(f"{self.name}: engine = {engine!r}; choose from {list(ENGINES)}")
         if inner_lr <= 0 or inner_steps < 1 or eval_inner_steps < 0:
             raise ValueError(
                 f"{self.name}: inner_lr must be positive and inner_steps >= 1, eval_inner_steps "
@@ -58,10 +66,19 @@ class MAML(EpisodicMethod):
         self.inner_steps = inner_steps
         self.eval_inner_steps = eval_inner_steps or inner_steps
         self.first_order = first_order
-        self.task_map = TaskMap(vectorize)
+        self.engine = engine
+        self.task_map = TaskMap(engine != "loop")
+        self.factored: FactoredMAML | None = None
 
     def setup(self, run: RunContext | None, model: nn.Module, ways: int, sample: torch.Tensor) -> None:
         check_outputs(model, sample, ways, self.name)
+        if self.engine == "factored" and not supports(model):
+            raise ValueError(
+                f"{self.name}: engine = 'factored' needs an nn.Sequential of Linear layers and "
+                f"element-wise activations (like mlp), not {type(model).__name__}; use 'auto'"
+            )
+        if self.engine in ("auto", "factored") and supports(model):
+            self.factored = FactoredMAML(model)  # type: ignore[arg-type]
         super().setup(run, model, ways, sample)
 
     def query_logits(
@@ -71,6 +88,11 @@ class MAML(EpisodicMethod):
         """Adapt on each support set; ``(tasks, queries, ways)`` logits of the queries."""
         if params is None:
             params = dict(model.named_parameters())
+        if self.factored is not None and self.factored.model is model:
+            return self.factored.query_logits(
+                params, batch.support_x, batch.support_y, batch.query_x, batch.ways,
+                steps=steps, lr=self.inner_lr, first_order=first_order,
+            )
         buffers = dict(model.named_buffers())
         return adapted_query_logits(
             model_forward(model, batch.ways, buffers), params, batch.support_x,
@@ -103,9 +125,9 @@ class FOMAML(MAML):
         inner_steps: int = 1,
         eval_inner_steps: int = 0,
         meta_lr: float = 0.001,
-        vectorize: bool = True,
+        engine: str = "auto",
     ) -> None:
-        super().__init__(inner_lr, inner_steps, eval_inner_steps, meta_lr, True, vectorize)
+        super().__init__(inner_lr, inner_steps, eval_inner_steps, meta_lr, True, engine)
 
 
 class ANIL(MAML):

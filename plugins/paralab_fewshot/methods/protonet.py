@@ -17,7 +17,6 @@ from paralab_fewshot.models import split_head
 
 if TYPE_CHECKING:
     from paralab.context import RunContext
-
     from paralab_fewshot.episodes import TaskBatch
 
 EMBEDDINGS = ("penultimate", "output")

@@ -24,7 +24,6 @@ from paralab_fewshot.models import check_outputs
 
 if TYPE_CHECKING:
     from paralab.context import RunContext
-
     from paralab_fewshot.episodes import TaskBatch
 
 
@@ -39,9 +38,11 @@ class Reptile(EpisodicMethod):
         inner_steps: int = 5,
         eval_inner_steps: int = 0,
         meta_lr: float = 1.0,
-        vectorize: bool = True,
+        engine: str = "auto",
     ) -> None:
         super().__init__(meta_lr)
+        if engine not in ("auto", "vmap", "loop"):
+            raise ValueError(f"reptile: engine = {engine!r}; choose from ['auto', 'vmap', 'loop']")
         if inner_lr <= 0 or inner_steps < 1 or eval_inner_steps < 0:
             raise ValueError(
                 f"reptile: inner_lr must be positive and inner_steps >= 1, eval_inner_steps "
@@ -50,7 +51,7 @@ class Reptile(EpisodicMethod):
         self.inner_lr = inner_lr
         self.inner_steps = inner_steps
         self.eval_inner_steps = eval_inner_steps or inner_steps
-        self.task_map = TaskMap(vectorize)
+        self.task_map = TaskMap(engine != "loop")
 
     def setup(self, run: RunContext | None, model: nn.Module, ways: int, sample: torch.Tensor) -> None:
         check_outputs(model, sample, ways, self.name)

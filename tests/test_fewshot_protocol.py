@@ -1,0 +1,157 @@
+"""The episodic protocol end to end through paralab.run: learning, evaluation, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import paralab
+from paralab import AuditorSpec, LossSpec, hookimpl
+from paralab.runner import RunError
+from tests.fewshot_helpers import digits_spec, fewshot_registry, one_thread  # noqa: F401
+
+CHANCE = 1 / 3
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return fewshot_registry()
+
+
+@pytest.mark.parametrize(
+    ("method", "minimum"),
+    [
+        ("protonet", 0.55),
+        ({"name": "maml", "inner_lr": 0.4, "inner_steps": 1}, 0.45),
+        ({"name": "fomaml", "inner_lr": 0.4}, 0.4),
+        ({"name": "anil", "inner_lr": 0.4}, 0.4),
+        ({"name": "reptile", "inner_steps": 2}, 0.4),
+        ({"name": "finetune", "head_steps": 30}, 0.45),
+    ],
+)
+def test_each_method_learns_digits_episodes_above_chance(registry, method, minimum):
+    result = paralab.run(digits_spec(method), registry=registry)
+    metrics = result.metrics
+    assert result.status == "completed"
+    assert result.main_metric == "meta_test/accuracy"
+    assert metrics["meta_test/episodes"] == 100
+    assert metrics["meta_test/accuracy"] > minimum > CHANCE
+    assert 0 < metrics["meta_test/ci95"] < 0.05
+    # the shared engine computed the spec's metrics on the same query predictions
+    assert metrics["meta_test/accuracy"] == pytest.approx(metrics["meta_test/accuracy"])
+    kinds = [(phase["kind"], phase["index"]) for phase in result.phases]
+    assert kinds == [("meta_batch", 0), ("meta_batch", 1), ("meta_test", 0)]
+    assert result.phases[0]["info"]["steps"] == [0, 10]
+    assert "meta_val/accuracy" in result.phases[1]["metrics"]
+
+
+def test_default_meta_test_is_600_episodes_with_a_95_percent_interval(registry):
+    spec = digits_spec("protonet", eval_episodes=600, meta_iterations=10, val_episodes=0)
+    result = paralab.run(spec, registry=registry)
+    metrics = result.metrics
+    assert metrics["meta_test/episodes"] == 600
+    # the interval narrows with more episodes: 1.96 * std / sqrt(600) of per-episode accuracy
+    assert 0.003 < metrics["meta_test/ci95"] < 0.03
+    assert "meta_val/accuracy" not in metrics
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(registry):
+    spec = digits_spec("protonet", meta_iterations=4, eval_every=4, eval_episodes=50, val_episodes=0)
+    first = paralab.run(spec, registry=registry).metrics["meta_test/accuracy"]
+    again = paralab.run(spec, registry=registry).metrics["meta_test/accuracy"]
+    other = paralab.run({**spec, "seed": 1}, registry=registry).metrics["meta_test/accuracy"]
+    assert first == again
+    assert other != first
+
+
+def test_every_method_is_scored_on_the_same_test_episodes(registry):
+    seen: dict[str, torch.Tensor] = {}
+
+    class QueryRecorder:
+        def audit(self, run, phase, predictions):
+            if predictions.split == "meta_test":
+                seen[run.spec.method.name] = predictions.indices.clone()
+                return {"queries": len(predictions)}
+            return {}
+
+    class AuditPlugin:
+        PARALAB_API = "1.0"
+
+        @hookimpl
+        def paralab_auditors(self):
+            return [AuditorSpec("query_recorder", lambda: QueryRecorder(), "records queries")]
+
+    registry = fewshot_registry(("fewshot_test_auditor", AuditPlugin()))
+    for method in ("protonet", "fomaml"):
+        spec = digits_spec(method, meta_iterations=2, eval_every=2, eval_episodes=30, val_episodes=0)
+        result = paralab.run({**spec, "auditors": ["query_recorder"]}, registry=registry)
+        assert result.phases[-1]["audits"]["query_recorder/meta_test"] == {"queries": 30 * 3 * 5}
+    assert torch.equal(seen["protonet"], seen["fomaml"])
+
+
+def test_a_loss_term_from_another_plugin_applies_to_the_query_predictions(registry):
+    calls: list[tuple[int, ...]] = []
+
+    def logit_penalty(batch):
+        calls.append(tuple(batch.logits.shape))
+        return 10.0 * batch.logits.pow(2).mean()
+
+    class LossPlugin:
+        PARALAB_API = "1.0"
+
+        @hookimpl
+        def paralab_losses(self):
+            return [LossSpec("logit_penalty", lambda: logit_penalty, "penalises large logits")]
+
+    registry = fewshot_registry(("fewshot_test_loss", LossPlugin()))
+    spec = digits_spec({"name": "maml", "inner_steps": 1}, meta_iterations=3, eval_every=3,
+                       eval_episodes=20, val_episodes=0, meta_batch=4)
+    plain = paralab.run(spec, registry=registry)
+    penalised = paralab.run({**spec, "losses": ["logit_penalty"]}, registry=registry)
+    assert calls == [(4 * 3 * 5, 3)] * 3  # every outer step, on all query logits of 4 tasks
+    assert penalised.phases[0]["metrics"]["meta_train/loss"] > plain.phases[0]["metrics"]["meta_train/loss"]
+
+
+@pytest.mark.parametrize(
+    ("protocol", "message"),
+    [
+        ({"ways": 4}, r"ways = 4 but the meta_val classes of dataset 'digits' number 3"),
+        ({"shots": 100, "queries": 100}, r"shots \+ queries = 100 \+ 100 = 200 but class"),
+        ({"class_split": [1.0, 0.0, 0.0]}, r"val_episodes = 20 but the meta_val classes"),
+        ({"class_split": [0.9, 0.1, 0.0], "val_episodes": 0}, r"meta_test classes .* are empty"),
+        ({"queries": 0}, r"queries = 0: episodes need at least one query"),
+    ],
+)
+def test_bad_episodes_fail_before_training_with_a_clear_message(registry, protocol, message):
+    with pytest.raises(RunError, match=message) as failure:
+        paralab.run(digits_spec("protonet", **protocol), registry=registry)
+    assert failure.value.result.phases == []  # nothing trained
+    assert failure.value.plugin == "paralab_fewshot"
+
+
+def test_maml_needs_a_model_with_enough_outputs(registry):
+    spec = digits_spec({"name": "maml"}, ways=3)
+    spec["model"] = {"name": "mlp", "hidden": [8]}
+    spec["dataset"] = {"name": "paralab_tiny", "n_classes": 2, "n_per_class": 40}
+    spec["protocol"].update(ways=2, class_split=[0.0, 0.0, 1.0], val_episodes=0)
+    # tiny has 2 classes: a 2-way test is possible but meta-train has no class
+    with pytest.raises(RunError, match="meta_train classes .* are empty"):
+        paralab.run(spec, registry=registry)
+    spec["protocol"]["class_split"] = [0.5, 0.0, 0.5]
+    with pytest.raises(RunError, match="ways = 2 but the meta_train classes"):
+        paralab.run(spec, registry=registry)
+
+
+def test_unknown_option_is_rejected_by_the_spec_with_the_valid_ones():
+    registry = fewshot_registry()
+    with pytest.raises(paralab.SpecError, match="has no option 'way'.*did you mean 'ways'"):
+        paralab.run(digits_spec("protonet", way=3), registry=registry)
+
+
+def test_the_plugin_is_found_through_its_entry_point():
+    from paralab.host import get_registry
+
+    record = get_registry().plugin("paralab_fewshot")
+    assert record.status == "active"
+    assert "episodic" in get_registry().components["protocol"]
+    assert get_registry().components["method"]["maml"].provider == "paralab_fewshot"
