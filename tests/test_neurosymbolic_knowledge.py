@@ -116,3 +116,16 @@ def test_semantic_loss_term_options_and_gradient() -> None:
     assert math.isclose(float(value.detach()), -0.5 * math.log(3 / 8), rel_tol=1e-6)
     value.backward()
     assert logits.grad is not None and float(logits.grad.abs().sum()) > 0
+
+
+def test_hierarchy_semantic_loss_alone_drives_outputs_to_valid_worlds() -> None:
+    worlds = HierarchyWorlds.from_knowledge(KnowledgeBase.load("digits"))
+    logits = torch.randn(64, 15, generator=torch.Generator().manual_seed(0)).requires_grad_()
+    optimizer = torch.optim.Adam([logits], lr=0.05)
+    assert float(worlds.violations(logits.detach()).mean()) > 0.9
+    for _ in range(200):
+        loss = -worlds.log_probability(logits).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert float(worlds.violations(logits.detach()).mean()) == 0.0

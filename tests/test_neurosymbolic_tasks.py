@@ -120,9 +120,10 @@ def test_hierarchical_classification_reports_constraint_violations() -> None:
     assert metrics["test/accuracy"] >= 0.85  # consistent decoding: always a valid world
     assert 0.0 <= metrics["test/violations"] <= 1.0
     assert metrics["test/hierarchy_violations"] == pytest.approx(metrics["test/violations"])
-    with_semantic = paralab.run(hierarchy_spec(semantic_weight=1.0)).metrics
-    # the semantic loss of the hierarchy pushes the naive decoding toward valid worlds
-    assert with_semantic["test/violations"] < metrics["test/violations"]
+    # semi-supervised: 10% of the rows keep labels, the rest see only the semantic loss
+    partial = paralab.run(hierarchy_spec(semantic_weight=0.1, labelled=0.1))
+    assert partial.phases[0]["info"]["labelled"] == round(0.1 * 1437)
+    assert partial.metrics["test/accuracy"] >= 0.6
 
 
 def test_hierarchical_needs_the_dag_nodes_as_classes() -> None:

@@ -72,6 +72,7 @@ def paralab_protocols() -> list[ProtocolSpec]:
                 "epochs": 10,
                 "batch_size": 32,
                 "semantic_weight": 0.0,
+                "labelled": 1.0,
                 "train_split": "train",
                 "eval_splits": ["test"],
             },

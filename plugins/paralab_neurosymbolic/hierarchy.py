@@ -74,6 +74,7 @@ class Hierarchical:
         epochs: int = 10,
         batch_size: int = 32,
         semantic_weight: float = 0.0,
+        labelled: float = 1.0,
         train_split: str = "train",
         eval_splits: Sequence[str] = ("test",),
     ) -> None:
@@ -84,7 +85,10 @@ class Hierarchical:
             raise ValueError(f"hierarchical: semantic_weight must be >= 0, got {semantic_weight}")
         self.hierarchy = hierarchy
         self.epochs, self.batch_size = epochs, batch_size
+        if not 0.0 < labelled <= 1.0:
+            raise ValueError(f"hierarchical: labelled must be in (0, 1], got {labelled}")
         self.semantic_weight = semantic_weight
+        self.labelled = labelled
         self.train_split = train_split
         self.eval_splits = tuple(eval_splits)
 
@@ -116,18 +120,31 @@ class Hierarchical:
         train = run.dataset.split(self.train_split)
         for split in self.eval_splits:
             run.dataset.split(split)
+        # Semi-supervised (Xu et al. 2018): only a seeded fraction of the training rows keep
+        # their labels; the others are trained by the semantic loss (and loss terms) alone.
+        known = torch.zeros(len(run.dataset), device=run.dataset.device)
+        order = torch.randperm(len(train), generator=run.generator)
+        chosen = train.indices[order[: max(1, round(self.labelled * len(train)))].to(
+            train.indices.device)]
+        known[chosen] = 1.0
         model.train()
         method.setup(run, model)
         optimizer = method.optimizer
         assert optimizer is not None
         for epoch in run.progress(range(self.epochs), desc="epochs", total=self.epochs):
-            with run.phase("epoch", epoch) as phase:
+            with run.phase("epoch", epoch, labelled=int(known.sum())) as phase:
                 total, batches = 0.0, 0
                 for x, y, index in train.batches(self.batch_size, shuffle=True,
                                                  generator=run.generator):
                     logits = model(x)
                     worlds.check_width(logits)
-                    loss = F.binary_cross_entropy_with_logits(logits, worlds.node_targets(y))
+                    # summed over nodes: the log-likelihood of the target world, on the
+                    # scale of the semantic loss (a log-probability of worlds, not per node)
+                    supervised = F.binary_cross_entropy_with_logits(
+                        logits, worlds.node_targets(y), reduction="none"
+                    ).sum(-1)
+                    mask = known[index]
+                    loss = (supervised * mask).sum() / mask.sum().clamp_min(1.0)
                     if self.semantic_weight:
                         loss = loss - self.semantic_weight * worlds.log_probability(logits).mean()
                     loss = loss + run.extra_loss(Batch(x, y, index, logits, model, run))
