@@ -80,3 +80,25 @@ def test_fedavg_learns_the_real_mnist_file(data_root) -> None:
     assert result.metrics["test/accuracy"] > 0.6
     assert result.metrics["clients/accuracy_worst10"] < result.metrics["clients/accuracy_mean"]
     assert result.phases[-1]["metrics"]["round/clients"] == 10
+
+
+def test_fairness_auditor_groups_the_clients_evaluation_by_client() -> None:
+    registry = get_registry()
+    if "fairness" not in registry.components.get("auditor", {}):
+        pytest.skip("the fairness plugin's auditor is not installed")
+    result = paralab.run({
+        "dataset": "biased_synthetic",
+        "model": {"name": "mlp", "hidden": [16]},
+        "protocol": {"name": "federated", "clients": 8, "fraction": 0.5, "rounds": 2},
+        "method": "fedavg",
+        "auditors": [{"name": "fairness", "intersectional": False, "bootstrap": 0}],
+        "output": None,
+        "device": "cpu",
+    })
+    audits = result.phases[-1]["audits"]
+    assert "client" not in audits["fairness/test"]  # the test split belongs to no client
+    by_client = audits["fairness/clients"]["client"]
+    counts = dict(zip(by_client["groups"], by_client["metrics"]["count"]))
+    sizes = [counts.get(f"client {k}", 0) for k in range(8)]
+    assert sum(sizes) == sum(audits["fairness/clients"]["group"]["metrics"]["count"])
+    assert all(size > 0 for size in sizes)

@@ -9,11 +9,12 @@ stops at the first round whose global model reaches the target on the test split
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import paralab
 
-CLIENTS, FRACTION, HIDDEN, MAX_ROUNDS = 100, 0.1, [200, 200], 400
+CLIENTS, FRACTION, HIDDEN, MAX_ROUNDS = 100, 0.1, [200, 200], 300
 FEDSGD_LR, FEDAVG_LR = 0.5, 0.1
 TARGETS = {"iid": 0.90, "noniid": 0.85}
 PARTITIONS = {"iid": {"partition": "iid"},
@@ -36,7 +37,10 @@ def rounds_to_target(dataset: str, method: dict[str, Any], partition: dict[str, 
         "output": None,
         "seed": seed,
     })
-    return float(result.metrics.get("federated/rounds_to_target", max_rounds + 1))
+    rounds = float(result.metrics.get("federated/rounds_to_target", max_rounds + 1))
+    print(f"  {method['name']} E={epochs} B={batch_size} {partition['partition']}: "
+          f"{rounds:g} rounds to {target:.0%}", file=sys.stderr, flush=True)
+    return rounds
 
 
 def table(dataset: str, distributions: list[str], settings: list[tuple[int, int]],
@@ -62,7 +66,9 @@ def reproduce(quick: bool) -> dict[str, float]:
         raise RuntimeError("set PARALAB_DATA to the folder holding mnist/ (../shared/data)")
     import torch
 
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    # One thread: the models are small, and on a shared machine a second intra-op thread
+    # mostly waits for the first.
+    torch.set_num_threads(1)
     if quick:
         return table("mnist", ["iid"], [(5, 10)], TARGETS, MAX_ROUNDS)
     return table("mnist", ["iid", "noniid"], FEDAVG_SETTINGS, TARGETS, MAX_ROUNDS)

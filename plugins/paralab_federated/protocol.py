@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from paralab.context import Batch, Update
-from paralab.evaluation import grouped_mean
+from paralab.data import SharedDataset
+from paralab.evaluation import grouped_mean, predict
 from paralab_federated import partitions
 from paralab_federated.aggregation import weighted_mean
 from paralab_federated.backends import BACKENDS, ClientResults, LoopBackend, VmapBackend, describe
@@ -255,9 +256,35 @@ class Federated:
         if phase is not None:
             phase.metrics.setdefault("round/failed_clients", {})[str(client)] = error
 
+    def _with_client_feature(self, run: RunContext,
+                             partition: partitions.Partition) -> SharedDataset:
+        """The run's dataset plus a sensitive feature ``client`` (the client id of each row),
+        sharing every tensor: auditors of the ``clients`` evaluation (fairness) can then group
+        by client as by any sensitive attribute. Rows outside the partition get the extra code
+        ``n_clients`` ("not a client")."""
+        state = run.state[STATE_KEY]
+        if "client_dataset" not in state:
+            base = run.dataset
+            codes = torch.full((len(base),), partition.n_clients, dtype=torch.long,
+                               device=base.device)
+            codes[partition.rows.to(base.device)] = partition.client_of_row.to(base.device)
+            labels = tuple(f"client {k}" for k in range(partition.n_clients)) + ("not a client",)
+            state["client_dataset"] = SharedDataset(
+                name=base.name, x=base.x, y=base.y, splits=base.splits,
+                features={**base.features, "client": codes},
+                sensitive=(*base.sensitive, "client"),
+                categories={**base.categories, "client": labels},
+                class_names=base.class_names, feature_names=base.feature_names,
+                meta=base.meta,
+            )
+        return state["client_dataset"]
+
     def _evaluate_clients(self, run: RunContext, partition: partitions.Partition) -> None:
         """Global model accuracy on each client's rows: one prediction pass, one scatter."""
-        evaluation = run.evaluate(self.train_split, partition.rows, name="clients")
+        dataset = self._with_client_feature(run, partition)
+        predictions = predict(run.model, dataset, partition.rows,
+                              batch_size=run.spec.eval_batch_size, split="clients")
+        evaluation = run.evaluate(self.train_split, name="clients", predictions=predictions)
         correct = evaluation.predictions.correct
         ids = partition.client_of_row.to(correct.device)
         per_client = grouped_mean(correct, ids, partition.n_clients).float()
