@@ -44,9 +44,11 @@ def test_attributions_audit_every_epoch_with_plots_and_drift(registry, tmp_path)
         last["importance"][last["top"][0]])
     assert last["completeness_relative_gap"] < 0.01
     assert set(last["per_class"]) <= {"class_0", "class_1", "class_2", "0", "1", "2"}
-    final = result.audits["attributions"]
+    final = result.audits["attributions"]["splits"]["test"]
+    assert final["phases"] == ["epoch 0", "epoch 1", "epoch 2"]
     assert len(final["drift"]["cosine_distance"]) == 2
     assert all(-1 <= r <= 1 for r in final["drift"]["rank_correlation"])
+    assert all(0 <= d <= 1 for d in final["drift"]["cosine_distance"])
     run_folder = Path(result.path)
     assert (run_folder / "explain" / "importance.png").stat().st_size > 1000
     assert (run_folder / "explain" / "drift.png").is_file()

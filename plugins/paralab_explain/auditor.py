@@ -169,7 +169,8 @@ class Attributions(_Explaining):
         self.per_group = None if per_group is None else list(per_group)
         self.plots = plots
         self.top = top
-        self.history: list[tuple[str, torch.Tensor]] = []
+        self.history: dict[str, list[tuple[str, torch.Tensor]]] = {}
+        """Per evaluated split (the same rows each time): (phase label, global importance)."""
         self.per_class_history: dict[str, torch.Tensor] = {}
 
     @property
@@ -219,7 +220,7 @@ class Attributions(_Explaining):
         if groups:
             report["per_group"] = groups
         where = f"{phase.kind} {phase.index}" if phase is not None else "end"
-        self.history.append((f"{where} {predictions.split}".strip(), overall.detach()))
+        self.history.setdefault(predictions.split, []).append((where, overall.detach()))
         self.per_class_history[predictions.split] = summaries.grouped_importance(
             values, target, predictions.n_classes
         ).detach()
@@ -227,28 +228,33 @@ class Attributions(_Explaining):
         return report
 
     def finalize(self, run: RunContext) -> dict[str, Any]:
+        """Drift of global importance across phases, per evaluated split, and the plots."""
         if not self.history:
             return {"method": self.method, "phases": 0}
         names = self._last_names
-        labels = [label for label, _ in self.history]
-        history = torch.stack([values for _, values in self.history])
-        report: dict[str, Any] = {
-            "method": self.method,
-            "phases": labels,
-            "importance": summaries._table(names, history[-1]),
-            "drift": summaries.drift(list(history)),
-        }
+        report: dict[str, Any] = {"method": self.method, "splits": {}}
+        for split, entries in self.history.items():
+            history = torch.stack([values for _, values in entries])
+            report["splits"][split] = {
+                "phases": [label for label, _ in entries],
+                "importance": summaries._table(names, history[-1]),
+                "drift": summaries.drift(list(history)),
+            }
         if self.plots and run.writer.enabled:
-            report["plots"] = self._plot(run, labels, history, names)
+            report["plots"] = self._plot(run, names)
             for key, path in report["plots"].items():
                 run.result.artifacts[f"attributions_{key}"] = path
         return report
 
-    def _plot(self, run: RunContext, labels: list[str], history: torch.Tensor,
-              names: Sequence[str]) -> dict[str, str]:
+    def _plot(self, run: RunContext, names: Sequence[str]) -> dict[str, str]:
+        """Importance of the last evaluation of the first split (bars, or heat maps for
+        images), and one drift chart per split evaluated more than once."""
         folder = run.output_dir / "explain"
         written: dict[str, Path] = {}
-        title = f"{self.method} on {run.dataset.name} ({labels[-1]})"
+        split = next(iter(self.history))
+        labels = [label for label, _ in self.history[split]]
+        history = torch.stack([values for _, values in self.history[split]])
+        title = f"{self.method} on {run.dataset.name} ({split}, {labels[-1]})"
         image_shape = run.dataset.info.image_shape
         if image_shape and self.players is not None:
             membership = self.players.membership
@@ -256,7 +262,6 @@ class Attributions(_Explaining):
             pixels = lambda values: ((values.float() / size) @ membership).reshape(image_shape).mean(0)  # noqa: E731
             written["heat_map"] = plots.heat_maps(folder / "importance.png",
                                                   [pixels(history[-1])], ["all classes"], title)
-            split = next(reversed(self.per_class_history))
             per_class = self.per_class_history[split]
             present = [c for c in range(len(per_class)) if not bool(per_class[c].isnan().any())]
             written["class_heat_maps"] = plots.heat_maps(
@@ -265,8 +270,12 @@ class Attributions(_Explaining):
         else:
             written["importance"] = plots.bar_chart(folder / "importance.png", names, history[-1],
                                                     title, top=20)
-        if len(history) > 1:
-            written["drift"] = plots.drift_chart(folder / "drift.png", labels, history, names)
+        for position, (other, entries) in enumerate(self.history.items()):
+            if len(entries) > 1:
+                key = "drift" if position == 0 else f"drift_{other}"
+                written[key] = plots.drift_chart(
+                    folder / f"{key}.png", [label for label, _ in entries],
+                    torch.stack([values for _, values in entries]), names, title=f"({other})")
         return {key: str(path.relative_to(run.output_dir)) for key, path in written.items()}
 
 

@@ -62,7 +62,12 @@ def heat_maps(
 
 
 def drift_chart(
-    path: Path, labels: Sequence[str], history: torch.Tensor, names: Sequence[str], top: int = 8
+    path: Path,
+    labels: Sequence[str],
+    history: torch.Tensor,
+    names: Sequence[str],
+    top: int = 8,
+    title: str = "",
 ) -> Path:
     """Importance of the ``top`` players (by their largest value) across phases."""
     plt = _pyplot()
@@ -74,7 +79,7 @@ def drift_chart(
     axis.set_xticks(range(len(labels)))
     axis.set_xticklabels(labels, rotation=45, ha="right", fontsize=8)
     axis.set_ylabel("mean |attribution|")
-    axis.set_title("attribution drift across phases")
+    axis.set_title(f"attribution drift across phases {title}".strip())
     axis.legend(fontsize=7)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
