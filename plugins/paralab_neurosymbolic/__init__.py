@@ -6,6 +6,7 @@ Contributes (names only here; the code is imported when an experiment uses it):
   from sums of N-digit numbers through exact (or approximate) probabilistic inference;
 * protocol ``hierarchical``: classification that must respect a class DAG from a knowledge
   base, reporting constraint violations;
+* model ``lenet`` (DeepProbLog's MNIST network);
 * methods ``nesy_adam`` and ``nesy_sgd`` for those protocols;
 * loss ``semantic_loss`` (Xu et al. 2018): exactly-one or hierarchy consistency, under any
   protocol;
@@ -17,7 +18,14 @@ Nothing heavy is imported here (no torch, no networkx).
 
 from __future__ import annotations
 
-from paralab.components import DatasetSpec, LossSpec, MethodSpec, MetricSpec, ProtocolSpec
+from paralab.components import (
+    DatasetSpec,
+    LossSpec,
+    MethodSpec,
+    MetricSpec,
+    ModelSpec,
+    ProtocolSpec,
+)
 from paralab.hookspecs import hookimpl
 
 PARALAB_API = "1.0"
@@ -35,6 +43,18 @@ def paralab_datasets() -> list[DatasetSpec]:
             "knowledge file: leaves = the base classes, then superclasses. Shares the base tensors.",
             {"base": "digits", "hierarchy": "digits"},
             example={"base": "digits", "hierarchy": "digits"},
+        ),
+    ]
+
+
+@hookimpl
+def paralab_models() -> list[ModelSpec]:
+    return [
+        ModelSpec(
+            "lenet",
+            "paralab_neurosymbolic.models:lenet",
+            "The LeNet of DeepProbLog's MNIST experiments (conv 6/16, fc 120/84); "
+            "image datasets.",
         ),
     ]
 
