@@ -29,6 +29,7 @@ import paralab
 
 THREADS = 2
 CLIENTS, FRACTION, EPOCHS, BATCH, LR, HIDDEN = 100, 0.1, 1, 16, 0.1, [64]
+SEEDS = 5
 
 
 def spec(dataset: str, rounds: int, backend: str) -> dict[str, Any]:
@@ -46,9 +47,9 @@ def spec(dataset: str, rounds: int, backend: str) -> dict[str, Any]:
     }
 
 
-def time_paralab(dataset: str, rounds: int, backend: str) -> tuple[float, float]:
+def time_paralab(dataset: str, rounds: int, backend: str, seed: int = 0) -> tuple[float, float]:
     started = time.perf_counter()
-    result = paralab.run(spec(dataset, rounds, backend))
+    result = paralab.run({**spec(dataset, rounds, backend), "seed": seed})
     return time.perf_counter() - started, float(result.metrics["test/accuracy"])
 
 
@@ -83,7 +84,7 @@ def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         return float((model(x).argmax(1) == y).float().mean())
 
 
-def time_plain_loop(setup: dict[str, Any], rounds: int) -> tuple[float, float]:
+def time_plain_loop(setup: dict[str, Any], rounds: int, seed: int = 0) -> tuple[float, float]:
     """The textbook sequential FedAvg: one client after another, state dicts averaged."""
     import copy
 
@@ -91,7 +92,7 @@ def time_plain_loop(setup: dict[str, Any], rounds: int) -> tuple[float, float]:
     x, y, test = setup["x"], setup["y"], setup["test"]
     global_model = copy.deepcopy(setup["model"])
     local = copy.deepcopy(global_model)
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator().manual_seed(seed)
     m = max(1, round(FRACTION * CLIENTS))
     for _ in range(rounds):
         sampled = torch.randperm(CLIENTS, generator=generator)[:m].tolist()
@@ -192,6 +193,12 @@ def compare(dataset: str, rounds: int, skip_flower: bool) -> dict[str, Any]:
     row["plain_loop_1thread_seconds"], _ = time_plain_loop(setup, rounds)
     row["speedup_vs_plain_loop_1thread"] = (row["plain_loop_1thread_seconds"]
                                             / row["paralab_1thread_seconds"])
+    # Accuracy after 20 rounds of one local step varies with the sampled clients: compare
+    # means over seeds (Flower's own sampling differs run to run).
+    accuracies = [time_paralab(dataset, rounds, "vmap", seed)[1] for seed in range(SEEDS)]
+    row["paralab_accuracy_mean_over_seeds"] = sum(accuracies) / SEEDS
+    plain = [time_plain_loop(setup, rounds, seed)[1] for seed in range(SEEDS)]
+    row["plain_loop_accuracy_mean_over_seeds"] = sum(plain) / SEEDS
     torch.set_num_threads(THREADS)
     if skip_flower:
         row["flower_error"] = "skipped (--skip-flower)"
