@@ -206,6 +206,8 @@ def compare(dataset: str, rounds: int, skip_flower: bool) -> dict[str, Any]:
     try:
         row["flower_seconds"], row["flower_accuracy"] = time_flower(setup, rounds)
         row["speedup_vs_flower"] = row["flower_seconds"] / row["paralab_seconds"]
+        # Flower's Ray actors each hold one CPU (one torch thread): the like-for-like figure.
+        row["speedup_vs_flower_1thread"] = row["flower_seconds"] / row["paralab_1thread_seconds"]
     except Exception as error:  # noqa: BLE001 - record exactly why Flower could not run
         row["flower_error"] = "".join(traceback.format_exception_only(type(error), error)).strip()
     return row
