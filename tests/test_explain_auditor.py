@@ -127,3 +127,28 @@ def test_bad_options_fail_before_training(registry, auditor, needle):
 def test_unknown_option_is_a_spec_error(registry):
     with pytest.raises(paralab.SpecError, match="rowz"):
         paralab.run(_spec(auditors=[{"name": "attributions", "rowz": 3}]), registry=registry)
+
+
+def test_adult_sensitive_attribute_share_with_exact_shapley_over_columns(registry, data_root):
+    """Adult's 104 encoded columns as its 14 original columns: how much do sex and race drive
+    the income decisions of a trained model, overall and within each group?"""
+    auditor = {"name": "attributions", "method": "exact_shapley", "groups": "columns",
+               "rows": 60, "plots": False}
+    spec = _spec(dataset={"name": "adult", "root": str(data_root / "adult")},
+                 auditors=[auditor])
+    spec["protocol"] = {"name": "supervised", "epochs": 1, "batch_size": 512}
+    result = paralab.run(spec, registry=registry)
+    audit = result.phases[-1]["audits"]["attributions/test"]
+    assert len(audit["importance"]) == 14
+    assert {"sex", "race", "age", "relationship"} <= set(audit["importance"])
+    assert audit["completeness_relative_gap"] < 1e-4
+    sex = audit["per_group"]["sex"]
+    assert 0 < sex["share"] < 1
+    assert set(sex["groups"]) == {"Female", "Male"}
+    rows = sum(entry["rows"] for entry in sex["groups"].values())
+    weighted = sum(entry["share"] * entry["rows"] for entry in sex["groups"].values()) / rows
+    assert weighted == pytest.approx(sex["share"], abs=1e-5)
+    assert "push" in sex["groups"]["Female"]
+    race = audit["per_group"]["race"]
+    assert 0 < race["share"] < 1 and set(race["groups"]) <= set(
+        ("Amer-Indian-Eskimo", "Asian-Pac-Islander", "Black", "Other", "White"))

@@ -210,7 +210,8 @@ class Attributions(_Explaining):
         }
         if self.method in ADDITIVE:
             function = ClassOutput(run.model, run.dataset.info.input_shape, self.output)
-            report.update(completeness_gap(function, x.float(), attribution.baseline, target, values))
+            report.update(completeness_gap(function, x.float(), attribution.baseline, target,
+                                           values, attribution.references))
         sensitive = self.per_group if self.per_group is not None else list(run.dataset.sensitive)
         groups = {}
         for feature in sensitive:
@@ -345,7 +346,7 @@ class Faithfulness(_Explaining):
         scores: dict[str, Any] = {}
         if method in ADDITIVE:
             scores.update(completeness_gap(function, x, attribution.baseline, target,
-                                           attribution.values))
+                                           attribution.values, attribution.references))
         scores.update(deletion_insertion(function, x, attribution.baseline, target,
                                          attribution.values, self.players, max_points=self.points))
         features = attribution.features

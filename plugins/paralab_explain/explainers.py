@@ -41,6 +41,9 @@ class Attribution:
     target: torch.Tensor
     baseline: torch.Tensor
     features: torch.Tensor | None = None
+    references: torch.Tensor | None = None
+    """The baseline rows the method averaged over (GradientSHAP's background), when not the
+    single ``baseline``: the values then sum to ``f(x)`` minus their mean output."""
 
 
 def check_method(method: str) -> None:
@@ -116,6 +119,7 @@ def explain(
             require_differentiable(function, flat, method)
         targets = resolve_targets(target, function, flat)
         features = None
+        references = None
         if method == "exact_shapley":
             values = exact_shapley(function, flat, base, targets, players, max_players=max_players)
         elif method == "kernel_shap":
@@ -133,6 +137,8 @@ def explain(
                 )
             else:
                 background = reference_flat[:64] if reference_flat is not None else None
+                if method == "gradient_shap" and background is not None:
+                    references = background
                 features = captum_attribution(
                     method, function, flat, base, targets, steps=steps, background=background,
                     seed=seed,
@@ -140,4 +146,4 @@ def explain(
             values = features if players.is_identity else players.sum_features(features)
     finally:
         model.train(was_training)
-    return Attribution(method, values.float(), players, targets, base, features)
+    return Attribution(method, values.float(), players, targets, base, features, references)

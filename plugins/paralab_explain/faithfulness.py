@@ -27,11 +27,20 @@ def completeness_gap(
     baseline: torch.Tensor,
     target: torch.Tensor,
     values: torch.Tensor,
+    references: torch.Tensor | None = None,
 ) -> dict[str, float]:
-    """Mean ``|sum(attr) - (f(x) - f(b))|``, absolute and relative to mean ``|f(x) - f(b)|``."""
+    """Mean ``|sum(attr) - (f(x) - f(b))|``, absolute and relative to mean ``|f(x) - f(b)|``.
+
+    With ``references`` (rows a method averaged over, like GradientSHAP's background),
+    ``f(b)`` is their mean output for each row's target.
+    """
     with torch.no_grad():
         at_x = function.target_values(x, target)
-        at_base = function.target_values(baseline.expand_as(x), target)
+        if references is None:
+            at_base = function.target_values(baseline.expand_as(x), target)
+        else:
+            outputs = function(references)  # (K, C)
+            at_base = outputs.mean(dim=0)[target]
     difference = (at_x - at_base).double()
     gap = (values.double().sum(dim=1) - difference).abs()
     scale = float(difference.abs().mean())
