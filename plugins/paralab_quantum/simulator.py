@@ -30,7 +30,7 @@ import torch
 from paralab_quantum.circuit import GATES, Circuit, Gate
 from paralab_quantum.memory import check_statevector
 
-KRON_BLOCK = 3
+KRON_BLOCK = 4
 """Wires whose fused 2x2 matrices are combined into one Kronecker matrix on large circuits:
 a block of c wires costs 2**c multiply-adds per amplitude and one pass over the state."""
 
