@@ -111,6 +111,12 @@ def compare(n: int, repeats: int, fairlearn_repeats: int, device: torch.device) 
         theirs_seconds, theirs_best, (by_group, differences, fairlearn_accuracy) = timed(
             lambda: fairlearn_frame(rows), fairlearn_repeats)
     pandas_seconds, pandas_best, grouped = timed(lambda: pandas_groupby(rows), repeats)
+    # The same audit with one torch thread: on a shared, overloaded machine every parallel
+    # region of the 2-thread run can stall on a descheduled thread; this shows how much.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    one_thread_seconds, _, _ = timed(lambda: paralab_audit(rows, device), repeats, sync)
+    torch.set_num_threads(threads)
     # Every value, both sides, in the same group order (sorted codes).
     worst = 0.0
     for metric in METRICS:
@@ -131,6 +137,9 @@ def compare(n: int, repeats: int, fairlearn_repeats: int, device: torch.device) 
         "paralab_best_seconds": round(ours_best, 5),
         "pandas_groupby_best_seconds": round(pandas_best, 4),
         "speedup_best_vs_metricframe": round(theirs_best / ours_best, 1),
+        "paralab_1thread_seconds": round(one_thread_seconds, 5),
+        "speedup_1thread_vs_metricframe": round(theirs_seconds / one_thread_seconds, 1),
+        "speedup_1thread_vs_pandas_groupby": round(pandas_seconds / one_thread_seconds, 2),
         "paralab_accuracy": table.overall["accuracy"],
         "fairlearn_accuracy": fairlearn_accuracy,
         "max_abs_difference": worst,
