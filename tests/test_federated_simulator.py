@@ -124,23 +124,17 @@ class _FailingPlugin:
 
 
 def test_a_failing_client_is_reported_and_the_round_goes_on(tmp_path) -> None:
+    from paralab.testing import isolated_registry, use_registry
     from tests.federated_helpers import spec
 
-    registry = paralab.get_registry()
-    registry.add("federated_test_failing", _FailingPlugin())
-    try:
-        experiment = spec(clients=5, fraction=1.0, rounds=2, backend="vmap")
-        partition = paralab.load_dataset("digits").splits["train"]
-        bad_row = int(partition[0])
-        experiment["losses"] = [{"name": "fail_on_row", "row": bad_row}]
-        experiment["output"] = str(tmp_path)
-        with pytest.warns(RuntimeWarning, match=r"client \d+ failed in round 0"):
-            result = paralab.run(experiment)
-    finally:
-        registry.pm.unregister(name="federated_test_failing")
-        registry.records.pop("federated_test_failing", None)
-        for kind in registry.components.values():
-            kind.pop("fail_on_row", None)
+    registry = isolated_registry(("federated_test_failing", _FailingPlugin()), discover=True)
+    experiment = spec(clients=5, fraction=1.0, rounds=2, backend="vmap")
+    bad_row = int(paralab.load_dataset("digits").splits["train"][0])
+    experiment["losses"] = [{"name": "fail_on_row", "row": bad_row}]
+    experiment["output"] = str(tmp_path)
+    with use_registry(registry), pytest.warns(RuntimeWarning,
+                                              match=r"client \d+ failed in round 0"):
+        result = paralab.run(experiment)
     assert result.status == "completed"
     failures = result.metrics["federated/failures"]
     assert {f["round"] for f in failures} == {0, 1}
