@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import os
 
+ALWAYS_FITS = 2**26
+"""Statevectors up to 64 MiB are not checked against the free memory (any device has it)."""
+
 
 class QubitMemoryError(MemoryError):
     """The statevector does not fit in the memory of the chosen simulator's device."""
@@ -50,6 +53,8 @@ def check_statevector(
     ``n_qubits`` qubits exceed ``limit_bytes`` (default: the device's free memory); return the
     bytes needed otherwise. Nothing is allocated."""
     needed = statevector_bytes(n_qubits, batch, bytes_per_amplitude) * max(copies, 1)
+    if limit_bytes is None and needed <= ALWAYS_FITS:
+        return needed  # skip reading the free memory on every small forward pass
     limit = available_bytes(device) if limit_bytes is None else int(limit_bytes)
     if needed > limit:
         raise QubitMemoryError(
