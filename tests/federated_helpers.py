@@ -10,12 +10,14 @@ import torch
 import paralab
 
 
-def spec(method: Any = "fedavg", middleware: Any = (), **protocol: Any) -> dict[str, Any]:
+def spec(method: Any = "fedavg", middleware: Any = (), dataset: str = "digits",
+         overrides: dict[str, Any] | None = None, **protocol: Any) -> dict[str, Any]:
+    """A small federated spec; ``overrides`` replaces top-level fields (model, seed ...)."""
     options = {"clients": 20, "fraction": 0.25, "rounds": 3, "batch_size": 16,
                "client_eval": False, **protocol}
     return {
         "name": "federated-test",
-        "dataset": "digits",
+        "dataset": dataset,
         "model": {"name": "mlp", "hidden": [32]},
         "protocol": {"name": "federated", **options},
         "method": method,
@@ -23,6 +25,7 @@ def spec(method: Any = "fedavg", middleware: Any = (), **protocol: Any) -> dict[
         "output": None,
         "device": "cpu",
         "seed": 0,
+        **(overrides or {}),
     }
 
 

@@ -11,7 +11,7 @@ import pytest
 
 import paralab
 from paralab.host import get_registry
-from tests.federated_helpers import one_torch_thread, run
+from tests.federated_helpers import max_difference, one_torch_thread, run
 
 __all__ = ["one_torch_thread"]
 
@@ -102,3 +102,17 @@ def test_fairness_auditor_groups_the_clients_evaluation_by_client() -> None:
     sizes = [counts.get(f"client {k}", 0) for k in range(8)]
     assert sum(sizes) == sum(audits["fairness/clients"]["group"]["metrics"]["count"])
     assert all(size > 0 for size in sizes)
+
+
+def test_federated_quantum_classifier_vectorizes_like_the_loop() -> None:
+    if "vqc" not in get_registry().components.get("model", {}):
+        pytest.skip("the quantum plugin's vqc model is not installed")
+    from tests.federated_helpers import final_parameters
+
+    quantum = {"model": {"name": "vqc", "n_qubits": 4, "embedding": "amplitude", "layers": 1}}
+    options = {"clients": 6, "fraction": 0.5, "rounds": 2, "batch_size": 8, "dataset": "iris"}
+    vmap = final_parameters(backend="vmap", overrides=quantum, **options)
+    loop = final_parameters(backend="loop", overrides=quantum, **options)
+    assert max_difference(vmap, loop) < 1e-5
+    assert max_difference(vmap, final_parameters(backend="vmap", **options, overrides={
+        **quantum, "seed": 1})) > 1e-4
