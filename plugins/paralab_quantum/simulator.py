@@ -523,6 +523,10 @@ class TorchSimulator:
             other = rotation[:, wire]
             size = kron.shape[-1] * 2
             kron = (kron[:, :, None, :, None] * other[:, None, :, None, :]).reshape(-1, size, size)
+        return self._fold_entangler(kron, step, device)
+
+    def _fold_entangler(self, kron: torch.Tensor, step: _Step | None,
+                        device: torch.device) -> torch.Tensor:
         if step is not None and step.gates:
             if step.index is not None:
                 kron = kron.index_select(1, self._on(step.index, device))
