@@ -48,15 +48,20 @@ class _TaskLinear:
             else weight.new_zeros(tasks, out_features)
         )
         self.has_bias = bias is not None
+        self.shared_bias = bias
         self.u: torch.Tensor | None = None  # (tasks, rank, out_features)
         self.v: torch.Tensor | None = None  # (tasks, rank, in_features)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         tasks, rows, width = x.shape
-        y = (x.reshape(tasks * rows, width) @ self.weight.T).reshape(tasks, rows, -1)
-        if self.u is not None and self.v is not None:
-            y = y - torch.bmm(torch.bmm(x, self.v.transpose(1, 2)), self.u)
-        return y + self.bias[:, None, :]
+        flat = x.reshape(tasks * rows, width)
+        if self.u is None or self.v is None:  # before the first step every task shares W, b
+            if self.has_bias and self.shared_bias is not None:
+                return torch.addmm(self.shared_bias, flat, self.weight.T).reshape(tasks, rows, -1)
+            shared = (flat @ self.weight.T).reshape(tasks, rows, -1)
+            return shared + self.bias[:, None, :]
+        shared = (flat @ self.weight.T).reshape(tasks, rows, -1) + self.bias[:, None, :]
+        return torch.baddbmm(shared, torch.bmm(x, self.v.transpose(1, 2)), self.u, alpha=-1)
 
     def step(self, inputs: torch.Tensor, delta: torch.Tensor, bias_grad: torch.Tensor, lr: float) -> None:
         """Take ``W_t -= lr * delta_t^T inputs_t`` (kept factored) and the bias step."""
@@ -65,6 +70,7 @@ class _TaskLinear:
         self.v = inputs if self.v is None else torch.cat([self.v, inputs], dim=1)
         if self.has_bias:
             self.bias = self.bias - lr * bias_grad
+            self.shared_bias = None
 
 
 class FactoredMAML:
