@@ -122,9 +122,7 @@ class IndexBuffer:
         self.indices, self.experiences = all_indices[chosen], all_ids[chosen]
         self._groups = groups[chosen]
 
-    def sample(
-        self, batch_size: int, generator: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def next_slots(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
         """The next ``batch_size`` slots of a shuffled pass over the memory (reshuffled at the
         end of each pass), as Avalanche's replay loader cycles through its buffer."""
         n = len(self)
@@ -140,5 +138,11 @@ class IndexBuffer:
             chosen.append(self._order[self._cursor : self._cursor + take])
             self._cursor += take
             remaining -= take
-        slots = chosen[0] if len(chosen) == 1 else torch.cat(chosen)
+        return chosen[0] if len(chosen) == 1 else torch.cat(chosen)
+
+    def sample(
+        self, batch_size: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The row indices and experience ids of the next ``batch_size`` slots."""
+        slots = self.next_slots(batch_size, generator)
         return self.indices[slots], self.experiences[slots]
