@@ -4,7 +4,7 @@
 # Usage: scripts/setup.sh [--venv DIR] [--extras LIST] [--python PY] [--relock]
 #   --venv DIR     virtual environment to create/update (default: .venv in the repo)
 #   --extras LIST  comma-separated extras of pyproject.toml, e.g. all,dev or
-#                  quantum,continual (default: all,dev; "none" for the core only)
+#                  quantum,continual (default: all,dev,bench; "none" for the core only)
 #   --python PY    interpreter used to create the venv (default: python3.11, else python3)
 #   --relock       regenerate the lock section of constraints.txt: DIR must not exist
 #                  yet; installs with only the hand-written pins, then rewrites the lock
@@ -27,7 +27,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CONSTRAINTS="$ROOT/constraints.txt"
 LOCK_MARKER="# ---- lock ----"
 VENV="$ROOT/.venv"
-EXTRAS="all,dev"
+EXTRAS="all,dev,bench"
 PY=""
 RELOCK=0
 
