@@ -18,7 +18,7 @@ The same work on both sides, in the same process, 2 torch threads:
 paralab is also timed at batch size 32 (its natural setting) as a second comparison.
 Prints a readable summary, then one JSON object as the last line.
 
-    python benchmarks/neurosymbolic.py [--pairs 1000] [--test-pairs 200]
+    python benchmarks/neurosymbolic.py [--pairs 1000] [--test-pairs 200] [--threads 2]
 """
 
 from __future__ import annotations
@@ -126,8 +126,10 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=1000)
     parser.add_argument("--test-pairs", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch threads (2, the team's setting; 1 on an oversubscribed machine)")
     arguments = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(arguments.threads)
     dataset = _data()
     initial = _network(arguments.seed).state_dict()
 
