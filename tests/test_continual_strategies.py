@@ -172,8 +172,7 @@ class _Run:
         self.generator = torch.Generator().manual_seed(0)
 
 
-@pytest.mark.parametrize("vectorized", [True, False])
-def test_ewc_fisher_equals_avalanche_compute_importances(vectorized):
+def test_ewc_fisher_equals_avalanche_compute_importances():
     from avalanche.benchmarks.utils import _make_taskaware_tensor_classification_dataset
     from avalanche.training.plugins import EWCPlugin
 
@@ -182,7 +181,6 @@ def test_ewc_fisher_equals_avalanche_compute_importances(vectorized):
     experience = stream[0]
     model = _model()
     ewc = EWC(ewc_lambda=1.0, fisher_batch_size=32)
-    ewc.vectorized = vectorized  # the vmap path and the per-minibatch loop
     ewc.bind(stream)
     ewc.setup(None, model)
     ours = ewc.importance(_Run(model, dataset), experience)
@@ -196,29 +194,6 @@ def test_ewc_fisher_equals_avalanche_compute_importances(vectorized):
     )
     for (name, _parameter), mine in zip(model.named_parameters(), ours):
         assert torch.allclose(mine, theirs[name].data, rtol=1e-5, atol=1e-9), name
-
-
-def test_vmapped_fisher_runs_on_masked_task_incremental_outputs():
-    """The vmap path itself traces (no silent fallback), masks included, and equals the loop."""
-    dataset = load_dataset("digits")
-    stream = build_stream(dataset, scenario="task_incremental", experiences=5)
-    model = _model()
-    ewc = EWC(fisher_batch_size=16)
-    ewc.bind(stream)
-    ewc.setup(None, model)
-    rows = stream[1].train[:64]
-    ids = torch.full_like(rows, 1)
-    batched = ewc._vmapped_squared_gradients(model, dataset.x[rows], dataset.y[rows], ids)
-    looped = [torch.zeros_like(p) for p in ewc.parameters]
-    for start in range(0, 64, 16):
-        logits, targets = stream.read_outputs(model(dataset.x[rows[start:start + 16]]),
-                                              dataset.y[rows[start:start + 16]], 1)
-        grads = torch.autograd.grad(torch.nn.functional.cross_entropy(logits, targets),
-                                    ewc.parameters)
-        for total, g in zip(looped, grads):
-            total += g**2
-    for a, b in zip(batched, looped):
-        assert torch.allclose(a, b, rtol=1e-4, atol=1e-10)
 
 
 @pytest.mark.parametrize("mode", ["separate", "online"])
