@@ -11,7 +11,7 @@ from paralab.data.shared import DatasetInfo
 from paralab.runner import RunError
 from paralab_quantum.circuit import Ansatz, Circuit, CircuitError, Embedding, Gate
 from paralab_quantum.memory import QubitMemoryError, check_statevector
-from paralab_quantum.models import hybrid, vqc
+from paralab_quantum.models import HybridNetwork, hybrid, vqc
 
 torch.set_num_threads(1)  # the CI machine is shared: one thread avoids contention
 
@@ -164,7 +164,7 @@ def test_models_train_under_vmap_as_federated_clients_do():
     for model in (vqc(DatasetInfo("t", (4,), 3, 4), embedding="amplitude"),
                   vqc(DatasetInfo("t", (8,), 3, 8), entangler="cz_ring"),
                   hybrid(DatasetInfo("t", (5,), 3, 5))):
-        n = model.quantum.circuit.n_features if hasattr(model, "readout") else 5
+        n = 5 if isinstance(model, HybridNetwork) else model.quantum.circuit.n_features
         params = {k: v.detach() for k, v in model.named_parameters()}
         stacked = {k: torch.stack([v, v + 0.1]) for k, v in params.items()}  # two "clients"
         x, y = torch.rand(2, 6, n) + 0.1, torch.randint(0, 3, (2, 6))
@@ -177,3 +177,18 @@ def test_models_train_under_vmap_as_federated_clients_do():
             single = grad(loss)({k: v[client] for k, v in stacked.items()}, x[client], y[client])
             for name in single:
                 assert torch.allclose(batched[name][client], single[name], atol=1e-5)
+
+
+def test_quantum_models_train_under_the_few_shot_protocol():
+    from paralab.host import get_registry
+
+    if "episodic" not in get_registry().components["protocol"]:
+        pytest.skip("paralab_fewshot is not installed")
+    protocol = {"name": "episodic", "ways": 2, "shots": 1, "queries": 2, "meta_batch": 2,
+                "meta_iterations": 2, "eval_every": 2, "val_episodes": 4, "eval_episodes": 6,
+                "eval_meta_batch": 4, "class_split": [0.4, 0.3, 0.3]}
+    for model in ({"name": "hybrid", "n_qubits": 3}, {"name": "vqc", "embedding": "amplitude"}):
+        for method in ({"name": "maml", "inner_steps": 1}, {"name": "protonet"}):
+            result = _run(dataset="digits", model=model, protocol=protocol, method=method)
+            assert result.status == "completed"
+            assert 0.0 <= result.metrics["meta_test/accuracy"] <= 1.0

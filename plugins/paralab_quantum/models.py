@@ -7,6 +7,9 @@
 * :func:`hybrid`: classical layers -> quantum layer -> linear head; the classical front learns
   a projection, so any number of features fits a few qubits.
 
+Both are ``nn.Sequential`` s ending in their head (``model.quantum`` names the quantum layer),
+so few-shot methods that split off the linear head (ProtoNets, ANIL) take them too.
+
 Federated, continual and few-shot protocols see an ``nn.Module`` with ``parameters()`` and
 ``state_dict()`` like any other: nothing quantum-specific leaks into them.
 """
@@ -77,56 +80,57 @@ class QuantumLayer(nn.Module):
         return to_qasm3(self.circuit, x, self.weights.detach().cpu().tolist())
 
 
-class Readout(nn.Module):
-    """``direct``: logits are a learned scale times the first ``n_classes`` outputs (needs as many
-    outputs as classes); ``linear``: a linear layer on all outputs."""
+class DirectReadout(nn.Module):
+    """Logits are a learned scale times the first ``n_classes`` outputs (needs an output per
+    class)."""
 
-    def __init__(self, kind: str, n_outputs: int, n_classes: int) -> None:
+    def __init__(self, n_outputs: int, n_classes: int) -> None:
         super().__init__()
-        self.kind = kind
-        if kind == "linear":
-            self.linear = nn.Linear(n_outputs, n_classes)
-        elif kind == "direct":
-            if n_outputs < n_classes:
-                raise ValueError(
-                    f"readout 'direct' needs an output per class: {n_classes} classes but the "
-                    f"circuit measures {n_outputs}; use more qubits or readout 'linear'"
-                )
-            self.n_classes = n_classes
-            self.scale = nn.Parameter(torch.tensor(3.0))
-        else:
-            raise ValueError(f"readout {kind!r} is unknown; valid: linear, direct")
+        if n_outputs < n_classes:
+            raise ValueError(
+                f"readout 'direct' needs an output per class: {n_classes} classes but the "
+                f"circuit measures {n_outputs}; use more qubits or readout 'linear'"
+            )
+        self.n_classes = n_classes
+        self.scale = nn.Parameter(torch.tensor(3.0))
 
     def forward(self, outputs: torch.Tensor) -> torch.Tensor:
-        if self.kind == "linear":
-            return self.linear(outputs)
         return self.scale * outputs[:, : self.n_classes]
 
 
-class VariationalClassifier(nn.Module):
-    """Flatten -> :class:`QuantumLayer` -> :class:`Readout`."""
+def _readout(kind: str, n_outputs: int, n_classes: int) -> nn.Module:
+    """``linear``: a linear layer on all outputs; ``direct``: :class:`DirectReadout`."""
+    if kind == "linear":
+        return nn.Linear(n_outputs, n_classes)
+    if kind == "direct":
+        return DirectReadout(n_outputs, n_classes)
+    raise ValueError(f"readout {kind!r} is unknown; valid: linear, direct")
 
-    def __init__(self, quantum: QuantumLayer, readout: Readout) -> None:
-        super().__init__()
-        self.quantum = quantum
-        self.readout = readout
+
+class _QuantumSequential(nn.Sequential):
+    """An ``nn.Sequential`` (so few-shot methods that split off the linear head, such as
+    ProtoNets and ANIL, take it like an MLP) that names its :class:`QuantumLayer`. Built
+    like any ``nn.Sequential``, so slicing it works."""
+
+    @property
+    def quantum(self) -> QuantumLayer | None:
+        return next((m for m in self if isinstance(m, QuantumLayer)), None)
+
+
+class VariationalClassifier(_QuantumSequential):
+    """Flatten -> :class:`QuantumLayer` -> readout."""
+
+
+class ToAngles(nn.Module):
+    """Squash features into rotation angles in (-pi, pi)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.readout(self.quantum(x.reshape(x.shape[0], -1)))
+        return torch.tanh(x) * math.pi
 
 
-class HybridNetwork(nn.Module):
-    """Classical front -> angles in (-pi, pi) -> :class:`QuantumLayer` -> linear head."""
-
-    def __init__(self, front: nn.Module, quantum: QuantumLayer, head: nn.Module) -> None:
-        super().__init__()
-        self.front = front
-        self.quantum = quantum
-        self.head = head
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        angles = torch.tanh(self.front(x.reshape(x.shape[0], -1))) * math.pi
-        return self.head(self.quantum(angles))
+class HybridNetwork(_QuantumSequential):
+    """Flatten -> classical front -> angles in (-pi, pi) -> :class:`QuantumLayer` -> linear
+    head."""
 
 
 def _layer(name: str, circuit: Circuit, backend: str, precision: str,
@@ -175,7 +179,8 @@ def vqc(
     except CircuitError as error:
         raise ValueError(str(error) if str(error).startswith("model") else f"model 'vqc': {error}") from None
     quantum = _layer("vqc", circuit, backend, precision, memory_limit_gb)
-    return VariationalClassifier(quantum, Readout(readout, circuit.n_outputs, info.n_classes))
+    head = _readout(readout, circuit.n_outputs, info.n_classes)
+    return VariationalClassifier(nn.Flatten(), quantum, head)
 
 
 def hybrid(
@@ -204,4 +209,5 @@ def hybrid(
         front += [nn.Linear(width, int(size)), nn.ReLU()]
         width = int(size)
     front.append(nn.Linear(width, circuit.n_qubits))
-    return HybridNetwork(nn.Sequential(*front), quantum, nn.Linear(circuit.n_outputs, info.n_classes))
+    head = nn.Linear(circuit.n_outputs, info.n_classes)
+    return HybridNetwork(nn.Flatten(), *front, ToAngles(), quantum, head)
