@@ -172,6 +172,7 @@ class Attributions(_Explaining):
         self.history: dict[str, list[tuple[str, torch.Tensor]]] = {}
         """Per evaluated split (the same rows each time): (phase label, global importance)."""
         self.per_class_history: dict[str, torch.Tensor] = {}
+        self._last_names: tuple[str, ...] = ()
 
     @property
     def methods(self) -> Sequence[str]:
@@ -202,7 +203,7 @@ class Attributions(_Explaining):
             "method": self.method,
             "rows": len(positions),
             "top": [names[i] for i in ranked],
-            "importance": summaries._table(names, overall),
+            "importance": summaries.table(names, overall),
             "per_class": summaries.per_label(
                 values, target, predictions.dataset.class_names if predictions.dataset else
                 [str(c) for c in range(predictions.n_classes)], names
@@ -238,7 +239,7 @@ class Attributions(_Explaining):
             history = torch.stack([values for _, values in entries])
             report["splits"][split] = {
                 "phases": [label for label, _ in entries],
-                "importance": summaries._table(names, history[-1]),
+                "importance": summaries.table(names, history[-1]),
                 "drift": summaries.drift(list(history)),
             }
         if self.plots and run.writer.enabled:

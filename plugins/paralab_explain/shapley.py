@@ -90,36 +90,39 @@ def exact_shapley(
     width = split[0].out_features if split is not None else x.shape[1]
     rows_per_chunk = max(1, max_batch // (n_coalitions * width))
     values = []
-    with torch.no_grad():
+    with torch.inference_mode():
         for start in range(0, len(x), rows_per_chunk):
             rows = x[start : start + rows_per_chunk]
-            index = target[start : start + rows_per_chunk].repeat_interleave(n_coalitions)
+            # coalition-major order (K, r): the combination below is one 2-D matrix product
+            index = target[start : start + rows_per_chunk].repeat(n_coalitions)
             if split is None:
                 out = function(_masked_inputs(rows, baseline, members, players))
             else:
                 out = split[1](_first_layer(split[0], rows, baseline, members, players))
-            v = out.gather(1, index.unsqueeze(1)).reshape(len(rows), n_coalitions)
-            values.append(v.double() @ kernel)
-    return torch.cat(values).to(x.dtype)
+            v = out.gather(1, index.unsqueeze(1)).reshape(n_coalitions, len(rows))
+            values.append(kernel.T @ v.double())  # (M, r)
+    return torch.cat(values, dim=1).T.to(x.dtype)
 
 
 def _masked_inputs(rows: torch.Tensor, baseline: torch.Tensor, members: torch.Tensor,
                    players: Players) -> torch.Tensor:
-    """Every coalition's input for every row, ``(rows * K, F)``: baseline where absent."""
-    mask = players.feature_mask(members).to(rows.dtype)  # (K, F)
-    shift = (rows - baseline).unsqueeze(1)  # (r, 1, F)
-    return torch.addcmul(baseline.expand_as(shift), shift, mask).reshape(-1, rows.shape[1])
+    """Every coalition's input for every row, ``(K * rows, F)`` coalition-major: the baseline
+    where a player is absent."""
+    mask = players.feature_mask(members).to(rows.dtype).unsqueeze(1)  # (K, 1, F)
+    shift = (rows - baseline).unsqueeze(0)  # (1, r, F)
+    return torch.addcmul(baseline, mask, shift).reshape(-1, rows.shape[1])
 
 
 def _first_layer(layer: torch.nn.Linear, rows: torch.Tensor, baseline: torch.Tensor,
                  members: torch.Tensor, players: Players) -> torch.Tensor:
-    """The first linear layer's output for every coalition of every row, ``(rows * K, H)``."""
+    """The first linear layer's output for every coalition of every row, ``(K * rows, H)``
+    coalition-major: one ``addmm`` of the coalitions with the players' contributions."""
     membership = players.membership.to(rows.dtype)  # (M, F)
     uncovered = 1.0 - membership.sum(dim=0).clamp(max=1.0)  # features no player owns
     shift = rows - baseline  # (r, F)
     weight = layer.weight  # (H, F)
     at_baseline = torch.nn.functional.linear(baseline, weight, layer.bias)  # (H,)
     fixed = at_baseline + (shift * uncovered) @ weight.T  # (r, H)
-    per_player = (shift.unsqueeze(1) * membership) @ weight.T  # (r, M, H)
-    hidden = fixed.unsqueeze(1) + members @ per_player  # (r, K, H)
+    per_player = (membership.unsqueeze(1) * shift) @ weight.T  # (M, r, H)
+    hidden = torch.addmm(fixed.reshape(1, -1), members, per_player.reshape(len(members[0]), -1))
     return hidden.reshape(-1, weight.shape[0])

@@ -13,7 +13,7 @@ import torch
 from paralab.evaluation import grouped_mean
 
 
-def _table(names: Sequence[str], values: torch.Tensor, digits: int = 6) -> dict[str, float]:
+def table(names: Sequence[str], values: torch.Tensor, digits: int = 6) -> dict[str, float]:
     return {name: round(float(value), digits) for name, value in zip(names, values)}
 
 
@@ -36,9 +36,9 @@ def per_label(
     values: torch.Tensor, codes: torch.Tensor, labels: Sequence[str], names: Sequence[str]
 ) -> dict[str, dict[str, float]]:
     """``{label: {player: mean |attr|}}`` for the labels that occur among the explained rows."""
-    table = grouped_importance(values, codes.to(values.device), len(labels))
+    grid = grouped_importance(values, codes.to(values.device), len(labels))
     present = torch.bincount(codes.to(values.device), minlength=len(labels)) > 0
-    return {labels[i]: _table(names, table[i]) for i in range(len(labels)) if bool(present[i])}
+    return {labels[i]: table(names, grid[i]) for i in range(len(labels)) if bool(present[i])}
 
 
 def sensitive_players(names: Sequence[str], feature: str) -> list[int]:
@@ -73,7 +73,7 @@ def sensitive_report(
         group_share = grouped_mean(share, codes, n_groups)
         group_push = grouped_mean(push, codes, n_groups)
     groups = {}
-    table = grouped_importance(values, codes, n_groups)
+    grid = grouped_importance(values, codes, n_groups)
     counts = torch.bincount(codes, minlength=n_groups)
     for code in range(n_groups):
         if int(counts[code]) == 0:
@@ -82,7 +82,7 @@ def sensitive_report(
         if own:
             entry["share"] = round(float(group_share[code]), 6)
             entry["push"] = round(float(group_push[code]), 6)
-        entry["importance"] = _table(names, table[code])
+        entry["importance"] = table(names, grid[code])
         groups[labels[code]] = entry
     report["groups"] = groups
     return report
