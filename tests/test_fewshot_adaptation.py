@@ -218,3 +218,13 @@ def test_l2l_maml_method_predicts_like_paralab_maml(l2l):
     torch.testing.assert_close(
         ours.predict(None, model, batch), theirs.predict(None, model, batch), rtol=1e-4, atol=1e-5
     )
+
+
+def test_without_learn2learn_the_adapter_says_how_to_install_it(monkeypatch):
+    import sys
+
+    from paralab_fewshot.methods.l2l import L2LMAML
+
+    monkeypatch.setitem(sys.modules, "learn2learn", None)  # import learn2learn -> ImportError
+    with pytest.raises(ImportError, match=r"scripts/build_learn2learn.sh"):
+        L2LMAML()

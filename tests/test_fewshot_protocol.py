@@ -155,3 +155,30 @@ def test_the_plugin_is_found_through_its_entry_point():
     assert record.status == "active"
     assert "episodic" in get_registry().components["protocol"]
     assert get_registry().components["method"]["maml"].provider == "paralab_fewshot"
+
+
+@pytest.mark.parametrize("name", ["fewshot_digits_protonet", "fewshot_omniglot_maml"])
+def test_example_specs_are_valid(name):
+    from pathlib import Path
+
+    from paralab.host import get_registry
+    from paralab.spec import ExperimentSpec
+
+    path = Path(__file__).resolve().parents[1] / "examples" / f"{name}.toml"
+    spec = ExperimentSpec.from_toml(path)
+    spec.validate(get_registry())
+    assert spec.protocol.name == "episodic"
+    assert spec.protocol.options["eval_episodes"] >= 600
+
+
+def test_digits_example_runs_shortened(registry):
+    from pathlib import Path
+
+    from paralab.spec import ExperimentSpec
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "fewshot_digits_protonet.toml"
+    spec = ExperimentSpec.from_toml(path)
+    protocol = {**spec.protocol.to_dict(), "meta_iterations": 10, "eval_every": 10,
+                "val_episodes": 10, "eval_episodes": 60}
+    result = paralab.run(spec.replace(protocol=protocol, output=None, device="cpu"), registry=registry)
+    assert result.metrics["meta_test/accuracy"] > CHANCE

@@ -32,7 +32,8 @@ class BatchStatNorm2d(nn.Module):
     Numerically ``nn.BatchNorm2d(track_running_stats=False)``, but the affine part is plain
     tensor arithmetic after an affine-free ``F.batch_norm``: in torch 2.14, ``vmap`` over a
     second-order gradient through ``BatchNorm2d``'s own weight and bias gives wrong gradients
-    (tests/test_fewshot_adaptation.py shows the difference), while this composition is exact.
+    (measured against a task-by-task loop), while this composition is exact; the vmap-versus-
+    loop test in tests/test_fewshot_adaptation.py guards it.
     """
 
     def __init__(self, channels: int, eps: float = 1e-5) -> None:
