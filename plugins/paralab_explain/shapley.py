@@ -68,13 +68,14 @@ def exact_shapley(
     players: Players,
     *,
     max_players: int = MAX_PLAYERS,
-    max_batch: int = 1 << 22,
+    max_batch: int = 1 << 25,
     factorize: bool = True,
 ) -> torch.Tensor:
     """Shapley values ``(rows, M)`` of ``function(x)[target]`` for flat rows ``x``.
 
-    ``max_batch`` bounds the number of values built at once (rows x coalitions x width); rows
-    are processed in as few chunks as that allows. When the model starts with a linear layer
+    ``max_batch`` bounds the number of values built at once (rows x coalitions x width, 128 MB
+    of float32 by default); rows are processed in as few chunks as that allows: few large
+    batches keep the device (or every CPU thread) busy. When the model starts with a linear layer
     (``factorize``), its output for a coalition is ``W b + c + sum over present players of
     W (x - b)`` restricted to the player's features: computed once per player and combined by one
     matrix product, instead of running the layer on every masked input (same values, see
