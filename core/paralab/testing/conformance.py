@@ -240,11 +240,17 @@ def _check_model(spec: Any, registry: Any) -> str:
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"factory returned {type(model).__name__}, not torch.nn.Module")
     x = dataset.x[:8]
-    logits = model(x)
+    model.eval()
+    with torch.inference_mode():  # evaluation first, as protocols do before training
+        logits = model(x)
     if tuple(logits.shape) != (8, dataset.info.n_classes):
         raise ValueError(f"logits shape {tuple(logits.shape)}, expected (8, {dataset.info.n_classes})")
-    logits.sum().backward()
-    return "forward and backward on a batch of 8"
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    loss = torch.nn.functional.cross_entropy(model(x), dataset.y[:8])
+    loss.backward()
+    optimizer.step()
+    return "inference, then forward, backward and a step on a batch of 8"
 
 
 def _pair(spec: Any, registry: Any) -> tuple[Any, Any]:
