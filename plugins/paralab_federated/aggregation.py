@@ -49,7 +49,9 @@ def weighted_mean(updates: Sequence[Update]) -> dict[str, torch.Tensor]:
                 total = torch.remainder(total + u.delta[n], modulus)
             result[n] = decode_residue(total, bits).double().div(scale * total_weight)
         return {n: result[n].to(encoding["dtypes"][n]) for n in names}
-    return {
-        n: torch.stack([u.delta[n] * (u.weight / total_weight) for u in updates]).sum(0)
-        for n in names
-    }
+    first = updates[0].delta[names[0]]
+    weights = torch.tensor([u.weight / total_weight for u in updates], dtype=first.dtype,
+                           device=first.device)
+    # One stack and one contraction per tensor: no per-client scaled copies.
+    return {n: torch.tensordot(weights, torch.stack([u.delta[n] for u in updates]), dims=1)
+            for n in names}

@@ -118,12 +118,13 @@ class VmapTrainer:
             index = rows[:, s]
             grads, values = step(stacked, x[index], y[index], mask[:, s], global_params)
             moving = active[:, s]
-            scale = (lr * moving.to(next(iter(stacked.values())).dtype))
+            scale = -lr * moving.to(next(iter(stacked.values())).dtype)
             for n in stacked:
-                stacked[n] = stacked[n] - scale.view(-1, *([1] * (stacked[n].dim() - 1))) * grads[n]
+                shape = (-1, *([1] * (stacked[n].dim() - 1)))
+                stacked[n].addcmul_(scale.view(shape), grads[n])
             losses += torch.where(moving, values.detach().double(), 0.0)
         counts = active.sum(dim=1).clamp(min=1).double()
-        deltas = {n: stacked[n] - global_params[n].unsqueeze(0) for n in stacked}
+        deltas = {n: stacked[n].sub_(global_params[n].unsqueeze(0)) for n in stacked}
         return deltas, losses / counts
 
 
