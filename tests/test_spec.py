@@ -82,8 +82,8 @@ def test_unknown_fields_and_bad_settings() -> None:
     assert "sed: unknown field (did you mean 'seed'?)" in text
     with pytest.raises(SpecError, match="device: expected 'auto'"):
         ExperimentSpec(dataset="digits", model="mlp", device="gpu")
-    with pytest.raises(SpecError, match="model: required field is missing"):
-        ExperimentSpec.from_dict({"dataset": "digits"})
+    with pytest.raises(SpecError, match="dataset: required field is missing"):
+        ExperimentSpec.from_dict({"model": "mlp"})
 
 
 def test_toml_errors_name_the_file(tmp_path: Path) -> None:
@@ -107,3 +107,25 @@ def test_cli_rejects_a_misspelled_method_before_training(tmp_path: Path) -> None
     assert "method.name = 'adma'" in result.stderr
     assert "did you mean 'adam'" in result.stderr
     assert not (tmp_path / "runs").exists(), "nothing may run before the spec is valid"
+
+
+def test_model_may_be_omitted_only_where_the_protocol_uses_none(registry) -> None:
+    from paralab import MethodSpec, ProtocolSpec, hookimpl
+
+    class KernelOnly:
+        PARALAB_API = "1.0"
+
+        @hookimpl
+        def paralab_protocols(self):
+            return [ProtocolSpec("kernel_only", "paralab.protocols.supervised:Supervised",
+                                 "Trains no torch model.", uses_model=False)]
+
+        @hookimpl
+        def paralab_methods(self):
+            return [MethodSpec("svm_only", "paralab.methods:SGD", "x", protocols=("kernel_only",))]
+
+    local = isolated_registry(("kernel_only", KernelOnly()))
+    ExperimentSpec(dataset="digits", protocol="kernel_only", method="svm_only").validate(local)
+    with pytest.raises(SpecError, match="model: required by protocol 'supervised'"):
+        ExperimentSpec(dataset="digits").validate(local)
+    assert ExperimentSpec.from_dict({"dataset": "digits"}).to_dict()["model"] is None

@@ -80,7 +80,11 @@ class Component:
 
     def describe(self) -> dict[str, Any]:
         """A JSON-ready summary, as ``paralab list`` and ``paralab plugins --json`` print it."""
-        extra = {key: value for key, value in self._extra().items() if value}
+        extra = {
+            key: value
+            for key, value in self._extra().items()
+            if value or isinstance(value, bool)
+        }
         return {
             "kind": self.kind,
             "name": self.name,
@@ -139,6 +143,12 @@ class ProtocolSpec(Component):
     """
 
     kind: ClassVar[str] = "protocol"
+    uses_model: bool = True
+    """False for protocols that train something other than the spec's torch model (a kernel
+    SVM, a scikit-learn estimator): the spec may then omit ``model``."""
+
+    def _extra(self) -> dict[str, Any]:
+        return {"uses_model": self.uses_model}
 
 
 @dataclass(frozen=True)

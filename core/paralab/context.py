@@ -136,7 +136,7 @@ class RunContext:
         spec: ExperimentSpec,
         device: torch.device,
         dataset: SharedDataset,
-        model: torch.nn.Module,
+        model: torch.nn.Module | None,
         method: Any,
         protocol: Any,
         metrics: dict[str, Callable[[Predictions, SharedDataset], Any]],

@@ -178,7 +178,7 @@ def summary(result: Result) -> str:
         f"# {result.name}",
         "",
         f"- status: **{result.status}**",
-        f"- dataset `{spec.get('dataset', {}).get('name')}`, model `{spec.get('model', {}).get('name')}`, "
+        f"- dataset `{(spec.get('dataset') or {}).get('name')}`, model `{(spec.get('model') or {}).get('name')}`, "
         f"protocol `{spec.get('protocol', {}).get('name')}`, method `{spec.get('method', {}).get('name')}`",
         f"- seed {result.seed}, device {result.device}, "
         f"{result.timings.get('total', 0.0):.2f} s, {len(result.phases)} phases",

@@ -152,8 +152,9 @@ def run(spec: ExperimentSpec | dict[str, Any] | str | Path, *, registry: Any = N
             stage.set(kind, component)
             return component.load()(*args, **ref.options)
 
-        model = build("model", spec.model, dataset.info)
-        model = model.to(device)
+        model = None
+        if spec.model is not None:
+            model = build("model", spec.model, dataset.info).to(device)
         method = build("method", spec.method)
         protocol = build("protocol", spec.protocol)
         metrics = {ref.name: build("metric", ref) for ref in spec.metrics}

@@ -87,7 +87,7 @@ class ExperimentSpec:
     """
 
     dataset: ComponentRef | str | Mapping[str, Any]
-    model: ComponentRef | str | Mapping[str, Any]
+    model: ComponentRef | str | Mapping[str, Any] | None = None
     protocol: ComponentRef | str | Mapping[str, Any] = "supervised"
     method: ComponentRef | str | Mapping[str, Any] = "sgd"
     metrics: Sequence[ComponentRef | str | Mapping[str, Any]] = ("accuracy", "loss")
@@ -104,6 +104,8 @@ class ExperimentSpec:
     def __post_init__(self) -> None:
         problems: list[str] = []
         for key in SINGLE:
+            if key == "model" and self.model is None:
+                continue  # allowed for protocols that declare uses_model=False
             try:
                 object.__setattr__(self, key, ComponentRef.parse(getattr(self, key), key))
             except SpecError as error:
@@ -138,7 +140,7 @@ class ExperimentSpec:
             f"{key}: unknown field{suggest(key, allowed)}; fields: {', '.join(sorted(allowed))}"
             for key in unknown
         ]
-        missing = [key for key in ("dataset", "model") if key not in data]
+        missing = [key for key in ("dataset",) if key not in data]
         problems += [f"{key}: required field is missing" for key in missing]
         if problems:
             raise SpecError(problems, source)
@@ -180,7 +182,7 @@ class ExperimentSpec:
         for item in fields(self):
             value = getattr(self, item.name)
             if item.name in SINGLE:
-                data[item.name] = value.to_dict()
+                data[item.name] = None if value is None else value.to_dict()
             elif item.name in MANY:
                 data[item.name] = [ref.to_dict() for ref in value]
             else:
@@ -189,7 +191,7 @@ class ExperimentSpec:
 
     def components(self) -> list[tuple[str, str, ComponentRef]]:
         """``(field path, kind, ref)`` for every component the spec names."""
-        named = [(key, key, getattr(self, key)) for key in SINGLE]
+        named = [(key, key, getattr(self, key)) for key in SINGLE if getattr(self, key) is not None]
         for key, kind in MANY.items():
             named += [(f"{key}[{i}]", kind, ref) for i, ref in enumerate(getattr(self, key))]
         return named
@@ -209,6 +211,11 @@ class ExperimentSpec:
             specs[path] = spec
             problems += _check_options(path, ref, spec)
         method, protocol = specs.get("method"), specs.get("protocol")
+        if self.model is None and protocol is not None and protocol.uses_model:
+            problems.append(
+                f"model: required by protocol {protocol.name!r} ({protocol.provider}); name one, "
+                f"e.g. model = \"mlp\" (see `paralab list model`)"
+            )
         if method is not None and protocol is not None and protocol.name not in method.protocols:
             pairs = [
                 f"{m.name} ({m.provider})"

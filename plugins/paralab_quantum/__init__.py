@@ -59,8 +59,9 @@ def paralab_protocols() -> list[ProtocolSpec]:
             "kernel",
             "paralab_quantum.protocol:KernelProtocol",
             "Fit a kernel method (qsvc, svc) once on the train split, evaluate each split; "
-            "the spec's model is not used.",
+            "the spec needs no model.",
             {"train_split": "train", "eval_splits": ["test"]},
+            uses_model=False,
         ),
     ]
 

@@ -3,7 +3,7 @@
 Kernel machines do not train by gradient steps, so the supervised protocol does not fit them;
 this protocol gives them one phase (``fit``) and hands their logits to the host's evaluation
 engine with ``run.evaluate(split, predictions=...)``, so metrics and auditors (a fairness
-audit of a quantum-kernel SVM) work unchanged. The spec's model is not used.
+audit of a quantum-kernel SVM) work unchanged. It declares uses_model=False: the spec names no model.
 """
 
 from __future__ import annotations
