@@ -151,3 +151,25 @@ def test_semantic_loss_composes_with_the_supervised_protocol() -> None:
     constrained = run([{"name": "semantic_loss", "constraint": "exactly_one", "weight": 1.0}])
     assert constrained["test/exactly_one_violations"] < plain["test/exactly_one_violations"] - 0.15
     assert constrained["test/accuracy"] >= 0.85
+
+
+def test_lenet_is_deepproblogs_mnist_network() -> None:
+    pytest.importorskip("deepproblog")
+    import warnings
+
+    from paralab.data import DatasetInfo
+    from paralab_neurosymbolic.models import lenet
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from deepproblog.examples.MNIST.network import MNIST_Net
+
+    info = DatasetInfo("mnist", (1, 28, 28), 10, 784, image_shape=(1, 28, 28))
+    ours, theirs = lenet(info), MNIST_Net(with_softmax=False)
+    shapes = [tuple(p.shape) for p in ours.parameters()]
+    assert shapes == [tuple(p.shape) for p in theirs.parameters()]
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.rand(3, 1, 28, 28)
+    torch.testing.assert_close(ours(x), theirs(x))
+    with pytest.raises(ValueError, match="lenet: dataset 'iris' .* no image_shape"):
+        lenet(DatasetInfo("iris", (4,), 3, 4))
