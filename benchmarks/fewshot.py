@@ -69,12 +69,16 @@ def meta_test(method: Any, model: torch.nn.Module, data: dict[str, Any]) -> floa
     from paralab_fewshot.evaluation import episode_accuracy, episode_predictions
 
     indices = data["test"].sample(600, torch.Generator().manual_seed(123))
-    batches = [TaskBatch.gather(data["digits"], indices[i : i + 100], SHOTS) for i in range(0, 600, 100)]
+    batches = [
+        TaskBatch.gather(data["digits"], indices[i : i + 100], SHOTS) for i in range(0, 600, 100)
+    ]
     predictions = episode_predictions(method, model, batches, data["digits"])
     return float(episode_accuracy(predictions).mean())
 
 
-def bench_maml(data: dict[str, Any], iterations: int, queries: int, evaluate: bool) -> dict[str, Any]:
+def bench_maml(
+    data: dict[str, Any], iterations: int, queries: int, evaluate: bool
+) -> dict[str, Any]:
     from paralab_fewshot.episodes import TaskBatch
     from paralab_fewshot.methods.l2l import L2LMAML
     from paralab_fewshot.methods.maml import MAML
@@ -197,8 +201,12 @@ def main() -> None:
     sampling = bench_sampling(data, repeats=20)
     protonet = bench_protonet(data, args.protonet_episodes)
     summary: dict[str, Any] = {"threads": args.threads, "load_average_1min": os.getloadavg()[0]}
-    for prefix, values in (("maml", maml), ("maml_15q", maml15), ("sampling", sampling),
-                           ("protonet", protonet)):
+    for prefix, values in (
+        ("maml", maml),
+        ("maml_15q", maml15),
+        ("sampling", sampling),
+        ("protonet", protonet),
+    ):
         for key, value in values.items():
             summary[f"{prefix}_{key}"] = round(value, 4) if isinstance(value, float) else value
     for prefix, values in summary.items():

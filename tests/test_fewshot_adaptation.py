@@ -46,8 +46,14 @@ def small_conv4(dtype=torch.float32) -> nn.Module:
 def meta_gradients(model: nn.Module, batch: TaskBatch, *, vectorize: bool, first_order: bool):
     model = copy.deepcopy(model)
     logits = adapted_query_logits(
-        model_forward(model, WAYS), dict(model.named_parameters()), batch.support_x,
-        batch.support_y, batch.query_x, steps=2, lr=0.4, first_order=first_order,
+        model_forward(model, WAYS),
+        dict(model.named_parameters()),
+        batch.support_x,
+        batch.support_y,
+        batch.query_x,
+        steps=2,
+        lr=0.4,
+        first_order=first_order,
         task_map=TaskMap(vectorize),
     )
     loss = F.cross_entropy(logits.flatten(0, 1), batch.query_y.flatten())
@@ -68,8 +74,9 @@ def test_vmap_over_tasks_equals_a_loop_over_tasks(first_order):
 @pytest.mark.parametrize("first_order", [False, True])
 def test_factored_engine_equals_vmap_on_linear_stacks(first_order):
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 16), nn.Tanh(), nn.Linear(16, 16), nn.ReLU(),
-                          nn.Linear(16, 7)).double()
+    model = nn.Sequential(
+        nn.Flatten(), nn.Linear(12, 16), nn.Tanh(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 7)
+    ).double()
     batch = episode(3, (12,), torch.float64)
     results = {}
     for engine in ("factored", "vmap"):
@@ -79,8 +86,11 @@ def test_factored_engine_equals_vmap_on_linear_stacks(first_order):
         assert (method.factored is not None) == (engine == "factored")
         logits = method.query_logits(copied, batch, steps=3, first_order=first_order)
         F.cross_entropy(logits.flatten(0, 1), batch.query_y.flatten()).backward()
-        results[engine] = (logits.detach(), [p.grad for p in copied.parameters()],
-                           method.predict(None, copied, batch))
+        results[engine] = (
+            logits.detach(),
+            [p.grad for p in copied.parameters()],
+            method.predict(None, copied, batch),
+        )
     factored, vmapped = results["factored"], results["vmap"]
     torch.testing.assert_close(factored[0], vmapped[0], rtol=0, atol=1e-10)
     for a, b in zip(factored[1], vmapped[1]):
@@ -104,7 +114,10 @@ def test_second_order_differs_from_first_order():
 
 def test_batch_stat_norm_equals_torch_batch_norm_without_running_stats():
     x = torch.randn(6, 4, 5, 5, dtype=torch.float64, requires_grad=True)
-    ours, reference = BatchStatNorm2d(4).double(), nn.BatchNorm2d(4, track_running_stats=False).double()
+    ours, reference = (
+        BatchStatNorm2d(4).double(),
+        nn.BatchNorm2d(4, track_running_stats=False).double(),
+    )
     with torch.no_grad():
         ours.weight.uniform_(0.5, 1.5)
         ours.bias.uniform_(-1, 1)
@@ -197,7 +210,9 @@ def test_maml_matches_learn2learn_adapted_loss_and_meta_gradient(l2l, first_orde
     for task in range(batch.tasks):
         learner = maml.clone()
         for _ in range(3):
-            learner.adapt(F.cross_entropy(learner(batch.support_x[task])[:, :WAYS], batch.support_y[task]))
+            learner.adapt(
+                F.cross_entropy(learner(batch.support_x[task])[:, :WAYS], batch.support_y[task])
+            )
         task_loss = F.cross_entropy(learner(batch.query_x[task])[:, :WAYS], batch.query_y[task])
         (task_loss / batch.tasks).backward()
         total += float(task_loss) / batch.tasks

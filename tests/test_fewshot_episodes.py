@@ -23,7 +23,11 @@ def tiny():
 
 def test_class_split_is_disjoint_complete_and_seeded(tiny):
     split = split_classes(tiny, (0.6, 0.2, 0.2), seed=3)
-    parts = [set(split.meta_train.tolist()), set(split.meta_val.tolist()), set(split.meta_test.tolist())]
+    parts = [
+        set(split.meta_train.tolist()),
+        set(split.meta_val.tolist()),
+        set(split.meta_test.tolist()),
+    ]
     assert [len(p) for p in parts] == [6, 2, 2]
     assert set().union(*parts) == set(range(10))
     assert sum(len(p) for p in parts) == 10

@@ -37,9 +37,14 @@ def test_alphabet_split_keeps_alphabets_apart(omniglot):
     split = split_classes(omniglot, (0.5, 0.25, 0.25), seed=0, group_by="alphabet")
     alphabet = omniglot.features["alphabet"]
     first = {c: int(alphabet[omniglot.y == c][0]) for c in range(242)}
-    groups = [{first[int(c)] for c in part} for part in (split.meta_train, split.meta_val, split.meta_test)]
+    groups = [
+        {first[int(c)] for c in part}
+        for part in (split.meta_train, split.meta_val, split.meta_test)
+    ]
     assert [len(g) for g in groups] == [4, 2, 2]
-    assert not (groups[0] & groups[1]) and not (groups[0] & groups[2]) and not (groups[1] & groups[2])
+    assert (
+        not (groups[0] & groups[1]) and not (groups[0] & groups[2]) and not (groups[1] & groups[2])
+    )
 
 
 def test_twenty_way_five_shot_episodes_from_omniglot(omniglot):
@@ -67,11 +72,20 @@ def test_protonet_on_omniglot_with_lake_runs_through_paralab_run(data_root):
         "dataset": {"name": "omniglot", "root": str(data_root / "omniglot")},
         "model": {"name": "conv4", "hidden": 8},
         "protocol": {
-            "name": "episodic", "ways": 5, "shots": 1, "queries": 3, "meta_batch": 4,
-            "meta_iterations": 4, "eval_every": 4, "val_episodes": 0, "eval_episodes": 40,
+            "name": "episodic",
+            "ways": 5,
+            "shots": 1,
+            "queries": 3,
+            "meta_batch": 4,
+            "meta_iterations": 4,
+            "eval_every": 4,
+            "val_episodes": 0,
+            "eval_episodes": 40,
             "lake_runs": True,
         },
-        "method": "protonet", "device": "cpu", "output": None,
+        "method": "protonet",
+        "device": "cpu",
+        "output": None,
     }
     result = paralab.run(spec, registry=fewshot_registry())
     assert result.metrics["lake_runs/episodes"] == 20
@@ -107,8 +121,17 @@ def test_finn2017_paper_pieces(data_root):
     spec.loader.exec_module(module)
     from paralab_fewshot.reproduction import omniglot_spec
 
-    built = omniglot_spec({"name": "maml"}, shots=1, iterations=2, meta_batch=2, queries=1,
-                          hidden=8, eval_episodes=10, lake_runs=False, out_features=5)
+    built = omniglot_spec(
+        {"name": "maml"},
+        shots=1,
+        iterations=2,
+        meta_batch=2,
+        queries=1,
+        hidden=8,
+        eval_episodes=10,
+        lake_runs=False,
+        out_features=5,
+    )
     built["dataset"] = {"name": "omniglot", "root": str(data_root / "omniglot")}
     built["protocol"]["eval_meta_batch"] = 10
     result = paralab.run(built, registry=fewshot_registry())

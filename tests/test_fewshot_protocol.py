@@ -56,7 +56,9 @@ def test_default_meta_test_is_600_episodes_with_a_95_percent_interval(registry):
 
 
 def test_same_seed_same_numbers_other_seed_other_numbers(registry):
-    spec = digits_spec("protonet", meta_iterations=4, eval_every=4, eval_episodes=50, val_episodes=0)
+    spec = digits_spec(
+        "protonet", meta_iterations=4, eval_every=4, eval_episodes=50, val_episodes=0
+    )
     first = paralab.run(spec, registry=registry).metrics["meta_test/accuracy"]
     again = paralab.run(spec, registry=registry).metrics["meta_test/accuracy"]
     other = paralab.run({**spec, "seed": 1}, registry=registry).metrics["meta_test/accuracy"]
@@ -83,7 +85,9 @@ def test_every_method_is_scored_on_the_same_test_episodes(registry):
 
     registry = fewshot_registry(("fewshot_test_auditor", AuditPlugin()))
     for method in ("protonet", "fomaml"):
-        spec = digits_spec(method, meta_iterations=2, eval_every=2, eval_episodes=30, val_episodes=0)
+        spec = digits_spec(
+            method, meta_iterations=2, eval_every=2, eval_episodes=30, val_episodes=0
+        )
         result = paralab.run({**spec, "auditors": ["query_recorder"]}, registry=registry)
         assert result.phases[-1]["audits"]["query_recorder/meta_test"] == {"queries": 30 * 3 * 5}
     assert torch.equal(seen["protonet"], seen["fomaml"])
@@ -104,12 +108,21 @@ def test_a_loss_term_from_another_plugin_applies_to_the_query_predictions(regist
             return [LossSpec("logit_penalty", lambda: logit_penalty, "penalises large logits")]
 
     registry = fewshot_registry(("fewshot_test_loss", LossPlugin()))
-    spec = digits_spec({"name": "maml", "inner_steps": 1}, meta_iterations=3, eval_every=3,
-                       eval_episodes=20, val_episodes=0, meta_batch=4)
+    spec = digits_spec(
+        {"name": "maml", "inner_steps": 1},
+        meta_iterations=3,
+        eval_every=3,
+        eval_episodes=20,
+        val_episodes=0,
+        meta_batch=4,
+    )
     plain = paralab.run(spec, registry=registry)
     penalised = paralab.run({**spec, "losses": ["logit_penalty"]}, registry=registry)
     assert calls == [(4 * 3 * 5, 3)] * 3  # every outer step, on all query logits of 4 tasks
-    assert penalised.phases[0]["metrics"]["meta_train/loss"] > plain.phases[0]["metrics"]["meta_train/loss"]
+    assert (
+        penalised.phases[0]["metrics"]["meta_train/loss"]
+        > plain.phases[0]["metrics"]["meta_train/loss"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -178,7 +191,14 @@ def test_digits_example_runs_shortened(registry):
 
     path = Path(__file__).resolve().parents[1] / "examples" / "fewshot_digits_protonet.toml"
     spec = ExperimentSpec.from_toml(path)
-    protocol = {**spec.protocol.to_dict(), "meta_iterations": 10, "eval_every": 10,
-                "val_episodes": 10, "eval_episodes": 60}
-    result = paralab.run(spec.replace(protocol=protocol, output=None, device="cpu"), registry=registry)
+    protocol = {
+        **spec.protocol.to_dict(),
+        "meta_iterations": 10,
+        "eval_every": 10,
+        "val_episodes": 10,
+        "eval_episodes": 60,
+    }
+    result = paralab.run(
+        spec.replace(protocol=protocol, output=None, device="cpu"), registry=registry
+    )
     assert result.metrics["meta_test/accuracy"] > CHANCE

@@ -75,7 +75,9 @@ class TaskMap:
             except (RuntimeError, NotImplementedError, ValueError) as error:
                 logger.warning("vmap cannot batch this model (%s); looping over tasks", error)
                 self.vectorize = False
-        outputs = [function(shared, *(tensor[i] for tensor in batched)) for i in range(len(batched[0]))]
+        outputs = [
+            function(shared, *(tensor[i] for tensor in batched)) for i in range(len(batched[0]))
+        ]
         return torch.stack(outputs)
 
 
@@ -115,14 +117,22 @@ def adapted_query_logits(
     first_order: bool,
     task_map: TaskMap,
 ) -> torch.Tensor:
-    """``(tasks, queries, ways)``: adapt ``params`` on each task's support set, score its queries."""
+    """``(tasks, queries, ways)``: adapt ``params`` on each task's support set, then score
+    its queries."""
 
     def one_task(
-        start: Params, task_support_x: torch.Tensor, task_support_y: torch.Tensor,
+        start: Params,
+        task_support_x: torch.Tensor,
+        task_support_y: torch.Tensor,
         task_query_x: torch.Tensor,
     ) -> torch.Tensor:
         adapted = sgd_adapt(
-            forward, start, task_support_x, task_support_y, steps=steps, lr=lr,
+            forward,
+            start,
+            task_support_x,
+            task_support_y,
+            steps=steps,
+            lr=lr,
             first_order=first_order,
         )
         return forward(adapted, task_query_x)

@@ -126,9 +126,7 @@ class EpisodeSampler:
             if value < minimum:
                 raise EpisodeError(f"{option} = {value}: must be >= {minimum}")
         if classes.numel() == 0:
-            raise EpisodeError(
-                f"the {where} are empty: give {split} a larger share in class_split"
-            )
+            raise EpisodeError(f"the {where} are empty: give {split} a larger share in class_split")
         if shape.ways > classes.numel():
             raise EpisodeError(
                 f"ways = {shape.ways} but the {where} number {classes.numel()}: choose "
@@ -220,9 +218,13 @@ class TaskBatch:
         """This meta-batch cut into meta-batches of at most ``size`` tasks."""
         return [
             TaskBatch(
-                self.support_x[i : i + size], self.support_y[i : i + size],
-                self.support_indices[i : i + size], self.query_x[i : i + size],
-                self.query_y[i : i + size], self.query_indices[i : i + size], self.ways,
+                self.support_x[i : i + size],
+                self.support_y[i : i + size],
+                self.support_indices[i : i + size],
+                self.query_x[i : i + size],
+                self.query_y[i : i + size],
+                self.query_indices[i : i + size],
+                self.ways,
             )
             for i in range(0, self.tasks, size)
         ]

@@ -87,7 +87,10 @@ def evaluate_episodes(
 
 
 def record(
-    run: RunContext, method: EpisodicMethod, batches: list[TaskBatch], name: str,
+    run: RunContext,
+    method: EpisodicMethod,
+    batches: list[TaskBatch],
+    name: str,
     dataset: SharedDataset | None = None,
 ) -> tuple[float, float]:
     """Predict, hand the predictions to ``run.evaluate``, record mean accuracy and CI.

@@ -39,7 +39,9 @@ def supports(model: nn.Module) -> bool:
 class _TaskLinear:
     """One linear layer of every task: the shared weight plus per-task factors and bias."""
 
-    def __init__(self, layer: nn.Linear, tasks: int, weight: torch.Tensor, bias: torch.Tensor | None):
+    def __init__(
+        self, layer: nn.Linear, tasks: int, weight: torch.Tensor, bias: torch.Tensor | None
+    ):
         self.weight = weight
         out_features = layer.out_features
         self.bias = (
@@ -63,7 +65,9 @@ class _TaskLinear:
         shared = (flat @ self.weight.T).reshape(tasks, rows, -1) + self.bias[:, None, :]
         return torch.baddbmm(shared, torch.bmm(x, self.v.transpose(1, 2)), self.u, alpha=-1)
 
-    def step(self, inputs: torch.Tensor, delta: torch.Tensor, bias_grad: torch.Tensor, lr: float) -> None:
+    def step(
+        self, inputs: torch.Tensor, delta: torch.Tensor, bias_grad: torch.Tensor, lr: float
+    ) -> None:
         """Take ``W_t -= lr * delta_t^T inputs_t`` (kept factored) and the bias step."""
         scaled = lr * delta
         self.u = scaled if self.u is None else torch.cat([self.u, scaled], dim=1)
@@ -88,9 +92,14 @@ class FactoredMAML:
         layers: list[object] = []
         for index, module in enumerate(self.model):
             if isinstance(module, nn.Linear):
-                layers.append(_TaskLinear(
-                    module, tasks, params[f"{index}.weight"], params.get(f"{index}.bias"),
-                ))
+                layers.append(
+                    _TaskLinear(
+                        module,
+                        tasks,
+                        params[f"{index}.weight"],
+                        params.get(f"{index}.bias"),
+                    )
+                )
             elif isinstance(module, nn.Flatten):
                 layers.append(lambda x: x.flatten(2))
             else:
@@ -126,7 +135,9 @@ class FactoredMAML:
         """``(tasks, queries, ways)`` logits after ``steps`` inner steps on each support set."""
         tasks = support_x.shape[0]
         layers = self._layers(tasks, params)
-        support_x = support_x.reshape(tasks, support_x.shape[1], -1) if support_x.dim() > 3 else support_x
+        support_x = (
+            support_x.reshape(tasks, support_x.shape[1], -1) if support_x.dim() > 3 else support_x
+        )
         query_x = query_x.reshape(tasks, query_x.shape[1], -1) if query_x.dim() > 3 else query_x
         outer = torch.is_grad_enabled() and any(p.requires_grad for p in params.values())
         create_graph = outer and not first_order
@@ -138,9 +149,12 @@ class FactoredMAML:
                 logits, record = self._forward(layers, support_x, keep=True)
                 logits = logits[..., :ways]
                 # the sum over tasks of each task's mean loss: per-task gradients
-                loss = F.cross_entropy(
-                    logits.reshape(-1, ways), support_y.reshape(-1), reduction="sum"
-                ) / support_y.shape[1]
+                loss = (
+                    F.cross_entropy(
+                        logits.reshape(-1, ways), support_y.reshape(-1), reduction="sum"
+                    )
+                    / support_y.shape[1]
+                )
                 outputs = [out for _, _, out in record]
                 deltas = torch.autograd.grad(loss, outputs, create_graph=create_graph)
                 for (layer, inputs, _), delta in zip(record, deltas):

@@ -57,15 +57,24 @@ class Episodic:
         lake_runs: bool = False,
     ) -> None:
         positive = {
-            "ways": ways, "shots": shots, "meta_batch": meta_batch,
-            "meta_iterations": meta_iterations, "eval_every": eval_every,
-            "eval_episodes": eval_episodes, "eval_meta_batch": eval_meta_batch,
+            "ways": ways,
+            "shots": shots,
+            "meta_batch": meta_batch,
+            "meta_iterations": meta_iterations,
+            "eval_every": eval_every,
+            "eval_episodes": eval_episodes,
+            "eval_meta_batch": eval_meta_batch,
         }
-        problems = [f"{key} = {value}: must be >= 1" for key, value in positive.items() if value < 1]
+        problems = [
+            f"{key} = {value}: must be >= 1" for key, value in positive.items() if value < 1
+        ]
         problems += [
             f"{key} = {value}: must be >= 0"
-            for key, value in {"queries": queries, "train_ways": train_ways,
-                               "val_episodes": val_episodes}.items()
+            for key, value in {
+                "queries": queries,
+                "train_ways": train_ways,
+                "val_episodes": val_episodes,
+            }.items()
             if value < 0
         ]
         if queries == 0:
@@ -89,7 +98,9 @@ class Episodic:
 
     def samplers(self, dataset: SharedDataset) -> dict[str, EpisodeSampler | None]:
         """The meta-train, meta-validation and meta-test samplers; raises on any bad option."""
-        split = split_classes(dataset, self.class_split, seed=self.split_seed, group_by=self.split_by)
+        split = split_classes(
+            dataset, self.class_split, seed=self.split_seed, group_by=self.split_by
+        )
         if self.val_episodes and split.meta_val.numel() == 0:
             raise EpisodeError(
                 f"val_episodes = {self.val_episodes} but the meta_val classes of dataset "
@@ -99,7 +110,8 @@ class Episodic:
         return {
             "meta_train": EpisodeSampler(dataset, split.meta_train, self.train_shape, "meta_train"),
             "meta_val": EpisodeSampler(dataset, split.meta_val, self.shape, "meta_val")
-            if self.val_episodes else None,
+            if self.val_episodes
+            else None,
             "meta_test": EpisodeSampler(dataset, split.meta_test, self.shape, "meta_test"),
         }
 
@@ -145,17 +157,32 @@ class Episodic:
                 validation = samplers["meta_val"]
                 if validation is not None:
                     evaluate_episodes(
-                        run, method, validation, episodes=self.val_episodes,
-                        meta_batch=self.eval_meta_batch, name="meta_val",
+                        run,
+                        method,
+                        validation,
+                        episodes=self.val_episodes,
+                        meta_batch=self.eval_meta_batch,
+                        name="meta_val",
                         generator=_generator(run.seed, _VALIDATION_STREAM),
                     )
-        with run.phase("meta_test", 0, ways=self.shape.ways, shots=self.shape.shots,
-                       queries=self.shape.queries, **sizes):
+        with run.phase(
+            "meta_test",
+            0,
+            ways=self.shape.ways,
+            shots=self.shape.shots,
+            queries=self.shape.queries,
+            **sizes,
+        ):
             test = samplers["meta_test"]
             assert test is not None
             evaluate_episodes(
-                run, method, test, episodes=self.eval_episodes, meta_batch=self.eval_meta_batch,
-                name="meta_test", generator=_generator(run.seed, _TEST_STREAM),
+                run,
+                method,
+                test,
+                episodes=self.eval_episodes,
+                meta_batch=self.eval_meta_batch,
+                name="meta_test",
+                generator=_generator(run.seed, _TEST_STREAM),
             )
             if lake is not None:
                 record(run, method, [lake[1]], "lake_runs", dataset=lake[0])

@@ -17,8 +17,16 @@ SPLIT = [0.6, 0.2, 0.2]
 
 
 def omniglot_spec(
-    method: dict[str, Any], *, shots: int, iterations: int, meta_batch: int, queries: int,
-    hidden: int, train_ways: int = 0, eval_episodes: int = 600, lake_runs: bool = True,
+    method: dict[str, Any],
+    *,
+    shots: int,
+    iterations: int,
+    meta_batch: int,
+    queries: int,
+    hidden: int,
+    train_ways: int = 0,
+    eval_episodes: int = 600,
+    lake_runs: bool = True,
     out_features: int = 0,
 ) -> dict[str, Any]:
     """An experiment spec: ``method`` on 5-way ``shots``-shot Omniglot episodes with Conv-4."""
@@ -27,10 +35,19 @@ def omniglot_spec(
         "dataset": "omniglot",
         "model": {"name": "conv4", "hidden": hidden, "out_features": out_features},
         "protocol": {
-            "name": "episodic", "ways": 5, "shots": shots, "queries": queries,
-            "train_ways": train_ways, "meta_batch": meta_batch, "meta_iterations": iterations,
-            "eval_every": iterations, "val_episodes": 0, "eval_episodes": eval_episodes,
-            "eval_meta_batch": 50, "class_split": SPLIT, "lake_runs": lake_runs,
+            "name": "episodic",
+            "ways": 5,
+            "shots": shots,
+            "queries": queries,
+            "train_ways": train_ways,
+            "meta_batch": meta_batch,
+            "meta_iterations": iterations,
+            "eval_every": iterations,
+            "val_episodes": 0,
+            "eval_episodes": eval_episodes,
+            "eval_meta_batch": 50,
+            "class_split": SPLIT,
+            "lake_runs": lake_runs,
         },
         "method": method,
         "output": None,

@@ -31,7 +31,9 @@ class EpisodicMethod:
         self.meta_lr = meta_lr
         self.optimizer: torch.optim.Optimizer | None = None
 
-    def setup(self, run: RunContext | None, model: nn.Module, ways: int, sample: torch.Tensor) -> None:
+    def setup(
+        self, run: RunContext | None, model: nn.Module, ways: int, sample: torch.Tensor
+    ) -> None:
         """Prepare for episodes of up to ``ways`` classes; ``sample`` is a few dataset inputs.
 
         Called by the protocol before training; raise here (not midway) when the model
@@ -49,8 +51,14 @@ class EpisodicMethod:
 
     # ------------------------------------------------------------------------------ helpers
 
-    def apply(self, run: RunContext | None, loss: torch.Tensor, batch: TaskBatch,
-              logits: torch.Tensor, model: nn.Module) -> float:
+    def apply(
+        self,
+        run: RunContext | None,
+        loss: torch.Tensor,
+        batch: TaskBatch,
+        logits: torch.Tensor,
+        model: nn.Module,
+    ) -> float:
         """Add the spec's loss terms on the query predictions, then take the optimizer step."""
         if run is not None and run.loss_terms:
             flat = Batch(

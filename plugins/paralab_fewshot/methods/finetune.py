@@ -54,13 +54,16 @@ class Finetune(EpisodicMethod):
         super().__init__(meta_lr)
         if head_steps < 1 or head_lr <= 0:
             raise ValueError(
-                f"finetune: head_steps must be >= 1 and head_lr positive, got {head_steps}, {head_lr}"
+                "finetune: head_steps must be >= 1 and head_lr positive, got "
+                f"{head_steps}, {head_lr}"
             )
         self.head_steps = head_steps
         self.head_lr = head_lr
         self.encoder: nn.Module | None = None
 
-    def setup(self, run: RunContext | None, model: nn.Module, ways: int, sample: torch.Tensor) -> None:
+    def setup(
+        self, run: RunContext | None, model: nn.Module, ways: int, sample: torch.Tensor
+    ) -> None:
         self.encoder, head, _ = split_head(model)
         if run is not None and head.out_features < run.dataset.info.n_classes:
             raise ValueError(

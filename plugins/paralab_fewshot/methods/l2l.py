@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 INSTALL_HINT = (
     "learn2learn is not installed (the l2l_maml method needs it). Its 0.2.0 release does not "
     "compile on Python >= 3.11 from PyPI; build a wheel with `scripts/build_learn2learn.sh` and "
-    "install it: `pip install \"$(scripts/build_learn2learn.sh)\"`"
+    'install it: `pip install "$(scripts/build_learn2learn.sh)"`'
 )
 
 
@@ -80,7 +80,9 @@ class L2LMAML(EpisodicMethod):
             )
         return self.maml
 
-    def setup(self, run: RunContext | None, model: nn.Module, ways: int, sample: torch.Tensor) -> None:
+    def setup(
+        self, run: RunContext | None, model: nn.Module, ways: int, sample: torch.Tensor
+    ) -> None:
         check_outputs(model, sample, ways, self.name)
         self.wrap(model)
         super().setup(run, model, ways, sample)
@@ -104,10 +106,16 @@ class L2LMAML(EpisodicMethod):
             if run is not None and run.loss_terms:
                 from paralab.context import Batch
 
-                loss = loss + run.extra_loss(Batch(
-                    batch.query_x[task], batch.query_y[task], batch.query_indices[task],
-                    logits, model, run,
-                ))
+                loss = loss + run.extra_loss(
+                    Batch(
+                        batch.query_x[task],
+                        batch.query_y[task],
+                        batch.query_indices[task],
+                        logits,
+                        model,
+                        run,
+                    )
+                )
             (loss / batch.tasks).backward()
             total += float(loss.detach())
         self.optimizer.step()

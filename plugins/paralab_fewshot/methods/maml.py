@@ -70,7 +70,9 @@ class MAML(EpisodicMethod):
         self.task_map = TaskMap(engine != "loop")
         self.factored: FactoredMAML | None = None
 
-    def setup(self, run: RunContext | None, model: nn.Module, ways: int, sample: torch.Tensor) -> None:
+    def setup(
+        self, run: RunContext | None, model: nn.Module, ways: int, sample: torch.Tensor
+    ) -> None:
         check_outputs(model, sample, ways, self.name)
         if self.engine == "factored" and not supports(model):
             raise ValueError(
@@ -82,7 +84,12 @@ class MAML(EpisodicMethod):
         super().setup(run, model, ways, sample)
 
     def query_logits(
-        self, model: nn.Module, batch: TaskBatch, *, steps: int, first_order: bool,
+        self,
+        model: nn.Module,
+        batch: TaskBatch,
+        *,
+        steps: int,
+        first_order: bool,
         params: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Adapt on each support set; ``(tasks, queries, ways)`` logits of the queries."""
@@ -90,14 +97,26 @@ class MAML(EpisodicMethod):
             params = dict(model.named_parameters())
         if self.factored is not None and self.factored.model is model:
             return self.factored.query_logits(
-                params, batch.support_x, batch.support_y, batch.query_x, batch.ways,
-                steps=steps, lr=self.inner_lr, first_order=first_order,
+                params,
+                batch.support_x,
+                batch.support_y,
+                batch.query_x,
+                batch.ways,
+                steps=steps,
+                lr=self.inner_lr,
+                first_order=first_order,
             )
         buffers = dict(model.named_buffers())
         return adapted_query_logits(
-            model_forward(model, batch.ways, buffers), params, batch.support_x,
-            batch.support_y, batch.query_x, steps=steps, lr=self.inner_lr,
-            first_order=first_order, task_map=self.task_map,
+            model_forward(model, batch.ways, buffers),
+            params,
+            batch.support_x,
+            batch.support_y,
+            batch.query_x,
+            steps=steps,
+            lr=self.inner_lr,
+            first_order=first_order,
+            task_map=self.task_map,
         )
 
     def meta_step(self, run: RunContext | None, model: nn.Module, batch: TaskBatch) -> float:
@@ -135,7 +154,9 @@ class ANIL(MAML):
 
     name = "anil"
 
-    def setup(self, run: RunContext | None, model: nn.Module, ways: int, sample: torch.Tensor) -> None:
+    def setup(
+        self, run: RunContext | None, model: nn.Module, ways: int, sample: torch.Tensor
+    ) -> None:
         self.encoder, self.head, _ = split_head(model)
         if self.head.out_features < ways:
             raise ValueError(
@@ -145,7 +166,12 @@ class ANIL(MAML):
         EpisodicMethod.setup(self, run, model, ways, sample)
 
     def query_logits(
-        self, model: nn.Module, batch: TaskBatch, *, steps: int, first_order: bool,
+        self,
+        model: nn.Module,
+        batch: TaskBatch,
+        *,
+        steps: int,
+        first_order: bool,
         params: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         tasks, n_support = batch.support_x.shape[:2]
@@ -157,6 +183,13 @@ class ANIL(MAML):
         if params is not None:
             head = {key: value.detach() for key, value in head.items()}
         return adapted_query_logits(
-            linear_forward(batch.ways), head, support, batch.support_y, query, steps=steps,
-            lr=self.inner_lr, first_order=first_order, task_map=self.task_map,
+            linear_forward(batch.ways),
+            head,
+            support,
+            batch.support_y,
+            query,
+            steps=steps,
+            lr=self.inner_lr,
+            first_order=first_order,
+            task_map=self.task_map,
         )

@@ -47,7 +47,9 @@ class ProtoNet(EpisodicMethod):
         self.embedding = embedding
         self.encoder: nn.Module | None = None
 
-    def setup(self, run: RunContext | None, model: nn.Module, ways: int, sample: torch.Tensor) -> None:
+    def setup(
+        self, run: RunContext | None, model: nn.Module, ways: int, sample: torch.Tensor
+    ) -> None:
         self.encoder = split_head(model)[0] if self.embedding == "penultimate" else model
         params = [p for p in self.encoder.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(params, lr=self.meta_lr)

@@ -53,7 +53,9 @@ class Reptile(EpisodicMethod):
         self.eval_inner_steps = eval_inner_steps or inner_steps
         self.task_map = TaskMap(engine != "loop")
 
-    def setup(self, run: RunContext | None, model: nn.Module, ways: int, sample: torch.Tensor) -> None:
+    def setup(
+        self, run: RunContext | None, model: nn.Module, ways: int, sample: torch.Tensor
+    ) -> None:
         check_outputs(model, sample, ways, self.name)
         self.optimizer = torch.optim.SGD(model.parameters(), lr=self.meta_lr)
 
@@ -64,7 +66,12 @@ class Reptile(EpisodicMethod):
         y = torch.cat([batch.support_y, batch.query_y], dim=1)
         with torch.no_grad():
             adapted = adapted_params(
-                forward, params, x, y, steps=self.inner_steps, lr=self.inner_lr,
+                forward,
+                params,
+                x,
+                y,
+                steps=self.inner_steps,
+                lr=self.inner_lr,
                 task_map=self.task_map,
             )
             logits = forward(params, batch.query_x.flatten(0, 1)).reshape(
@@ -81,7 +88,13 @@ class Reptile(EpisodicMethod):
         params = {key: value.detach() for key, value in model.named_parameters()}
         with torch.no_grad():
             return adapted_query_logits(
-                model_forward(model, batch.ways, dict(model.named_buffers())), params,
-                batch.support_x, batch.support_y, batch.query_x, steps=self.eval_inner_steps,
-                lr=self.inner_lr, first_order=True, task_map=self.task_map,
+                model_forward(model, batch.ways, dict(model.named_buffers())),
+                params,
+                batch.support_x,
+                batch.support_y,
+                batch.query_x,
+                steps=self.eval_inner_steps,
+                lr=self.inner_lr,
+                first_order=True,
+                task_map=self.task_map,
             )
