@@ -109,3 +109,24 @@ def test_empty_split_is_a_clear_error(tiny):
         EpisodeSampler(tiny, torch.tensor([], dtype=torch.long), EpisodeShape(2, 1, 1), "meta_val")
     with pytest.raises(EpisodeError, match="three non-negative fractions"):
         split_classes(tiny, (0.5, 0.5))
+
+
+def test_episode_accuracy_and_its_confidence_interval():
+    from paralab.evaluation import Predictions, accuracy, mean_confidence_interval
+    from paralab_fewshot.evaluation import episode_accuracy
+
+    # 3 episodes of 2 queries: both right, one right, none right
+    logits = torch.tensor([[2.0, 0], [0, 2.0], [2.0, 0], [2.0, 0], [0, 2.0], [0, 2.0]])
+    targets = torch.tensor([0, 1, 0, 1, 0, 0])
+    predictions = Predictions(
+        logits=logits,
+        targets=targets,
+        indices=torch.arange(6),
+        extras={"episode": torch.tensor([0, 0, 1, 1, 2, 2]), "episodes": 3},
+    )
+    per_episode = episode_accuracy(predictions)
+    assert per_episode.tolist() == [1.0, 0.5, 0.0]
+    assert accuracy(predictions) == pytest.approx(float(per_episode.mean()))
+    mean, half = mean_confidence_interval(per_episode)
+    assert mean == pytest.approx(0.5)
+    assert half == pytest.approx(1.959964 * 0.5 / 3**0.5)
