@@ -27,7 +27,7 @@ from paralab.context import ComponentFailure, RunContext, logger
 from paralab.data.cache import load_dataset
 from paralab.host import Hooks, get_registry
 from paralab.results import Result, ResultWriter
-from paralab.spec import ComponentRef, ExperimentSpec
+from paralab.spec import ComponentRef, ExperimentSpec, SpecError
 
 _CORE_PACKAGES = ("paralab", "torch", "numpy", "pluggy", "scikit-learn")
 _OPTIONAL_PACKAGES = {
@@ -102,18 +102,22 @@ class _Stage:
         self.kind = "host"
         self.name = ""
         self.provider = ""
+        self.path = ""
+        self.built = False
 
-    def set(self, kind: str, spec: Any = None) -> None:
+    def set(self, kind: str, spec: Any = None, path: str = "") -> None:
         self.kind = kind
         self.name = getattr(spec, "name", "")
         self.provider = getattr(spec, "provider", "")
+        self.path = path
 
 
 def run(spec: ExperimentSpec | dict[str, Any] | str | Path, *, registry: Any = None) -> Result:
     """Run an experiment and return its :class:`Result`.
 
     ``spec`` is an :class:`ExperimentSpec`, a dict in the TOML layout, or a path to a TOML file.
-    Raises :class:`paralab.SpecError` before anything runs when the spec is invalid, and
+    Raises :class:`paralab.SpecError` before anything runs when the spec is invalid (a factory
+    that rejects an option value with ``ValueError`` counts as invalid too), and
     :class:`RunError` (with the partial result) when a component fails midway.
 
     >>> import paralab
@@ -141,27 +145,33 @@ def run(spec: ExperimentSpec | dict[str, Any] | str | Path, *, registry: Any = N
     middleware: list[str] = []
     context: RunContext | None = None
     try:
+        # Components that do not depend on the data first: a bad option value fails fast.
+        def build(path: str, kind: str, ref: ComponentRef, *args: Any) -> Any:
+            component = registry.component(kind, ref.name)
+            stage.set(kind, component, path)
+            return component.load()(*args, **ref.options)
+
+        method = build("method", "method", spec.method)
+        protocol = build("protocol", "protocol", spec.protocol)
+        metrics = {ref.name: build(f"metrics[{i}]", "metric", ref) for i, ref in enumerate(spec.metrics)}
+        auditors = {
+            ref.name: build(f"auditors[{i}]", "auditor", ref) for i, ref in enumerate(spec.auditors)
+        }
+        loss_terms = {ref.name: build(f"losses[{i}]", "loss", ref) for i, ref in enumerate(spec.losses)}
+        middleware_objects = [
+            (position, ref, build(f"middleware[{position}]", "middleware", ref))
+            for position, ref in enumerate(spec.middleware)
+        ]
         dataset_ref = spec.dataset
-        stage.set("dataset", registry.component("dataset", dataset_ref.name))
+        stage.set("dataset", registry.component("dataset", dataset_ref.name), "dataset")
         t0 = time.perf_counter()
         dataset = load_dataset(dataset_ref.name, device=device, registry=registry, **dataset_ref.options)
         result.timings["data"] = time.perf_counter() - t0
-
-        def build(kind: str, ref: ComponentRef, *args: Any) -> Any:
-            component = registry.component(kind, ref.name)
-            stage.set(kind, component)
-            return component.load()(*args, **ref.options)
-
         model = None
         if spec.model is not None:
-            model = build("model", spec.model, dataset.info).to(device)
-        method = build("method", spec.method)
-        protocol = build("protocol", spec.protocol)
-        metrics = {ref.name: build("metric", ref) for ref in spec.metrics}
-        auditors = {ref.name: build("auditor", ref) for ref in spec.auditors}
-        loss_terms = {ref.name: build("loss", ref) for ref in spec.losses}
-        for position, ref in reversed(list(enumerate(spec.middleware))):
-            plugin = build("middleware", ref)
+            model = build("model", "model", spec.model, dataset.info).to(device)
+        stage.built = True
+        for position, ref, plugin in reversed(middleware_objects):
             name = f"middleware[{position}]:{ref.name}:{id(plugin)}"
             registry.pm.register(plugin, name=name)
             middleware.append(name)
@@ -201,6 +211,11 @@ def run(spec: ExperimentSpec | dict[str, Any] | str | Path, *, registry: Any = N
         writer.finish(result)
         return result
     except Exception as error:
+        if isinstance(error, ValueError) and not stage.built and stage.path:
+            # A factory rejected an option value: bad input, reported like any spec error.
+            raise SpecError(
+                [f"{stage.path}: {stage.kind} {stage.name!r} ({stage.provider}): {error}"]
+            ) from error
         if isinstance(error, ComponentFailure):
             stage.set(error.kind, registry.components[error.kind].get(error.name))
             error = error.__cause__ or error
