@@ -264,11 +264,18 @@ class Attributions(_Explaining):
             pixels = lambda values: ((values.float() / size) @ membership).reshape(image_shape).mean(0)  # noqa: E731
             written["heat_map"] = plots.heat_maps(folder / "importance.png",
                                                   [pixels(history[-1])], ["all classes"], title)
-            per_class = self.per_class_history[split]
-            present = [c for c in range(len(per_class)) if not bool(per_class[c].isnan().any())]
+            # each class from the last evaluated split that explained rows of it (a continual
+            # run's experiences hold different classes)
+            per_class: dict[int, torch.Tensor] = {}
+            for table in self.per_class_history.values():
+                for code in range(len(table)):
+                    if not bool(table[code].isnan().any()):
+                        per_class[code] = table[code]
+            present = sorted(per_class)
             written["class_heat_maps"] = plots.heat_maps(
                 folder / "importance_per_class.png", [pixels(per_class[c]) for c in present],
-                [run.dataset.class_names[c] for c in present], title)
+                [run.dataset.class_names[c] for c in present],
+                f"{self.method} on {run.dataset.name}, per class")
         else:
             written["importance"] = plots.bar_chart(folder / "importance.png", names, history[-1],
                                                     title, top=20)
