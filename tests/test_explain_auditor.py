@@ -43,6 +43,7 @@ def test_attributions_audit_every_epoch_with_plots_and_drift(registry, tmp_path)
     assert max(last["importance"].values()) == pytest.approx(
         last["importance"][last["top"][0]])
     assert last["completeness_relative_gap"] < 0.01
+    assert last["model_agreement"] == 1.0 and "warning" not in last
     assert set(last["per_class"]) <= {"class_0", "class_1", "class_2", "0", "1", "2"}
     final = result.audits["attributions"]["splits"]["test"]
     assert final["phases"] == ["epoch 0", "epoch 1", "epoch 2"]
@@ -152,3 +153,43 @@ def test_adult_sensitive_attribute_share_with_exact_shapley_over_columns(registr
     race = audit["per_group"]["race"]
     assert 0 < race["share"] < 1 and set(race["groups"]) <= set(
         ("Amer-Indian-Eskimo", "Asian-Pac-Islander", "Black", "Other", "White"))
+
+
+class _OtherPredictor:
+    """A protocol whose evaluated predictions come from a constant classifier, not run.model
+    (like an estimator protocol or per-task heads)."""
+
+    def execute(self, run):
+        import torch
+
+        from paralab.evaluation import Predictions
+
+        test = run.dataset.split("test")
+        logits = torch.zeros(len(test), run.info.n_classes)
+        logits[:, 0] = 1.0
+        with run.phase("epoch", 0):
+            run.evaluate("test", predictions=Predictions(logits, test.y, test.indices,
+                                                         run.dataset, "test"))
+
+
+class _OtherPredictorPlugin:
+    PARALAB_API = "1.0"
+
+    @paralab.hookimpl
+    def paralab_protocols(self):
+        return [paralab.ProtocolSpec("other_predictor", _OtherPredictor, "test protocol")]
+
+    @paralab.hookimpl
+    def paralab_methods(self):
+        return [paralab.MethodSpec("noop", "paralab.methods:SGD", "test method",
+                                   protocols=("other_predictor",))]
+
+
+def test_predictions_not_made_by_run_model_are_flagged(registry):
+    registry.add("explain_other_predictor", _OtherPredictorPlugin())
+    spec = _spec(protocol="other_predictor", method="noop",
+                 auditors=[{"name": "attributions", "rows": 20, "steps": 8}])
+    result = paralab.run(spec, registry=registry)
+    audit = result.phases[-1]["audits"]["attributions/test"]
+    assert audit["model_agreement"] < 1.0
+    assert "another predictor" in audit["warning"]

@@ -127,6 +127,28 @@ class _Explaining:
         chosen = predictions.labels if self.target == "predicted" else predictions.targets
         return positions, chosen[positions]
 
+    def _agreement(self, run: RunContext, x: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+        """Does ``run.model`` make the audited predictions? A protocol may evaluate another
+        predictor (a scikit-learn estimator, per-task heads, transformed inputs); then the
+        explanation is of ``run.model``, and the report says so instead of passing silently."""
+        was_training = run.model.training
+        run.model.eval()
+        try:
+            with torch.no_grad():
+                ours = run.model(x.reshape(len(x), *run.dataset.info.input_shape)).argmax(dim=-1)
+        finally:
+            run.model.train(was_training)
+        agreement = float((ours == labels).float().mean())
+        report: dict[str, Any] = {"model_agreement": round(agreement, 6)}
+        if agreement < 1.0:
+            report["warning"] = (
+                f"run.model predicts the audited class for only {agreement:.0%} of the explained "
+                "rows: these predictions come (at least partly) from another predictor, and the "
+                "attributions explain run.model"
+            )
+            run.log(f"{self.name}: {report['warning']}")
+        return report
+
     def _explain(self, run: RunContext, method: str, x: torch.Tensor, target: torch.Tensor
                  ) -> Attribution:
         info = run.dataset.info
@@ -209,6 +231,7 @@ class Attributions(_Explaining):
                 [str(c) for c in range(predictions.n_classes)], names
             ),
         }
+        report.update(self._agreement(run, x, predictions.labels[positions]))
         if self.method in ADDITIVE:
             function = ClassOutput(run.model, run.dataset.info.input_shape, self.output)
             report.update(completeness_gap(function, x.float(), attribution.baseline, target,
