@@ -150,11 +150,19 @@ def test_a_failing_client_is_reported_and_the_round_goes_on(tmp_path) -> None:
         ({"fraction": 0.0}, r"fraction = 0.0 must be in \(0, 1\]"),
         ({"fraction": 1.5}, r"fraction = 1.5 must be in \(0, 1\]"),
         ({"partition": "dirichlet", "alpha": 0.0}, "alpha = 0.0 must be > 0"),
-        ({"clients": 5000}, "clients = 5000 is more than the 1437 training examples"),
         ({"backend": "gpu-farm"}, "backend = 'gpu-farm' is unknown"),
     ],
 )
-def test_bad_options_fail_before_the_first_round(options, message) -> None:
-    with pytest.raises(paralab.RunError, match=message) as caught:
+def test_bad_options_are_spec_errors_naming_the_option(options, message) -> None:
+    # The protocol's constructor rejects them; the host reports that as an invalid spec.
+    with pytest.raises(paralab.SpecError, match=message) as caught:
         run(**options)
+    assert "protocol" in str(caught.value)
+
+
+def test_more_clients_than_examples_fails_before_the_first_round() -> None:
+    # Only the dataset knows its size: checked when the partition is made, before round 0.
+    with pytest.raises(paralab.RunError,
+                       match="clients = 5000 is more than the 1437 training examples") as caught:
+        run(clients=5000)
     assert caught.value.result.phases == []
