@@ -40,9 +40,11 @@ def test_dataset_without_sensitive_features_needs_the_option() -> None:
 
 
 def test_penalty_with_unknown_constraint_or_feature_fails_before_training() -> None:
-    error = run_error({**RUN, "losses": [{"name": "fairness_penalty", "constraint": "parity"}]})
+    with fairness_registry(), pytest.raises(paralab.SpecError) as caught:
+        paralab.run({**RUN, "losses": [{"name": "fairness_penalty", "constraint": "parity"}]})
+    assert "losses[0]" in str(caught.value)
     assert "constraint = 'parity' is not one of ['demographic_parity', 'equalized_odds']" in str(
-        error
+        caught.value
     )
     error = run_error({**RUN, "losses": [{"name": "fairness_penalty", "sensitive": ["sex"]}]})
     assert "loss fairness_penalty: option sensitive names ['sex']" in str(error)

@@ -122,7 +122,7 @@ def test_auditor_and_penalty_work_under_another_protocol() -> None:
 ])
 def test_fairlearn_mitigations_reduce_demographic_parity(method: dict) -> None:
     spec = {**TRAIN, "protocol": {"name": "estimator", "sensitive": ["group"]},
-            "model": "linear", "output": None,
+            "model": None, "output": None,
             "auditors": [{"name": "fairness", "bootstrap": 0, "sensitive": ["group"]}]}
     with fairness_registry():
         baseline = paralab.run({**spec, "method": "unmitigated"})
@@ -140,7 +140,7 @@ def test_fairlearn_mitigations_reduce_demographic_parity(method: dict) -> None:
 
 def test_estimator_predictions_keep_the_randomized_labels_and_expected_scores() -> None:
     with fairness_registry() as (_, probe):
-        paralab.run({**TRAIN, "model": "linear", "output": None,
+        paralab.run({**TRAIN, "model": None, "output": None,
                      "protocol": {"name": "estimator", "sensitive": ["group"]},
                      "method": {"name": "exponentiated_gradient", "max_iter": 10}})
     predictions = probe.evaluations[-1].predictions

@@ -117,7 +117,6 @@ def run_point(probe: PaperPlugin, dataset: str, sensitive: str, method: dict[str
     result = paralab.run({
         "name": f"agarwal2018-{dataset}",
         "dataset": {"name": dataset, "root": root},
-        "model": "linear",  # unused by the estimator protocol
         "protocol": {"name": "estimator", "estimator": "logistic_regression",
                      "sensitive": [sensitive]},
         "method": method,

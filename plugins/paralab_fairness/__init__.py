@@ -32,7 +32,7 @@ from paralab.hookspecs import hookimpl
 
 PARALAB_API = "1.0"
 
-_ESTIMATOR_EXAMPLE = {"dataset": "biased_synthetic", "model": "linear"}
+_ESTIMATOR_EXAMPLE = {"dataset": "biased_synthetic"}
 
 
 @hookimpl
@@ -91,10 +91,11 @@ def paralab_protocols() -> list[ProtocolSpec]:
             "estimator",
             "paralab_fairness.estimators:EstimatorProtocol",
             "Fit a scikit-learn estimator (with the method's fairlearn mitigation) on the train "
-            "split and evaluate it like any model; the spec's model axis is unused.",
+            "split and evaluate it like any model; it uses no torch model (omit `model`).",
             {"estimator": "logistic_regression", "max_iter": 1000, "sensitive": [],
              "positive_class": 1, "train_split": "train", "eval_splits": ["test"]},
             example=_ESTIMATOR_EXAMPLE,
+            uses_model=False,
         )
     ]
 

@@ -2,8 +2,8 @@
 
 fairlearn's reductions (``ExponentiatedGradient``, ``GridSearch``) and post-processing
 (``ThresholdOptimizer``) act on scikit-learn estimators, not on torch modules. The
-``estimator`` protocol fits one on the train split (the spec's model axis is not used by this
-protocol; name any model, e.g. ``linear``) and hands its predictions to ``run.evaluate``, so
+``estimator`` protocol fits one on the train split (it declares ``uses_model=False``: a spec
+omits ``model``) and hands its predictions to ``run.evaluate``, so
 every metric and auditor of paralab, the fairness audit included, reads them as it reads a
 neural network's. The methods are thin: fairlearn does the mitigation.
 
