@@ -118,11 +118,14 @@ def test_faithfulness_scores_each_method(registry):
     ],
 )
 def test_bad_options_fail_before_training(registry, auditor, needle):
-    with pytest.raises(paralab.RunError) as error:
+    # Option values are checked when the spec is validated (SpecError) or, for checks that
+    # need the data and the model, when the run starts (RunError): never after training.
+    with pytest.raises((paralab.SpecError, paralab.RunError)) as error:
         paralab.run(_spec(auditors=[auditor]), registry=registry)
     assert needle in str(error.value)
     assert "paralab_explain" in str(error.value)
-    assert error.value.result.phases == []  # nothing was trained
+    if isinstance(error.value, paralab.RunError):
+        assert error.value.result.phases == []  # nothing was trained
 
 
 def test_unknown_option_is_a_spec_error(registry):
@@ -177,12 +180,14 @@ class _OtherPredictorPlugin:
 
     @paralab.hookimpl
     def paralab_protocols(self):
-        return [paralab.ProtocolSpec("other_predictor", _OtherPredictor, "test protocol")]
+        return [paralab.ProtocolSpec("other_predictor", _OtherPredictor, "test protocol"),
+                paralab.ProtocolSpec("modelless", _OtherPredictor, "test protocol",
+                                     uses_model=False)]
 
     @paralab.hookimpl
     def paralab_methods(self):
         return [paralab.MethodSpec("noop", "paralab.methods:SGD", "test method",
-                                   protocols=("other_predictor",))]
+                                   protocols=("other_predictor", "modelless"))]
 
 
 def test_predictions_not_made_by_run_model_are_flagged(registry):
@@ -193,3 +198,12 @@ def test_predictions_not_made_by_run_model_are_flagged(registry):
     audit = result.phases[-1]["audits"]["attributions/test"]
     assert audit["model_agreement"] < 1.0
     assert "another predictor" in audit["warning"]
+
+
+def test_a_run_without_a_torch_model_is_refused_before_it_starts(registry):
+    registry.add("explain_other_predictor", _OtherPredictorPlugin())
+    spec = _spec(protocol="modelless", method="noop", auditors=["attributions"])
+    del spec["model"]
+    with pytest.raises(paralab.RunError, match="uses no model") as error:
+        paralab.run(spec, registry=registry)
+    assert error.value.result.phases == []

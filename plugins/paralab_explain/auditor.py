@@ -91,6 +91,12 @@ class _Explaining:
 
     def prepare(self, run: RunContext) -> None:
         """Resolve players and baseline on the run's data; probe the model. Fails clearly."""
+        if not isinstance(run.model, torch.nn.Module):
+            raise ExplainError(
+                f"auditor {self.name!r} explains the run's torch model, but this run has none "
+                f"(protocol {run.spec.protocol.name!r} uses no model); audit a run whose "
+                "protocol trains a torch model (supervised, continual, federated, ...)"
+            )
         dataset = run.dataset
         info = dataset.info
         flat = dataset.x.reshape(len(dataset), -1)
