@@ -64,7 +64,7 @@ def paralab_auditors() -> list[AuditorSpec]:
         ),
         AuditorSpec(
             name="faithfulness",
-            factory="paralab_explain.auditor:Faithfulness",
+            factory="paralab_explain.faithfulness_auditor:Faithfulness",
             description=(
                 "Faithfulness of attribution methods, per method: completeness gap, deletion "
                 "and insertion AUC, Captum's infidelity and sensitivity_max."
@@ -86,8 +86,8 @@ def paralab_auditors() -> list[AuditorSpec]:
 @hookimpl
 def paralab_before_experiment(run: Any) -> None:
     """Check the explain auditors' options against the data and model, before training."""
-    from paralab_explain.auditor import Attributions, Faithfulness
+    from paralab_explain.auditor import ExplainingAuditor
 
     for auditor in run.auditors.values():
-        if isinstance(auditor, (Attributions, Faithfulness)):
+        if isinstance(auditor, ExplainingAuditor):
             auditor.prepare(run)
