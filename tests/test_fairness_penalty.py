@@ -35,7 +35,7 @@ def test_penalty_on_a_batch_has_the_right_value_and_a_gradient() -> None:
     batch = Batch(dataset.x[indices], dataset.y[indices], indices, logits, torch.nn.Identity(),
                   run)  # type: ignore[arg-type]
     penalty = FairnessPenalty(sensitive=["group"], weight=2.0)
-    penalty.paralab_fairness_validate(run)  # type: ignore[arg-type]
+    penalty.validate(run)  # type: ignore[arg-type]
     value = penalty(batch)
     p = torch.softmax(logits, dim=-1)[:, 1]
     group = dataset.features["group"][indices]
@@ -44,7 +44,7 @@ def test_penalty_on_a_batch_has_the_right_value_and_a_gradient() -> None:
     value.backward()
     assert logits.grad is not None and float(logits.grad.abs().sum()) > 0
     odds = FairnessPenalty(sensitive=["group"], constraint="equalized_odds")
-    odds.paralab_fairness_validate(run)  # type: ignore[arg-type]
+    odds.validate(run)  # type: ignore[arg-type]
     y = dataset.y[indices]
     expected_odds = sum(
         group_gap(p[y == label].detach(), group[y == label], 2) for label in (0, 1)

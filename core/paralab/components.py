@@ -46,6 +46,11 @@ class Component:
     option not listed here is rejected before anything runs, with the valid ones named.
     ``provider`` is filled in by the host (the plugin's canonical name); plugins leave it empty.
     Pass everything after ``name`` and ``factory`` by keyword.
+
+    Whatever a protocol, method, auditor, loss or middleware factory returns may define
+    ``validate(run)``: the host calls it once the data and model are built, before any hook or
+    training, so options can be checked against the data. A ``ValueError`` raised there (or by
+    the factory itself) rejects the spec with a :class:`paralab.SpecError` naming the field.
     """
 
     kind: ClassVar[str] = "component"

@@ -209,6 +209,8 @@ class RunContext:
         Pass ``predictions`` when a protocol computes them itself (episodes, heads per task).
         """
         name = name or split
+        if predictions is not None and not predictions.split:
+            predictions.split = name
         if predictions is None:
             if indices is None:
                 indices = self.dataset.split(split).indices

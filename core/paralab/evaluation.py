@@ -34,6 +34,9 @@ class Predictions:
     dataset: SharedDataset | None = None
     split: str = ""
     extras: dict[str, Any] = field(default_factory=dict)
+    predicted: torch.Tensor | None = None
+    """Labels predicted otherwise than by the argmax of the logits (a randomized classifier's
+    draws); ``labels`` returns them when given."""
 
     def __len__(self) -> int:
         return int(self.targets.numel())
@@ -44,8 +47,8 @@ class Predictions:
 
     @cached_property
     def labels(self) -> torch.Tensor:
-        """The predicted class of each row."""
-        return self.logits.argmax(dim=-1)
+        """The predicted class of each row: ``predicted`` when given, else the argmax."""
+        return self.predicted if self.predicted is not None else self.logits.argmax(dim=-1)
 
     @cached_property
     def correct(self) -> torch.Tensor:
@@ -76,6 +79,7 @@ class Predictions:
             indices=self.indices[mask],
             dataset=self.dataset,
             split=self.split,
+            predicted=None if self.predicted is None else self.predicted[mask],
         )
 
 

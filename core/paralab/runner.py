@@ -170,7 +170,6 @@ def run(spec: ExperimentSpec | dict[str, Any] | str | Path, *, registry: Any = N
         model = None
         if spec.model is not None:
             model = build("model", "model", spec.model, dataset.info).to(device)
-        stage.built = True
         for position, ref, plugin in reversed(middleware_objects):
             name = f"middleware[{position}]:{ref.name}:{id(plugin)}"
             registry.pm.register(plugin, name=name)
@@ -192,6 +191,20 @@ def run(spec: ExperimentSpec | dict[str, Any] | str | Path, *, registry: Any = N
             writer=writer,
             options={path: dict(ref.options) for path, _, ref in spec.components()},
         )
+        # Components may check their options against the data before anything trains.
+        checked = [("protocol", "protocol", spec.protocol.name, protocol),
+                   ("method", "method", spec.method.name, method)]
+        checked += [(f"auditors[{i}]", "auditor", r.name, auditors[r.name])
+                    for i, r in enumerate(spec.auditors)]
+        checked += [(f"losses[{i}]", "loss", r.name, loss_terms[r.name])
+                    for i, r in enumerate(spec.losses)]
+        checked += [(f"middleware[{i}]", "middleware", r.name, m) for i, r, m in middleware_objects]
+        for path, kind, name, component in checked:
+            validate = getattr(component, "validate", None)
+            if callable(validate):
+                stage.set(kind, registry.component(kind, name), path)
+                validate(context)
+        stage.built = True
         stage.set("hook")
         hooks.before_experiment(context)
         stage.set("protocol", registry.component("protocol", spec.protocol.name))
@@ -212,6 +225,7 @@ def run(spec: ExperimentSpec | dict[str, Any] | str | Path, *, registry: Any = N
         return result
     except Exception as error:
         if isinstance(error, ValueError) and not stage.built and stage.path:
+            writer.discard()
             # A factory rejected an option value: bad input, reported like any spec error.
             raise SpecError(
                 [f"{stage.path}: {stage.kind} {stage.name!r} ({stage.provider}): {error}"]

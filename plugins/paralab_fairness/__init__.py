@@ -140,12 +140,3 @@ def paralab_metrics() -> list[MetricSpec]:
                    "The larger of the TPR and FPR gaps over the groups of a sensitive feature.",
                    {"sensitive": [], "positive_class": 1}),
     ]
-
-
-@hookimpl
-def paralab_before_experiment(run: Any) -> None:
-    """Check this plugin's auditors and loss terms against the dataset before training."""
-    for component in (*run.auditors.values(), *run.loss_terms.values()):
-        validate = getattr(component, "paralab_fairness_validate", None)
-        if validate is not None:
-            validate(run)

@@ -108,8 +108,8 @@ class FairnessAuditor:
         self.min_group_size = min_group_size
         self.history: list[AuditPoint] = []
 
-    def paralab_fairness_validate(self, run: RunContext) -> None:
-        """Called by the plugin's ``paralab_before_experiment``: fail before training."""
+    def validate(self, run: RunContext) -> None:
+        """Called by the host before training (``validate(run)``): fail early on bad options."""
         resolve_sensitive(self.sensitive, run.dataset, "auditor fairness")
         n_classes = run.dataset.info.n_classes
         if self.positive_class >= n_classes:

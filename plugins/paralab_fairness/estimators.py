@@ -15,7 +15,6 @@ paper's error/disparity trade-off is computed from).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,24 +31,6 @@ MOMENTS = ("demographic_parity", "equalized_odds", "true_positive_rate_parity",
 THRESHOLD_CONSTRAINTS = ("demographic_parity", "equalized_odds", "true_positive_rate_parity",
                          "false_positive_rate_parity", "true_negative_rate_parity",
                          "false_negative_rate_parity")
-
-
-@dataclass
-class EstimatorPredictions(Predictions):
-    """Predictions whose labels were drawn by a randomized classifier, not an argmax."""
-
-    drawn: torch.Tensor | None = None
-
-    @property
-    def labels(self) -> torch.Tensor:  # type: ignore[override]
-        return self.drawn if self.drawn is not None else self.logits.argmax(dim=-1)
-
-    def subset(self, mask: torch.Tensor) -> EstimatorPredictions:
-        return EstimatorPredictions(
-            logits=self.logits[mask], targets=self.targets[mask], indices=self.indices[mask],
-            dataset=self.dataset, split=self.split,
-            drawn=None if self.drawn is None else self.drawn[mask],
-        )
 
 
 def make_estimator(name: str, seed: int, max_iter: int) -> Any:
@@ -270,7 +251,7 @@ class EstimatorProtocol:
                 )
 
     def _predictions(self, run: RunContext, split: str, indices: torch.Tensor, labels: np.ndarray,
-                     probability: np.ndarray) -> EstimatorPredictions:
+                     probability: np.ndarray) -> Predictions:
         """Binary outputs placed in the dataset's class space (positive vs the rest)."""
         dataset = run.dataset
         n_classes = dataset.info.n_classes
@@ -283,7 +264,7 @@ class EstimatorProtocol:
         logits[:, negative] = (1 - p).log()
         predicted = torch.as_tensor(np.asarray(labels).astype(np.int64), device=device)
         drawn = torch.where(predicted == 1, self.positive_class, negative)
-        return EstimatorPredictions(
+        return Predictions(
             logits=logits.float(), targets=dataset.y[indices], indices=indices,
-            dataset=dataset, split=split, drawn=drawn,
+            dataset=dataset, split=split, predicted=drawn,
         )

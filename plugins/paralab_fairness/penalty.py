@@ -59,8 +59,8 @@ class FairnessPenalty:
         self._names: tuple[str, ...] | None = None
         self._sizes: dict[str, int] = {}
 
-    def paralab_fairness_validate(self, run: RunContext) -> None:
-        """Called by the plugin's ``paralab_before_experiment``: fail before training."""
+    def validate(self, run: RunContext) -> None:
+        """Called by the host before training (``validate(run)``): fail early on bad options."""
         from paralab_fairness.auditor import resolve_sensitive
 
         self._names = resolve_sensitive(self.sensitive, run.dataset, "loss fairness_penalty")
@@ -80,7 +80,7 @@ class FairnessPenalty:
         if batch.run is None:
             raise ValueError("loss fairness_penalty: the batch has no run to read groups from")
         if self._names is None:
-            self.paralab_fairness_validate(batch.run)
+            self.validate(batch.run)
         assert self._names is not None
         scores = torch.softmax(batch.logits, dim=-1)[:, self.positive_class]
         total = scores.new_zeros(())
