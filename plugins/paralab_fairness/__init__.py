@@ -18,8 +18,6 @@ which declare their sensitive features.
 
 from __future__ import annotations
 
-from typing import Any
-
 from paralab.components import (
     AuditorSpec,
     DatasetSpec,
