@@ -76,7 +76,7 @@ def _paralab(dataset_name: str, network: torch.nn.Module, pairs: int, test_pairs
             "model": "deepproblog_mnist_net",
             "protocol": {"name": "addition", "pairs": pairs, "test_pairs": test_pairs,
                          "epochs": 1, "batch_size": batch_size},
-            "method": {"name": "nesy_adam", "lr": 1e-3},
+            "method": {"name": "adam", "lr": 1e-3},
             "output": None,
             "device": "cpu",
         },

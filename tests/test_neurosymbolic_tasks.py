@@ -30,7 +30,7 @@ def addition_spec(**protocol: Any) -> dict[str, Any]:
         "dataset": "digits",
         "model": {"name": "mlp", "hidden": [128]},
         "protocol": {"name": "addition", "batch_size": 16, **protocol},
-        "method": {"name": "nesy_adam", "lr": 0.003},
+        "method": {"name": "adam", "lr": 0.003},
         "output": None,
         "device": "cpu",
     }
@@ -107,7 +107,7 @@ def hierarchy_spec(**protocol: Any) -> dict[str, Any]:
         "dataset": {"name": "class_hierarchy", "base": "digits", "hierarchy": "digits"},
         "model": {"name": "mlp", "hidden": [64]},
         "protocol": {"name": "hierarchical", "epochs": 4, **protocol},
-        "method": {"name": "nesy_adam", "lr": 0.003},
+        "method": {"name": "adam", "lr": 0.003},
         "metrics": ["accuracy", "hierarchy_violations"],
         "output": None,
         "device": "cpu",

@@ -62,7 +62,9 @@ def test_method_must_support_the_protocol(registry) -> None:
 
         @hookimpl
         def paralab_protocols(self):
-            return [ProtocolSpec("rounds", "paralab.protocols.supervised:Supervised", "x")]
+            return [ProtocolSpec("rounds", "paralab.protocols.supervised:Supervised", "x"),
+                    ProtocolSpec("steps", "paralab.protocols.supervised:Supervised", "x",
+                                 accepts=("gradient",))]
 
         @hookimpl
         def paralab_methods(self):
@@ -72,6 +74,10 @@ def test_method_must_support_the_protocol(registry) -> None:
     spec = ExperimentSpec(dataset="digits", model="mlp", protocol="supervised", method="fedthing")
     with pytest.raises(SpecError, match="supports protocols \\['rounds'\\], not 'supervised'"):
         spec.validate(local)
+    # a protocol accepting the gradient family takes the host's sgd and adam
+    ExperimentSpec(dataset="digits", model="mlp", protocol="steps", method="adam").validate(local)
+    with pytest.raises(SpecError, match="methods for 'rounds': fedthing \\(other\\)"):
+        ExperimentSpec(dataset="digits", model="mlp", protocol="rounds", method="sgd").validate(local)
 
 
 def test_unknown_fields_and_bad_settings() -> None:

@@ -75,7 +75,7 @@ def paralab_protocols() -> list[ProtocolSpec]:
                      "Epochs of minibatch training on the train split; evaluation on test.",
                      {"epochs": 10, "batch_size": 32, "eval_every": 1,
                       "train_split": "train", "eval_splits": ["test"]},
-                     example={"epochs": 2}),
+                     example={"epochs": 2}, accepts=("gradient",)),
     ]
 
 
@@ -87,9 +87,10 @@ def paralab_methods() -> list[MethodSpec]:
     return [
         MethodSpec("sgd", "paralab.methods:SGD", "Stochastic gradient descent with momentum.",
                    {"lr": 0.05, "momentum": 0.0, "weight_decay": 0.0},
-                   protocols=_OPTIMIZER_PROTOCOLS),
+                   protocols=_OPTIMIZER_PROTOCOLS, family="gradient"),
         MethodSpec("adam", "paralab.methods:Adam", "Adam.",
-                   {"lr": 0.001, "weight_decay": 0.0}, protocols=_OPTIMIZER_PROTOCOLS),
+                   {"lr": 0.001, "weight_decay": 0.0}, protocols=_OPTIMIZER_PROTOCOLS,
+                   family="gradient"),
     ]
 
 

@@ -162,7 +162,12 @@ def _list(args: argparse.Namespace, registry: Any) -> int:
         if not specs:
             print("  (none)")
         for name, spec in specs:
-            extra = f" [protocols: {', '.join(spec.protocols)}]" if kind == "method" else ""
+            extra = ""
+            if kind == "method":
+                family = f"; family: {spec.family}" if spec.family else ""
+                extra = f" [protocols: {', '.join(spec.protocols)}{family}]"
+            elif kind == "protocol" and spec.accepts:
+                extra = f" [accepts {', '.join(spec.accepts)} methods]"
             print(f"  {name:<22} {spec.provider:<22} {spec.description}{extra}")
     return 0
 

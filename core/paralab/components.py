@@ -151,9 +151,12 @@ class ProtocolSpec(Component):
     uses_model: bool = True
     """False for protocols that train something other than the spec's torch model (a kernel
     SVM, a scikit-learn estimator): the spec may then omit ``model``."""
+    accepts: tuple[str, ...] = ()
+    """Method families this protocol drives, besides the methods that name it: ``("gradient",)``
+    accepts every :class:`paralab.GradientMethod` (``sgd``, ``adam`` and any plugin's)."""
 
     def _extra(self) -> dict[str, Any]:
-        return {"uses_model": self.uses_model}
+        return {"uses_model": self.uses_model, "accepts": list(self.accepts)}
 
 
 @dataclass(frozen=True)
@@ -166,9 +169,20 @@ class MethodSpec(Component):
 
     kind: ClassVar[str] = "method"
     protocols: tuple[str, ...] = ()
+    family: str = ""
+    """A method interface shared across protocols (``"gradient"`` for GradientMethods); a
+    protocol whose ``accepts`` lists it takes the method too."""
 
     def _extra(self) -> dict[str, Any]:
-        return {"protocols": list(self.protocols)}
+        return {"protocols": list(self.protocols), "family": self.family}
+
+
+def supports(method: MethodSpec, protocol: ProtocolSpec) -> bool:
+    """Whether ``method`` can run inside ``protocol``: it names the protocol, or the protocol
+    accepts the method's family."""
+    return protocol.name in method.protocols or bool(
+        method.family and method.family in protocol.accepts
+    )
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from paralab.components import supports
 from paralab_registry import suggest
 
 if sys.version_info >= (3, 11):
@@ -216,16 +217,17 @@ class ExperimentSpec:
                 f"model: required by protocol {protocol.name!r} ({protocol.provider}); name one, "
                 f"e.g. model = \"mlp\" (see `paralab list model`)"
             )
-        if method is not None and protocol is not None and protocol.name not in method.protocols:
+        if method is not None and protocol is not None and not supports(method, protocol):
             pairs = [
                 f"{m.name} ({m.provider})"
                 for m in registry.components["method"].values()
-                if protocol.name in m.protocols
+                if supports(m, protocol)
             ]
             problems.append(
                 f"method.name = {method.name!r}: method {method.name!r} of plugin "
-                f"{method.provider} supports protocols {list(method.protocols)}, not "
-                f"{protocol.name!r}; methods for {protocol.name!r}: {', '.join(pairs) or 'none'}"
+                f"{method.provider} supports protocols {list(method.protocols)}"
+                + (f" and any accepting {method.family!r} methods" if method.family else "")
+                + f", not {protocol.name!r}; methods for {protocol.name!r}: {', '.join(pairs) or 'none'}"
             )
         if problems:
             raise SpecError(problems)

@@ -7,7 +7,7 @@ Contributes (names only here; the code is imported when an experiment uses it):
 * protocol ``hierarchical``: classification that must respect a class DAG from a knowledge
   base, reporting constraint violations;
 * model ``lenet`` (DeepProbLog's MNIST network);
-* methods ``nesy_adam`` and ``nesy_sgd`` for those protocols;
+* (both protocols train with any gradient method: the host's ``adam``, ``sgd``, ...);
 * loss ``semantic_loss`` (Xu et al. 2018): exactly-one or hierarchy consistency, under any
   protocol;
 * dataset ``class_hierarchy`` (a base dataset whose classes are a DAG's nodes);
@@ -21,7 +21,6 @@ from __future__ import annotations
 from paralab.components import (
     DatasetSpec,
     LossSpec,
-    MethodSpec,
     MetricSpec,
     ModelSpec,
     ProtocolSpec,
@@ -30,7 +29,6 @@ from paralab.hookspecs import hookimpl
 
 PARALAB_API = "1.0"
 
-_PROTOCOLS = ("addition", "hierarchical")
 
 
 @hookimpl
@@ -81,6 +79,7 @@ def paralab_protocols() -> list[ProtocolSpec]:
                 "eval_splits": ["test"],
             },
             example={"epochs": 1, "pairs": 40, "test_pairs": 20, "batch_size": 8},
+            accepts=("gradient",),
         ),
         ProtocolSpec(
             "hierarchical",
@@ -98,19 +97,8 @@ def paralab_protocols() -> list[ProtocolSpec]:
             },
             example={"epochs": 1, "hierarchy": "digits",
                      "dataset": {"name": "class_hierarchy", "base": "digits"}},
+            accepts=("gradient",),
         ),
-    ]
-
-
-@hookimpl
-def paralab_methods() -> list[MethodSpec]:
-    return [
-        MethodSpec("nesy_adam", "paralab.methods:Adam",
-                   "Adam for the neurosymbolic protocols (addition, hierarchical).",
-                   {"lr": 0.001, "weight_decay": 0.0}, protocols=_PROTOCOLS),
-        MethodSpec("nesy_sgd", "paralab.methods:SGD",
-                   "SGD for the neurosymbolic protocols (addition, hierarchical).",
-                   {"lr": 0.05, "momentum": 0.0, "weight_decay": 0.0}, protocols=_PROTOCOLS),
     ]
 
 

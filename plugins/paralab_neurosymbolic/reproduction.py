@@ -34,7 +34,7 @@ def addition_accuracy(
         "model": model,
         "protocol": {"name": "addition", "digits_per_number": digits_per_number,
                      "pairs": pairs, "epochs": epochs, "batch_size": batch_size},
-        "method": {"name": "nesy_adam", "lr": lr},
+        "method": {"name": "adam", "lr": lr},
         "output": None,
         "seed": seed,
     })

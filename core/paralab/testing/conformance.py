@@ -259,7 +259,9 @@ def _pair(spec: Any, registry: Any) -> tuple[Any, Any]:
         if protocol is None:
             raise ValueError(f"supports protocols {list(spec.protocols)}, none installed")
         return protocol, spec
-    methods = [m for m in registry.components["method"].values() if spec.name in m.protocols]
+    from paralab.components import supports
+
+    methods = [m for m in registry.components["method"].values() if supports(m, spec)]
     if not methods:
         raise ValueError(f"no installed method supports protocol {spec.name!r}")
     return spec, methods[0]
