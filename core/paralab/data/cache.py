@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextvars import ContextVar
 from typing import Any
 
 import torch
@@ -10,6 +11,9 @@ import torch
 from paralab.data.shared import SharedDataset
 
 _CACHE: dict[tuple[str, str, str], SharedDataset] = {}
+_LOADING_WITH: ContextVar[Any] = ContextVar("paralab_loading_registry", default=None)
+"""The registry of the load in progress, so a dataset built on another dataset (a derived
+view) resolves it in the same registry, isolated or not."""
 
 
 def _key(name: str, options: dict[str, Any], device: torch.device) -> tuple[str, str, str]:
@@ -28,12 +32,17 @@ def load_dataset(
     if key not in _CACHE:
         cpu_key = _key(name, options, torch.device("cpu"))
         if cpu_key not in _CACHE:
+            registry = registry or _LOADING_WITH.get()
             if registry is None:
                 from paralab.host import get_registry
 
                 registry = get_registry()
             spec = registry.component("dataset", name)
-            dataset = spec.load()(**options)
+            token = _LOADING_WITH.set(registry)
+            try:
+                dataset = spec.load()(**options)
+            finally:
+                _LOADING_WITH.reset(token)
             if not isinstance(dataset, SharedDataset):
                 raise TypeError(
                     f"dataset {name!r} of plugin {spec.provider}: factory returned "
