@@ -118,14 +118,12 @@ def test_faithfulness_scores_each_method(registry):
     ],
 )
 def test_bad_options_fail_before_training(registry, auditor, needle):
-    # Option values are checked when the spec is validated (SpecError) or, for checks that
-    # need the data and the model, when the run starts (RunError): never after training.
-    with pytest.raises((paralab.SpecError, paralab.RunError)) as error:
+    # Option values are checked by the factory or, for checks that need the data and the
+    # model, by the auditor's validate(run) before training: either way a SpecError.
+    with pytest.raises(paralab.SpecError) as error:
         paralab.run(_spec(auditors=[auditor]), registry=registry)
     assert needle in str(error.value)
-    assert "paralab_explain" in str(error.value)
-    if isinstance(error.value, paralab.RunError):
-        assert error.value.result.phases == []  # nothing was trained
+    assert "auditors[0]" in str(error.value) and "paralab_explain" in str(error.value)
 
 
 def test_unknown_option_is_a_spec_error(registry):
@@ -204,6 +202,5 @@ def test_a_run_without_a_torch_model_is_refused_before_it_starts(registry):
     registry.add("explain_other_predictor", _OtherPredictorPlugin())
     spec = _spec(protocol="modelless", method="noop", auditors=["attributions"])
     del spec["model"]
-    with pytest.raises(paralab.RunError, match="uses no model") as error:
+    with pytest.raises(paralab.SpecError, match="auditors\\[0\\]: auditor 'attributions'.*uses no model"):
         paralab.run(spec, registry=registry)
-    assert error.value.result.phases == []

@@ -17,8 +17,6 @@ are imported when a run uses an auditor. The Python API is :func:`paralab_explai
 
 from __future__ import annotations
 
-from typing import Any
-
 from paralab.components import AuditorSpec
 from paralab.hookspecs import hookimpl
 
@@ -81,13 +79,3 @@ def paralab_auditors() -> list[AuditorSpec]:
             example={"rows": 4, "steps": 8, "perturbations": 2},
         ),
     ]
-
-
-@hookimpl
-def paralab_before_experiment(run: Any) -> None:
-    """Check the explain auditors' options against the data and model, before training."""
-    from paralab_explain.auditor import ExplainingAuditor
-
-    for auditor in run.auditors.values():
-        if isinstance(auditor, ExplainingAuditor):
-            auditor.prepare(run)

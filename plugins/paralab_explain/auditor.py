@@ -1,8 +1,9 @@
 """The ``attributions`` auditor (what drives the decisions of any run) and the options and
 checks it shares with ``faithfulness`` (:mod:`paralab_explain.faithfulness_auditor`).
 
-Both are built before the run starts; the plugin's ``paralab_before_experiment`` hook calls
-:meth:`Attributions.prepare`, which checks every option against the dataset and the model
+Both are built before the run starts; the host calls :meth:`Attributions.validate` once the
+data and model are built (the ``validate(run)`` convention), which checks every option against
+the dataset and the model
 (baseline shape, player count for exact enumeration, differentiability, sensitive features)
 so that a bad option fails before training, not at the first evaluation.
 """
@@ -83,7 +84,7 @@ class ExplainingAuditor:
         self.baseline: torch.Tensor | None = None
         self.reference: torch.Tensor | None = None
 
-    def prepare(self, run: RunContext) -> None:
+    def validate(self, run: RunContext) -> None:
         """Resolve players and baseline on the run's data; probe the model. Fails clearly."""
         if not isinstance(run.model, torch.nn.Module):
             raise ExplainError(
@@ -119,7 +120,7 @@ class ExplainingAuditor:
     def _rows(self, run: RunContext, predictions: Predictions) -> tuple[torch.Tensor, torch.Tensor]:
         """Positions of the explained rows (the same ones at every phase) and their targets."""
         if self.players is None:
-            self.prepare(run)
+            self.validate(run)
         count = min(self.rows, len(predictions))
         generator = torch.Generator().manual_seed(self.seed)
         positions = torch.randperm(len(predictions), generator=generator)[:count].sort().values
@@ -200,8 +201,8 @@ class Attributions(ExplainingAuditor):
     def methods(self) -> Sequence[str]:
         return (self.method,)
 
-    def prepare(self, run: RunContext) -> None:
-        super().prepare(run)
+    def validate(self, run: RunContext) -> None:
+        super().validate(run)
         features = run.dataset.features
         for feature in self.per_group or ():
             if feature not in features:
