@@ -25,7 +25,9 @@ class Predictions:
     """A model's outputs on some rows of a shared dataset.
 
     ``indices`` index the shared dataset, so metadata (sensitive features, task ids, client ids)
-    is one gather away: ``predictions.feature("race")``.
+    is one gather away: ``predictions.feature("race")``. When :func:`predict` made them,
+    ``extras["model"]`` and ``extras["transform"]`` say which model saw which inputs (auditors
+    that re-run the model, such as attributions, need both).
     """
 
     logits: torch.Tensor
@@ -116,7 +118,12 @@ def predict(
     n_classes = len(dataset.class_names) or dataset.n_classes
     logits = torch.cat(outputs) if outputs else torch.empty(0, n_classes, device=dataset.device)
     return Predictions(
-        logits=logits, targets=dataset.y[indices], indices=indices, dataset=dataset, split=split
+        logits=logits,
+        targets=dataset.y[indices],
+        indices=indices,
+        dataset=dataset,
+        split=split,
+        extras={"model": model, "transform": transform},
     )
 
 
