@@ -8,7 +8,7 @@ import torch
 
 import paralab
 from paralab.data.shared import DatasetInfo
-from paralab.runner import RunError
+from paralab.spec import SpecError
 from paralab_quantum.circuit import Ansatz, Circuit, CircuitError, Embedding, Gate
 from paralab_quantum.memory import QubitMemoryError, check_statevector
 from paralab_quantum.models import HybridNetwork, hybrid, vqc
@@ -107,7 +107,7 @@ def test_fidelity_kernel_matches_qiskit_machine_learning():
 
 
 def test_more_features_than_the_embedding_takes_is_refused_before_training():
-    with pytest.raises(RunError, match=r"13 input features .* takes at most 4; use n_qubits >= 13"):
+    with pytest.raises(SpecError, match=r"model: model 'vqc' \(paralab_quantum\): .*13 input features .* takes at most 4; use n_qubits >= 13"):
         _run(dataset="wine", model={"name": "vqc", "n_qubits": 4},
              protocol={"name": "supervised", "epochs": 50})
 
@@ -136,7 +136,7 @@ def test_unknown_gate_backend_embedding_and_measurement_are_named():
         Ansatz(1, entangler="all")
     with pytest.raises(ValueError, match="backend 'cirq' is unknown; valid: torch, pennylane, lightning"):
         vqc(DatasetInfo("iris", (4,), 3, 4), backend="cirq")
-    with pytest.raises(RunError, match="measurement 'counts' is unknown"):
+    with pytest.raises(SpecError, match="model: .*measurement 'counts' is unknown"):
         _run(dataset="iris", model={"name": "vqc", "measurement": "counts"})
 
 
