@@ -7,7 +7,6 @@ import torch
 
 import paralab
 from paralab import AuditorSpec, LossSpec, hookimpl
-from paralab.runner import RunError
 from tests.fewshot_helpers import digits_spec, fewshot_registry, one_thread  # noqa: F401
 
 CHANCE = 1 / 3
@@ -138,23 +137,25 @@ def test_a_loss_term_from_another_plugin_applies_to_the_query_predictions(regist
     ],
 )
 def test_bad_episodes_fail_before_training_with_a_clear_message(registry, protocol, message):
-    with pytest.raises(RunError, match=message) as failure:
+    # checked against the data by Episodic.validate: a spec error naming the protocol
+    with pytest.raises(
+        paralab.SpecError, match=r"protocol: protocol 'episodic' \(paralab_fewshot\)"
+    ):
         paralab.run(digits_spec("protonet", **protocol), registry=registry)
-    assert failure.value.result.phases == []  # nothing trained
-    assert failure.value.plugin == "paralab_fewshot"
+    with pytest.raises(paralab.SpecError, match=message):
+        paralab.run(digits_spec("protonet", **protocol), registry=registry)
 
 
-def test_maml_needs_a_model_with_enough_outputs(registry):
+def test_a_model_with_too_few_outputs_is_refused_before_training(registry):
     spec = digits_spec({"name": "maml"}, ways=3)
-    spec["model"] = {"name": "mlp", "hidden": [8]}
-    spec["dataset"] = {"name": "paralab_tiny", "n_classes": 2, "n_per_class": 40}
-    spec["protocol"].update(ways=2, class_split=[0.0, 0.0, 1.0], val_episodes=0)
-    # tiny has 2 classes: a 2-way test is possible but meta-train has no class
-    with pytest.raises(RunError, match="meta_train classes .* are empty"):
+    spec["model"] = {"name": "conv4", "hidden": 4, "out_features": 2}
+    with pytest.raises(
+        paralab.SpecError,
+        match=r"method: method 'maml' .*the model has 2 outputs but episodes are 3-way",
+    ):
         paralab.run(spec, registry=registry)
-    spec["protocol"]["class_split"] = [0.5, 0.0, 0.5]
-    with pytest.raises(RunError, match="ways = 2 but the meta_train classes"):
-        paralab.run(spec, registry=registry)
+    spec["method"] = "protonet"  # ProtoNets use the embedding: any head size works
+    assert paralab.run(spec, registry=registry).status == "completed"
 
 
 def test_unknown_option_is_rejected_by_the_spec_with_the_valid_ones():

@@ -93,6 +93,7 @@ class Episodic:
         self.split_seed = split_seed
         self.split_by = split_by
         self.lake_runs = lake_runs
+        self._prepared: tuple[dict[str, EpisodeSampler | None], Any] | None = None
 
     # ------------------------------------------------------------------------- preparation
 
@@ -128,6 +129,19 @@ class Episodic:
 
     # ---------------------------------------------------------------------------- the loop
 
+    def validate(self, run: RunContext) -> None:
+        """Check the episodes against the data before anything trains (the host reports a
+        ``ValueError`` here as a spec error naming the protocol)."""
+        self._prepared = (
+            self.samplers(run.dataset),
+            self._lake_runs(run) if self.lake_runs else None,
+        )
+
+    def ways_needed(self) -> int:
+        """The most classes an episode of this run will have (Lake's runs are 20-way)."""
+        lake = self._prepared[1] if self._prepared else None
+        return max(self.shape.ways, self.train_shape.ways, lake[1].ways if lake else 0)
+
     def execute(self, run: RunContext) -> None:
         method, model, dataset = run.method, run.model, run.dataset
         if not all(hasattr(method, name) for name in ("setup", "meta_step", "predict")):
@@ -135,12 +149,14 @@ class Episodic:
                 f"episodic: method {run.spec.method.name!r} has no setup/meta_step/predict; "
                 "use an episodic method (protonet, maml, fomaml, anil, reptile, finetune, l2l_maml)"
             )
-        samplers = self.samplers(dataset)
-        lake = self._lake_runs(run) if self.lake_runs else None
-        ways_needed = max(self.shape.ways, self.train_shape.ways, lake[1].ways if lake else 0)
+        if getattr(self, "_prepared", None) is None:
+            self.validate(run)
+        samplers, lake = self._prepared
         train = samplers["meta_train"]
         assert train is not None
-        method.setup(run, model, ways_needed, dataset.x[train.table[:, 0][:2].to(dataset.device)])
+        method.setup(
+            run, model, self.ways_needed(), dataset.x[train.table[:, 0][:2].to(dataset.device)]
+        )
         run.result.main_metric = "meta_test/accuracy"
         sizes = {f"{key}_classes": int(s.classes.numel()) for key, s in samplers.items() if s}
         model.train()

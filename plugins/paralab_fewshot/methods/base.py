@@ -41,6 +41,13 @@ class EpisodicMethod:
         """
         self.optimizer = torch.optim.Adam(model.parameters(), lr=self.meta_lr)
 
+    def validate(self, run: RunContext) -> None:
+        """Before training, check that the run's model serves this method (the host reports a
+        ``ValueError`` here as a spec error naming the method)."""
+        ways_needed = getattr(run.protocol, "ways_needed", None)
+        if callable(ways_needed) and run.model is not None:
+            self.setup(run, run.model, ways_needed(), run.dataset.x[:2])
+
     def meta_step(self, run: RunContext | None, model: nn.Module, batch: TaskBatch) -> float:
         """One outer update from a meta-batch; returns the mean query loss."""
         raise NotImplementedError
