@@ -25,6 +25,7 @@ import torch
 
 from paralab.context import ComponentFailure, RunContext, logger
 from paralab.data.cache import load_dataset
+from paralab.data.files import DataNotFoundError
 from paralab.host import Hooks, get_registry
 from paralab.results import Result, ResultWriter
 from paralab.spec import ComponentRef, ExperimentSpec, SpecError
@@ -224,7 +225,7 @@ def run(spec: ExperimentSpec | dict[str, Any] | str | Path, *, registry: Any = N
         writer.finish(result)
         return result
     except Exception as error:
-        if isinstance(error, ValueError) and not stage.built and stage.path:
+        if isinstance(error, (ValueError, DataNotFoundError)) and not stage.built and stage.path:
             writer.discard()
             # A factory rejected an option value: bad input, reported like any spec error.
             raise SpecError(

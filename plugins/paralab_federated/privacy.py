@@ -17,6 +17,7 @@ usual approximation of fixed-size sampling; ``accountant = "rdp"`` (Renyi DP, Mi
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -58,8 +59,16 @@ def epsilon(noise_multiplier: float, sample_rate: float, rounds: int, delta: flo
         from dp_accounting.rdp import rdp_privacy_accountant
 
         engine = rdp_privacy_accountant.RdpAccountant()
-    engine.compose(event)
-    return float(engine.get_epsilon(delta))
+    # The RDP accountant logs one absl warning per order it drops (low noise, large sampling
+    # rate): hundreds of lines per round that say nothing the epsilon does not.
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)
+    try:
+        engine.compose(event)
+        return float(engine.get_epsilon(delta))
+    finally:
+        absl_logger.setLevel(level)
 
 
 class DPFedAvg:
