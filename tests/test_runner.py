@@ -179,7 +179,7 @@ class MiddlewarePlugin:
 
     @hookimpl
     def paralab_protocols(self):
-        return [ProtocolSpec("probe", UpdateProbe, "Sends one update.")]
+        return [ProtocolSpec("probe", UpdateProbe, "Sends one update.", main_metric="w")]
 
     @hookimpl
     def paralab_methods(self):
@@ -199,6 +199,7 @@ def test_middleware_wraps_updates_in_spec_order_and_only_for_its_run() -> None:
         registry=registry,
     )
     assert result.metrics["w"] == 15.0
+    assert result.main_metric == "w", "a protocol declares the metric its curve shows"
     assert Scale.order == ["enter first", "enter second", "exit second", "exit first"]
     plain = paralab.run(tiny(protocol="probe", method="none"), registry=registry)
     assert plain.metrics["w"] == 1.0, "middleware is unregistered after its run"

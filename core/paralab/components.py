@@ -154,9 +154,16 @@ class ProtocolSpec(Component):
     accepts: tuple[str, ...] = ()
     """Method families this protocol drives, besides the methods that name it: ``("gradient",)``
     accepts every :class:`paralab.GradientMethod` (``sgd``, ``adam`` and any plugin's)."""
+    main_metric: str = ""
+    """The metric the run's curve and summary lead with (``"average_accuracy"``,
+    ``"meta_test/accuracy"``); default: the first eval split's first metric."""
 
     def _extra(self) -> dict[str, Any]:
-        return {"uses_model": self.uses_model, "accepts": list(self.accepts)}
+        return {
+            "uses_model": self.uses_model,
+            "accepts": list(self.accepts),
+            "main_metric": self.main_metric,
+        }
 
 
 @dataclass(frozen=True)

@@ -222,8 +222,9 @@ class RunContext:
                 transform=transform,
                 split=name,
             )
+        source = predictions.dataset or self.dataset  # episodes may come from another dataset
         values = {
-            metric: _calling("metric", metric, compute, predictions, self.dataset)
+            metric: _calling("metric", metric, compute, predictions, source)
             for metric, compute in self.metrics.items()
         }
         audits = {

@@ -176,7 +176,9 @@ def run(spec: ExperimentSpec | dict[str, Any] | str | Path, *, registry: Any = N
             registry.pm.register(plugin, name=name)
             middleware.append(name)
         result.plugins = [record.to_dict() for record in registry.plugins(include_builtin=True)]
-        result.main_metric = _main_metric(spec)
+        result.main_metric = registry.component("protocol", spec.protocol.name).main_metric or (
+            _main_metric(spec)
+        )
         context = RunContext(
             spec=spec,
             device=device,

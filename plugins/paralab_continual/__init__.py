@@ -62,6 +62,7 @@ def paralab_protocols() -> list[ProtocolSpec]:
                 "plot": True,
             },
             example={"experiences": 2, "epochs": 1},
+            main_metric="average_accuracy",
         )
     ]
 

@@ -132,7 +132,6 @@ class Continual:
         run.record("accuracy_matrix", matrix)
         if initial is not None:
             run.record("initial_accuracy", initial)
-        run.result.main_metric = "average_accuracy"
         run.state["paralab_continual"].update(matrix=matrix, initial=initial, summary=summary)
         if self.plot and run.writer.enabled:
             from paralab_continual.plots import plot_accuracy_matrix

@@ -68,6 +68,7 @@ def paralab_protocols() -> list[ProtocolSpec]:
                 "lake_runs": False,
             },
             example=_TINY_EPISODES,
+            main_metric="meta_test/accuracy",
         ),
     ]
 

@@ -157,7 +157,6 @@ class Episodic:
         method.setup(
             run, model, self.ways_needed(), dataset.x[train.table[:, 0][:2].to(dataset.device)]
         )
-        run.result.main_metric = "meta_test/accuracy"
         sizes = {f"{key}_classes": int(s.classes.numel()) for key, s in samplers.items() if s}
         model.train()
         phases = range(0, self.meta_iterations, self.eval_every)
