@@ -25,23 +25,13 @@ import warnings
 
 import numpy as np
 import torch
-from torch import nn
 
 
 def _train(hidden: list[int], seed: int = 0):
-    from paralab.data import load_dataset
-    from paralab.models import mlp
+    from paralab_explain.training import train_mlp
 
-    data = load_dataset("breast_cancer")
-    torch.manual_seed(seed)
-    model = mlp(data.info, hidden=hidden, activation="tanh")
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.005)
-    train, test = data.splits["train"], data.splits["test"]
-    for _ in range(300):
-        optimizer.zero_grad()
-        nn.functional.cross_entropy(model(data.x[train]), data.y[train]).backward()
-        optimizer.step()
-    model.eval()
+    model, data = train_mlp("breast_cancer", hidden, lr=0.005, seed=seed)
+    test = data.splits["test"]
     with torch.no_grad():
         accuracy = float((model(data.x[test]).argmax(1) == data.y[test]).float().mean())
     return model, data, accuracy

@@ -7,24 +7,13 @@ from functools import lru_cache
 import torch
 from torch import nn
 
-from paralab.data import load_dataset
-from paralab.models import mlp
+from paralab_explain.training import train_mlp
 
 
 @lru_cache(maxsize=4)
 def trained_mlp(dataset: str = "wine", hidden: tuple[int, ...] = (32,), epochs: int = 150):
     """A full-batch Adam-trained MLP on an embedded dataset, and the dataset."""
-    data = load_dataset(dataset)
-    torch.manual_seed(0)
-    model = mlp(data.info, hidden=list(hidden), activation="tanh")
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-    train = data.splits["train"]
-    for _ in range(epochs):
-        optimizer.zero_grad()
-        nn.functional.cross_entropy(model(data.x[train]), data.y[train]).backward()
-        optimizer.step()
-    model.eval()
-    return model, data
+    return train_mlp(dataset, hidden, epochs=epochs)
 
 
 def linear_model(weights: torch.Tensor, bias: float = 0.0) -> nn.Module:

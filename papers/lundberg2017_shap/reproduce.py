@@ -15,25 +15,14 @@ single background row, explaining the predicted class's probability:
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 SAMPLES = (24, 64, 256, 512)
 
 
 def _trained(epochs: int):
-    from paralab.data import load_dataset
-    from paralab.models import mlp
+    from paralab_explain.training import train_mlp
 
-    data = load_dataset("breast_cancer")
-    torch.manual_seed(0)
-    model = mlp(data.info, hidden=[64], activation="tanh")
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-    train = data.splits["train"]
-    for _ in range(epochs):
-        optimizer.zero_grad()
-        nn.functional.cross_entropy(model(data.x[train]), data.y[train]).backward()
-        optimizer.step()
-    return model.eval(), data
+    return train_mlp("breast_cancer", [64], epochs=epochs)
 
 
 def measurement_groups(feature_names: tuple[str, ...]) -> dict[str, list[str]]:

@@ -18,19 +18,9 @@ STEPS = (5, 20, 50, 300)
 
 
 def _trained(name: str, activation: str, epochs: int, hidden: list[int]):
-    from paralab.data import load_dataset
-    from paralab.models import mlp
+    from paralab_explain.training import train_mlp
 
-    data = load_dataset(name)
-    torch.manual_seed(0)
-    model = mlp(data.info, hidden=hidden, activation=activation)
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-    train = data.splits["train"]
-    for _ in range(epochs):
-        optimizer.zero_grad()
-        nn.functional.cross_entropy(model(data.x[train]), data.y[train]).backward()
-        optimizer.step()
-    return model.eval(), data
+    return train_mlp(name, hidden, epochs=epochs, activation=activation)
 
 
 def completeness_error(model: nn.Module, x: torch.Tensor, steps: int, integration: str) -> float:
