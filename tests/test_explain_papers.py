@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from paralab.papers import papers_dir
+from paralab.papers import find_papers_dir
 from tests.explain_helpers import trained_mlp
 
 if sys.version_info >= (3, 11):
@@ -19,7 +19,7 @@ else:  # pragma: no cover
 
 
 def _module(paper: str):
-    path = Path(papers_dir()) / paper / "reproduce.py"
+    path = Path(find_papers_dir()) / paper / "reproduce.py"
     spec = importlib.util.spec_from_file_location(f"explain_paper_{paper}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -27,7 +27,7 @@ def _module(paper: str):
 
 
 def _claimed(paper: str) -> set[str]:
-    config = tomllib.loads((Path(papers_dir()) / paper / "paper.toml").read_text("utf-8"))
+    config = tomllib.loads((Path(find_papers_dir()) / paper / "paper.toml").read_text("utf-8"))
     names = {claim["metric"] for claim in config["claims"]}
     for ordering in config.get("orderings", []):
         names |= set(ordering["metrics"])

@@ -47,7 +47,7 @@ class PaperError(LookupError):
     """A paper that does not exist or whose folder is malformed."""
 
 
-def papers_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+def find_papers_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     """``explicit``, else ``$PARALAB_PAPERS``, else the repository's ``papers/``, else ./papers."""
     if explicit:
         return Path(explicit)
@@ -58,7 +58,7 @@ def papers_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
 
 
 def available_papers(explicit: str | None = None) -> list[tuple[str, str]]:
-    folder = papers_dir(explicit)
+    folder = find_papers_dir(explicit)
     found = []
     for path in sorted(folder.glob("*/paper.toml")):
         title = tomllib.loads(path.read_text("utf-8")).get("paper", {}).get("title", "")
@@ -127,7 +127,7 @@ def _script(folder: Path, name: str) -> Callable[..., dict[str, float]]:
 
 def reproduce(name: str, *, papers_dir: str | None = None, quick: bool = False) -> PaperReport:
     """Run one paper's reproduction and compare with its claims."""
-    root = globals()["papers_dir"](papers_dir)
+    root = find_papers_dir(papers_dir)
     folder = root / name
     config_path = folder / "paper.toml"
     if not config_path.is_file():

@@ -127,11 +127,6 @@ class ResultWriter:
     def enabled(self) -> bool:
         return self._folder is not None
 
-    def discard(self) -> None:
-        """Forget a run that never started (its spec was rejected): leave no folder behind."""
-        if self._folder is not None and self._folder.is_dir() and not any(self._folder.iterdir()):
-            self._folder.rmdir()
-
     def save(self, result: Result) -> None:
         if self._folder is None:
             return

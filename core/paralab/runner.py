@@ -228,7 +228,7 @@ def run(spec: ExperimentSpec | dict[str, Any] | str | Path, *, registry: Any = N
         return result
     except Exception as error:
         if isinstance(error, (ValueError, DataNotFoundError)) and not stage.built and stage.path:
-            writer.discard()
+            # Nothing was saved yet, so a rejected spec leaves no run folder behind.
             # A factory rejected an option value: bad input, reported like any spec error.
             raise SpecError(
                 [f"{stage.path}: {stage.kind} {stage.name!r} ({stage.provider}): {error}"]

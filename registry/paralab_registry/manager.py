@@ -145,7 +145,7 @@ class PluginRegistry:
         named = list(self.settings.include) + list(self.settings.block)
         named += list(self.settings.only or ())
         for name in named:
-            if name in known or "." in name and name in self.settings.include:
+            if name in known or ("." in name and name in self.settings.include):
                 continue
             raise UnknownPluginError(
                 f"unknown plugin {name!r}{suggest(name, known)}; installed plugins: "

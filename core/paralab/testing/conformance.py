@@ -133,11 +133,11 @@ def check_plugin(name: str, *, registry: Any = None, import_check: bool = True) 
     module = record.module.partition(":")[0]
     if import_check and not record.builtin:
         report._run("imports nothing heavy at import time", lambda: _light(module))
-    # A fresh registry with only this plugin (and the host's), plus the tiny dataset.
-    settings = LoadSettings(only=(name,))
-    checked = base if record.builtin else host.make_registry(settings).load()
-    if TINY not in checked.records:
-        checked.add(TINY, TinyDataPlugin())
+    # A fresh registry with only this plugin (and the host's), plus the tiny dataset; the
+    # caller's registry is left as it was.
+    settings = LoadSettings(no_plugins=True) if record.builtin else LoadSettings(only=(name,))
+    checked = host.make_registry(settings).load()
+    checked.add(TINY, TinyDataPlugin())
     specs = [
         spec
         for kind in checked.components
