@@ -71,7 +71,9 @@ def test_check_plugin_cli_on_a_bundled_plugin() -> None:
     result = paralab_cli("check-plugin", "paralab_quantum", "--json")
     report = json.loads(result.stdout)
     assert report["plugin"] == "paralab_quantum"
-    assert result.returncode == (0 if report["passed"] else 1)
+    assert report["passed"] and result.returncode == 0, result.stdout
+    assert any(c["name"] == "model 'vqc' builds and runs a tiny step" and c["status"] == "pass"
+               for c in report["checks"])
     unknown = paralab_cli("check-plugin", "paralab_quantun")
     assert unknown.returncode == 3 and "did you mean 'paralab_quantum'" in unknown.stderr
 
