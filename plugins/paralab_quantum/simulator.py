@@ -232,26 +232,13 @@ class TorchSimulator:
         embedding = self.circuit.embedding
         if embedding.kind == "angle":  # the angles are the scaled features: one op
             angles = x * embedding.scale if embedding.scale != 1.0 else x
-            return torch.nn.functional.pad(angles, (0, self.n - x.shape[1]))
+            missing = self.n - x.shape[1]
+            return torch.nn.functional.pad(angles, (0, missing)) if missing else angles
         return torch.stack(self.circuit.angle_terms(list(x.unbind(1))), 1)
 
     def state(self, x: torch.Tensor | None, weights: torch.Tensor | None) -> torch.Tensor:
         """The statevectors ``(batch, 2**n)`` (batch 1 without inputs)."""
-        if self.circuit.embedding is not None and x is None:
-            raise ValueError("this circuit embeds inputs: pass x")
-        batch = 1 if x is None else int(x.shape[0])
-        device = x.device if x is not None else (weights.device if weights is not None else
-                                                 torch.device("cpu"))
-        check_statevector(self.n, batch=batch, bytes_per_amplitude=self.bytes_per_amplitude,
-                          copies=2, device=str(device), limit_bytes=self.memory_limit)
-        if weights is not None:
-            weights = weights.to(device=device, dtype=real_dtype(self.dtype)).reshape(-1)
-        if self.circuit.n_weights and (weights is None or weights.numel() < self.circuit.n_weights):
-            raise ValueError(
-                f"the circuit has {self.circuit.n_weights} weights, got "
-                f"{0 if weights is None else weights.numel()}"
-            )
-        angles = self.angles(x)
+        batch, device, weights, angles = self._inputs(x, weights)
         state: torch.Tensor | None = None
         for step in self.steps:
             if step.kind == "amplitude":
@@ -271,6 +258,25 @@ class TorchSimulator:
                 state = self._diagonal(state, step.gates, angles, weights)
         assert state is not None
         return state.expand(batch, -1) if state.shape[0] != batch else state
+
+    def _inputs(self, x: torch.Tensor | None, weights: torch.Tensor | None
+                ) -> tuple[int, torch.device, torch.Tensor | None, torch.Tensor | None]:
+        """Checked inputs: batch size, device, flat real weights and embedding angles."""
+        if self.circuit.embedding is not None and x is None:
+            raise ValueError("this circuit embeds inputs: pass x")
+        batch = 1 if x is None else int(x.shape[0])
+        device = x.device if x is not None else (weights.device if weights is not None else
+                                                 torch.device("cpu"))
+        check_statevector(self.n, batch=batch, bytes_per_amplitude=self.bytes_per_amplitude,
+                          copies=2, device=str(device), limit_bytes=self.memory_limit)
+        if weights is not None:
+            weights = weights.to(device=device, dtype=real_dtype(self.dtype)).reshape(-1)
+        if self.circuit.n_weights and (weights is None or weights.numel() < self.circuit.n_weights):
+            raise ValueError(
+                f"the circuit has {self.circuit.n_weights} weights, got "
+                f"{0 if weights is None else weights.numel()}"
+            )
+        return batch, device, weights, self.angles(x)
 
     def measure(self, state: torch.Tensor) -> torch.Tensor:
         """Pauli-Z expectations ``(batch, n)`` or probabilities ``(batch, 2**n)``."""
@@ -444,21 +450,10 @@ class TorchSimulator:
     def _ansatz(self, state: torch.Tensor, step: _Step, weights: torch.Tensor | None) -> torch.Tensor:
         ansatz = self.circuit.ansatz
         assert ansatz is not None and weights is not None
-        n, layers, k = self.n, ansatz.layers, len(ansatz.rotations)
-        half = weights[: layers * n * k].reshape(layers, n, k, 1, 1) / 2
-        # R(theta) = cos(theta/2) I - i sin(theta/2) P for a Pauli P: every rotation of every
-        # layer in two products and a sum; then the rotations of a wire multiply in order.
-        paulis = self._rotation_generators(ansatz.rotations, state.device)  # (k, 2, 2)
-        matrices = torch.cos(half) * paulis[0] + torch.sin(half) * paulis[1]
-        rotation = matrices[:, :, 0]  # (layers, n, 2, 2), every layer at once
-        for r in range(1, k):
-            rotation = matrices[:, :, r] @ rotation
-        if n <= UNITARY_QUBITS:
-            unitary = self._layer_unitaries(rotation, 0, n, step, state.device)
-            total = unitary[0]
-            for layer in range(1, layers):
-                total = unitary[layer] @ total
-            return state @ total.T
+        layers = ansatz.layers
+        if self.n <= UNITARY_QUBITS:
+            return state @ self.ansatz_unitary(weights).mT
+        rotation = self._rotations(weights)
         sizes = self._block_wires()
         krons = [self._layer_unitaries(rotation, low, low + size, None, state.device)
                  for low, size in sizes]
@@ -468,15 +463,53 @@ class TorchSimulator:
             state = self._apply_blocks(state, [kron[layer] for kron in krons], index, inverse)
         return state
 
-    def _rotation_generators(self, rotations: Sequence[str], device: torch.device) -> torch.Tensor:
-        """``(2, k, 2, 2)``: the identity and ``-i P`` for each rotation's Pauli ``P``."""
-        key = ("generators", device)
-        if key not in self._constants:
+    def ansatz_unitary(self, weights: torch.Tensor) -> torch.Tensor:
+        """The ansatz's whole unitary, entanglers included: ``(*lead, 2**n, 2**n)`` for
+        weights ``(*lead, n_weights)`` (a leading shape builds several at once)."""
+        ansatz = self.circuit.ansatz
+        step = next(step for step in self.steps if step.kind == "ansatz")
+        assert ansatz is not None
+        rotation = self._rotations(weights)  # (*lead, layers, n, 2, 2)
+        lead, size = rotation.shape[:-4], 2**self.n
+        flat = rotation.reshape(-1, self.n, 2, 2)
+        layers = self._layer_unitaries(flat, 0, self.n, step, weights.device)
+        unitary = layers.reshape(*lead, ansatz.layers, size, size).unbind(-3)
+        total = unitary[0]
+        for matrix in unitary[1:]:
+            total = matrix @ total
+        return total
+
+    def _rotations(self, weights: torch.Tensor) -> torch.Tensor:
+        """Each wire's rotations multiplied in order, ``(*lead, layers, n, 2, 2)``.
+
+        R(theta) = cos(theta/2) I - i sin(theta/2) P for a Pauli P: every rotation of every
+        layer in two products and a sum (unbind, not indexing, below: one backward node
+        instead of a zero-filled scatter per index; a few-qubit step is overhead-bound).
+        """
+        ansatz = self.circuit.ansatz
+        assert ansatz is not None
+        n, layers, k = self.n, ansatz.layers, len(ansatz.rotations)
+        lead = weights.shape[:-1]
+        half = weights[..., : layers * n * k].reshape(*lead, layers, n, k, 1, 1) / 2
+        eye, minus_i_pauli = self._rotation_generators(ansatz.rotations, weights.device)
+        matrices = torch.cos(half) * eye + torch.sin(half) * minus_i_pauli
+        per_rotation = matrices.unbind(-3)
+        rotation = per_rotation[0]
+        for matrix in per_rotation[1:]:
+            rotation = matrix @ rotation
+        return rotation
+
+    def _rotation_generators(self, rotations: Sequence[str], device: torch.device
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The identity and ``-i P`` for each rotation's Pauli ``P``, ``(k, 2, 2)`` each."""
+        keys = (("identities", device), ("generators", device))
+        if keys[1] not in self._constants:
             pauli = {"RX": [[0, 1], [1, 0]], "RY": [[0, -1j], [1j, 0]], "RZ": [[1, 0], [0, -1]]}
-            eye = torch.eye(2, dtype=self.dtype).expand(len(rotations), 2, 2)
+            eye = torch.eye(2, dtype=self.dtype).expand(len(rotations), 2, 2).contiguous()
             minus_i_p = -1j * torch.tensor([pauli[r] for r in rotations], dtype=self.dtype)
-            self._constants[key] = torch.stack([eye, minus_i_p]).to(device)
-        return self._constants[key]
+            self._constants[keys[0]] = eye.to(device)
+            self._constants[keys[1]] = minus_i_p.to(device)
+        return self._constants[keys[0]], self._constants[keys[1]]
 
     def _block_wires(self) -> list[tuple[int, int]]:
         """``(first wire, wires)`` of the Kronecker blocks a large circuit's layer is cut into."""
@@ -517,22 +550,33 @@ class TorchSimulator:
     def _layer_unitaries(self, rotation: torch.Tensor, low: int, high: int, step: _Step | None,
                          device: torch.device) -> torch.Tensor:
         """Kronecker products of wires ``low..high-1`` for every layer, ``(layers, d, d)``; with
-        ``step`` the entangler is folded in (rows permuted or scaled)."""
-        kron = rotation[:, low]
-        for wire in range(low + 1, high):
-            other = rotation[:, wire]
-            size = kron.shape[-1] * 2
-            kron = (kron[:, :, None, :, None] * other[:, None, :, None, :]).reshape(-1, size, size)
-        return self._fold_entangler(kron, step, device)
+        ``step`` the entangler is folded in (rows permuted or scaled).
 
-    def _fold_entangler(self, kron: torch.Tensor, step: _Step | None,
-                        device: torch.device) -> torch.Tensor:
-        if step is not None and step.gates:
-            if step.index is not None:
-                kron = kron.index_select(1, self._on(step.index, device))
-            else:
-                kron = self._cz_signs(step.gates, device)[None, :, None] * kron
+        Entry ``(i, j)`` of a Kronecker product is the product over wires of the entry that
+        the wire's bits of ``i`` and ``j`` select: one gather and one product, whatever the
+        number of wires (a few-qubit step is overhead-bound; pairwise products were 3x the
+        ops)."""
+        width = high - low
+        index = self._kron_index(width, step, device)  # (width, d, d) into (width * 4)
+        entries = rotation[:, low:high].reshape(rotation.shape[0], width * 4)
+        kron = entries[:, index].prod(1)
+        if step is not None and step.gates and step.index is None:  # a CZ entangler: signs
+            kron = self._cz_signs(step.gates, device)[None, :, None] * kron
         return kron
+
+    def _kron_index(self, width: int, step: _Step | None, device: torch.device) -> torch.Tensor:
+        """Where entry ``(i, j)`` of a ``width``-wire Kronecker product finds each wire's
+        factor among the wires' flattened 2x2 matrices; rows permuted by a CNOT entangler."""
+        permuted = step is not None and step.index is not None
+        key = (f"kron-{width}-{permuted}", device)
+        if key not in self._constants:
+            bits = _bits(width).T  # (width, d)
+            index = 4 * torch.arange(width)[:, None, None] + 2 * bits[:, :, None] + bits[:, None, :]
+            if permuted:
+                assert step is not None and step.index is not None
+                index = index[:, step.index, :]
+            self._constants[key] = index.to(device)
+        return self._constants[key]
 
     def _cz_signs(self, gates: Sequence[Gate], device: torch.device) -> torch.Tensor:
         key = ("cz", device)
