@@ -9,7 +9,10 @@ training and the evaluations after each experience (the data is in memory before
 sides). Accuracy is the mean over experiences of the final accuracy on each (both sides).
 
 Replay uses an experience-balanced memory of 200 examples on both sides (Avalanche's default
-storage policy). Prints one JSON object as its last line:
+storage policy). Beside them, :func:`floor_run` times the network's own arithmetic for the
+same work (a bare PyTorch loop, no continual-learning logic): ``floor_speedup`` is about the
+largest speedup over Avalanche that a PyTorch implementation could show. Prints one JSON object as its last
+line:
 ``{"<benchmark>/<method>/speedup": avalanche_seconds / paralab_seconds, ...accuracies}``.
 
     python benchmarks/continual.py [--threads 2] [--seeds 0 1 2] [--repeats 1]
@@ -113,6 +116,56 @@ def avalanche_run(
     return seconds, sum(final) / len(final)
 
 
+def floor_run(shared: paralab.SharedDataset, replay: bool, seed: int, epochs: int,
+              fisher: bool) -> float:
+    """The network's own arithmetic for the same work, timed: a bare PyTorch loop over the
+    same experiences, epochs and minibatch sizes (32 new rows, plus 32 memory rows after the
+    first experience when ``replay``; one gradient per 32-row minibatch after each experience
+    when ``fisher``, as EWC's importance), tensors pre-sliced, plain SGD, the same evaluation
+    after each experience, and no continual-learning logic at all: what the benchmark's work
+    costs in PyTorch before any library adds to it. ``avalanche_seconds / floor_seconds`` is
+    about the largest speedup a PyTorch implementation could report here."""
+    torch.manual_seed(seed)
+    model = mlp(shared.info, hidden=HIDDEN)
+    parameters = list(model.parameters())
+    started = time.perf_counter()
+    train_rows, test_rows = shared.splits["train"], shared.splits["test"]
+    generator = torch.Generator().manual_seed(seed)
+    memory_x = memory_y = None
+    tests = []
+    for position in range(5):
+        classes = torch.tensor([2 * position, 2 * position + 1])
+        rows = train_rows[torch.isin(shared.y[train_rows], classes)]
+        tests.append(test_rows[torch.isin(shared.y[test_rows], classes)])
+        x_all, y_all = shared.x[rows], shared.y[rows]
+        for _ in range(epochs):
+            order = torch.randperm(len(rows), generator=generator)
+            x_epoch, y_epoch = x_all[order], y_all[order]
+            for start in range(0, len(rows), 32):
+                x, y = x_epoch[start:start + 32], y_epoch[start:start + 32]
+                if memory_x is not None:
+                    pick = torch.randint(len(memory_x), (len(x),), generator=generator)
+                    x, y = torch.cat([x, memory_x[pick]]), torch.cat([y, memory_y[pick]])
+                for parameter in parameters:
+                    parameter.grad = None
+                torch.nn.functional.cross_entropy(model(x), y).backward()
+                with torch.no_grad():
+                    torch._foreach_add_(parameters, [p.grad for p in parameters], alpha=-LR)
+        if fisher:
+            for start in range(0, len(rows), 32):
+                loss = torch.nn.functional.cross_entropy(model(x_all[start:start + 32]),
+                                                         y_all[start:start + 32])
+                torch.autograd.grad(loss, parameters)
+        if replay:
+            keep = torch.randperm(len(rows), generator=generator)[: 200 // (position + 1)]
+            memory_x = x_all[keep] if memory_x is None else torch.cat([memory_x, x_all[keep]])
+            memory_y = y_all[keep] if memory_y is None else torch.cat([memory_y, y_all[keep]])
+        with torch.no_grad():
+            for test in tests:
+                model(shared.x[test]).argmax(1)
+    return time.perf_counter() - started
+
+
 def compare(
     label: str,
     dataset_ref: dict[str, Any],
@@ -132,7 +185,7 @@ def compare(
     }
     out: dict[str, float] = {}
     for key, (ours, theirs, their_options) in cases.items():
-        ours_times, their_times, ours_acc, their_acc = [], [], [], []
+        ours_times, their_times, floor_times, ours_acc, their_acc = [], [], [], [], []
         for seed in seeds:
             for _ in range(repeats):
                 seconds, acc = paralab_run(dataset_ref, ours, seed, epochs)
@@ -141,18 +194,24 @@ def compare(
                 seconds, acc = avalanche_run(shared, theirs, their_options, seed, epochs)
                 their_times.append(seconds)
                 their_acc.append(acc)
+                floor_times.append(floor_run(shared, key == "replay", seed, epochs, key == "ewc"))
         ours_s, theirs_s = statistics.median(ours_times), statistics.median(their_times)
+        floor_s = statistics.median(floor_times)
         prefix = f"{label}/{key}"
         out[f"{prefix}/speedup"] = theirs_s / ours_s
         out[f"{prefix}/paralab_seconds"] = ours_s
         out[f"{prefix}/avalanche_seconds"] = theirs_s
+        out[f"{prefix}/floor_seconds"] = floor_s
+        out[f"{prefix}/floor_speedup"] = theirs_s / floor_s
+        out[f"{prefix}/paralab_over_floor"] = ours_s / floor_s
         out[f"{prefix}/paralab_accuracy"] = statistics.mean(ours_acc)
         out[f"{prefix}/avalanche_accuracy"] = statistics.mean(their_acc)
         out[f"{prefix}/accuracy_gap"] = statistics.mean(ours_acc) - statistics.mean(their_acc)
         print(
             f"{prefix:<22} paralab {ours_s:7.3f} s acc {statistics.mean(ours_acc):.3f} | "
             f"avalanche {theirs_s:7.3f} s acc {statistics.mean(their_acc):.3f} | "
-            f"speedup {theirs_s / ours_s:5.1f}x",
+            f"speedup {theirs_s / ours_s:5.1f}x | bare loop {floor_s:.3f} s "
+            f"(at most {theirs_s / floor_s:.1f}x)",
             file=sys.stderr,
         )
     return out
