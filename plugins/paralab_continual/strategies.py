@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from paralab.context import Batch
-from paralab.methods import GradientMethod
+from paralab.methods import GradientMethod, adam
 from paralab_continual.buffers import IndexBuffer
 from paralab_continual.scenarios import Experience, ScenarioError, Stream
 
@@ -113,7 +113,7 @@ class ContinualStrategy(GradientMethod):
 
     def make_optimizer(self, parameters: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
         if self.optimizer_name == "adam":
-            return torch.optim.Adam(parameters, lr=self.lr, weight_decay=self.weight_decay)
+            return adam(parameters, lr=self.lr, weight_decay=self.weight_decay)
         return torch.optim.SGD(
             parameters, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
         )

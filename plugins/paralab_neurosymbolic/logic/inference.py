@@ -50,6 +50,16 @@ class Distribution:
 
     def probability_of(self, observed: torch.Tensor | Sequence[Any]) -> torch.Tensor:
         """P(output = observed[b]) for each example ``b`` (0 for values outside the support)."""
+        first = self.values[0] if self.values else None
+        if (isinstance(observed, torch.Tensor) and not observed.is_floating_point()
+                and isinstance(first, int) and not isinstance(first, bool)
+                and self.values == list(range(first, first + len(self.values)))):
+            # integer support without gaps (sums): the column is the value's offset, on the
+            # device, no Python round trip (a training step of MNIST addition is ~0.6 ms)
+            offset = observed.to(self.probs.device) - first
+            inside = (offset >= 0) & (offset < len(self.values))
+            picked = self.probs.gather(1, offset.clamp(0, len(self.values) - 1)[:, None])[:, 0]
+            return picked * inside
         column = {value: j for j, value in enumerate(self.values)}
         if isinstance(observed, torch.Tensor):
             observed = observed.tolist()
@@ -119,6 +129,7 @@ class Query:
         self.values = self._support()
         self._column = {value: j for j, value in enumerate(self.values)}
         self._linear = self._linear_form()
+        self._scatter_targets: dict[tuple[torch.device, int], torch.Tensor] = {}
 
     # ------------------------------------------------------------------------ description
 
@@ -315,17 +326,24 @@ class Query:
         reference = tables[0]
         current = reference.new_ones(reference.shape[0], 1)
         low = constant
-        for coefficient, variable in terms:
+        for position, (coefficient, variable) in enumerate(terms):
             table = by_key[variable.key]
             shifts = [coefficient * v for v in variable.domain]
             new_low = low + min(shifts)
             width = current.shape[1] + max(shifts) - min(shifts)
             # P(new = i + shift_k) += P(current = i) * P(variable = k): one outer product and
-            # one scatter-add per variable (a batched convolution with a strided kernel).
-            offsets = torch.tensor([low + shift - new_low for shift in shifts],
-                                   device=current.device)
-            target = (torch.arange(current.shape[1], device=current.device)[:, None]
-                      + offsets[None, :]).reshape(1, -1)
+            # one scatter-add per variable (a batched convolution with a strided kernel). The
+            # scatter index depends on the program alone: built once per device.
+            key = (current.device, position)
+            target = self._scatter_targets.get(key)
+            if target is None:
+                # a normal tensor even under inference_mode: training saves it for backward
+                with torch.inference_mode(False):
+                    offsets = torch.tensor([low + shift - new_low for shift in shifts],
+                                           device=current.device)
+                    target = (torch.arange(current.shape[1], device=current.device)[:, None]
+                              + offsets[None, :]).reshape(1, -1)
+                self._scatter_targets[key] = target
             outer = (current[:, :, None] * table[:, None, :]).reshape(current.shape[0], -1)
             current = current.new_zeros(current.shape[0], width).scatter_add(
                 1, target.expand(current.shape[0], -1), outer
