@@ -159,3 +159,18 @@ def test_every_entangler_matches_pennylane_on_both_ansatz_paths(n_qubits, entang
     ours = TorchSimulator(circuit, dtype=torch.complex128).state(x, weights)
     theirs = pennylane_backend.make_qnode(circuit, output="state")(x, weights).reshape(ours.shape)
     assert (ours - theirs).abs().max().item() < 1e-6
+
+
+@pytest.mark.parametrize("rotations", [("RZ",), ("RY", "RZ")])
+@pytest.mark.parametrize("entangler", ["cnot_ring", "cz_ring"])
+def test_gradients_and_second_derivatives_match_finite_differences(rotations, entangler) -> None:
+    """The Kronecker products are one gather and a product over wires: its gradient must hold
+    where factors are exactly zero (RZ-only layers), and second derivatives (MAML through a
+    quantum model) too."""
+    circuit = Circuit(3, Embedding("angle", rotation="RX"), Ansatz(2, rotations, entangler))
+    simulator = TorchSimulator(circuit, dtype=torch.complex128)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 3, generator=generator, dtype=torch.float64).requires_grad_()
+    w = torch.rand(circuit.n_weights, generator=generator, dtype=torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(simulator, (x, w))
+    assert torch.autograd.gradgradcheck(simulator, (x, w))

@@ -465,7 +465,8 @@ class TorchSimulator:
 
     def ansatz_unitary(self, weights: torch.Tensor) -> torch.Tensor:
         """The ansatz's whole unitary, entanglers included: ``(*lead, 2**n, 2**n)`` for
-        weights ``(*lead, n_weights)`` (a leading shape builds several at once)."""
+        weights ``(*lead, n_weights)`` (a leading shape builds several at once). Dense: the
+        simulator uses it up to :data:`UNITARY_QUBITS` qubits."""
         ansatz = self.circuit.ansatz
         step = next(step for step in self.steps if step.kind == "ansatz")
         assert ansatz is not None
