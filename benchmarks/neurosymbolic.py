@@ -114,14 +114,15 @@ def _network_floor(dataset: Any, network: torch.nn.Module, pairs: int, batch_siz
                    seed: int, lr: float) -> float:
     """One epoch of the network's own work, timed: the same number of Adam steps on batches
     of ``2 * batch_size`` images, with a plain cross-entropy on the logits in place of any
-    logic. No engine can train an epoch at this batch size faster than this, so
-    ``deepproblog_train_seconds / floor`` bounds the speedup any implementation could show."""
+    logic. An engine training the same network with the same optimizer at this batch size
+    cannot take the epoch in less, so ``deepproblog_train_seconds / floor`` bounds the speedup
+    any such implementation could show."""
+    from paralab.methods import adam
+
     generator = torch.Generator().manual_seed(seed)
     rows = dataset.splits["train"]
     images = rows[torch.randint(len(rows), (2 * pairs,), generator=generator)]
     targets = torch.randint(10, (2 * pairs,), generator=generator)
-    from paralab.methods import adam
-
     optimizer = adam(network.parameters(), lr=lr)  # the same optimizer as paralab's run
     started = time.perf_counter()
     width = 2 * batch_size
