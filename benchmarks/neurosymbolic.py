@@ -19,10 +19,12 @@ The same work on both sides, in the same process, 2 torch threads:
 * the floor: the network alone (the same Adam steps on the same batch shapes, a plain
   cross-entropy, no logic), which bounds the speedup any implementation could show.
 
-paralab's times are medians of ``--repeats`` runs. Prints a readable summary, then one JSON
-object as the last line.
+Each setting runs for every seed of ``--seeds`` (initial weights and pairs): times are medians
+(paralab's per seed the median of ``--repeats`` runs), accuracies means over seeds, since one
+epoch scored on 200 test pairs moves by ~0.1 from seed to seed. Prints a readable summary,
+then one JSON object as the last line.
 
-    python benchmarks/neurosymbolic.py [--pairs 1000] [--test-pairs 200] [--threads 2]
+    python benchmarks/neurosymbolic.py [--pairs 1000] [--test-pairs 200] [--seeds 0 1 2]
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def _data() -> Any:
 
 
 def _paralab(dataset_name: str, network: torch.nn.Module, pairs: int, test_pairs: int,
-             batch_size: int, lr: float) -> dict[str, float]:
+             batch_size: int, lr: float, seed: int = 0) -> dict[str, float]:
     """One epoch through ``paralab.run`` with ``network`` as the spec's model."""
     import paralab
     from paralab.components import ModelSpec
@@ -96,6 +98,7 @@ def _paralab(dataset_name: str, network: torch.nn.Module, pairs: int, test_pairs
             "method": {"name": "adam", "lr": lr},
             "output": None,
             "device": "cpu",
+            "seed": seed,  # the run draws its pairs from it, as _deepproblog does from --seed
         },
         registry=registry,
     )
@@ -163,79 +166,101 @@ def _deepproblog(dataset: Any, network: torch.nn.Module, pairs: int, test_pairs:
             "sum_accuracy": accuracy, "digit_accuracy": digits}
 
 
+def _measure(dataset: Any, arguments: argparse.Namespace, seed: int, batch_size: int,
+             lr: float) -> dict[str, float]:
+    """One seed of one setting: paralab (median time of ``--repeats`` deterministic runs),
+    DeepProbLog (once) and the network alone, from the same initial weights and pairs."""
+    initial = _network(seed, dataset).state_dict()
+
+    def fresh() -> torch.nn.Module:
+        network = _network(seed, dataset)
+        network.load_state_dict(initial)
+        return network
+
+    runs = [_paralab(dataset.name, fresh(), arguments.pairs, arguments.test_pairs, batch_size,
+                     lr, seed) for _ in range(arguments.repeats)]
+    ours = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+    peer = _deepproblog(dataset, fresh(), arguments.pairs, arguments.test_pairs, seed,
+                        batch_size, lr)
+    floor = statistics.median(
+        _network_floor(dataset, fresh(), arguments.pairs, batch_size, seed, lr)
+        for _ in range(arguments.repeats)
+    )
+    return {
+        "deepproblog_train_seconds": peer["train_seconds"],
+        "paralab_train_seconds": ours["train_seconds"],
+        "network_only_train_seconds": floor,
+        "deepproblog_eval_seconds": peer["eval_seconds"],
+        "paralab_eval_seconds": ours["eval_seconds"],
+        "deepproblog_sum_accuracy": peer["sum_accuracy"],
+        "paralab_sum_accuracy": ours["sum_accuracy"],
+        "deepproblog_digit_accuracy": peer["digit_accuracy"],
+        "paralab_digit_accuracy": ours["digit_accuracy"],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=1000)
     parser.add_argument("--test-pairs", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="initial weights and pairs; one epoch of 1,000 pairs scored on 200 "
+                             "test pairs moves by ~0.1 from seed to seed, so means decide")
     parser.add_argument("--repeats", type=int, default=5,
-                        help="paralab and network-only runs per setting (median); DeepProbLog once")
+                        help="paralab and network-only runs per seed and setting (median time)")
     parser.add_argument("--threads", type=int, default=2,
                         help="torch threads (2, the team's setting; 1 on an oversubscribed machine)")
     arguments = parser.parse_args()
     torch.set_num_threads(arguments.threads)
     dataset = _data()
-    initial = _network(arguments.seed, dataset).state_dict()
-
-    def fresh() -> torch.nn.Module:
-        network = _network(arguments.seed, dataset)
-        network.load_state_dict(initial)
-        return network
-
-    _paralab(dataset.name, fresh(), 16, 8, 2, 1e-3)  # warm-up: first-call costs, not timed
-
-    def median_run(batch_size: int, lr: float) -> dict[str, float]:
-        """paralab's runs are deterministic (same accuracy each time): the median time of
-        ``--repeats`` runs, so that one noisy second on a shared machine does not decide."""
-        runs = [_paralab(dataset.name, fresh(), arguments.pairs, arguments.test_pairs,
-                         batch_size, lr) for _ in range(arguments.repeats)]
-        return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+    _paralab(dataset.name, _network(0, dataset), 16, 8, 2, 1e-3)  # warm-up, not timed
 
     report: dict[str, Any] = {
         "benchmark": "neurosymbolic single-digit addition, 1 epoch",
         "dataset": dataset.name,
         "train_pairs": arguments.pairs,
         "test_pairs": arguments.test_pairs,
+        "seeds": arguments.seeds,
         "threads": torch.get_num_threads(),
         "load_average_1min": round(os.getloadavg()[0], 2),
     }
     print(f"single-digit addition on {dataset.name}: {arguments.pairs} training pairs, "
-          f"{arguments.test_pairs} test pairs, 1 epoch, {report['threads']} threads")
+          f"{arguments.test_pairs} test pairs, 1 epoch, seeds {arguments.seeds}, "
+          f"{report['threads']} threads; times are medians over seeds, accuracies means")
     for label, batch_size, lr in SETTINGS:
-        ours = median_run(batch_size, lr)
-        peer = _deepproblog(dataset, fresh(), arguments.pairs, arguments.test_pairs,
-                            arguments.seed, batch_size, lr)
-        floor = statistics.median(
-            _network_floor(dataset, fresh(), arguments.pairs, batch_size, arguments.seed, lr)
-            for _ in range(arguments.repeats)
-        )
-        row = {
-            "batch_size": batch_size, "lr": lr,
-            "deepproblog_train_seconds": round(peer["train_seconds"], 3),
-            "paralab_train_seconds": round(ours["train_seconds"], 4),
-            "train_speedup": round(peer["train_seconds"] / ours["train_seconds"], 1),
-            "network_only_train_seconds": round(floor, 4),
-            "floor_speedup": round(peer["train_seconds"] / floor, 1),
-            "deepproblog_eval_seconds": round(peer["eval_seconds"], 3),
-            "paralab_eval_seconds": round(ours["eval_seconds"], 4),
-            "eval_speedup": round(peer["eval_seconds"] / ours["eval_seconds"], 1),
-            "deepproblog_sum_accuracy": round(peer["sum_accuracy"], 4),
-            "paralab_sum_accuracy": round(ours["sum_accuracy"], 4),
-            "deepproblog_digit_accuracy": round(peer["digit_accuracy"], 4),
-            "paralab_digit_accuracy": round(ours["digit_accuracy"], 4),
-        }
+        per_seed = [_measure(dataset, arguments, seed, batch_size, lr) for seed in arguments.seeds]
+        median = {key: statistics.median(m[key] for m in per_seed) for key in per_seed[0]}
+        mean = {key: statistics.mean(m[key] for m in per_seed) for key in per_seed[0]}
+        row: dict[str, Any] = {"batch_size": batch_size, "lr": lr}
+        for key in ("deepproblog_train_seconds", "paralab_train_seconds",
+                    "network_only_train_seconds", "deepproblog_eval_seconds",
+                    "paralab_eval_seconds"):
+            row[key] = round(median[key], 4)
+        row["train_speedup"] = round(median["deepproblog_train_seconds"]
+                                     / median["paralab_train_seconds"], 1)
+        row["floor_speedup"] = round(median["deepproblog_train_seconds"]
+                                     / median["network_only_train_seconds"], 1)
+        row["eval_speedup"] = round(median["deepproblog_eval_seconds"]
+                                    / median["paralab_eval_seconds"], 1)
+        for key in ("deepproblog_sum_accuracy", "paralab_sum_accuracy",
+                    "deepproblog_digit_accuracy", "paralab_digit_accuracy"):
+            row[f"{key}_mean"] = round(mean[key], 4)
+            row[f"{key}_per_seed"] = [round(m[key], 3) for m in per_seed]
         report[label] = row
         for key in ("train_speedup", "eval_speedup", "floor_speedup"):
             report[f"{label}/{key}"] = row[key]
         print(f"{label}: batch {batch_size}, Adam lr {lr}, on both sides")
-        print(f"  train  DeepProbLog {peer['train_seconds']:8.2f} s   paralab "
-              f"{ours['train_seconds']:7.3f} s   x{row['train_speedup']}   (the network alone, "
-              f"no logic: {floor:.3f} s, so at most x{row['floor_speedup']})")
-        print(f"  eval   DeepProbLog {peer['eval_seconds']:8.2f} s   paralab "
-              f"{ours['eval_seconds']:7.4f} s   x{row['eval_speedup']}")
-        print(f"  sum accuracy   DeepProbLog {peer['sum_accuracy']:.3f}   paralab "
-              f"{ours['sum_accuracy']:.3f};  digits {peer['digit_accuracy']:.3f} / "
-              f"{ours['digit_accuracy']:.3f}")
+        print(f"  train  DeepProbLog {median['deepproblog_train_seconds']:8.2f} s   paralab "
+              f"{median['paralab_train_seconds']:7.3f} s   x{row['train_speedup']}   (the "
+              f"network alone, no logic: {median['network_only_train_seconds']:.3f} s, so at "
+              f"most x{row['floor_speedup']})")
+        print(f"  eval   DeepProbLog {median['deepproblog_eval_seconds']:8.2f} s   paralab "
+              f"{median['paralab_eval_seconds']:7.4f} s   x{row['eval_speedup']}")
+        print(f"  sum accuracy   DeepProbLog {mean['deepproblog_sum_accuracy']:.3f} "
+              f"{row['deepproblog_sum_accuracy_per_seed']}   paralab "
+              f"{mean['paralab_sum_accuracy']:.3f} {row['paralab_sum_accuracy_per_seed']}")
+        print(f"  digit accuracy DeepProbLog {mean['deepproblog_digit_accuracy']:.3f}   "
+              f"paralab {mean['paralab_digit_accuracy']:.3f}")
     print(json.dumps(report))
 
 
