@@ -184,11 +184,22 @@ class ContinualStrategy(GradientMethod):
         self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, ids: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and targets as training reads them (masked/relabelled when it must)."""
-        logits = model(x)
+        return self.read_outputs(model(x), y, ids)
+
+    def read_outputs(
+        self, logits: torch.Tensor, y: torch.Tensor, ids: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's raw ``logits`` as training reads them, with their targets."""
         if self.train_masked:
             assert self.stream is not None
             return self.stream.read_outputs(logits, y, ids)
         return logits, y
+
+    def regularizer(self, x: torch.Tensor, raw: torch.Tensor,
+                    model: torch.nn.Module) -> torch.Tensor | None:
+        """A term added to the batch loss from the inputs and the model's raw (unmasked)
+        outputs, such as LwF's distillation; None: nothing."""
+        return None
 
     def train_step(
         self,
@@ -201,8 +212,12 @@ class ContinualStrategy(GradientMethod):
     ) -> torch.Tensor:
         """One optimizer step; returns the batch loss as a tensor (no device sync)."""
         x, y, rows, ids = self.augment(run, x, y, rows, ids)
-        logits, targets = self.forward(model, x, y, ids)
+        raw = model(x)
+        logits, targets = self.read_outputs(raw, y, ids)
         loss = self.loss(run, Batch(x, targets, rows, logits, model, run))
+        extra = self.regularizer(x, raw, model)
+        if extra is not None:
+            loss = loss + extra
         self.clear_gradients()
         loss.backward()
         self.after_backward(run, model)
@@ -479,37 +494,18 @@ class LwF(ContinualStrategy):
         assert self.teacher is not None
         with torch.no_grad():
             teacher_logits = self.teacher(x)
-        raw = logits
         total = torch.zeros((), device=logits.device)
         for units in self.unit_groups:
             units = units.to(logits.device)
-            log_p = F.log_softmax(raw[:, units] / self.temperature, dim=1)
+            log_p = F.log_softmax(logits[:, units] / self.temperature, dim=1)
             q = F.softmax(teacher_logits[:, units] / self.temperature, dim=1)
             total = total + F.kl_div(log_p, q, reduction="batchmean")
         return self.alpha * total
 
-    def train_step(
-        self,
-        run: RunContext,
-        model: torch.nn.Module,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        rows: torch.Tensor,
-        ids: torch.Tensor,
-    ) -> torch.Tensor:
-        if self.teacher is None:
-            return super().train_step(run, model, x, y, rows, ids)
-        raw = model(x)
-        logits, targets = raw, y
-        if self.train_masked:
-            assert self.stream is not None
-            logits, targets = self.stream.read_outputs(raw, y, ids)
-        loss = self.loss(run, Batch(x, targets, rows, logits, model, run))
-        loss = loss + self.distillation(x, raw, model)
-        self.clear_gradients()
-        loss.backward()
-        self.apply_update()
-        return loss.detach()
+    def regularizer(self, x: torch.Tensor, raw: torch.Tensor,
+                    model: torch.nn.Module) -> torch.Tensor | None:
+        """The distillation from the previous experience's model (none before it ends)."""
+        return None if self.teacher is None else self.distillation(x, raw, model)
 
 
 class Replay(ContinualStrategy):

@@ -31,6 +31,19 @@ class EpisodicMethod:
         self.meta_lr = meta_lr
         self.optimizer: torch.optim.Optimizer | None = None
 
+    def set_inner_loop(self, inner_lr: float, inner_steps: int, eval_inner_steps: int) -> None:
+        """Check and keep the inner-loop options shared by the gradient-based methods
+        (MAML and its variants, Reptile, learn2learn's MAML); ``eval_inner_steps`` 0 means
+        ``inner_steps``."""
+        if inner_lr <= 0 or inner_steps < 1 or eval_inner_steps < 0:
+            raise ValueError(
+                f"{self.name}: inner_lr must be positive and inner_steps >= 1, eval_inner_steps "
+                f">= 0 (0 = inner_steps); got {inner_lr}, {inner_steps}, {eval_inner_steps}"
+            )
+        self.inner_lr = inner_lr
+        self.inner_steps = inner_steps
+        self.eval_inner_steps = eval_inner_steps or inner_steps
+
     def setup(
         self, run: RunContext | None, model: nn.Module, ways: int, sample: torch.Tensor
     ) -> None:

@@ -60,15 +60,8 @@ class L2LMAML(EpisodicMethod):
         first_order: bool = False,
     ) -> None:
         super().__init__(meta_lr)
-        if inner_lr <= 0 or inner_steps < 1 or eval_inner_steps < 0:
-            raise ValueError(
-                f"l2l_maml: inner_lr must be positive and inner_steps >= 1, eval_inner_steps "
-                f">= 0; got {inner_lr}, {inner_steps}, {eval_inner_steps}"
-            )
+        self.set_inner_loop(inner_lr, inner_steps, eval_inner_steps)
         self.l2l = import_learn2learn()
-        self.inner_lr = inner_lr
-        self.inner_steps = inner_steps
-        self.eval_inner_steps = eval_inner_steps or inner_steps
         self.first_order = first_order
         self.maml: Any = None
 

@@ -57,14 +57,7 @@ class MAML(EpisodicMethod):
         super().__init__(meta_lr)
         if engine not in ENGINES:
             raise ValueError(f"{self.name}: engine = {engine!r}; choose from {list(ENGINES)}")
-        if inner_lr <= 0 or inner_steps < 1 or eval_inner_steps < 0:
-            raise ValueError(
-                f"{self.name}: inner_lr must be positive and inner_steps >= 1, eval_inner_steps "
-                f">= 0 (0 = inner_steps); got {inner_lr}, {inner_steps}, {eval_inner_steps}"
-            )
-        self.inner_lr = inner_lr
-        self.inner_steps = inner_steps
-        self.eval_inner_steps = eval_inner_steps or inner_steps
+        self.set_inner_loop(inner_lr, inner_steps, eval_inner_steps)
         self.first_order = first_order
         self.engine = engine
         self.task_map = TaskMap(engine != "loop")
