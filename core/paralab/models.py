@@ -36,7 +36,10 @@ def linear(info: DatasetInfo) -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(info.n_features, info.n_classes))
 
 
-class _AsImage(nn.Module):
+class AsImage(nn.Module):
+    """Reshape flat rows back into ``(channels, height, width)`` images (shared datasets keep
+    images flat; convolutional models start with this)."""
+
     def __init__(self, shape: tuple[int, ...]) -> None:
         super().__init__()
         self.shape = shape
@@ -53,7 +56,7 @@ def cnn(info: DatasetInfo, channels: Sequence[int] = (32, 64), hidden: int = 128
             f"cnn: dataset {info.name!r} has inputs of shape {info.input_shape} and no "
             "image_shape; use an image dataset or the mlp model"
         )
-    layers: list[nn.Module] = [_AsImage(tuple(shape))]
+    layers: list[nn.Module] = [AsImage(tuple(shape))]
     in_channels, size = shape[0], shape[1]
     for out_channels in channels:
         layers += [

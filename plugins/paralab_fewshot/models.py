@@ -13,17 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from paralab.data.shared import DatasetInfo
-
-
-class _AsImage(nn.Module):
-    """Reshape flat rows back into ``(channels, height, width)`` images."""
-
-    def __init__(self, shape: tuple[int, ...]) -> None:
-        super().__init__()
-        self.shape = shape
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.reshape(x.shape[0], *self.shape)
+from paralab.models import AsImage
 
 
 class BatchStatNorm2d(nn.Module):
@@ -69,7 +59,7 @@ def conv4(
             f"conv4: hidden = {hidden} and layers = {layers} must be >= 1, out_features = "
             f"{out_features} >= 0 (0 = the dataset's {info.n_classes} classes)"
         )
-    blocks: list[nn.Module] = [_AsImage(tuple(shape))]
+    blocks: list[nn.Module] = [AsImage(tuple(shape))]
     channels, height, width = shape
     for _ in range(layers):
         blocks += [
