@@ -4,6 +4,7 @@ saying why, when it is unset (CI sets it to ../shared/data)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,3 +29,16 @@ def _few_threads() -> None:
     import torch
 
     torch.set_num_threads(int(os.environ.get("PARALAB_TEST_THREADS", "2")))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for a module of small models, restored after it: on a shared 2-core
+    machine a second thread mostly waits (tiny matmuls ran 10x slower with two under load).
+    A module asks for it with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

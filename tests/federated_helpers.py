@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 import torch
 
 import paralab
@@ -55,13 +54,3 @@ def final_parameters(**kwargs: Any) -> dict[str, torch.Tensor]:
 def max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
     assert a.keys() == b.keys()
     return max(float((a[n] - b[n]).abs().max()) for n in a)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One torch thread for these tiny models: on a shared 2-core machine a second thread only
-    waits for the first (matmuls of a 64x32 MLP run 10x slower with two under load)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)

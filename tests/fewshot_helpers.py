@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 import paralab_fewshot
 from paralab.testing.kit import TinyDataPlugin, isolated_registry
@@ -42,15 +39,3 @@ def digits_spec(method: str | dict[str, Any], **protocol: Any) -> dict[str, Any]
         "protocol": options,
         "method": method,
     }
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """One torch thread for these small problems: on a shared 2-core machine, two threads
-    spin against other processes and make tiny matrix products tens of times slower."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 
 import paralab
-from tests.continual_helpers import continual_spec, one_thread  # noqa: F401
+from tests.continual_helpers import continual_spec
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: see conftest
 
 
 def test_avalanche_metrics_equal_paralabs_on_the_same_model():

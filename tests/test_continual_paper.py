@@ -12,7 +12,8 @@ import pytest
 
 import paralab
 from paralab.host import get_registry
-from tests.continual_helpers import one_thread  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: see conftest
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -15,7 +15,9 @@ from paralab_continual.scenarios import (
     build_stream,
     split_classes,
 )
-from tests.continual_helpers import continual_spec, one_thread  # noqa: F401
+from tests.continual_helpers import continual_spec
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: see conftest
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,9 @@ from paralab.testing import isolated_registry
 from paralab_continual.buffers import IndexBuffer
 from paralab_continual.scenarios import build_stream
 from paralab_continual.strategies import AGEM, EWC, SI, LwF
-from tests.continual_helpers import continual_spec, one_thread  # noqa: F401
+from tests.continual_helpers import continual_spec
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: see conftest
 
 
 def _run(method, **protocol):

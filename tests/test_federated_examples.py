@@ -11,9 +11,10 @@ import pytest
 
 import paralab
 from paralab.host import get_registry
-from tests.federated_helpers import max_difference, one_torch_thread, run
+from tests.federated_helpers import max_difference, run
 
-__all__ = ["one_torch_thread"]
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: see conftest
+
 
 ROOT = Path(__file__).resolve().parents[1]
 

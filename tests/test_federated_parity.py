@@ -11,9 +11,8 @@ from paralab.context import Update
 from paralab_federated.aggregation import weighted_mean
 from paralab_federated.methods import FedAdam, FedAvg, FedYogi
 from paralab_federated.privacy import clip_delta, epsilon
-from tests.federated_helpers import one_torch_thread
 
-__all__ = ["one_torch_thread"]
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: see conftest
 
 flwr = pytest.importorskip("flwr")
 from flwr.common import (  # noqa: E402

@@ -9,9 +9,9 @@ from paralab.context import Update
 from paralab_federated.aggregation import weighted_mean
 from paralab_federated.privacy import DPFedAvg, epsilon
 from paralab_federated.secure_aggregation import SecureAggregation
-from tests.federated_helpers import final_parameters, max_difference, one_torch_thread, run
+from tests.federated_helpers import final_parameters, max_difference, run
 
-__all__ = ["one_torch_thread"]
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: see conftest
 
 
 def through(middleware, update: Update) -> Update:

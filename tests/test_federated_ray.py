@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.federated_helpers import final_parameters, max_difference, one_torch_thread
+from tests.federated_helpers import final_parameters, max_difference
 
-__all__ = ["one_torch_thread"]
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: see conftest
+
 
 ray = pytest.importorskip("ray")
 

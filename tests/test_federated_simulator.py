@@ -11,9 +11,9 @@ from paralab.components import LossSpec
 from paralab_federated.local_training import VmapTrainer, parameters_of, train_client
 from paralab_federated.partitions import make_partition
 from paralab_federated.schedule import client_batches, padded, plan_round
-from tests.federated_helpers import final_parameters, max_difference, one_torch_thread, run
+from tests.federated_helpers import final_parameters, max_difference, run
 
-__all__ = ["one_torch_thread"]
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: see conftest
 
 
 def test_vmap_step_equals_per_client_sgd() -> None:

@@ -16,7 +16,8 @@ from paralab_fewshot.methods.finetune import fit_linear_heads
 from paralab_fewshot.methods.maml import ANIL, MAML
 from paralab_fewshot.methods.protonet import prototype_logits
 from paralab_fewshot.models import BatchStatNorm2d, conv4
-from tests.fewshot_helpers import one_thread  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: see conftest
 
 WAYS, SHOTS, QUERIES = 5, 1, 3
 

@@ -13,7 +13,8 @@ from paralab_fewshot.episodes import (
     TaskBatch,
     split_classes,
 )
-from tests.fewshot_helpers import one_thread  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: see conftest
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,10 @@ import paralab
 from paralab.data import load_dataset
 from paralab_fewshot.episodes import EpisodeSampler, EpisodeShape, TaskBatch, split_classes
 from paralab_fewshot.evaluation import lake_runs_batch
-from tests.fewshot_helpers import fewshot_registry, one_thread  # noqa: F401
+from tests.fewshot_helpers import fewshot_registry
 
-pytestmark = pytest.mark.data
+# real data files; small models (see conftest's one_torch_thread)
+pytestmark = [pytest.mark.data, pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,9 @@ import torch
 
 import paralab
 from paralab import AuditorSpec, LossSpec, hookimpl
-from tests.fewshot_helpers import digits_spec, fewshot_registry, one_thread  # noqa: F401
+from tests.fewshot_helpers import digits_spec, fewshot_registry
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: see conftest
 
 CHANCE = 1 / 3
 

@@ -3,20 +3,11 @@ claims are read, and the quick numbers are what this setting reaches."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-import torch
 
 from paralab.papers import reproduce
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: see conftest
 
 
 def test_deepproblog_single_digit_quick() -> None:

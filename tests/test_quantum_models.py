@@ -13,7 +13,7 @@ from paralab_quantum.circuit import Ansatz, Circuit, CircuitError, Embedding, Ga
 from paralab_quantum.memory import QubitMemoryError, check_statevector
 from paralab_quantum.models import HybridNetwork, hybrid, vqc
 
-torch.set_num_threads(1)  # the CI machine is shared: one thread avoids contention
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: see conftest
 
 
 def _run(**spec):

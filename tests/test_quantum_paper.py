@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import torch
+import pytest
 
 from paralab.papers import reproduce
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: see conftest
+
 
 def test_havlicek_quantum_kernel_reproduces_quick():
-    torch.set_num_threads(1)
     report = reproduce("havlicek2019_quantum_kernel", quick=True)
     assert report.passed, report.render()
     assert report.ours["ad_hoc/qsvc_test_accuracy"] == 1.0
