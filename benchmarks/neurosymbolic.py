@@ -50,15 +50,15 @@ batched inference pays; DeepProbLog's cost is per query, so batching gains it li
 def _network(seed: int, dataset: Any) -> torch.nn.Module:
     """DeepProbLog's LeNet on MNIST; on the embedded 8x8 digits (no $PARALAB_DATA) an MLP
     64-128-10, since the LeNet needs 28x28 images."""
-    torch.manual_seed(seed)
     if dataset.info.n_features == 64:
         from paralab.models import mlp
 
+        torch.manual_seed(seed)
         return mlp(dataset.info, hidden=(128,))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from deepproblog.examples.MNIST.network import MNIST_Net
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # after the import, whatever it draws
     return MNIST_Net(with_softmax=False)
 
 

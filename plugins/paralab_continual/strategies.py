@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from paralab.context import Batch
 from paralab.methods import GradientMethod, adam
+from paralab.methods import clear_gradients as clear_optimizer_gradients
 from paralab_continual.buffers import IndexBuffer
 from paralab_continual.scenarios import Experience, ScenarioError, Stream
 
@@ -226,9 +227,9 @@ class ContinualStrategy(GradientMethod):
         return loss.detach()
 
     def clear_gradients(self) -> None:
-        """``optimizer.zero_grad(set_to_none=True)`` without its dispatch overhead."""
-        for parameter in self.parameters:
-            parameter.grad = None
+        """``optimizer.zero_grad(set_to_none=True)`` without its profiler hooks."""
+        assert self.optimizer is not None
+        clear_optimizer_gradients(self.optimizer)
 
     def apply_update(self) -> None:
         """The optimizer step. Plain SGD (no momentum) is one fused ``_foreach_add_`` over the

@@ -153,7 +153,7 @@ class Addition:
 
     def execute(self, run: RunContext) -> None:
         from paralab.context import Batch
-        from paralab.methods import GradientMethod
+        from paralab.methods import GradientMethod, clear_gradients
 
         method, model, dataset = run.method, run.model, run.dataset
         if not isinstance(method, GradientMethod):
@@ -200,9 +200,7 @@ class Addition:
                         # the digit labels are never used in training.
                         pseudo = logits.detach().argmax(dim=-1)
                         loss = loss + run.extra_loss(Batch(x, pseudo, images, logits, model, run))
-                    for group in optimizer.param_groups:  # zero_grad without its profiler
-                        for parameter in group["params"]:  # hooks: a step here is ~0.7 ms
-                            parameter.grad = None
+                    clear_gradients(optimizer)
                     loss.backward()
                     optimizer.step()
                     total += float(loss.detach())
