@@ -12,10 +12,17 @@ from typing import Any
 
 from paralab.components import DatasetSpec, MethodSpec, MetricSpec, ModelSpec, ProtocolSpec
 from paralab.hookspecs import hookimpl
+from paralab.options import Option, count, non_negative, one_of, positive
 
 PARALAB_API = "1.0"
 
-_SPLIT_OPTIONS = {"test_fraction": 0.2, "seed": 0}
+_SPLIT_OPTIONS = {
+    "test_fraction": Option(0.2, gt=0, lt=1, help="share of each class held out as test"),
+    "seed": Option(0, type=int, help="seed of the stratified split"),
+}
+_DOWNLOAD = Option(False, help="fetch missing files (never in tests or CI)")
+_DROP_SENSITIVE = Option(False, help="remove the sensitive columns from the inputs")
+_IMAGE_SIZE = count(28, low=4, help="side of the square images, in pixels")
 
 
 @hookimpl
@@ -34,24 +41,29 @@ def paralab_datasets() -> list[DatasetSpec]:
                     _SPLIT_OPTIONS),
         DatasetSpec("mnist", "paralab.data.images:mnist",
                     "MNIST from IDX files under root (or $PARALAB_DATA/mnist).",
-                    {"files": "test", **_SPLIT_OPTIONS, "download": False}, needs_root=True),
+                    {"files": one_of("test", ("test", "both"),
+                                     help="'test': split the 10k test file; 'both': official"),
+                     **_SPLIT_OPTIONS, "download": _DOWNLOAD}, needs_root=True),
         DatasetSpec("omniglot", "paralab.data.images:omniglot",
                     "Omniglot characters from the official zips (few-shot classes).",
-                    {"sets": ["small1", "small2"], "image_size": 28}, needs_root=True),
+                    {"sets": Option(["small1", "small2"], min_length=1,
+                                    items=Option("", type=str, choices=_OMNIGLOT_SETS),
+                                    help="which official zips to read"),
+                     "image_size": _IMAGE_SIZE}, needs_root=True),
         DatasetSpec("omniglot_runs", "paralab.data.images:omniglot_runs",
                     "The 20 one-shot classification runs of Lake et al. 2015 (all_runs.zip).",
-                    {"image_size": 28}, needs_root=True),
+                    {"image_size": _IMAGE_SIZE}, needs_root=True),
         DatasetSpec("compas", "paralab.data.tabular:compas",
                     "ProPublica COMPAS two-year recidivism, filtered as in their analysis.",
-                    {**_SPLIT_OPTIONS, "drop_sensitive": False}, needs_root=True,
+                    {**_SPLIT_OPTIONS, "drop_sensitive": _DROP_SENSITIVE}, needs_root=True,
                     sensitive=("race", "sex", "age_cat")),
         DatasetSpec("adult", "paralab.data.tabular:adult",
                     "UCI Adult census income (adult.data for train, adult.test for test).",
-                    {"drop_sensitive": False, "download": False}, needs_root=True,
+                    {"drop_sensitive": _DROP_SENSITIVE, "download": _DOWNLOAD}, needs_root=True,
                     sensitive=("sex", "race")),
         DatasetSpec("german_credit", "paralab.data.tabular:german_credit",
                     "UCI Statlog German credit (1,000 applicants).",
-                    {**_SPLIT_OPTIONS, "drop_sensitive": False, "download": False},
+                    {**_SPLIT_OPTIONS, "drop_sensitive": _DROP_SENSITIVE, "download": _DOWNLOAD},
                     needs_root=True, sensitive=("sex", "age_group")),
     ]
 
@@ -60,10 +72,14 @@ def paralab_datasets() -> list[DatasetSpec]:
 def paralab_models() -> list[ModelSpec]:
     return [
         ModelSpec("mlp", "paralab.models:mlp", "A multilayer perceptron on flattened inputs.",
-                  {"hidden": [256, 256], "activation": "relu", "dropout": 0.0}),
+                  {"hidden": Option([256, 256], items=count(1), help="widths of the hidden layers"),
+                   "activation": one_of("relu", ("relu", "tanh", "gelu", "sigmoid")),
+                   "dropout": Option(0.0, ge=0, lt=1, help="dropout after each hidden layer")}),
         ModelSpec("cnn", "paralab.models:cnn",
                   "A small convolutional network for image data (2 conv blocks, 1 linear).",
-                  {"channels": [32, 64], "hidden": 128}),
+                  {"channels": Option([32, 64], min_length=1, items=count(1),
+                                      help="output channels of each conv block"),
+                   "hidden": count(128, help="width of the linear layer")}),
         ModelSpec("linear", "paralab.models:linear", "A linear (softmax regression) model.", {}),
     ]
 
@@ -73,23 +89,31 @@ def paralab_protocols() -> list[ProtocolSpec]:
     return [
         ProtocolSpec("supervised", "paralab.protocols.supervised:Supervised",
                      "Epochs of minibatch training on the train split; evaluation on test.",
-                     {"epochs": 10, "batch_size": 32, "eval_every": 1,
-                      "train_split": "train", "eval_splits": ["test"]},
-                     example={"epochs": 2}, accepts=("gradient",)),
+                     {"epochs": count(10), "batch_size": count(32),
+                      "eval_every": count(1, help="evaluate every this many epochs (and last)"),
+                      "train_split": Option("train", min_length=1),
+                      "eval_splits": Option(["test"], items=Option("", type=str))},
+                     example={"epochs": 2}, accepts=("gradient",),
+                     method_interface="GradientMethod", applies_losses=True),
     ]
 
 
 _OPTIMIZER_PROTOCOLS = ("supervised",)
+_OMNIGLOT_SETS = ("background", "evaluation", "small1", "small2")
 
 
 @hookimpl
 def paralab_methods() -> list[MethodSpec]:
     return [
         MethodSpec("sgd", "paralab.methods:SGD", "Stochastic gradient descent with momentum.",
-                   {"lr": 0.05, "momentum": 0.0, "weight_decay": 0.0},
+                   {"lr": positive(0.05, help="learning rate"),
+                    "momentum": Option(0.0, ge=0, lt=1),
+                    "weight_decay": non_negative(0.0, help="L2 penalty")},
                    protocols=_OPTIMIZER_PROTOCOLS, family="gradient"),
         MethodSpec("adam", "paralab.methods:Adam", "Adam.",
-                   {"lr": 0.001, "weight_decay": 0.0}, protocols=_OPTIMIZER_PROTOCOLS,
+                   {"lr": positive(0.001, help="learning rate"),
+                    "weight_decay": non_negative(0.0, help="L2 penalty")},
+                   protocols=_OPTIMIZER_PROTOCOLS,
                    family="gradient"),
     ]
 
@@ -105,7 +129,9 @@ def paralab_metrics() -> list[MetricSpec]:
                    "Counts of (target, prediction) pairs."),
         MetricSpec("grouped_accuracy", "paralab.evaluation:grouped_accuracy_metric",
                    "Accuracy per value of a per-example feature (a task, a sensitive group).",
-                   {"feature": ""}, example={"feature": "group"}),
+                   {"feature": Option("", type=str, min_length=1, required=True,
+                                      help="a per-example feature of the dataset")},
+                   example={"feature": "group"}),
     ]
 
 

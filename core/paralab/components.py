@@ -25,6 +25,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from paralab.options import Option, declared, defaults
+
 KINDS: tuple[str, ...] = (
     "dataset",
     "model",
@@ -42,15 +44,20 @@ KINDS: tuple[str, ...] = (
 class Component:
     """Base of every contribution: a unique ``name`` and a lazily imported ``factory``.
 
-    ``options`` maps each option the factory accepts to its default; a spec that passes an
-    option not listed here is rejected before anything runs, with the valid ones named.
+    ``options`` maps each option the factory accepts to its declaration: an
+    :class:`paralab.Option` (default and constraints) or a bare default (short for
+    ``Option(default)``: the default's type, finite numbers). A spec that passes an option not
+    listed here, or a value outside its declaration, is rejected before anything is built,
+    with the valid ones named. The factory's signature must agree (a test checks it).
     ``provider`` is filled in by the host (the plugin's canonical name); plugins leave it empty.
     Pass everything after ``name`` and ``factory`` by keyword.
 
-    Whatever a protocol, method, auditor, loss or middleware factory returns may define
-    ``validate(run)``: the host calls it once the data and model are built, before any hook or
-    training, so options can be checked against the data. A ``ValueError`` raised there (or by
-    the factory itself) rejects the spec with a :class:`paralab.SpecError` naming the field.
+    What the factory returns must implement the kind's interface in :mod:`paralab.interfaces`
+    (checked once, at build). It may define ``validate(run)``: the host calls it once the data
+    and model are built, before any hook or training and before the run's folder exists, so
+    options can be checked against the data and against each other. A ``ValueError`` raised
+    there rejects the spec with a :class:`paralab.SpecError` naming the field; a ``ValueError``
+    from the factory itself is a bug in the factory and fails the run.
     """
 
     kind: ClassVar[str] = "component"
@@ -83,6 +90,14 @@ class Component:
                 f"{module_name!r} has no attribute {attribute!r}"
             ) from None
 
+    def declared_options(self) -> dict[str, Option]:
+        """Every option as an :class:`paralab.Option` (bare defaults expanded)."""
+        return declared(self.options)
+
+    def defaults(self) -> dict[str, Any]:
+        """Every option's default."""
+        return defaults(self.options)
+
     def describe(self) -> dict[str, Any]:
         """A JSON-ready summary, as ``paralab list`` and ``paralab plugins --json`` print it."""
         extra = {
@@ -95,7 +110,9 @@ class Component:
             "name": self.name,
             "provider": self.provider,
             "description": self.description,
-            "options": {key: _jsonable(value) for key, value in self.options.items()},
+            "options": {key: _jsonable(value) for key, value in self.defaults().items()},
+            "constraints": {key: option.constraint()
+                            for key, option in self.declared_options().items()},
             **extra,
         }
 
@@ -142,9 +159,15 @@ class ModelSpec(Component):
 
 @dataclass(frozen=True)
 class ProtocolSpec(Component):
-    """A protocol, the shape of training: ``factory(**options)`` returns an object with
-    ``execute(run: paralab.RunContext) -> None`` that drives the outer loop, opens phases with
-    ``run.phase(...)`` and evaluates with ``run.evaluate(...)``.
+    """A protocol, the shape of training: ``factory(**options)`` returns a
+    :class:`paralab.interfaces.Protocol`, whose ``execute(run)`` drives the outer loop, opens
+    phases with ``run.phase(...)`` and evaluates with ``run.evaluate(...)``.
+
+    It declares what it consumes, so that a spec naming a component the protocol would ignore
+    is rejected before anything is built: the interface its method must implement
+    (``method_interface``), whether it adds the spec's loss terms (``applies_losses``), which
+    middleware hooks it calls (``middleware_hooks``) and whether it trains the spec's model
+    (``uses_model``).
     """
 
     kind: ClassVar[str] = "protocol"
@@ -157,12 +180,25 @@ class ProtocolSpec(Component):
     main_metric: str = ""
     """The metric the run's curve and summary lead with (``"average_accuracy"``,
     ``"meta_test/accuracy"``); default: the first eval split's first metric."""
+    method_interface: str = ""
+    """The interface the run's method must implement: a class name in
+    :mod:`paralab.interfaces` (``"GradientMethod"``, ``"EpisodicMethod"`` ...) or a
+    ``"module:Class"`` of the plugin's own. Checked when the method is built."""
+    applies_losses: bool = False
+    """True when the protocol adds the spec's loss terms to what it optimizes (through
+    ``run.extra_loss``); a spec naming ``losses`` under a protocol that does not is rejected."""
+    middleware_hooks: tuple[str, ...] = ()
+    """The middleware hooks the protocol calls (``("paralab_process_update",)``); middleware
+    acting on none of them is rejected."""
 
     def _extra(self) -> dict[str, Any]:
         return {
             "uses_model": self.uses_model,
             "accepts": list(self.accepts),
             "main_metric": self.main_metric,
+            "method_interface": self.method_interface,
+            "applies_losses": self.applies_losses,
+            "middleware_hooks": list(self.middleware_hooks),
         }
 
 
@@ -194,7 +230,8 @@ def supports(method: MethodSpec, protocol: ProtocolSpec) -> bool:
 
 @dataclass(frozen=True)
 class MetricSpec(Component):
-    """A metric: ``factory(**options)`` returns ``metric(predictions, dataset) -> float | dict``.
+    """A metric: ``factory(**options)`` returns a :class:`paralab.interfaces.Metric`,
+    ``metric(predictions, dataset) -> float | dict``.
 
     It reads the predictions the evaluation engine computed once per evaluation point.
     """
@@ -204,10 +241,10 @@ class MetricSpec(Component):
 
 @dataclass(frozen=True)
 class AuditorSpec(Component):
-    """A read-only analysis of a run: ``factory(**options)`` returns an object with
-    ``audit(run, phase, predictions) -> dict`` called at every evaluation point, and optionally
-    ``finalize(run) -> dict`` called once at the end (to write tables and plots to
-    ``run.output_dir``).
+    """A read-only analysis of a run: ``factory(**options)`` returns a
+    :class:`paralab.interfaces.Auditor`, whose ``audit(run, phase, predictions) -> dict`` is
+    called at every evaluation point and ``finalize(run) -> dict | None`` once at the end (to
+    write tables and plots to ``run.output_dir``).
     """
 
     kind: ClassVar[str] = "auditor"
@@ -215,8 +252,9 @@ class AuditorSpec(Component):
 
 @dataclass(frozen=True)
 class LossSpec(Component):
-    """A loss term that applies under any protocol: ``factory(**options)`` returns
-    ``term(batch: paralab.Batch) -> torch.Tensor`` (a scalar added to the training loss).
+    """A loss term: ``factory(**options)`` returns a :class:`paralab.interfaces.LossTerm`,
+    ``term(batch: paralab.Batch) -> torch.Tensor`` (a scalar added to the training loss) under
+    every protocol that declares ``applies_losses``.
     """
 
     kind: ClassVar[str] = "loss"
@@ -224,12 +262,21 @@ class LossSpec(Component):
 
 @dataclass(frozen=True)
 class MiddlewareSpec(Component):
-    """Middleware: ``factory(**options)`` returns a plugin object whose hookimpls (usually
-    ``@hookimpl(wrapper=True)`` on ``paralab_process_update``) the host registers for the one run
-    that names it, in the order the spec lists it, and unregisters afterwards.
+    """Middleware: ``factory(**options)`` returns a :class:`paralab.interfaces.Middleware`, a
+    plugin object whose hookimpls (usually ``@hookimpl(wrapper=True)`` on
+    ``paralab_process_update``) take part in the one run that names it, in the order the spec
+    lists it; other runs in the same process never see it.
+
+    ``hooks`` names the middleware hooks it acts through; a spec naming it under a protocol
+    that calls none of them is rejected (DP under a protocol that never passes an update
+    through middleware would add no noise).
     """
 
     kind: ClassVar[str] = "middleware"
+    hooks: tuple[str, ...] = ("paralab_process_update",)
+
+    def _extra(self) -> dict[str, Any]:
+        return {"hooks": list(self.hooks)}
 
 
 SPEC_TYPES: dict[str, type[Component]] = {

@@ -78,7 +78,11 @@ class Update:
 
 @dataclass
 class Batch:
-    """One training batch as loss terms see it; ``indices`` index the shared dataset."""
+    """One training batch as loss terms see it; ``indices`` index the shared dataset.
+
+    ``objective``, when a protocol sets it, is the task loss ``objective(batch) -> scalar``
+    that replaces cross-entropy of ``logits`` against ``targets`` (the ``addition`` protocol's
+    targets are sums, not the digits the logits score)."""
 
     inputs: torch.Tensor
     targets: torch.Tensor
@@ -86,6 +90,7 @@ class Batch:
     logits: torch.Tensor
     model: torch.nn.Module
     run: RunContext | None = None
+    objective: Callable[[Batch], torch.Tensor] | None = None
 
     def feature(self, name: str) -> torch.Tensor:
         """A per-example feature (a sensitive attribute, a task id) for this batch's rows."""
@@ -178,14 +183,25 @@ class RunContext:
 
     @contextmanager
     def phase(self, kind: str, index: int, **info: Any) -> Iterator[Phase]:
-        """Open a phase: calls ``paralab_before_phase``, then on exit ``paralab_after_phase``,
-        and saves the phase to ``result.json`` at once."""
+        """Open a phase: calls ``paralab_before_phase``, then on exit checks numerical health
+        (:mod:`paralab.health`), calls ``paralab_after_phase`` and saves the phase to
+        ``result.json`` at once."""
+        from paralab.health import NumericalError, check_phase
+
         phase = Phase(kind=kind, index=index, info=info)
         self.current_phase = phase
         started = time.perf_counter()
         self.hooks.before_phase(self, phase)
         yield phase
         phase.seconds = time.perf_counter() - started
+        try:
+            check_phase(self, phase)
+        except NumericalError as error:
+            # Keep the diverged phase for diagnosis; the run fails, naming the method.
+            phase.info["numerical_error"] = str(error)
+            self.result.add_phase(phase)
+            self.writer.save(self.result)
+            raise ComponentFailure("method", self.spec.method.name, error) from error
         self.hooks.after_phase(self, phase)
         self.result.add_phase(phase)
         self.writer.save(self.result)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+import pluggy
+
 from paralab import hookspecs
 from paralab_registry import LoadSettings, PluginRegistry
 
@@ -76,11 +78,12 @@ def set_registry(registry: PluginRegistry | None) -> PluginRegistry | None:
 
 
 class Hooks:
-    """Typed calls of the lifecycle and middleware hooks of one plugin manager."""
+    """Typed calls of the lifecycle and middleware hooks of one plugin manager (a run's own,
+    from :meth:`PluginRegistry.run_manager`, or a registry's)."""
 
-    def __init__(self, registry: PluginRegistry) -> None:
-        self.registry = registry
-        self._hook = registry.pm.hook
+    def __init__(self, source: PluginRegistry | pluggy.PluginManager) -> None:
+        self.pm = source.pm if isinstance(source, PluginRegistry) else source
+        self._hook = self.pm.hook
 
     def before_experiment(self, run: RunContext) -> None:
         self._hook.paralab_before_experiment(run=run)

@@ -1,21 +1,25 @@
-"""Gradient methods: the method interface of the supervised protocol.
+"""Gradient methods: the ready implementation of :class:`paralab.interfaces.GradientMethod`.
 
-A :class:`GradientMethod` owns an optimizer and knows how to take one step on a batch; its
-loss is cross-entropy plus the spec's loss terms (``run.extra_loss``), so a fairness penalty or
-a semantic loss applies under any protocol that steps through a gradient method. Plugins
-subclass it (continual strategies, federated local training) and override :meth:`loss` or
-:meth:`step`.
+An :class:`OptimizerMethod` owns a torch optimizer and takes one step on a batch; its loss is
+the protocol's objective (cross-entropy by default) plus the spec's loss terms
+(``run.extra_loss``), so a fairness penalty or a semantic loss applies under every protocol
+that steps through a gradient method. Plugins subclass it (continual strategies) and override
+:meth:`~OptimizerMethod.loss` or :meth:`~OptimizerMethod.step`.
+
+Options are declared in the method's spec (``paralab.builtin``), so a bad ``lr`` is a spec
+error before anything is built; the constructors here trust their arguments.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
 from paralab.context import Batch
+from paralab.interfaces import GradientMethod
 
 if TYPE_CHECKING:
     from paralab.context import RunContext
@@ -44,12 +48,10 @@ def clear_gradients(optimizer: torch.optim.Optimizer) -> None:
             parameter.grad = None
 
 
-class GradientMethod:
-    """Minibatch training with a torch optimizer."""
+class OptimizerMethod(GradientMethod):
+    """Minibatch training with a torch optimizer: subclasses say which (:meth:`make_optimizer`)."""
 
     def __init__(self, lr: float = 0.05, weight_decay: float = 0.0) -> None:
-        if lr <= 0:
-            raise ValueError(f"lr must be positive, got {lr}")
         self.lr = lr
         self.weight_decay = weight_decay
         self.optimizer: torch.optim.Optimizer | None = None
@@ -62,7 +64,12 @@ class GradientMethod:
         self.optimizer = self.make_optimizer(model.parameters())
 
     def loss(self, run: RunContext | None, batch: Batch) -> torch.Tensor:
-        value = F.cross_entropy(batch.logits, batch.targets)
+        """The protocol's objective (cross-entropy unless ``batch.objective`` says otherwise)
+        plus the spec's loss terms."""
+        if batch.objective is not None:
+            value = batch.objective(batch)
+        else:
+            value = F.cross_entropy(batch.logits, batch.targets)
         if run is not None:
             value = value + run.extra_loss(batch)
         return value
@@ -74,20 +81,21 @@ class GradientMethod:
         x: torch.Tensor,
         y: torch.Tensor,
         indices: torch.Tensor,
+        objective: Any = None,
     ) -> float:
         """One optimizer step on a batch; returns the batch loss."""
         if self.optimizer is None:
             self.setup(run, model)
         assert self.optimizer is not None
         logits = model(x)
-        loss = self.loss(run, Batch(x, y, indices, logits, model, run))
+        loss = self.loss(run, Batch(x, y, indices, logits, model, run, objective=objective))
         clear_gradients(self.optimizer)
         loss.backward()
         self.optimizer.step()
         return float(loss.detach())
 
 
-class SGD(GradientMethod):
+class SGD(OptimizerMethod):
     """Stochastic gradient descent (with optional momentum)."""
 
     def __init__(self, lr: float = 0.05, momentum: float = 0.0, weight_decay: float = 0.0) -> None:
@@ -100,7 +108,7 @@ class SGD(GradientMethod):
         )
 
 
-class Adam(GradientMethod):
+class Adam(OptimizerMethod):
     """Adam."""
 
     def __init__(self, lr: float = 0.001, weight_decay: float = 0.0) -> None:

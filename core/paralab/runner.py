@@ -1,13 +1,20 @@
-"""Run one experiment: validate, build once, let the protocol drive, save as it goes.
+"""Run one experiment: validate, build, check, execute, save.
 
-spec -> validate against the registry -> build the dataset (once per process) -> model,
-method, metrics, auditors, loss terms, middleware -> ``paralab_before_experiment`` ->
-protocol.execute(run) -> auditors' ``finalize`` -> ``paralab_after_experiment`` ->
-``result.json``, the plot and ``summary.md``.
+1. **validate** the spec against the registry: names, declared option constraints, pairing,
+   components the protocol would ignore (:meth:`ExperimentSpec.validate`). Nothing is built.
+2. **build** the method, protocol, metrics, auditors, loss terms and middleware, then the
+   dataset (once per process) and the model.
+3. **check** each built object against its interface (:mod:`paralab.interfaces`), then call
+   its ``validate(run)``. A ``ValueError`` there is a :class:`SpecError`; no folder exists yet.
+4. **execute**: ``paralab_before_experiment``, ``protocol.execute(run)``, the auditors'
+   ``finalize``, ``paralab_after_experiment``.
+5. **save** ``result.json``, the plot and ``summary.md``.
 
-A failure anywhere is reported with the plugin that raised it; the phases finished before it
-stay in ``result.json`` (status ``failed``) and the exception is re-raised as
-:class:`RunError`, which carries the partial result.
+:class:`_Stage` tracks which component is at work, so that a failure anywhere names the
+plugin that raised it; the phases finished before it stay in ``result.json`` (status
+``failed``) and the exception is re-raised as :class:`RunError` with the partial result. Only
+declared option checks, ``validate(run)`` and the dataset loader (files, options) reject a
+spec; a ``ValueError`` from a factory or from training is a bug and fails the run.
 """
 
 from __future__ import annotations
@@ -16,6 +23,9 @@ import platform
 import random
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -27,6 +37,7 @@ from paralab.context import ComponentFailure, RunContext, logger
 from paralab.data.cache import load_dataset
 from paralab.data.files import DataNotFoundError
 from paralab.host import Hooks, get_registry
+from paralab.interfaces import KIND_INTERFACES, missing_members, resolve
 from paralab.results import Result, ResultWriter
 from paralab.spec import ComponentRef, ExperimentSpec, SpecError
 
@@ -96,30 +107,68 @@ def _output_folder(spec: ExperimentSpec) -> Path | None:
     return folder
 
 
+class ContractError(TypeError):
+    """A factory returned an object that lacks members of its interface: a plugin bug."""
+
+
+class _Rejected(Exception):
+    """The spec was rejected after building (``validate(run)``, the dataset loader)."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+
+
 class _Stage:
     """Which component the runner is working on, to name the plugin when it raises."""
 
-    def __init__(self) -> None:
+    def __init__(self, registry: Any) -> None:
+        self.registry = registry
         self.kind = "host"
         self.name = ""
         self.provider = ""
         self.path = ""
-        self.built = False
 
-    def set(self, kind: str, spec: Any = None, path: str = "") -> None:
-        self.kind = kind
-        self.name = getattr(spec, "name", "")
+    def set(self, kind: str, name: str = "", path: str = "") -> None:
+        spec = self.registry.components.get(kind, {}).get(name) if name else None
+        self.kind, self.name, self.path = kind, name, path
         self.provider = getattr(spec, "provider", "")
-        self.path = path
+
+    @contextmanager
+    def at(self, kind: str, name: str = "", path: str = "", *,
+           rejects: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+        """Work on one component; an error of a type in ``rejects`` rejects the spec."""
+        self.set(kind, name, path)
+        try:
+            yield
+        except rejects as error:
+            label = f"{self.kind} {self.name!r} ({self.provider})" if self.name else self.kind
+            raise _Rejected(f"{path}: {label}: {error}") from error
+
+
+@dataclass
+class _Built:
+    """What the build stage made, by spec path."""
+
+    method: Any
+    protocol: Any
+    metrics: dict[str, Any]
+    auditors: dict[str, Any]
+    loss_terms: dict[str, Any]
+    middleware: list[tuple[int, ComponentRef, Any]]
+    dataset: Any = None
+    model: Any = None
+    checked: list[tuple[str, str, str, Any]] = field(default_factory=list)
+    """``(path, kind, name, object)`` of everything to check against its interface."""
 
 
 def run(spec: ExperimentSpec | dict[str, Any] | str | Path, *, registry: Any = None) -> Result:
     """Run an experiment and return its :class:`Result`.
 
     ``spec`` is an :class:`ExperimentSpec`, a dict in the TOML layout, or a path to a TOML file.
-    Raises :class:`paralab.SpecError` before anything runs when the spec is invalid (a factory
-    that rejects an option value with ``ValueError`` counts as invalid too), and
-    :class:`RunError` (with the partial result) when a component fails midway.
+    Raises :class:`paralab.SpecError` before anything runs (and before the run's folder
+    exists) when the spec is invalid, and :class:`RunError` (with the partial result) when a
+    component fails midway or training diverges to NaN.
 
     >>> import paralab
     >>> result = paralab.run(dict(dataset="iris", model="mlp", output=None,
@@ -134,139 +183,186 @@ def run(spec: ExperimentSpec | dict[str, Any] | str | Path, *, registry: Any = N
     device = resolve_device(spec.device)
     seed_everything(spec.seed)
     writer = ResultWriter(_output_folder(spec))
-    result = Result(
-        name=spec.name,
-        spec=spec.to_dict(),
-        seed=spec.seed,
-        device=str(device),
-        path=str(writer.folder) if writer.enabled else "",
-    )
-    stage = _Stage()
-    hooks = Hooks(registry)
-    middleware: list[str] = []
+    result = Result(name=spec.name, spec=spec.to_dict(), seed=spec.seed, device=str(device),
+                    path=str(writer.folder) if writer.enabled else "")
+    stage = _Stage(registry)
     context: RunContext | None = None
     try:
-        # Components that do not depend on the data first: a bad option value fails fast.
-        def build(path: str, kind: str, ref: ComponentRef, *args: Any) -> Any:
-            component = registry.component(kind, ref.name)
-            stage.set(kind, component, path)
-            return component.load()(*args, **ref.options)
-
-        method = build("method", "method", spec.method)
-        protocol = build("protocol", "protocol", spec.protocol)
-        metrics = {ref.name: build(f"metrics[{i}]", "metric", ref) for i, ref in enumerate(spec.metrics)}
-        auditors = {
-            ref.name: build(f"auditors[{i}]", "auditor", ref) for i, ref in enumerate(spec.auditors)
-        }
-        loss_terms = {ref.name: build(f"losses[{i}]", "loss", ref) for i, ref in enumerate(spec.losses)}
-        middleware_objects = [
-            (position, ref, build(f"middleware[{position}]", "middleware", ref))
-            for position, ref in enumerate(spec.middleware)
-        ]
-        dataset_ref = spec.dataset
-        stage.set("dataset", registry.component("dataset", dataset_ref.name), "dataset")
-        t0 = time.perf_counter()
-        dataset = load_dataset(dataset_ref.name, device=device, registry=registry, **dataset_ref.options)
-        result.timings["data"] = time.perf_counter() - t0
-        model = None
-        if spec.model is not None:
-            model = build("model", "model", spec.model, dataset.info).to(device)
-        for position, ref, plugin in reversed(middleware_objects):
-            name = f"middleware[{position}]:{ref.name}:{id(plugin)}"
-            registry.pm.register(plugin, name=name)
-            middleware.append(name)
-        result.plugins = [record.to_dict() for record in registry.plugins(include_builtin=True)]
-        result.main_metric = registry.component("protocol", spec.protocol.name).main_metric or (
-            _main_metric(spec)
-        )
-        context = RunContext(
-            spec=spec,
-            device=device,
-            dataset=dataset,
-            model=model,
-            method=method,
-            protocol=protocol,
-            metrics=metrics,
-            auditors=auditors,
-            loss_terms=loss_terms,
-            hooks=hooks,
-            result=result,
-            writer=writer,
-            options={path: dict(ref.options) for path, _, ref in spec.components()},
-        )
-        # Components may check their options against the data before anything trains.
-        checked = [("protocol", "protocol", spec.protocol.name, protocol),
-                   ("method", "method", spec.method.name, method)]
-        checked += [(f"auditors[{i}]", "auditor", r.name, auditors[r.name])
-                    for i, r in enumerate(spec.auditors)]
-        checked += [(f"losses[{i}]", "loss", r.name, loss_terms[r.name])
-                    for i, r in enumerate(spec.losses)]
-        checked += [(f"middleware[{i}]", "middleware", r.name, m) for i, r, m in middleware_objects]
-        for path, kind, name, component in checked:
-            validate = getattr(component, "validate", None)
-            if callable(validate):
-                stage.set(kind, registry.component(kind, name), path)
-                validate(context)
-        stage.built = True
-        stage.set("hook")
-        hooks.before_experiment(context)
-        stage.set("protocol", registry.component("protocol", spec.protocol.name))
-        t0 = time.perf_counter()
-        protocol.execute(context)
-        result.timings["protocol"] = time.perf_counter() - t0
-        for name, auditor in auditors.items():
-            stage.set("auditor", registry.component("auditor", name))
-            finalize = getattr(auditor, "finalize", None)
-            if finalize is not None:
-                result.audits[name] = finalize(context)
+        built = _build(spec, registry, stage, device, result)
+        context = _context(spec, registry, built, device, result, writer)
+        _check(context, built, stage, registry)
+        _execute(context, built, stage)
         stage.set("hook")
         result.status = "completed"
         result.timings["total"] = time.perf_counter() - started
-        hooks.after_experiment(context, result)
+        context.hooks.after_experiment(context, result)
         result.packages = package_versions()
         writer.finish(result)
         return result
+    except _Rejected as rejection:
+        # Nothing was saved yet, so a rejected spec leaves no run folder behind.
+        raise SpecError([rejection.problem]) from rejection.__cause__
     except Exception as error:
-        if isinstance(error, (ValueError, DataNotFoundError)) and not stage.built and stage.path:
-            # Nothing was saved yet, so a rejected spec leaves no run folder behind.
-            # A factory rejected an option value: bad input, reported like any spec error.
-            raise SpecError(
-                [f"{stage.path}: {stage.kind} {stage.name!r} ({stage.provider}): {error}"]
-            ) from error
-        if isinstance(error, ComponentFailure):
-            stage.set(error.kind, registry.components[error.kind].get(error.name))
-            error = error.__cause__ or error
-        plugin = registry.plugin_of(error.__traceback__, prefer=stage.provider or None)
-        where = f"{stage.kind} {stage.name!r}" if stage.name else stage.kind
-        who = f"plugin {registry.records[plugin].label}" if plugin in registry.records else "the host"
-        message = f"{who} failed in {where}: {type(error).__name__}: {error}"
-        if context is not None and context.current_phase is not None:
-            phase = context.current_phase
-            message += f" (during {phase.kind} {phase.index})"
-        result.status = "failed"
-        result.error = {
-            "plugin": plugin,
-            "stage": stage.kind,
-            "component": stage.name,
-            "type": type(error).__name__,
-            "message": str(error),
-            "traceback": traceback.format_exc(),
-        }
-        result.timings["total"] = time.perf_counter() - started
-        result.packages = package_versions()
-        if context is not None:
-            try:
-                hooks.on_error(context, error, context.current_phase)
-            except Exception:  # noqa: BLE001 - on_error must not mask the original failure
-                logger.exception("a paralab_on_error implementation raised")
+        raise _failed(error, stage, registry, context, result, writer, started) from error
+
+
+def _build(spec: ExperimentSpec, registry: Any, stage: _Stage, device: torch.device,
+           result: Result) -> _Built:
+    """Components that do not depend on the data first, then the dataset and the model."""
+
+    def build(path: str, kind: str, ref: ComponentRef, *args: Any) -> Any:
+        with stage.at(kind, ref.name, path):
+            return registry.component(kind, ref.name).load()(*args, **ref.options)
+
+    built = _Built(
+        method=build("method", "method", spec.method),
+        protocol=build("protocol", "protocol", spec.protocol),
+        metrics={r.name: build(f"metrics[{i}]", "metric", r) for i, r in enumerate(spec.metrics)},
+        auditors={r.name: build(f"auditors[{i}]", "auditor", r)
+                  for i, r in enumerate(spec.auditors)},
+        loss_terms={r.name: build(f"losses[{i}]", "loss", r) for i, r in enumerate(spec.losses)},
+        middleware=[(i, r, build(f"middleware[{i}]", "middleware", r))
+                    for i, r in enumerate(spec.middleware)],
+    )
+    ref = spec.dataset
+    with stage.at("dataset", ref.name, "dataset", rejects=(ValueError, DataNotFoundError)):
+        t0 = time.perf_counter()
+        built.dataset = load_dataset(ref.name, device=device, registry=registry, **ref.options)
+        result.timings["data"] = time.perf_counter() - t0
+    if spec.model is not None:
+        built.model = build("model", "model", spec.model, built.dataset.info).to(device)
+    protocol_spec = registry.component("protocol", spec.protocol.name)
+    built.checked = [("protocol", "protocol", spec.protocol.name, built.protocol),
+                     ("method", "method", spec.method.name, built.method)]
+    built.checked += [(f"metrics[{i}]", "metric", r.name, built.metrics[r.name])
+                      for i, r in enumerate(spec.metrics)]
+    built.checked += [(f"auditors[{i}]", "auditor", r.name, built.auditors[r.name])
+                      for i, r in enumerate(spec.auditors)]
+    built.checked += [(f"losses[{i}]", "loss", r.name, built.loss_terms[r.name])
+                      for i, r in enumerate(spec.losses)]
+    built.checked += [(f"middleware[{i}]", "middleware", r.name, m)
+                      for i, r, m in built.middleware]
+    result.main_metric = protocol_spec.main_metric or _main_metric(spec)
+    return built
+
+
+def _context(spec: ExperimentSpec, registry: Any, built: _Built, device: torch.device,
+             result: Result, writer: ResultWriter) -> RunContext:
+    """The run's context, with a plugin manager of its own that holds its middleware."""
+    # Registered last-listed first: pluggy calls the latest registered wrapper outermost, and
+    # the spec's first middleware is the outermost.
+    extra = [(f"middleware[{i}]:{r.name}", m) for i, r, m in reversed(built.middleware)]
+    hooks = Hooks(registry.run_manager(extra))
+    result.plugins = [record.to_dict() for record in registry.plugins(include_builtin=True)]
+    return RunContext(
+        spec=spec,
+        device=device,
+        dataset=built.dataset,
+        model=built.model,
+        method=built.method,
+        protocol=built.protocol,
+        metrics=built.metrics,
+        auditors=built.auditors,
+        loss_terms=built.loss_terms,
+        hooks=hooks,
+        result=result,
+        writer=writer,
+        options={path: dict(ref.options) for path, _, ref in spec.components()},
+    )
+
+
+def _check(context: RunContext, built: _Built, stage: _Stage, registry: Any) -> None:
+    """Each object against its interface, then its ``validate(run)`` against the data."""
+    protocol_spec = registry.component("protocol", context.spec.protocol.name)
+    for path, kind, name, component in built.checked:
+        with stage.at(kind, name, path):
+            if kind == "method":
+                if not protocol_spec.method_interface:
+                    continue
+                interface = resolve(protocol_spec.method_interface)
+            else:
+                interface = KIND_INTERFACES[kind]
+            missing = missing_members(component, interface)
+            if missing:
+                raise ContractError(
+                    f"{path} = {name!r}: the {kind} factory of plugin {stage.provider or '?'} "
+                    f"returned a {type(component).__name__}, which lacks "
+                    f"{', '.join(missing)} of paralab.interfaces.{interface.__name__}"
+                    + (f" (the interface protocol {protocol_spec.name!r} drives)"
+                       if kind == "method" else "")
+                )
+            if kind == "middleware":
+                _check_middleware_hooks(component, name, registry, stage)
+    for path, kind, name, component in built.checked:
+        validate = getattr(component, "validate", None)
+        if callable(validate):
+            with stage.at(kind, name, path, rejects=(ValueError,)):
+                validate(context)
+
+
+def _check_middleware_hooks(component: Any, name: str, registry: Any, stage: _Stage) -> None:
+    declared = registry.component("middleware", name).hooks
+    implemented = [hook for hook in declared if callable(getattr(component, hook, None))]
+    if not implemented:
+        raise ContractError(
+            f"middleware {name!r} of plugin {stage.provider or '?'} declares hooks "
+            f"{list(declared)} but its object ({type(component).__name__}) implements none"
+        )
+
+
+def _execute(context: RunContext, built: _Built, stage: _Stage) -> None:
+    stage.set("hook")
+    context.hooks.before_experiment(context)
+    stage.set("protocol", context.spec.protocol.name)
+    t0 = time.perf_counter()
+    built.protocol.execute(context)
+    context.result.timings["protocol"] = time.perf_counter() - t0
+    for name, auditor in built.auditors.items():
+        stage.set("auditor", name)
+        finalize = getattr(auditor, "finalize", None)
+        if callable(finalize):
+            audit = finalize(context)
+            if audit is not None:
+                context.result.audits[name] = audit
+
+
+def _failed(error: Exception, stage: _Stage, registry: Any, context: RunContext | None,
+            result: Result, writer: ResultWriter, started: float) -> RunError:
+    """Record the failure in the result (and its folder); the error to raise."""
+    if isinstance(error, ComponentFailure):
+        stage.set(error.kind, error.name)
+        error = error.__cause__ or error  # type: ignore[assignment]
+    plugin = registry.plugin_of(error.__traceback__, prefer=stage.provider or None)
+    if stage.kind == "method" and stage.provider and plugin is None:
+        plugin = stage.provider
+    where = f"{stage.kind} {stage.name!r}" if stage.name else stage.kind
+    who = f"plugin {registry.records[plugin].label}" if plugin in registry.records else "the host"
+    message = f"{who} failed in {where}: {type(error).__name__}: {error}"
+    phase = context.current_phase if context is not None else None
+    if phase is not None:
+        message += f" (during {phase.kind} {phase.index})"
+    result.status = "failed"
+    result.error = {
+        "plugin": plugin,
+        "stage": stage.kind,
+        "component": stage.name,
+        "type": type(error).__name__,
+        "message": str(error),
+        "phase": None if phase is None else {"kind": phase.kind, "index": phase.index},
+        "traceback": "".join(traceback.format_exception(error)),
+    }
+    result.timings["total"] = time.perf_counter() - started
+    result.packages = package_versions()
+    if context is not None:
         try:
-            writer.finish(result)
-        except Exception:  # noqa: BLE001 - the partial result.json is already on disk
-            writer.save(result)
-        raise RunError(message, result, plugin) from error
-    finally:
-        for name in middleware:
-            registry.pm.unregister(name=name)
+            context.hooks.on_error(context, error, phase)
+        except Exception:  # noqa: BLE001 - on_error must not mask the original failure
+            logger.exception("a paralab_on_error implementation raised")
+    try:
+        writer.finish(result)
+    except Exception:  # noqa: BLE001 - the partial result.json is already on disk
+        writer.save(result)
+    return RunError(message, result, plugin)
 
 
 def _main_metric(spec: ExperimentSpec) -> str:

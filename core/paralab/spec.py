@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from paralab.components import supports
+from paralab.options import Option
 from paralab_registry import suggest
 
 if sys.version_info >= (3, 11):
@@ -40,7 +41,16 @@ else:  # pragma: no cover
 
 SINGLE = ("dataset", "model", "protocol", "method")
 MANY = {"metrics": "metric", "auditors": "auditor", "losses": "loss", "middleware": "middleware"}
-SETTINGS = ("name", "seed", "device", "output", "eval_batch_size", "description")
+SETTINGS = ("name", "seed", "device", "output", "eval_batch_size", "on_nan", "description")
+SETTING_OPTIONS = {
+    "eval_batch_size": Option(4096, type=int, ge=1, help="rows per batch when evaluating"),
+    "on_nan": Option("fail", choices=("fail", "warn"),
+                     help="a NaN/inf training loss or parameter fails the run, or only warns"),
+    "name": Option("experiment", type=str, min_length=1),
+    "output": Option("runs", type=(str, None)),
+    "description": Option("", type=str),
+}
+"""Declared constraints of the spec's own settings (``seed`` and ``device`` are checked apart)."""
 
 
 class SpecError(ValueError):
@@ -100,6 +110,7 @@ class ExperimentSpec:
     device: str = "auto"
     output: str | None = "runs"
     eval_batch_size: int = 4096
+    on_nan: str = "fail"
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -128,6 +139,10 @@ class ExperimentSpec:
             problems.append(
                 f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}"
             )
+        for key, option in SETTING_OPTIONS.items():
+            problem = option.problem(getattr(self, key))
+            if problem:
+                problems.append(f"{key} = {getattr(self, key)!r}: {problem}")
         if problems:
             raise SpecError(problems)
 
@@ -217,6 +232,12 @@ class ExperimentSpec:
                 f"model: required by protocol {protocol.name!r} ({protocol.provider}); name one, "
                 f"e.g. model = \"mlp\" (see `paralab list model`)"
             )
+        if self.model is not None and protocol is not None and not protocol.uses_model:
+            problems.append(
+                f"model.name = {self.model.name!r}: protocol {protocol.name!r} "
+                f"({protocol.provider}) trains no torch model, so the model would never be "
+                f"used; remove `model` from the spec"
+            )
         if method is not None and protocol is not None and not supports(method, protocol):
             pairs = [
                 f"{m.name} ({m.provider})"
@@ -229,6 +250,8 @@ class ExperimentSpec:
                 + (f" and any accepting {method.family!r} methods" if method.family else "")
                 + f", not {protocol.name!r}; methods for {protocol.name!r}: {', '.join(pairs) or 'none'}"
             )
+        if protocol is not None:
+            problems += _ignored_components(self, protocol, specs, registry)
         if problems:
             raise SpecError(problems)
 
@@ -241,10 +264,12 @@ def _valid_device(device: str) -> bool:
 
 
 def _check_options(path: str, ref: ComponentRef, spec: Any) -> list[str]:
+    """Every option of ``ref`` against its declaration in ``spec``: unknown names, types,
+    bounds, choices, NaN and infinity; one message per problem, quoting the constraint."""
     problems = []
-    allowed = dict(spec.options)
+    allowed = spec.declared_options()
     if getattr(spec, "kind", "") == "dataset":
-        allowed.setdefault("root", None)
+        allowed.setdefault("root", Option(None, type=(str, None)))
     for key, value in ref.options.items():
         if key not in allowed:
             valid = ", ".join(sorted(allowed)) or "none"
@@ -253,24 +278,51 @@ def _check_options(path: str, ref: ComponentRef, spec: Any) -> list[str]:
                 f"{key!r}{suggest(key, allowed)}; options: {valid}"
             )
             continue
-        default = allowed[key]
-        if not _type_fits(value, default):
+        problem = allowed[key].problem(value)
+        if problem:
             problems.append(
-                f"{path}.{key} = {value!r}: expected {type(default).__name__} like the default "
-                f"{default!r}"
+                f"{path}.{key} = {value!r}: {problem} ({spec.kind} {ref.name!r} of "
+                f"{spec.provider or '?'}; see `paralab show {spec.kind} {ref.name}`)"
+            )
+    for key, option in allowed.items():
+        if option.required and key not in ref.options:
+            problems.append(
+                f"{path}.{key}: {spec.kind} {ref.name!r} ({spec.provider}) needs this option "
+                f"({option.constraint()}{'; ' + option.help if option.help else ''}), e.g. "
+                f"{{ name = \"{ref.name}\", {key} = ... }}"
             )
     return problems
 
 
-def _type_fits(value: Any, default: Any) -> bool:
-    if default is None or value is None:
-        return True
-    if isinstance(default, bool):
-        return isinstance(value, bool)
-    if isinstance(default, float):
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if isinstance(default, int):
-        return isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(default, (list, tuple)):
-        return isinstance(value, (list, tuple))
-    return isinstance(value, type(default))
+def _ignored_components(
+    spec: ExperimentSpec, protocol: Any, specs: Mapping[str, Any], registry: Any
+) -> list[str]:
+    """Loss terms and middleware the protocol would never apply: a run that lists them would
+    record them as if they had acted (DP that adds no noise)."""
+    problems = []
+    protocols = list(registry.components.get("protocol", {}).values())
+    if not protocol.applies_losses:
+        users = [f"{p.name} ({p.provider})" for p in protocols if p.applies_losses]
+        for position, ref in enumerate(spec.losses):
+            if f"losses[{position}]" in specs:
+                problems.append(
+                    f"losses[{position}] = {ref.name!r}: protocol {protocol.name!r} "
+                    f"({protocol.provider}) adds no loss terms to what it trains, so "
+                    f"{ref.name!r} would never act; protocols that apply loss terms: "
+                    f"{', '.join(users) or 'none'}"
+                )
+    for position, ref in enumerate(spec.middleware):
+        middleware = specs.get(f"middleware[{position}]")
+        if middleware is None:
+            continue
+        hooks = set(middleware.hooks)
+        if hooks & set(protocol.middleware_hooks):
+            continue
+        users = [f"{p.name} ({p.provider})" for p in protocols if hooks & set(p.middleware_hooks)]
+        problems.append(
+            f"middleware[{position}] = {ref.name!r}: middleware {ref.name!r} "
+            f"({middleware.provider}) acts through {', '.join(sorted(hooks)) or 'no hook'}, which "
+            f"protocol {protocol.name!r} ({protocol.provider}) never calls, so it would never "
+            f"act; protocols that call it: {', '.join(users) or 'none'}"
+        )
+    return problems

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from paralab.context import Batch
-from paralab.methods import GradientMethod, adam
+from paralab.methods import OptimizerMethod as GradientMethod, adam
 from paralab.methods import clear_gradients as clear_optimizer_gradients
 from paralab_continual.buffers import IndexBuffer
 from paralab_continual.scenarios import Experience, ScenarioError, Stream

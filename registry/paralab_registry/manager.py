@@ -89,6 +89,7 @@ class PluginRegistry:
         self.api_version = api_version
         self.contribution_hooks = dict(contribution_hooks)
         self.settings = settings or LoadSettings.from_env()
+        self.hookspecs = hookspecs
         self.pm = pluggy.PluginManager(project)
         self.pm.add_hookspecs(hookspecs)
         self.records: dict[str, PluginRecord] = {}
@@ -277,6 +278,23 @@ class PluginRegistry:
             for component in names:
                 self.components[kind].pop(component, None)
         self._modules.pop(name, None)
+
+    def run_manager(self, extra: Iterable[tuple[str, object]] = ()) -> pluggy.PluginManager:
+        """A plugin manager for one run: every plugin registered here, in the same order,
+        then ``extra`` (the run's middleware). The process-wide manager is never changed, so
+        two runs in one process (threads, a notebook) never see each other's middleware."""
+        self.load()
+        pm = pluggy.PluginManager(self.project)
+        pm.add_hookspecs(self.hookspecs)
+        for name, plugin in self.pm.list_name_plugin():
+            if plugin is not None:
+                pm.register(plugin, name=name)
+        for name, plugin in extra:
+            pm.register(plugin, name=name)
+        if self.settings.trace:
+            pm.trace.root.setwriter(lambda message: sys.stderr.write(message))
+            pm.enable_tracing()
+        return pm
 
     # ----------------------------------------------------------------------------- queries
 

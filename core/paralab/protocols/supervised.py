@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from paralab.methods import GradientMethod
+from paralab.interfaces import GradientMethod, Protocol
 
 if TYPE_CHECKING:
     from paralab.context import RunContext
 
 
-class Supervised:
-    """Train with the run's gradient method; each epoch is a phase named ``epoch``."""
+class Supervised(Protocol):
+    """Train with the run's :class:`~paralab.interfaces.GradientMethod`; each epoch is a phase
+    named ``epoch``. Options are declared (and checked) in ``paralab.builtin``."""
 
     def __init__(
         self,
@@ -22,26 +23,26 @@ class Supervised:
         train_split: str = "train",
         eval_splits: Sequence[str] = ("test",),
     ) -> None:
-        if epochs < 1 or batch_size < 1 or eval_every < 1:
-            raise ValueError(
-                f"supervised: epochs, batch_size and eval_every must be >= 1, got "
-                f"{epochs}, {batch_size}, {eval_every}"
-            )
         self.epochs = epochs
         self.batch_size = batch_size
         self.eval_every = eval_every
         self.train_split = train_split
         self.eval_splits = tuple(eval_splits)
 
+    def validate(self, run: RunContext) -> None:
+        """Every split named must exist in the dataset."""
+        named = [("train_split", self.train_split)]
+        named += [(f"eval_splits[{i}]", split) for i, split in enumerate(self.eval_splits)]
+        for option, split in named:
+            if split not in run.dataset.splits:
+                raise ValueError(
+                    f"{option} = {split!r} is not a split of dataset {run.dataset.name!r}; its "
+                    f"splits: {', '.join(sorted(run.dataset.splits)) or 'none'}"
+                )
+
     def execute(self, run: RunContext) -> None:
-        method = run.method
-        if not isinstance(method, GradientMethod):
-            raise TypeError(
-                f"supervised: method {run.spec.method.name!r} is not a paralab GradientMethod"
-            )
+        method: GradientMethod = run.method
         train = run.dataset.split(self.train_split)
-        for split in self.eval_splits:
-            run.dataset.split(split)  # fail before training on a missing split
         model = run.model
         model.train()
         method.setup(run, model)
