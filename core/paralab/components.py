@@ -215,9 +215,14 @@ class MethodSpec(Component):
     family: str = ""
     """A method interface shared across protocols (``"gradient"`` for GradientMethods); a
     protocol whose ``accepts`` lists it takes the method too."""
+    applies_losses: bool = True
+    """False for a method that never adds the spec's loss terms even under a protocol that
+    applies them (an adapter training through another library's loop): a spec pairing it with
+    ``losses`` is rejected."""
 
     def _extra(self) -> dict[str, Any]:
-        return {"protocols": list(self.protocols), "family": self.family}
+        return {"protocols": list(self.protocols), "family": self.family,
+                "applies_losses": self.applies_losses}
 
 
 def supports(method: MethodSpec, protocol: ProtocolSpec) -> bool:

@@ -311,6 +311,18 @@ def _ignored_components(
                     f"{ref.name!r} would never act; protocols that apply loss terms: "
                     f"{', '.join(users) or 'none'}"
                 )
+    method = specs.get("method")
+    if protocol.applies_losses and method is not None and not method.applies_losses:
+        users = [f"{m.name} ({m.provider})" for m in registry.components.get("method", {}).values()
+                 if m.applies_losses and supports(m, protocol)]
+        for position, ref in enumerate(spec.losses):
+            if f"losses[{position}]" in specs:
+                problems.append(
+                    f"losses[{position}] = {ref.name!r}: method {method.name!r} "
+                    f"({method.provider}) adds no loss terms to what it trains, so {ref.name!r} "
+                    f"would never act; methods for {protocol.name!r} that do: "
+                    f"{', '.join(users) or 'none'}"
+                )
     for position, ref in enumerate(spec.middleware):
         middleware = specs.get(f"middleware[{position}]")
         if middleware is None:
