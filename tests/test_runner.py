@@ -179,7 +179,8 @@ class MiddlewarePlugin:
 
     @hookimpl
     def paralab_protocols(self):
-        return [ProtocolSpec("probe", UpdateProbe, "Sends one update.", main_metric="w")]
+        return [ProtocolSpec("probe", UpdateProbe, "Sends one update.", main_metric="w",
+                             middleware_hooks=("paralab_process_update",))]
 
     @hookimpl
     def paralab_methods(self):

@@ -1,13 +1,16 @@
 """The conformance suite for one plugin: ``paralab check-plugin NAME`` and ``check_plugin()``.
 
 It checks that the plugin loads and declares a compatible API, that its hookimpls match the
-specs, that its module imports nothing heavy, that each contribution is well formed, and that
-each component builds and runs one tiny step on :func:`paralab.testing.tiny_dataset`.
+specs, that its module imports nothing heavy, that each contribution is well formed (its
+declared options agree with its factory's signature and each default meets its own
+constraints), and that each component builds, passes its interface check
+(:mod:`paralab.interfaces`) and runs one tiny step on :func:`paralab.testing.tiny_dataset`.
 A component may give the options of that tiny step in its spec's ``example``.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
@@ -182,8 +185,84 @@ def _well_formed(spec: Any) -> str:
     unknown = set(spec.example) - set(spec.options) - {"skip", "root", "dataset", "model"}
     if unknown:
         raise ValueError(f"example names options it does not declare: {sorted(unknown)}")
-    spec.load()
-    return ""
+    problems = declaration_problems(spec)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return f"{len(spec.options)} options declared, matching the factory"
+
+
+_NOT_OPTIONS = {"info", "root"}
+"""Factory parameters the host passes itself (a model's dataset info, a dataset's folder)."""
+
+
+def factory_parameters(factory: Any) -> tuple[dict[str, Any], bool]:
+    """``({name: default or inspect.Parameter.empty}, takes_more)`` of a factory's options.
+
+    A class whose ``__init__`` passes ``**options`` on to its base contributes the base's
+    parameters too (the most derived default wins); ``takes_more`` is True when the chain still
+    ends in ``**kwargs`` (then names beyond the signature cannot be checked)."""
+    targets = [factory]
+    if inspect.isclass(factory):
+        targets = [k.__init__ for k in factory.__mro__ if "__init__" in vars(k) and k is not object]
+    parameters: dict[str, Any] = {}
+    takes_more = False
+    for target in targets:
+        try:
+            signature = inspect.signature(target)
+        except (TypeError, ValueError):
+            return parameters, True
+        base = target is not targets[0]
+        takes_more = False
+        for name, parameter in signature.parameters.items():
+            if name == "self" or name in _NOT_OPTIONS:
+                continue
+            if parameter.kind is parameter.VAR_KEYWORD:
+                takes_more = True
+            elif parameter.kind is not parameter.VAR_POSITIONAL:
+                if base and parameter.default is parameter.empty:
+                    continue  # a base's required argument: the subclass supplies it
+                parameters.setdefault(name, parameter.default)
+        if not takes_more:
+            break
+    return parameters, takes_more
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b or (
+        isinstance(a, (int, float)) and isinstance(b, (int, float))
+        and not isinstance(a, bool) and not isinstance(b, bool) and a == b
+    )
+
+
+def declaration_problems(spec: Any) -> list[str]:
+    """Where a component's declared options and its factory disagree, or a default breaks its
+    own declaration: the one declaration must be true to the code it describes."""
+    problems = []
+    declared = spec.declared_options()
+    for name, option in declared.items():
+        if not option.required:
+            problem = option.problem(option.default)
+            if problem:
+                problems.append(f"option {name!r}: its default {option.default!r} {problem}")
+    parameters, takes_more = factory_parameters(spec.load())
+    for name, default in parameters.items():
+        if name not in declared:
+            problems.append(f"the factory takes {name!r}, which the spec does not declare")
+            continue
+        option = declared[name]
+        if default is inspect.Parameter.empty:
+            if not option.required:
+                problems.append(f"option {name!r}: the factory has no default but the spec "
+                                f"declares {option.default!r} (declare required=True)")
+        elif not option.required and not _same(default, option.default):
+            problems.append(f"option {name!r}: the spec declares default {option.default!r}, "
+                            f"the factory {default!r}")
+    if not takes_more:
+        problems += [f"the spec declares {name!r}, which the factory does not take"
+                     for name in declared if name not in parameters]
+    return problems
 
 
 def _tiny_spec(**overrides: Any) -> dict[str, Any]:
@@ -267,8 +346,8 @@ def _pair(spec: Any, registry: Any) -> tuple[Any, Any]:
     return spec, methods[0]
 
 
-def _check_training(spec: Any, registry: Any) -> str:
-    protocol, method = _pair(spec, registry)
+def _training_overrides(protocol: Any, method: Any) -> dict[str, Any]:
+    """The tiny spec's protocol and method, with the data and model their examples ask for."""
     overrides: dict[str, Any] = {
         "protocol": {"name": protocol.name, **_options(protocol)},
         "method": {"name": method.name, **_options(method)},
@@ -278,7 +357,14 @@ def _check_training(spec: Any, registry: Any) -> str:
             overrides["dataset"] = source.example["dataset"]
         if "model" in source.example:
             overrides["model"] = source.example["model"]
-    result = _run_tiny(registry, **overrides)
+    if not protocol.uses_model:
+        overrides["model"] = None
+    return overrides
+
+
+def _check_training(spec: Any, registry: Any) -> str:
+    protocol, method = _pair(spec, registry)
+    result = _run_tiny(registry, **_training_overrides(protocol, method))
     return f"{protocol.name} + {method.name}: {len(result.phases)} phases"
 
 
@@ -300,31 +386,28 @@ def _check_auditor(spec: Any, registry: Any) -> str:
 
 def _check_loss(spec: Any, registry: Any) -> str:
     result = _run_tiny(registry, losses=[{"name": spec.name, **_options(spec)}])
+    if "train/loss" not in result.phases[-1]["metrics"]:
+        raise ValueError("the tiny supervised run recorded no train/loss")
     return f"trained one epoch with it (train/loss {result.phases[-1]['metrics']['train/loss']:.3f})"
 
 
 def _check_middleware(spec: Any, registry: Any) -> str:
-    import torch
+    """A tiny run of a protocol that calls the middleware's hooks, with the middleware on."""
+    from paralab.components import supports
 
-    from paralab.context import Update
-    from paralab.hookspecs import hookimpl
-
-    seen: list[Any] = []
-
-    class Probe:
-        @hookimpl
-        def paralab_after_phase(self, run: Any, phase: Any) -> None:
-            update = Update(delta={"weight": torch.ones(4)}, source=0, weight=1.0)
-            seen.append(run.process_update(update))
-
-    registry.pm.register(Probe(), name="conformance-probe")
-    try:
-        _run_tiny(registry, middleware=[{"name": spec.name, **_options(spec)}])
-    finally:
-        registry.pm.unregister(name="conformance-probe")
-    if not seen or not isinstance(seen[0], Update):
-        raise TypeError(f"paralab_process_update returned {seen[:1]!r}, expected an Update")
-    return "wrapped paralab_process_update and returned an Update"
+    hooks = set(spec.hooks)
+    protocols = [p for p in registry.components["protocol"].values()
+                 if hooks & set(p.middleware_hooks)]
+    if not protocols:
+        raise ValueError(f"no installed protocol calls its hooks {sorted(hooks)}")
+    protocol = protocols[0]
+    method = next((m for m in registry.components["method"].values() if supports(m, protocol)),
+                  None)
+    if method is None:
+        raise ValueError(f"no installed method runs under protocol {protocol.name!r}")
+    overrides = _training_overrides(protocol, method)
+    result = _run_tiny(registry, middleware=[{"name": spec.name, **_options(spec)}], **overrides)
+    return f"under {protocol.name} + {method.name}: {len(result.phases)} phases"
 
 
 _RUNNERS: dict[str, Callable[[Any, Any], str]] = {
