@@ -41,3 +41,25 @@ def test_docs_hook_reference_is_generated_from_the_specs() -> None:
     assert on_disk == render_hook_reference(), (
         "docs/hooks.md is stale: run `python -m paralab.docs_reference > docs/hooks.md`"
     )
+
+
+def test_components_reference_is_generated_from_the_declarations() -> None:
+    from paralab.docs_reference import render_components
+    from paralab.host import make_registry
+    from paralab_registry import LoadSettings
+
+    expected = render_components(make_registry(LoadSettings()).load())
+    on_disk = (REPOSITORY / "docs" / "components.md").read_text(encoding="utf-8")
+    assert on_disk == expected, (
+        "docs/components.md is stale: run "
+        "`python -m paralab.docs_reference components > docs/components.md`"
+    )
+
+
+def test_every_interface_member_is_documented() -> None:
+    from paralab import interfaces
+
+    for name, cls in interfaces.INTERFACES.items():
+        assert cls.__doc__, name
+        for member in cls.__abstractmethods__:
+            assert getattr(cls, member).__doc__, f"{name}.{member} has no docstring"

@@ -3,6 +3,7 @@
     paralab run SPEC.toml            run an experiment
     paralab plugins [--json] [--all] list plugins with their status and contributions
     paralab list [KIND]              components by kind, with the plugin providing each
+    paralab show KIND NAME           one component: options, defaults, constraints, provider
     paralab check-plugin NAME        the conformance suite on one installed plugin
     paralab reproduce PAPER          reproduce a published result from papers/
     paralab --version                the host and its plugins
@@ -51,6 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("kind", nargs="?", choices=KINDS, help="only this kind")
     listing.add_argument("--json", action="store_true", help="print JSON")
 
+    show = commands.add_parser("show", help="one component: its options and what it consumes")
+    show.add_argument("kind", choices=KINDS, help="the component's kind")
+    show.add_argument("name", help="the component's name (see `paralab list KIND`)")
+    show.add_argument("--json", action="store_true", help="print JSON")
+
     check = commands.add_parser("check-plugin", help="run the conformance suite on a plugin")
     check.add_argument("name", help="the plugin's canonical name (see `paralab plugins`)")
     check.add_argument("--json", action="store_true", help="print JSON")
@@ -81,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "run": _run,
             "plugins": _plugins,
             "list": _list,
+            "show": _show,
             "check-plugin": _check_plugin,
             "reproduce": _reproduce,
         }[args.command]
@@ -169,7 +176,45 @@ def _list(args: argparse.Namespace, registry: Any) -> int:
             elif kind == "protocol" and spec.accepts:
                 extra = f" [accepts {', '.join(spec.accepts)} methods]"
             print(f"  {name:<22} {spec.provider:<22} {spec.description}{extra}")
+    print("\n`paralab show KIND NAME` prints a component's options, defaults and constraints.")
     return 0
+
+
+def _show(args: argparse.Namespace, registry: Any) -> int:
+    if args.name not in registry.components[args.kind]:
+        print(f"paralab: {registry.unknown_message(args.kind, args.name)}", file=sys.stderr)
+        return 2
+    spec = registry.components[args.kind][args.name]
+    if args.json:
+        described = spec.describe()
+        described["options"] = {key: option.describe()
+                                for key, option in spec.declared_options().items()}
+        print(json.dumps(described, indent=2))
+        return 0
+    print(render_component(spec))
+    return 0
+
+
+def render_component(spec: Any) -> str:
+    """A component as ``paralab show`` prints it (and the generated docs quote it)."""
+    lines = [f"{spec.kind} {spec.name}  (plugin {spec.provider})", "", spec.description, ""]
+    declared = spec.declared_options()
+    if declared:
+        width = max(len(name) for name in declared)
+        lines.append("options:")
+        for name, option in declared.items():
+            default = "(required)" if option.required else repr(option.default)
+            lines.append(f"  {name:<{width}}  = {default:<16} {option.constraint()}")
+            if option.help:
+                lines.append(f"  {'':<{width}}    {option.help}")
+    else:
+        lines.append("options: none")
+    extra = {key: value for key, value in spec._extra().items() if value or value is False}
+    if extra:
+        lines.append("")
+        lines += [f"{key}: {', '.join(value) if isinstance(value, (list, tuple)) else value}"
+                  for key, value in extra.items()]
+    return "\n".join(lines).rstrip()
 
 
 def _check_plugin(args: argparse.Namespace, registry: Any) -> int:

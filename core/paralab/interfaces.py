@@ -16,16 +16,13 @@ each other); the host reports that as a :class:`paralab.SpecError` naming the fi
 
 The protocol decides which method interface it drives (``ProtocolSpec.method_interface``):
 
-=============  =====================  ===============================================
-protocol       method interface       what the protocol calls
-=============  =====================  ===============================================
-supervised     :class:`GradientMethod`  ``setup``, then ``step`` per batch
-continual      :class:`ContinualStrategy`  ``check``, ``bind``, ``setup``, per experience
-episodic       :class:`EpisodicMethod`  ``setup``, ``meta_step``, ``predict``
-federated      :class:`FederatedStrategy`  ``client_settings``, ``setup``, ``server_step``
-estimator      :class:`EstimatorMethod`  ``fit``, ``predict``
-kernel         :class:`KernelMethod`  ``fit``, ``logits``
-=============  =====================  ===============================================
+- ``supervised``: :class:`GradientMethod` (``setup``, then ``step`` per batch)
+- ``continual``: :class:`ContinualStrategy` (``check``, ``bind``, ``setup``, per experience)
+- ``episodic``: :class:`EpisodicMethod` (``setup``, ``meta_step``, ``predict``)
+- ``federated``: :class:`FederatedStrategy` (``client_settings``, ``setup``, ``server_step``)
+- ``estimator``: :class:`EstimatorMethod` (``fit``, ``predict``)
+- ``kernel``: :class:`KernelMethod` (``fit``, ``logits``)
+- ``addition``, ``hierarchical``: :class:`GradientMethod` (``step`` with an ``objective``)
 
 Standard library only at import time (the registry and ``paralab show`` read it).
 
