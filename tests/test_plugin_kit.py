@@ -20,7 +20,9 @@ def test_example_plugin_is_discovered_listed_and_used(tmp_path: Path) -> None:
     hello = next(item for item in json.loads(listed.stdout) if item["name"] == "paralab_hello")
     assert hello["status"] == "active" and hello["version"] == "0.2.0"
     assert hello["distribution"] == "paralab-hello"
-    assert hello["contributions"] == {"metric": ["top2_accuracy"], "model": ["bottleneck"]}
+    assert hello["contributions"] == {"metric": ["top2_accuracy"], "model": ["bottleneck"],
+                                         "protocol": ["early_stopping"],
+                                         "method": ["smoothed_sgd"]}
     components = paralab_cli("list", "model", path=folder)
     assert "bottleneck" in components.stdout and "paralab_hello" in components.stdout
     spec = tmp_path / "hello.toml"
@@ -46,6 +48,8 @@ def test_example_plugin_passes_the_conformance_suite(tmp_path: Path) -> None:
     names = [check.name for check in report.checks]
     assert "imports nothing heavy at import time" in names
     assert "metric 'top2_accuracy' builds and runs a tiny step" in names
+    assert "protocol 'early_stopping' builds and runs a tiny step" in names
+    assert "method 'smoothed_sgd' builds and runs a tiny step" in names
 
 
 def test_conformance_catches_heavy_imports_and_broken_components(tmp_path: Path) -> None:
@@ -97,3 +101,25 @@ def test_isolated_registry_blocks_discovery() -> None:
     assert registry.plugins(include_builtin=True)[0].name == "paralab"
     with pytest.raises(ValueError, match="already registered"):
         registry.add("paralab", object())
+
+
+def test_example_plugin_protocol_and_method_are_written_against_the_interfaces(tmp_path: Path):
+    import paralab
+
+    with on_path(hello_distribution(tmp_path)):
+        registry = host.make_registry().load()
+        spec = {"dataset": "iris", "model": "mlp", "output": None,
+                "protocol": {"name": "early_stopping", "max_epochs": 40, "patience": 2},
+                "method": {"name": "smoothed_sgd", "lr": 0.1, "smoothing": 0.2}}
+        result = paralab.run(spec, registry=registry)
+        assert result.status == "completed"
+        assert 3 <= len(result.phases) <= 40
+        assert result.metrics["test/accuracy"] > 0.6
+        if len(result.phases) < 40:
+            assert result.metrics["stopped_after"] == len(result.phases)
+        with pytest.raises(paralab.SpecError, match="protocol.patience = 0: must be >= 1"):
+            paralab.run({**spec, "protocol": {"name": "early_stopping", "patience": 0}},
+                        registry=registry)
+        with pytest.raises(paralab.SpecError, match="method.smoothing = nan: must be a finite"):
+            paralab.run({**spec, "method": {"name": "smoothed_sgd", "smoothing": float("nan")}},
+                        registry=registry)
