@@ -13,8 +13,9 @@
 :class:`_Stage` tracks which component is at work, so that a failure anywhere names the
 plugin that raised it; the phases finished before it stay in ``result.json`` (status
 ``failed``) and the exception is re-raised as :class:`RunError` with the partial result. Only
-declared option checks, ``validate(run)`` and the dataset loader (files, options) reject a
-spec; a ``ValueError`` from a factory or from training is a bug and fails the run.
+declared option checks, ``validate(run)``, the dataset loader (files, options) and a model
+factory (which sees the data's shape) reject a spec; a ``ValueError`` from another factory or
+from training is a bug and fails the run.
 """
 
 from __future__ import annotations
@@ -230,7 +231,12 @@ def _build(spec: ExperimentSpec, registry: Any, stage: _Stage, device: torch.dev
         built.dataset = load_dataset(ref.name, device=device, registry=registry, **ref.options)
         result.timings["data"] = time.perf_counter() - t0
     if spec.model is not None:
-        built.model = build("model", "model", spec.model, built.dataset.info).to(device)
+        # A model factory sees the dataset's shape: a ValueError there ("conv4 needs images")
+        # is a model that does not fit the data, reported like a spec error.
+        ref = spec.model
+        with stage.at("model", ref.name, "model", rejects=(ValueError,)):
+            factory = registry.component("model", ref.name).load()
+            built.model = factory(built.dataset.info, **ref.options).to(device)
     protocol_spec = registry.component("protocol", spec.protocol.name)
     built.checked = [("protocol", "protocol", spec.protocol.name, built.protocol),
                      ("method", "method", spec.method.name, built.method)]
