@@ -45,8 +45,7 @@ def since(start: tuple[float, float]) -> tuple[float, float]:
 
 
 def setup() -> dict[str, Any]:
-    from paralab.data import DatasetInfo, load_dataset
-    from paralab.models import mlp
+    from paralab import DatasetInfo, load_dataset, mlp
     from paralab_fewshot.episodes import EpisodeSampler, EpisodeShape
 
     digits = load_dataset("digits")

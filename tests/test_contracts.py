@@ -440,3 +440,10 @@ def test_bundled_plugins_import_only_the_public_api():
 def test_every_public_name_resolves():
     for name in paralab.__all__:
         assert getattr(paralab, name) is not None, name
+
+
+def test_a_model_that_does_not_fit_the_data_is_a_spec_error(tmp_path):
+    with pytest.raises(SpecError, match="model: model 'cnn' \\(paralab\\): cnn: dataset 'iris' "
+                                        "has inputs of shape \\(4,\\)"):
+        paralab.run({"dataset": "iris", "model": "cnn", "output": str(tmp_path)})
+    assert not any(tmp_path.iterdir())

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import paralab
 from paralab.data import DatasetInfo
 from paralab_fewshot.adaptation import TaskMap, adapted_query_logits, model_forward
 from paralab_fewshot.episodes import TaskBatch
@@ -16,6 +17,7 @@ from paralab_fewshot.methods.finetune import fit_linear_heads
 from paralab_fewshot.methods.maml import ANIL, MAML
 from paralab_fewshot.methods.protonet import prototype_logits
 from paralab_fewshot.models import BatchStatNorm2d, conv4
+from tests.fewshot_helpers import digits_spec, fewshot_registry
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: see conftest
 
@@ -102,8 +104,9 @@ def test_factored_engine_equals_vmap_on_linear_stacks(first_order):
 def test_factored_engine_refuses_models_it_cannot_factor():
     with pytest.raises(ValueError, match="engine = 'factored' needs an nn.Sequential of Linear"):
         MAML(engine="factored").setup(None, small_conv4(), WAYS, torch.randn(2, 1, 8, 8))
-    with pytest.raises(ValueError, match="engine = 'fast'; choose from"):
-        MAML(engine="fast")
+    # an unknown engine is refused by the declared choices, before anything is built
+    with pytest.raises(paralab.SpecError, match=r"method.engine = 'fast': expected one of"):
+        paralab.run(digits_spec({"name": "maml", "engine": "fast"}), registry=fewshot_registry())
 
 
 def test_second_order_differs_from_first_order():

@@ -135,11 +135,12 @@ def test_a_loss_term_from_another_plugin_applies_to_the_query_predictions(regist
         ({"shots": 100, "queries": 100}, r"shots \+ queries = 100 \+ 100 = 200 but class"),
         ({"class_split": [1.0, 0.0, 0.0]}, r"val_episodes = 20 but the meta_val classes"),
         ({"class_split": [0.9, 0.1, 0.0], "val_episodes": 0}, r"meta_test classes .* are empty"),
-        ({"queries": 0}, r"queries = 0: episodes need at least one query"),
+        ({"class_split": [0.5, 0.3, 0.3]}, r"class_split = \[0.5, 0.3, 0.3\] sums to 1.1"),
     ],
 )
 def test_bad_episodes_fail_before_training_with_a_clear_message(registry, protocol, message):
-    # checked against the data by Episodic.validate: a spec error naming the protocol
+    # checked against the data by Episodic.validate: a spec error naming the protocol (a bad
+    # single value, like queries = 0, is refused by the declarations: test_fewshot_options)
     with pytest.raises(
         paralab.SpecError, match=r"protocol: protocol 'episodic' \(paralab_fewshot\)"
     ):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from paralab.data.shared import SharedDataset
+from paralab import SharedDataset
 
 SPLITS = ("meta_train", "meta_val", "meta_test")
 

@@ -1,6 +1,6 @@
 """Few-shot evaluation: query predictions of many episodes, scored once by the shared engine.
 
-The queries of all evaluated episodes become one :class:`paralab.evaluation.Predictions`
+The queries of all evaluated episodes become one :class:`paralab.Predictions`
 (logits over the episode's classes, episode-relative targets, dataset indices of the query
 rows, and ``extras["episode"]``), handed to ``run.evaluate`` so every metric and auditor of
 the spec reads the same predictions. The few-shot figure itself is the mean of per-episode
@@ -13,13 +13,11 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from paralab.evaluation import Predictions, mean_confidence_interval
+from paralab import Predictions, mean_confidence_interval
 from paralab_fewshot.episodes import EpisodeSampler, TaskBatch
 
 if TYPE_CHECKING:
-    from paralab.context import RunContext
-    from paralab.data import SharedDataset
-    from paralab_fewshot.methods.base import EpisodicMethod
+    from paralab import EpisodicMethod, RunContext, SharedDataset
 
 
 def episode_predictions(

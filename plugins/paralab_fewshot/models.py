@@ -12,8 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from paralab.data.shared import DatasetInfo
-from paralab.models import AsImage
+from paralab import AsImage, DatasetInfo
 
 
 class BatchStatNorm2d(nn.Module):
@@ -53,11 +52,6 @@ def conv4(
         raise ValueError(
             f"conv4: dataset {info.name!r} has inputs of shape {info.input_shape} and no "
             "image_shape; use an image dataset (digits, mnist, omniglot) or the mlp model"
-        )
-    if hidden < 1 or layers < 1 or out_features < 0:
-        raise ValueError(
-            f"conv4: hidden = {hidden} and layers = {layers} must be >= 1, out_features = "
-            f"{out_features} >= 0 (0 = the dataset's {info.n_classes} classes)"
         )
     blocks: list[nn.Module] = [AsImage(tuple(shape))]
     channels, height, width = shape

@@ -11,11 +11,13 @@ so every method of a comparison sees the same validation and test episodes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from paralab import DataNotFoundError, Protocol
 from paralab_fewshot.episodes import (
     EpisodeError,
     EpisodeSampler,
@@ -26,8 +28,7 @@ from paralab_fewshot.episodes import (
 from paralab_fewshot.evaluation import evaluate_episodes, lake_runs_batch, record
 
 if TYPE_CHECKING:
-    from paralab.context import RunContext
-    from paralab.data import SharedDataset
+    from paralab import EpisodicMethod, RunContext, SharedDataset
 
 _VALIDATION_STREAM, _TEST_STREAM = 1, 2
 
@@ -36,8 +37,13 @@ def _generator(seed: int, stream: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1000 + stream)
 
 
-class Episodic:
-    """N-way K-shot meta-learning on any shared dataset with a class-split protocol."""
+class Episodic(Protocol):
+    """N-way K-shot meta-learning on any shared dataset with a class-split protocol.
+
+    Options are declared (and range-checked) in ``paralab_fewshot.EPISODIC_OPTIONS``; what
+    depends on several options or on the data is checked by :meth:`validate`. The run's
+    method implements :class:`paralab.EpisodicMethod` (the host checks it at build).
+    """
 
     def __init__(
         self,
@@ -56,31 +62,6 @@ class Episodic:
         split_by: str = "",
         lake_runs: bool = False,
     ) -> None:
-        positive = {
-            "ways": ways,
-            "shots": shots,
-            "meta_batch": meta_batch,
-            "meta_iterations": meta_iterations,
-            "eval_every": eval_every,
-            "eval_episodes": eval_episodes,
-            "eval_meta_batch": eval_meta_batch,
-        }
-        problems = [
-            f"{key} = {value}: must be >= 1" for key, value in positive.items() if value < 1
-        ]
-        problems += [
-            f"{key} = {value}: must be >= 0"
-            for key, value in {
-                "queries": queries,
-                "train_ways": train_ways,
-                "val_episodes": val_episodes,
-            }.items()
-            if value < 0
-        ]
-        if queries == 0:
-            problems.append("queries = 0: episodes need at least one query per class")
-        if problems:
-            raise EpisodeError("episodic: " + "; ".join(problems))
         self.shape = EpisodeShape(ways, shots, queries)
         self.train_shape = EpisodeShape(train_ways or ways, shots, queries)
         self.meta_batch = meta_batch
@@ -117,21 +98,43 @@ class Episodic:
         }
 
     def _lake_runs(self, run: RunContext) -> Any:
-        from paralab.data import load_dataset
+        from paralab import load_dataset
 
         options = {
             key: run.spec.dataset.options[key]
             for key in ("root", "image_size")
             if run.spec.dataset.options.get(key)
         }
-        runs = load_dataset("omniglot_runs", device=run.device, **options)
+        try:
+            runs = load_dataset("omniglot_runs", device=run.device, **options)
+        except DataNotFoundError as error:
+            # a spec asking for data that is not there, like a missing dataset: not a bug
+            raise EpisodeError(f"lake_runs = true needs Lake et al.'s runs: {error}") from error
         return runs, lake_runs_batch(runs)
 
     # ---------------------------------------------------------------------------- the loop
 
+    def check_options(self) -> None:
+        """What the declarations cannot say alone: ``class_split`` sums to 1 and
+        ``train_ways`` is 0 (as ``ways``) or an episode of at least 2 classes."""
+        total = sum(self.class_split)
+        if not math.isclose(total, 1.0, abs_tol=1e-6):
+            raise EpisodeError(
+                f"class_split = {list(self.class_split)} sums to {total:g}: give the shares "
+                "of the classes for meta-train, meta-validation and meta-test, summing to 1, "
+                "e.g. [0.6, 0.2, 0.2]"
+            )
+        if self.train_shape.ways == 1:
+            raise EpisodeError(
+                "train_ways = 1: a 1-way episode has nothing to tell apart; use 0 (the same "
+                f"as ways = {self.shape.ways}) or at least 2"
+            )
+
     def validate(self, run: RunContext) -> None:
-        """Check the episodes against the data before anything trains (the host reports a
-        ``ValueError`` here as a spec error naming the protocol)."""
+        """Check the options against each other and the episodes against the data before
+        anything trains (the host reports a ``ValueError`` here as a spec error naming the
+        protocol, before the run's folder exists)."""
+        self.check_options()
         self._prepared = (
             self.samplers(run.dataset),
             self._lake_runs(run) if self.lake_runs else None,
@@ -143,13 +146,9 @@ class Episodic:
         return max(self.shape.ways, self.train_shape.ways, lake[1].ways if lake else 0)
 
     def execute(self, run: RunContext) -> None:
-        method, model, dataset = run.method, run.model, run.dataset
-        if not all(hasattr(method, name) for name in ("setup", "meta_step", "predict")):
-            raise TypeError(
-                f"episodic: method {run.spec.method.name!r} has no setup/meta_step/predict; "
-                "use an episodic method (protonet, maml, fomaml, anil, reptile, finetune, l2l_maml)"
-            )
-        if getattr(self, "_prepared", None) is None:
+        method: EpisodicMethod = run.method
+        model, dataset = run.model, run.dataset
+        if self._prepared is None:
             self.validate(run)
         samplers, lake = self._prepared
         train = samplers["meta_train"]

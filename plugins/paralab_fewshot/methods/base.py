@@ -1,9 +1,12 @@
-"""The method interface of the ``episodic`` protocol.
+"""The base of the episodic methods, on the ``episodic`` protocol's method interface.
 
 A method sees meta-batches of episodes (:class:`~paralab_fewshot.episodes.TaskBatch`) and
 does two things: one outer update from a meta-batch (:meth:`EpisodicMethod.meta_step`) and
 query logits for a meta-batch without learning from it (:meth:`EpisodicMethod.predict`).
 Everything else (sampling, phases, evaluation with confidence intervals) is the protocol's.
+The contract is :class:`paralab.EpisodicMethod`; this base adds an Adam optimizer, the
+inner-loop options and the loss-term hook-up. Options are declared, with their ranges, in
+``paralab_fewshot/__init__.py``; the host checks a spec against them before building.
 """
 
 from __future__ import annotations
@@ -13,33 +16,32 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from paralab.context import Batch
+from paralab import Batch
+from paralab import EpisodicMethod as EpisodicInterface
 
 if TYPE_CHECKING:
-    from paralab.context import RunContext
+    from paralab import RunContext
     from paralab_fewshot.episodes import TaskBatch
 
 
-class EpisodicMethod:
-    """Base class: an optimizer over the model's parameters and the loss-term hook-up."""
+class EpisodicMethod(EpisodicInterface):
+    """Base class: an optimizer over the model's parameters and the loss-term hook-up.
+
+    Subclasses implement :meth:`meta_step` and :meth:`predict` (abstract in
+    :class:`paralab.EpisodicMethod`); a method whose ``meta_step`` optimizes a loss adds the
+    spec's loss terms through :meth:`apply` (or ``run.extra_loss``), one that cannot says
+    ``applies_losses=False`` in its ``MethodSpec``.
+    """
 
     name = "episodic"
 
     def __init__(self, meta_lr: float = 0.001) -> None:
-        if meta_lr <= 0:
-            raise ValueError(f"{self.name}: meta_lr must be positive, got {meta_lr}")
         self.meta_lr = meta_lr
         self.optimizer: torch.optim.Optimizer | None = None
 
     def set_inner_loop(self, inner_lr: float, inner_steps: int, eval_inner_steps: int) -> None:
-        """Check and keep the inner-loop options shared by the gradient-based methods
-        (MAML and its variants, Reptile, learn2learn's MAML); ``eval_inner_steps`` 0 means
-        ``inner_steps``."""
-        if inner_lr <= 0 or inner_steps < 1 or eval_inner_steps < 0:
-            raise ValueError(
-                f"{self.name}: inner_lr must be positive and inner_steps >= 1, eval_inner_steps "
-                f">= 0 (0 = inner_steps); got {inner_lr}, {inner_steps}, {eval_inner_steps}"
-            )
+        """Keep the inner-loop options shared by the gradient-based methods (MAML and its
+        variants, Reptile, learn2learn's MAML); ``eval_inner_steps`` 0 means ``inner_steps``."""
         self.inner_lr = inner_lr
         self.inner_steps = inner_steps
         self.eval_inner_steps = eval_inner_steps or inner_steps
@@ -60,14 +62,6 @@ class EpisodicMethod:
         ways_needed = getattr(run.protocol, "ways_needed", None)
         if callable(ways_needed) and run.model is not None:
             self.setup(run, run.model, ways_needed(), run.dataset.x[:2])
-
-    def meta_step(self, run: RunContext | None, model: nn.Module, batch: TaskBatch) -> float:
-        """One outer update from a meta-batch; returns the mean query loss."""
-        raise NotImplementedError
-
-    def predict(self, run: RunContext | None, model: nn.Module, batch: TaskBatch) -> torch.Tensor:
-        """Query logits ``(tasks, ways * queries, ways)`` after learning from each support set."""
-        raise NotImplementedError
 
     # ------------------------------------------------------------------------------ helpers
 

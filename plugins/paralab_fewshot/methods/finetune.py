@@ -15,11 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from paralab import Batch
 from paralab_fewshot.methods.base import EpisodicMethod
 from paralab_fewshot.models import split_head
 
 if TYPE_CHECKING:
-    from paralab.context import RunContext
+    from paralab import RunContext
     from paralab_fewshot.episodes import TaskBatch
 
 
@@ -52,11 +53,6 @@ class Finetune(EpisodicMethod):
 
     def __init__(self, meta_lr: float = 0.001, head_steps: int = 100, head_lr: float = 1.0) -> None:
         super().__init__(meta_lr)
-        if head_steps < 1 or head_lr <= 0:
-            raise ValueError(
-                "finetune: head_steps must be >= 1 and head_lr positive, got "
-                f"{head_steps}, {head_lr}"
-            )
         self.head_steps = head_steps
         self.head_lr = head_lr
         self.encoder: nn.Module | None = None
@@ -82,8 +78,6 @@ class Finetune(EpisodicMethod):
         logits = model(x)
         loss = F.cross_entropy(logits, targets)
         if run.loss_terms:
-            from paralab.context import Batch
-
             loss = loss + run.extra_loss(Batch(x, targets, index, logits, model, run))
         assert self.optimizer is not None
         self.optimizer.zero_grad(set_to_none=True)

@@ -14,11 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from paralab import Batch
 from paralab_fewshot.methods.base import EpisodicMethod
 from paralab_fewshot.models import check_outputs
 
 if TYPE_CHECKING:
-    from paralab.context import RunContext
+    from paralab import RunContext
     from paralab_fewshot.episodes import TaskBatch
 
 INSTALL_HINT = (
@@ -97,8 +98,6 @@ class L2LMAML(EpisodicMethod):
             logits = l2l_query_logits(maml, batch, self.inner_steps, task=task)
             loss = F.cross_entropy(logits, batch.query_y[task])
             if run is not None and run.loss_terms:
-                from paralab.context import Batch
-
                 loss = loss + run.extra_loss(
                     Batch(
                         batch.query_x[task],

@@ -16,10 +16,8 @@ from paralab_fewshot.methods.base import EpisodicMethod, query_loss
 from paralab_fewshot.models import split_head
 
 if TYPE_CHECKING:
-    from paralab.context import RunContext
+    from paralab import RunContext
     from paralab_fewshot.episodes import TaskBatch
-
-EMBEDDINGS = ("penultimate", "output")
 
 
 def prototype_logits(support: torch.Tensor, query: torch.Tensor, ways: int) -> torch.Tensor:
@@ -35,15 +33,14 @@ class ProtoNet(EpisodicMethod):
 
     ``embedding = "penultimate"`` embeds with the model minus its last linear layer (the
     paper's Conv-4 gives 64 dimensions on Omniglot); ``"output"`` uses the model's outputs,
-    for models that are not an ``nn.Sequential`` ending in a linear head.
+    for models that are not an ``nn.Sequential`` ending in a linear head (the choices are
+    ``paralab_fewshot.EMBEDDINGS``).
     """
 
     name = "protonet"
 
     def __init__(self, meta_lr: float = 0.001, embedding: str = "penultimate") -> None:
         super().__init__(meta_lr)
-        if embedding not in EMBEDDINGS:
-            raise ValueError(f"protonet: embedding = {embedding!r}; choose from {list(EMBEDDINGS)}")
         self.embedding = embedding
         self.encoder: nn.Module | None = None
 

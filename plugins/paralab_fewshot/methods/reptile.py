@@ -23,12 +23,16 @@ from paralab_fewshot.methods.base import EpisodicMethod, query_loss
 from paralab_fewshot.models import check_outputs
 
 if TYPE_CHECKING:
-    from paralab.context import RunContext
+    from paralab import RunContext
     from paralab_fewshot.episodes import TaskBatch
 
 
 class Reptile(EpisodicMethod):
-    """Reptile with SGD in the inner loop and SGD(``meta_lr``) as the outer step."""
+    """Reptile with SGD in the inner loop and SGD(``meta_lr``) as the outer step.
+
+    Its outer "gradient" is a difference of parameters, not the gradient of a loss, so it
+    adds no loss terms; its spec says ``applies_losses=False`` and the spec check refuses a
+    spec pairing it with ``losses``."""
 
     name = "reptile"
 
@@ -41,8 +45,6 @@ class Reptile(EpisodicMethod):
         engine: str = "auto",
     ) -> None:
         super().__init__(meta_lr)
-        if engine not in ("auto", "vmap", "loop"):
-            raise ValueError(f"reptile: engine = {engine!r}; choose from ['auto', 'vmap', 'loop']")
         self.set_inner_loop(inner_lr, inner_steps, eval_inner_steps)
         self.task_map = TaskMap(engine != "loop")
 
