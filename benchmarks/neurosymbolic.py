@@ -51,7 +51,7 @@ def _network(seed: int, dataset: Any) -> torch.nn.Module:
     """DeepProbLog's LeNet on MNIST; on the embedded 8x8 digits (no $PARALAB_DATA) an MLP
     64-128-10, since the LeNet needs 28x28 images."""
     if dataset.info.n_features == 64:
-        from paralab.models import mlp
+        from paralab import mlp
 
         torch.manual_seed(seed)
         return mlp(dataset.info, hidden=(128,))
@@ -63,7 +63,7 @@ def _network(seed: int, dataset: Any) -> torch.nn.Module:
 
 
 def _data() -> Any:
-    from paralab.data import load_dataset
+    from paralab import load_dataset
 
     if os.environ.get("PARALAB_DATA"):
         return load_dataset("mnist")
@@ -74,8 +74,7 @@ def _paralab(dataset_name: str, network: torch.nn.Module, pairs: int, test_pairs
              batch_size: int, lr: float, seed: int = 0) -> dict[str, float]:
     """One epoch through ``paralab.run`` with ``network`` as the spec's model."""
     import paralab
-    from paralab.components import ModelSpec
-    from paralab.hookspecs import hookimpl
+    from paralab import ModelSpec, hookimpl
     from paralab.testing import isolated_registry
 
     class BenchmarkModel:
@@ -120,7 +119,7 @@ def _network_floor(dataset: Any, network: torch.nn.Module, pairs: int, batch_siz
     logic. An engine training the same network with the same optimizer at this batch size
     cannot take the epoch in less, so ``deepproblog_train_seconds / floor`` bounds the speedup
     any such implementation could show."""
-    from paralab.methods import adam
+    from paralab import adam
 
     generator = torch.Generator().manual_seed(seed)
     rows = dataset.splits["train"]

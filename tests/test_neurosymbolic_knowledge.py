@@ -104,10 +104,16 @@ def test_hierarchy_semantic_loss_equals_brute_force_over_all_node_worlds() -> No
     assert worlds.violations(torch.cat([good, bad])).tolist() == [0.0, 1.0]
 
 
-def test_semantic_loss_term_options_and_gradient() -> None:
-    with pytest.raises(ValueError, match="constraint 'exactly_two' unknown; choose from"):
-        SemanticLoss(constraint="exactly_two")
-    from paralab.context import Batch
+def test_semantic_loss_term_options_and_gradient(tmp_path: Path) -> None:
+    import paralab
+    from paralab import Batch
+
+    spec = {"dataset": "digits", "model": "mlp", "output": str(tmp_path),
+            "losses": [{"name": "semantic_loss", "constraint": "exactly_two"}]}
+    with pytest.raises(paralab.SpecError, match=r"losses\[0\].constraint = 'exactly_two': "
+                                                "expected one of 'exactly_one', 'hierarchy'"):
+        paralab.run(spec)
+    assert not any(tmp_path.iterdir())
 
     logits = torch.zeros(2, 3, requires_grad=True)
     term = SemanticLoss(constraint="exactly_one", weight=0.5)

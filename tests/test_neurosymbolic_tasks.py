@@ -11,7 +11,6 @@ import pytest
 import torch
 
 import paralab
-from paralab.runner import RunError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: see conftest
 
@@ -64,16 +63,20 @@ def test_approximate_inference_trains_when_asked() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"digits_per_number": 5}, "digits_per_number must be 1..4, got 5"),
-        ({"inference": "magic"}, "inference 'magic' unknown; choose from"),
+        ({"digits_per_number": 5}, "protocol.digits_per_number = 5: must be <= 4"),
+        ({"inference": "magic"}, "protocol.inference = 'magic': expected one of 'exact'"),
         ({"exact_budget": 100}, r"exact_budget 100; raise exact_budget, or use mode='auto'"),
     ],
 )
-def test_bad_protocol_options_fail_before_training(options: dict, message: str) -> None:
-    # the host turns the protocol factory's ValueError into a SpecError naming the field
+def test_bad_protocol_options_fail_before_training(tmp_path: Path, options: dict,
+                                                   message: str) -> None:
+    # declared constraints (and the protocol's validate(run)) reject the spec, naming the field
+    spec = {**addition_spec(**options), "output": str(tmp_path)}
     with pytest.raises(paralab.SpecError, match=message) as failure:
-        paralab.run(addition_spec(**options))
-    assert "protocol 'addition' (paralab_neurosymbolic)" in str(failure.value)
+        paralab.run(spec)
+    assert "protocol 'addition'" in str(failure.value)
+    assert "paralab_neurosymbolic" in str(failure.value)
+    assert not any(tmp_path.iterdir())
 
 
 def test_over_budget_query_switches_to_approximate_with_auto() -> None:
@@ -89,7 +92,7 @@ def test_unknown_option_is_a_spec_error_naming_the_valid_ones() -> None:
 def test_addition_needs_a_ten_class_dataset() -> None:
     spec = addition_spec()
     spec["dataset"] = "iris"
-    with pytest.raises(RunError, match="needs a 10-class digit dataset .* 'iris' has 3 classes"):
+    with pytest.raises(paralab.SpecError, match="needs a 10-class digit dataset .* 'iris' has 3 classes"):
         paralab.run(spec)
 
 
@@ -121,7 +124,7 @@ def test_hierarchical_classification_reports_constraint_violations() -> None:
 def test_hierarchical_needs_the_dag_nodes_as_classes() -> None:
     spec = hierarchy_spec()
     spec["dataset"] = "digits"
-    with pytest.raises(RunError, match="use dataset = .*class_hierarchy"):
+    with pytest.raises(paralab.SpecError, match="use dataset = .*class_hierarchy"):
         paralab.run(spec)
 
 

@@ -7,7 +7,8 @@ Contributes (names only here; the code is imported when an experiment uses it):
 * protocol ``hierarchical``: classification that must respect a class DAG from a knowledge
   base, reporting constraint violations;
 * model ``lenet`` (DeepProbLog's MNIST network);
-* (both protocols train with any gradient method: the host's ``adam``, ``sgd``, ...);
+* (both protocols train with any :class:`paralab.GradientMethod`, the host's ``adam``,
+  ``sgd`` ..., through its ``step`` with the protocol's task loss as the objective);
 * loss ``semantic_loss`` (Xu et al. 2018): exactly-one or hierarchy consistency, under any
   protocol;
 * dataset ``class_hierarchy`` (a base dataset whose classes are a DAG's nodes);
@@ -18,17 +19,42 @@ Nothing heavy is imported here (no torch, no networkx).
 
 from __future__ import annotations
 
-from paralab.components import (
+from paralab import (
     DatasetSpec,
     LossSpec,
     MetricSpec,
     ModelSpec,
+    Option,
     ProtocolSpec,
+    count,
+    hookimpl,
+    non_negative,
+    one_of,
 )
-from paralab.hookspecs import hookimpl
 
 PARALAB_API = "1.0"
 
+INFERENCE_MODES = ("exact", "auto", "topk", "sample")
+"""The ``inference`` choices: ``paralab_neurosymbolic.logic.MODES``, repeated here so that
+listing the plugin imports no torch (a test keeps the two equal)."""
+
+CONSTRAINTS = ("exactly_one", "hierarchy")
+"""The ``constraint`` choices of ``semantic_loss`` (``semantic.CONSTRAINTS``, kept equal)."""
+
+MAX_DIGITS = 4
+"""The most digits per number ``addition`` grounds (``addition.MAX_DIGITS``, kept equal)."""
+
+_HIERARCHY = Option(
+    "digits", type=str, min_length=1,
+    help="the class DAG: a built-in name (digits) or a .kb/.json knowledge file",
+)
+_TRAIN_SPLIT = Option("train", type=str, min_length=1, help="the split trained on")
+_EVAL_SPLITS = Option(["test"], items=Option("test", type=str, min_length=1),
+                      help="the splits evaluated after each epoch")
+_GRADIENT = {"accepts": ("gradient",), "method_interface": "GradientMethod",
+             "applies_losses": True, "middleware_hooks": ()}
+"""What both protocols consume: any GradientMethod, stepped with the protocol's objective, so
+the method's loss (and the spec's loss terms) decide what is minimized; no middleware."""
 
 
 @hookimpl
@@ -39,7 +65,9 @@ def paralab_datasets() -> list[DatasetSpec]:
             "paralab_neurosymbolic.hierarchy:class_hierarchy",
             "A base dataset (digits, mnist ...) whose classes are the nodes of a class DAG from a "
             "knowledge file: leaves = the base classes, then superclasses. Shares the base tensors.",
-            {"base": "digits", "hierarchy": "digits"},
+            {"base": Option("digits", type=str, min_length=1,
+                            help="the dataset whose classes are the DAG's leaves"),
+             "hierarchy": _HIERARCHY},
             example={"base": "digits", "hierarchy": "digits"},
         ),
     ]
@@ -66,20 +94,25 @@ def paralab_protocols() -> list[ProtocolSpec]:
             "MNIST addition: learn digits from sums of N-digit numbers only, by exact "
             "probabilistic inference over the neural predicate digit(X, D).",
             {
-                "digits_per_number": 1,
-                "pairs": 0,
-                "test_pairs": 0,
-                "epochs": 1,
-                "batch_size": 32,
-                "inference": "exact",
-                "top_k": 64,
-                "samples": 1000,
-                "exact_budget": 10_000_000,
-                "train_split": "train",
-                "eval_splits": ["test"],
+                "digits_per_number": count(1, le=MAX_DIGITS,
+                                           help="digits N of each number: sums of two N-digit numbers"),
+                "pairs": count(0, low=0, help="training examples per epoch; 0: one pass over "
+                                              "the train images, more recombines them"),
+                "test_pairs": count(0, low=0, help="test examples per eval split; 0: one pass"),
+                "epochs": count(1),
+                "batch_size": count(32, help="examples (sums) per step"),
+                "inference": Option("exact", type=str, choices=INFERENCE_MODES,
+                                    help="exact; auto (exact within exact_budget, else topk); "
+                                         "topk; sample"),
+                "top_k": count(64, help="proofs kept by topk inference"),
+                "samples": count(1000, help="worlds drawn by sample inference"),
+                "exact_budget": count(10_000_000, help="work units exact inference may take "
+                                                       "per example"),
+                "train_split": _TRAIN_SPLIT,
+                "eval_splits": _EVAL_SPLITS,
             },
             example={"epochs": 1, "pairs": 40, "test_pairs": 20, "batch_size": 8},
-            accepts=("gradient",),
+            **_GRADIENT,
         ),
         ProtocolSpec(
             "hierarchical",
@@ -87,17 +120,21 @@ def paralab_protocols() -> list[ProtocolSpec]:
             "Hierarchical classification over a class DAG (a knowledge base): one sigmoid per "
             "node, consistent decoding, constraint violations reported.",
             {
-                "hierarchy": "digits",
-                "epochs": 10,
-                "batch_size": 32,
-                "semantic_weight": 0.0,
-                "labelled": 1.0,
-                "train_split": "train",
-                "eval_splits": ["test"],
+                "hierarchy": Option("digits", type=str, min_length=1,
+                                    help="the class DAG when the dataset carries none (a "
+                                         "class_hierarchy dataset's own DAG wins)"),
+                "epochs": count(10),
+                "batch_size": count(32),
+                "semantic_weight": non_negative(0.0, help="weight of the hierarchy's semantic "
+                                                          "loss in the objective"),
+                "labelled": Option(1.0, type=float, gt=0, le=1,
+                                   help="fraction of training rows that keep their labels"),
+                "train_split": _TRAIN_SPLIT,
+                "eval_splits": _EVAL_SPLITS,
             },
             example={"epochs": 1, "hierarchy": "digits",
                      "dataset": {"name": "class_hierarchy", "base": "digits"}},
-            accepts=("gradient",),
+            **_GRADIENT,
         ),
     ]
 
@@ -110,7 +147,10 @@ def paralab_losses() -> list[LossSpec]:
             "paralab_neurosymbolic.semantic:SemanticLoss",
             "Semantic loss (Xu et al. 2018): -log P(constraint) of the outputs read as "
             "independent Bernoullis; constraint exactly_one or hierarchy (a class DAG).",
-            {"constraint": "exactly_one", "weight": 0.1, "hierarchy": "digits"},
+            {"constraint": one_of("exactly_one", CONSTRAINTS,
+                                  help="exactly_one output true, or a valid world of the DAG"),
+             "weight": non_negative(0.1, help="the term is weight * mean(-log P(constraint))"),
+             "hierarchy": _HIERARCHY},
             example={"constraint": "exactly_one", "weight": 0.1},
         ),
     ]
@@ -130,6 +170,6 @@ def paralab_metrics() -> list[MetricSpec]:
             "paralab_neurosymbolic.semantic:hierarchy_violations_metric",
             "Fraction of rows whose node outputs, thresholded at 0.5, form no valid world of "
             "the class DAG (the class_hierarchy dataset's, else the hierarchy file's).",
-            {"hierarchy": "digits"},
+            {"hierarchy": _HIERARCHY},
         ),
     ]

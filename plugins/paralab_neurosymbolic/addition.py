@@ -11,20 +11,28 @@ observed sum under the program
 
 with exact inference by default (a batched convolution, :mod:`.logic.inference`). The digit
 accuracy that emerged is measured by evaluating the model on the single-digit test split.
+
+The protocol trains only through the run's :class:`paralab.GradientMethod`: each batch of
+examples is one ``method.step`` on their images, with :class:`SumObjective` (-log P(observed
+sum)) as the objective, so the method's ``loss`` (an override included) and the spec's loss
+terms decide what is minimized.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from paralab_neurosymbolic.logic import MODES, Program, Query
+from paralab import Protocol
+from paralab_neurosymbolic.logic import InferenceBudgetError, Program, Query
+from paralab_neurosymbolic.splits import check_splits
 
 if TYPE_CHECKING:
-    from paralab.context import RunContext
+    from paralab import Batch, GradientMethod, RunContext
 
 MAX_DIGITS = 4
 NETWORK = "digit_net"
@@ -117,9 +125,38 @@ def sum_probability(
     return query.probability(tables, sums, **options)
 
 
-class Addition:
+@dataclass(frozen=True)
+class SumObjective:
+    """The task loss of one batch of addition examples, ``-mean log P(observed sum)``: what the
+    protocol hands the method as ``objective`` (:meth:`paralab.GradientMethod.step`).
+
+    The batch's rows are the examples' images, ``2N`` per example in order, and its logits
+    score digits. The digit labels are never used in training, so the batch's targets are the
+    network's own guesses: the objective sets ``batch.targets`` to the argmax of each image's
+    logits before anything else reads them (``paralab.OptimizerMethod.loss`` computes the
+    objective first, then the spec's loss terms, which therefore see those guesses)."""
+
+    query: Query
+    names: Sequence[str]
+    sums: torch.Tensor
+    options: Mapping[str, Any]
+
+    def __call__(self, batch: Batch) -> torch.Tensor:
+        logits = batch.logits
+        batch.targets = logits.detach().argmax(dim=-1)
+        likelihood = sum_probability(
+            self.query, self.names, logits.reshape(len(self.sums), len(self.names), -1),
+            self.sums, **self.options,
+        )
+        return -likelihood.clamp_min(1e-12).log().mean()
+
+
+class Addition(Protocol):
     """The ``addition`` protocol: epochs over sum-labelled examples; evaluation of the sum
-    accuracy on test examples and of the digit accuracy on the single-digit test split."""
+    accuracy on test examples and of the digit accuracy on the single-digit test split.
+
+    Options are declared (and range-checked) in the plugin's ``ProtocolSpec``; what depends
+    on the data or on several options together is checked by :meth:`validate`."""
 
     def __init__(
         self,
@@ -135,15 +172,7 @@ class Addition:
         train_split: str = "train",
         eval_splits: Sequence[str] = ("test",),
     ) -> None:
-        if epochs < 1 or batch_size < 1:
-            raise ValueError(f"addition: epochs and batch_size must be >= 1, got {epochs}, {batch_size}")
-        if pairs < 0 or test_pairs < 0:
-            raise ValueError(f"addition: pairs and test_pairs must be >= 0 (0 = one pass), got "
-                             f"{pairs}, {test_pairs}")
-        if inference not in MODES:
-            raise ValueError(f"addition: inference {inference!r} unknown; choose from {MODES}")
         self.query, self.names = addition_query(digits_per_number, exact_budget)
-        self.strategy = self.query.strategy(inference)  # over budget: a clear error, now
         self.n = digits_per_number
         self.pairs, self.test_pairs = pairs, test_pairs
         self.epochs, self.batch_size = epochs, batch_size
@@ -151,18 +180,36 @@ class Addition:
         self.train_split = train_split
         self.eval_splits = tuple(eval_splits)
 
-    def execute(self, run: RunContext) -> None:
-        from paralab.context import Batch
-        from paralab.methods import GradientMethod, clear_gradients
-
-        method, model, dataset = run.method, run.model, run.dataset
-        if not isinstance(method, GradientMethod):
-            raise TypeError(f"addition: method {run.spec.method.name!r} is not a GradientMethod")
+    def validate(self, run: RunContext) -> None:
+        """A 10-class digit dataset, splits that exist and hold one example each, and exact
+        inference within ``exact_budget`` (unless ``inference`` is approximate or auto)."""
+        dataset = run.dataset
         if dataset.info.n_classes != 10:
             raise ValueError(
-                f"addition: needs a 10-class digit dataset (digits, mnist); dataset "
-                f"{dataset.name!r} has {dataset.info.n_classes} classes"
+                f"the addition protocol needs a 10-class digit dataset (digits, mnist): its "
+                f"neural predicate reads digits 0..9, but dataset {dataset.name!r} has "
+                f"{dataset.info.n_classes} classes"
             )
+        width = 2 * self.n
+        for option, split in check_splits(dataset, self.train_split, self.eval_splits):
+            size = len(dataset.splits[split])
+            if size < width:
+                raise ValueError(
+                    f"{option} = {split!r} has {size} images, fewer than the {width} that one "
+                    f"example of two {self.n}-digit numbers needs (digits_per_number = {self.n})"
+                )
+        mode = self.options["mode"]
+        try:
+            self.query.strategy(mode)
+        except InferenceBudgetError as error:
+            raise ValueError(
+                f"inference = {mode!r}, digits_per_number = {self.n}: {error} (the mode is "
+                f"this protocol's `inference` option)"
+            ) from None
+
+    def execute(self, run: RunContext) -> None:
+        method: GradientMethod = run.method
+        model, dataset = run.model, run.dataset
         train = dataset.split(self.train_split)
         train_examples, train_sums = make_examples(
             train.indices, dataset.y, self.pairs, self.n, run.generator
@@ -173,13 +220,10 @@ class Addition:
             tests[split] = make_examples(view.indices, dataset.y, self.test_pairs, self.n,
                                          run.generator)
         run.state["paralab_neurosymbolic"] = {
-            "examples": len(train_examples), "strategy": self.strategy,
+            "examples": len(train_examples), "strategy": self.query.strategy(self.options["mode"]),
         }
         model.train()
         method.setup(run, model)
-        optimizer = method.optimizer
-        assert optimizer is not None
-        width = 2 * self.n
         for epoch in run.progress(range(self.epochs), desc="epochs", total=self.epochs):
             with run.phase("epoch", epoch, examples=len(train_examples)) as phase:
                 order = torch.randperm(len(train_examples), generator=run.generator)
@@ -187,28 +231,23 @@ class Addition:
                 started = time.perf_counter()
                 for start in range(0, len(order), self.batch_size):
                     chosen = order[start : start + self.batch_size].to(train_examples.device)
-                    images = train_examples[chosen].reshape(-1)
-                    x = dataset.x[images]
-                    logits = model(x)
-                    likelihood = sum_probability(
-                        self.query, self.names, logits.reshape(len(chosen), width, -1),
-                        train_sums[chosen], **self.options,
-                    )
-                    loss = -likelihood.clamp_min(1e-12).log().mean()
-                    if run.loss_terms:
-                        # Loss terms see the images with the network's own guesses as targets:
-                        # the digit labels are never used in training.
-                        pseudo = logits.detach().argmax(dim=-1)
-                        loss = loss + run.extra_loss(Batch(x, pseudo, images, logits, model, run))
-                    clear_gradients(optimizer)
-                    loss.backward()
-                    optimizer.step()
-                    total += float(loss.detach())
+                    total += self.step(run, method, train_examples[chosen], train_sums[chosen])
                     batches += 1
                 phase.metrics["train/loss"] = total / max(batches, 1)
                 phase.metrics["train/seconds"] = time.perf_counter() - started
                 self.evaluate(run, tests)
         model.train()
+
+    def step(self, run: RunContext, method: GradientMethod, examples: torch.Tensor,
+             sums: torch.Tensor) -> float:
+        """One method step on a batch of examples: their images are the rows, their sums the
+        objective's; the targets are unknown (-1) until :class:`SumObjective` fills in the
+        network's guesses. Returns the step's loss."""
+        images = examples.reshape(-1)
+        unknown = torch.full_like(images, -1)
+        objective = SumObjective(self.query, self.names, sums, self.options)
+        return method.step(run, run.model, run.dataset.x[images], unknown, images,
+                           objective=objective)
 
     @torch.no_grad()
     def sum_accuracy(

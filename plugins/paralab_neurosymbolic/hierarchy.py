@@ -10,21 +10,33 @@ hierarchy. Evaluation reports, per split:
 * ``violations``: rows whose nodes thresholded at 0.5 form no valid world (the naive decoding);
 * ``naive_accuracy``: the leaf with the highest logit;
 * ``accuracy`` (through the run's metrics): consistent decoding, the most probable valid world.
+
+The protocol trains only through the run's :class:`paralab.GradientMethod`: each batch is one
+``method.step`` with :class:`NodeObjective` (the per-node likelihood of the target worlds, plus
+the weighted semantic loss) as the objective, so the method's ``loss`` (an override included)
+and the spec's loss terms decide what is minimized.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
-from paralab_neurosymbolic.semantic import HierarchyWorlds, hierarchy_of
+from paralab import Protocol
+from paralab_neurosymbolic.semantic import (
+    HierarchyWorlds,
+    hierarchy_of,
+    load_worlds,
+    same_hierarchy,
+)
+from paralab_neurosymbolic.splits import check_splits
 
 if TYPE_CHECKING:
-    from paralab.context import RunContext
-    from paralab.data import SharedDataset
+    from paralab import Batch, GradientMethod, RunContext, SharedDataset
 
 
 def class_hierarchy(
@@ -32,7 +44,7 @@ def class_hierarchy(
 ) -> SharedDataset:
     """The base dataset with the DAG's nodes as classes (leaves first); ``hierarchy`` is a
     built-in name or a knowledge file (.kb text or .json node-link)."""
-    from paralab.data import SharedDataset, load_dataset
+    from paralab import SharedDataset, load_dataset
     from paralab_neurosymbolic.knowledge import KnowledgeBase
 
     if base == "class_hierarchy":
@@ -65,8 +77,37 @@ def consistent_logits(worlds: HierarchyWorlds, node_logits: torch.Tensor) -> tor
     return torch.cat([scores, rest], dim=-1)
 
 
-class Hierarchical:
-    """The ``hierarchical`` protocol: multi-label training over a class DAG's nodes."""
+@dataclass(frozen=True)
+class NodeObjective:
+    """The task loss of one batch, handed to the method as ``objective``
+    (:meth:`paralab.GradientMethod.step`): the binary cross-entropy of every node against the
+    target leaf's world, summed over nodes (the log-likelihood of that world, on the scale of
+    the semantic loss: a log-probability of worlds, not per node), averaged over the rows that
+    keep their labels (``known``), minus ``semantic_weight`` times the mean log-probability
+    that the outputs form a valid world (every row, labelled or not)."""
+
+    worlds: HierarchyWorlds
+    known: torch.Tensor
+    semantic_weight: float
+
+    def __call__(self, batch: Batch) -> torch.Tensor:
+        logits = batch.logits
+        self.worlds.check_width(logits)
+        supervised = F.binary_cross_entropy_with_logits(
+            logits, self.worlds.node_targets(batch.targets), reduction="none"
+        ).sum(-1)
+        mask = self.known[batch.indices]
+        loss = (supervised * mask).sum() / mask.sum().clamp_min(1.0)
+        if self.semantic_weight:
+            loss = loss - self.semantic_weight * self.worlds.log_probability(logits).mean()
+        return loss
+
+
+class Hierarchical(Protocol):
+    """The ``hierarchical`` protocol: multi-label training over a class DAG's nodes.
+
+    Options are declared (and range-checked) in the plugin's ``ProtocolSpec``; what depends
+    on the data is checked by :meth:`validate`."""
 
     def __init__(
         self,
@@ -78,15 +119,8 @@ class Hierarchical:
         train_split: str = "train",
         eval_splits: Sequence[str] = ("test",),
     ) -> None:
-        if epochs < 1 or batch_size < 1:
-            raise ValueError(f"hierarchical: epochs and batch_size must be >= 1, got "
-                             f"{epochs}, {batch_size}")
-        if semantic_weight < 0:
-            raise ValueError(f"hierarchical: semantic_weight must be >= 0, got {semantic_weight}")
         self.hierarchy = hierarchy
         self.epochs, self.batch_size = epochs, batch_size
-        if not 0.0 < labelled <= 1.0:
-            raise ValueError(f"hierarchical: labelled must be in (0, 1], got {labelled}")
         self.semantic_weight = semantic_weight
         self.labelled = labelled
         self.train_split = train_split
@@ -97,29 +131,40 @@ class Hierarchical:
         already are its nodes."""
         if "hierarchy_worlds" in run.dataset.meta:
             return hierarchy_of(run.dataset)
-        from paralab_neurosymbolic.knowledge import KnowledgeBase
-
-        worlds = HierarchyWorlds.from_knowledge(KnowledgeBase.load(self.hierarchy))
+        worlds = load_worlds(self.hierarchy)
         if tuple(run.dataset.class_names) != worlds.nodes:
             raise ValueError(
-                f"hierarchical: dataset {run.dataset.name!r} has classes "
-                f"{list(run.dataset.class_names)}, not the nodes of hierarchy {self.hierarchy!r}; "
+                f"hierarchy = {self.hierarchy!r}: dataset {run.dataset.name!r} has classes "
+                f"{list(run.dataset.class_names)}, not the nodes of that hierarchy; "
                 f"use dataset = {{ name = 'class_hierarchy', base = '{run.dataset.name}', "
                 f"hierarchy = '{self.hierarchy}' }}"
             )
         return worlds
 
-    def execute(self, run: RunContext) -> None:
-        from paralab.context import Batch
-        from paralab.methods import GradientMethod
+    def validate(self, run: RunContext) -> None:
+        """The splits exist; the dataset's classes are the DAG's nodes; a ``hierarchy`` set
+        in the spec is the one a ``class_hierarchy`` dataset carries (else it would be
+        silently ignored)."""
+        check_splits(run.dataset, self.train_split, self.eval_splits)
+        self.worlds(run)
+        carried = run.dataset.meta.get("hierarchy")
+        if (
+            "hierarchy_worlds" in run.dataset.meta
+            and "hierarchy" in run.options.get("protocol", {})
+            and carried
+            and not same_hierarchy(self.hierarchy, carried)
+        ):
+            raise ValueError(
+                f"hierarchy = {self.hierarchy!r}, but dataset {run.dataset.name!r} carries the "
+                f"hierarchy {carried}, which is the one trained on; set the dataset's "
+                f"hierarchy option instead, or drop the protocol's"
+            )
 
-        method, model = run.method, run.model
-        if not isinstance(method, GradientMethod):
-            raise TypeError(f"hierarchical: method {run.spec.method.name!r} is not a GradientMethod")
+    def execute(self, run: RunContext) -> None:
+        method: GradientMethod = run.method
+        model = run.model
         worlds = self.worlds(run)
         train = run.dataset.split(self.train_split)
-        for split in self.eval_splits:
-            run.dataset.split(split)
         # Semi-supervised (Xu et al. 2018): only a seeded fraction of the training rows keep
         # their labels; the others are trained by the semantic loss (and loss terms) alone.
         known = torch.zeros(len(run.dataset), device=run.dataset.device)
@@ -127,31 +172,15 @@ class Hierarchical:
         chosen = train.indices[order[: max(1, round(self.labelled * len(train)))].to(
             train.indices.device)]
         known[chosen] = 1.0
+        objective = NodeObjective(worlds, known, self.semantic_weight)
         model.train()
         method.setup(run, model)
-        optimizer = method.optimizer
-        assert optimizer is not None
         for epoch in run.progress(range(self.epochs), desc="epochs", total=self.epochs):
             with run.phase("epoch", epoch, labelled=int(known.sum())) as phase:
                 total, batches = 0.0, 0
                 for x, y, index in train.batches(self.batch_size, shuffle=True,
                                                  generator=run.generator):
-                    logits = model(x)
-                    worlds.check_width(logits)
-                    # summed over nodes: the log-likelihood of the target world, on the
-                    # scale of the semantic loss (a log-probability of worlds, not per node)
-                    supervised = F.binary_cross_entropy_with_logits(
-                        logits, worlds.node_targets(y), reduction="none"
-                    ).sum(-1)
-                    mask = known[index]
-                    loss = (supervised * mask).sum() / mask.sum().clamp_min(1.0)
-                    if self.semantic_weight:
-                        loss = loss - self.semantic_weight * worlds.log_probability(logits).mean()
-                    loss = loss + run.extra_loss(Batch(x, y, index, logits, model, run))
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    total += float(loss.detach())
+                    total += method.step(run, model, x, y, index, objective=objective)
                     batches += 1
                 phase.metrics["train/loss"] = total / max(batches, 1)
                 for split in self.eval_splits:
@@ -159,7 +188,7 @@ class Hierarchical:
 
     @torch.no_grad()
     def evaluate(self, run: RunContext, worlds: HierarchyWorlds, split: str) -> None:
-        from paralab.evaluation import Predictions, predict
+        from paralab import Predictions, predict
 
         model = run.model
         model.eval()

@@ -8,8 +8,13 @@ return logits); inputs smaller than 28x28 (the 8x8 digits, the conformance kit's
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from paralab import DatasetInfo
 
 
 class LeNet(nn.Module):
@@ -38,7 +43,7 @@ class LeNet(nn.Module):
         return self.classifier(self.encoder(x).flatten(1))
 
 
-def lenet(info) -> nn.Module:  # noqa: ANN001 - paralab.data.DatasetInfo
+def lenet(info: DatasetInfo) -> nn.Module:
     """The model factory: needs an image dataset (``info.image_shape``)."""
     shape = info.image_shape or info.input_shape
     if len(shape) != 3:

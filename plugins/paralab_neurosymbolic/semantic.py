@@ -16,15 +16,16 @@ Both are checked against brute-force weighted model counting by the logic engine
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
+from paralab import LossTerm, Metric
+
 if TYPE_CHECKING:
-    from paralab.context import Batch
-    from paralab.data import SharedDataset
-    from paralab.evaluation import Predictions
+    from paralab import Batch, Predictions, RunContext, SharedDataset
 
 CONSTRAINTS = ("exactly_one", "hierarchy")
 
@@ -106,25 +107,59 @@ def hierarchy_of(dataset: SharedDataset) -> HierarchyWorlds:
     return worlds
 
 
-class SemanticLoss:
-    """``weight * mean(-log P(constraint))`` over a batch's logits, under any protocol."""
+def load_worlds(hierarchy: str) -> HierarchyWorlds:
+    """The valid worlds of the knowledge file (or built-in name) ``hierarchy``; a file that
+    is missing, unreadable or not a DAG is a ``ValueError`` naming the ``hierarchy`` option."""
+    from paralab_neurosymbolic.knowledge import KnowledgeBase, KnowledgeError
+
+    try:
+        return HierarchyWorlds.from_knowledge(KnowledgeBase.load(hierarchy))
+    except KnowledgeError as error:
+        raise ValueError(f"hierarchy = {hierarchy!r}: {error}") from error
+
+
+def same_hierarchy(hierarchy: str, source: str) -> bool:
+    """Whether the option ``hierarchy`` (a built-in name or a path) names the knowledge file
+    ``source`` (what a ``class_hierarchy`` dataset records as its ``meta["hierarchy"]``)."""
+    from paralab_neurosymbolic.knowledge import BUILTIN
+
+    return Path(BUILTIN.get(hierarchy, hierarchy)).resolve() == Path(source).resolve()
+
+
+def _worlds_for(run: RunContext, hierarchy: str) -> HierarchyWorlds:
+    """The run's dataset's DAG when it carries one, else the ``hierarchy`` file's."""
+    if "hierarchy_worlds" in run.dataset.meta:
+        return hierarchy_of(run.dataset)
+    return load_worlds(hierarchy)
+
+
+class SemanticLoss(LossTerm):
+    """``weight * mean(-log P(constraint))`` over a batch's logits, under any protocol that
+    applies loss terms. Options are declared in the plugin's ``LossSpec``."""
 
     def __init__(self, constraint: str = "exactly_one", weight: float = 0.1,
                  hierarchy: str = "digits") -> None:
-        if constraint not in CONSTRAINTS:
-            raise ValueError(
-                f"semantic_loss: constraint {constraint!r} unknown; choose from {CONSTRAINTS}"
-            )
-        if weight < 0:
-            raise ValueError(f"semantic_loss: weight must be >= 0, got {weight}")
         self.constraint = constraint
         self.weight = weight
         self.hierarchy = hierarchy
         self._worlds: HierarchyWorlds | None = None
-        if constraint == "hierarchy":
-            from paralab_neurosymbolic.knowledge import KnowledgeBase
 
-            KnowledgeBase.load(hierarchy).hierarchy()  # a bad file or a cycle fails now
+    def validate(self, run: RunContext) -> None:
+        """For ``constraint = "hierarchy"``: the DAG (the dataset's, else the ``hierarchy``
+        file's) loads, and the model's outputs, one per class, are its nodes."""
+        if self.constraint != "hierarchy":
+            return
+        worlds = _worlds_for(run, self.hierarchy)
+        classes = run.dataset.info.n_classes
+        if classes != len(worlds.nodes):
+            raise ValueError(
+                f"constraint = 'hierarchy', hierarchy = {self.hierarchy!r}: the DAG has "
+                f"{len(worlds.nodes)} nodes but dataset {run.dataset.name!r} has {classes} "
+                f"classes (the model's outputs); use dataset = {{ name = 'class_hierarchy', "
+                f"base = '{run.dataset.name}', hierarchy = '{self.hierarchy}' }}, or "
+                f"constraint = 'exactly_one'"
+            )
+        self._worlds = worlds
 
     def __call__(self, batch: Batch) -> torch.Tensor:
         if self.constraint == "exactly_one":
@@ -135,12 +170,10 @@ class SemanticLoss:
 
     def worlds(self, batch: Batch) -> HierarchyWorlds:
         if self._worlds is None:
-            if batch.run is not None and "hierarchy_worlds" in batch.run.dataset.meta:
-                self._worlds = hierarchy_of(batch.run.dataset)
+            if batch.run is not None:
+                self._worlds = _worlds_for(batch.run, self.hierarchy)
             else:
-                from paralab_neurosymbolic.knowledge import KnowledgeBase
-
-                self._worlds = HierarchyWorlds.from_knowledge(KnowledgeBase.load(self.hierarchy))
+                self._worlds = load_worlds(self.hierarchy)
         return self._worlds
 
 
@@ -150,31 +183,47 @@ def exactly_one_violations(predictions: Predictions, dataset: SharedDataset) -> 
     return float((marked != 1).float().mean())
 
 
-def exactly_one_violations_metric():  # noqa: ANN201 - a MetricSpec factory
+class ExactlyOneViolations(Metric):
+    """The ``exactly_one_violations`` metric (:func:`exactly_one_violations`)."""
+
+    def __call__(self, predictions: Predictions, dataset: SharedDataset) -> float:
+        return exactly_one_violations(predictions, dataset)
+
+
+def exactly_one_violations_metric() -> ExactlyOneViolations:
     """The ``exactly_one_violations`` metric (a factory, as MetricSpec expects)."""
-    return exactly_one_violations
+    return ExactlyOneViolations()
 
 
-def hierarchy_violations_metric(hierarchy: str = "digits"):  # noqa: ANN201 - a MetricSpec factory
-    """The ``hierarchy_violations`` metric: the fraction of rows whose outputs, thresholded at
-    0.5, form no valid world of the class DAG (the dataset's, else the ``hierarchy`` file's).
+class HierarchyViolations(Metric):
+    """The fraction of rows whose outputs, thresholded at 0.5, form no valid world of the
+    class DAG (the dataset's, else the ``hierarchy`` file's).
 
     Outputs over every node are checked against the DAG; outputs over the leaves only (a flat
     classifier) are valid when exactly one leaf is marked, its ancestors being implied."""
-    fallback: list[HierarchyWorlds] = []
 
-    def metric(predictions: Predictions, dataset: SharedDataset) -> float:
+    def __init__(self, hierarchy: str = "digits") -> None:
+        self.hierarchy = hierarchy
+        self._fallback: HierarchyWorlds | None = None
+
+    def validate(self, run: RunContext) -> None:
+        """The ``hierarchy`` file loads when the dataset carries no DAG of its own."""
+        if "hierarchy_worlds" not in run.dataset.meta:
+            self._fallback = load_worlds(self.hierarchy)
+
+    def __call__(self, predictions: Predictions, dataset: SharedDataset) -> float:
         logits = predictions.extras.get("node_logits", predictions.logits)
         if "hierarchy_worlds" in dataset.meta:
             worlds = hierarchy_of(dataset)
         else:
-            if not fallback:
-                from paralab_neurosymbolic.knowledge import KnowledgeBase
-
-                fallback.append(HierarchyWorlds.from_knowledge(KnowledgeBase.load(hierarchy)))
-            worlds = fallback[0]
+            if self._fallback is None:
+                self._fallback = load_worlds(self.hierarchy)
+            worlds = self._fallback
         if logits.shape[-1] == len(worlds.leaves) != len(worlds.nodes):
             return float(((logits > 0).sum(-1) != 1).float().mean())
         return float(worlds.violations(logits).mean())
 
-    return metric
+
+def hierarchy_violations_metric(hierarchy: str = "digits") -> HierarchyViolations:
+    """The ``hierarchy_violations`` metric (a factory, as MetricSpec expects)."""
+    return HierarchyViolations(hierarchy)
