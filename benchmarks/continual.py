@@ -32,8 +32,7 @@ from typing import Any
 import torch
 
 import paralab
-from paralab.data import load_dataset
-from paralab.models import mlp
+from paralab import load_dataset, mlp
 
 HIDDEN = (256, 256)
 LR = 0.05

@@ -60,12 +60,32 @@ def test_avalanche_replay_remembers_more_than_naive():
     assert replay.metrics["average_accuracy"] > naive.metrics["average_accuracy"] + 0.08
 
 
-def test_unknown_strategy_and_option_are_clear_errors():
-    with pytest.raises(paralab.RunError, match="strategy 'Nieve' is not an Avalanche"):
-        paralab.run(continual_spec({"name": "avalanche", "strategy": "Nieve"}))
-    with pytest.raises(paralab.RunError, match=r"strategy_options \['lambda'\] are not arguments"):
-        paralab.run(
-            continual_spec(
-                {"name": "avalanche", "strategy": "EWC", "strategy_options": {"lambda": 1.0}}
-            )
-        )
+def test_unknown_strategy_and_option_are_spec_errors(tmp_path):
+    """The strategy is a declared choice; strategy_options are checked against the installed
+    strategy's constructor in the protocol's validate(run): both before any folder exists."""
+    spec = continual_spec({"name": "avalanche", "strategy": "Nieve"})
+    spec["output"] = str(tmp_path)
+    with pytest.raises(paralab.SpecError, match=r"method.strategy = 'Nieve'.*did you mean 'Naive'"):
+        paralab.run(spec)
+    spec["method"] = {"name": "avalanche", "strategy": "EWC", "strategy_options": {"lambda": 1.0}}
+    with pytest.raises(paralab.SpecError, match=r"strategy_options \['lambda'\] are not arguments"):
+        paralab.run(spec)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_declared_strategies_are_the_installed_avalanches():
+    """The declared choices of `strategy` are avalanche.training's supervised strategies."""
+    import inspect
+
+    import avalanche.training as training
+    from avalanche.training.templates import SupervisedTemplate
+
+    from paralab_continual import AVALANCHE_STRATEGIES
+    from paralab_continual.avalanche_adapter import ALIASES
+
+    installed = {
+        name for name, value in vars(training).items()
+        if inspect.isclass(value) and issubclass(value, SupervisedTemplate)
+        and value is not SupervisedTemplate
+    }
+    assert set(AVALANCHE_STRATEGIES) == installed | set(ALIASES)

@@ -11,7 +11,7 @@ from avalanche.evaluation.metrics import Accuracy
 from avalanche.evaluation.metrics.forgetting_bwt import Forgetting, forgetting_to_bwt
 from avalanche.evaluation.metrics.forward_transfer import ForwardTransfer
 
-from paralab.evaluation import Predictions, accuracy
+from paralab import Predictions, accuracy
 from paralab_continual import metrics
 
 R = [

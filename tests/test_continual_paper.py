@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import paralab
-from paralab.host import get_registry
+from paralab import get_registry
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: see conftest
 

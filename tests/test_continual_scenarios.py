@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import paralab
-from paralab.data import load_dataset
+from paralab import load_dataset
 from paralab_continual.scenarios import (
     PermuteFeatures,
     RotateImages,
@@ -113,17 +113,26 @@ def test_permute_features_keeps_the_input_shape():
         ({"scenario": "class_incremental"}, {"name": "ewc", "heads": "multi"},
          "heads = 'multi' needs task labels"),
         ({}, {"name": "replay", "buffer_size": 100000}, "buffer_size = 100000 is larger than"),
-        ({"scenario": "stream_il"}, "naive", "scenario 'stream_il' is unknown"),
+        ({"scenario": "stream_il"}, "naive", "protocol.scenario = 'stream_il'"),
         ({"scenario": "domain_incremental", "domain": "blurred"}, "naive",
-         "domain 'blurred' is unknown"),
+         "protocol.domain = 'blurred'"),
         ({}, {"name": "agem", "patterns_per_experience": 5000}, "patterns_per_experience = 5000"),
+        ({"class_order": [0, 0, 1, 2, 3, 4, 5, 6, 7, 8]}, "naive",
+         "class_order = [0, 0, 1, 2, 3, 4, 5, 6, 7, 8] must list each class 0..9"),
+        ({"scenario": "domain_incremental", "domain": "split", "experiences": 3}, "naive",
+         "do not divide into experiences = 3"),
+        ({"eval_split": "nope"}, "naive", "eval_split = 'nope' is not a split of dataset"),
     ],
 )
-def test_bad_input_fails_before_training(protocol, method, needle):
-    with pytest.raises(paralab.RunError) as raised:
-        paralab.run(continual_spec(method, **protocol))
+def test_bad_input_is_a_spec_error_before_any_folder(protocol, method, needle, tmp_path):
+    """Declared options fail the spec check; what needs the data (the stream, the method's
+    check of it) fails in the protocol's validate(run): both before any run folder exists."""
+    spec = continual_spec(method, **protocol)
+    spec["output"] = str(tmp_path)
+    with pytest.raises(paralab.SpecError) as raised:
+        paralab.run(spec)
     assert needle in str(raised.value)
-    assert raised.value.result.phases == []  # nothing trained, nothing evaluated
+    assert list(tmp_path.iterdir()) == []  # nothing trained, nothing written
 
 
 def test_rotated_domain_needs_images():

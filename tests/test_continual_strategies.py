@@ -9,9 +9,7 @@ import pytest
 import torch
 
 import paralab
-from paralab.components import LossSpec
-from paralab.data import load_dataset
-from paralab.hookspecs import hookimpl
+from paralab import LossSpec, hookimpl, load_dataset
 from paralab.testing import isolated_registry
 from paralab_continual.buffers import IndexBuffer
 from paralab_continual.scenarios import build_stream

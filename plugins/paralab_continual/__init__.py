@@ -6,28 +6,70 @@ views into the shared dataset), native strategies (``naive``, ``joint``, ``ewc``
 Avalanche strategy on a paralab stream, and the accuracy matrix with average accuracy,
 forgetting, backward and forward transfer.
 
-This module is the entry point: names and ``"module:attribute"`` strings only, no torch.
+This module is the entry point: names, option declarations and ``"module:attribute"`` strings
+only, no torch. The choice tuples below are the one source of the valid values; the modules
+that act on them (``scenarios``, ``buffers``, ``strategies``) import them from here.
 """
 
 from __future__ import annotations
 
-from paralab.components import MethodSpec, ProtocolSpec
-from paralab.hookspecs import hookimpl
+from typing import Any
+
+from paralab import (
+    MethodSpec,
+    Option,
+    ProtocolSpec,
+    count,
+    hookimpl,
+    non_negative,
+    one_of,
+    positive,
+)
 
 PARALAB_API = "1.0"
 
+SCENARIOS = ("class_incremental", "task_incremental", "domain_incremental")
+DOMAINS = ("permuted", "rotated", "split")
+OPTIMIZERS = ("sgd", "adam")
+HEADS = ("auto", "shared", "multi")
+EWC_MODES = ("separate", "online")
+POLICIES = ("reservoir", "class_balanced", "experience_balanced")
+AVALANCHE_STRATEGIES = (
+    "AETraining", "AGEM", "AR1", "BiC", "CWRStar", "CoPE", "Cumulative", "DER", "ER_ACE",
+    "ER_AML", "EWC", "ExpertGateStrategy", "FeatureReplay", "FromScratchTraining", "GDumb",
+    "GEM", "GSS_greedy", "GenerativeReplay", "ICaRL", "JointTraining", "LFL",
+    "LearningToPrompt", "LwF", "MAS", "MIR", "Naive", "PNNStrategy", "PackNet", "Replay",
+    "SCR", "SI", "StreamingLDA", "SynapticIntelligence", "VAETraining",
+)
+"""The supervised strategies of ``avalanche.training`` (avalanche-lib 0.6, the pinned range),
+plus ``SI``, an alias of ``SynapticIntelligence``; a test checks the list against the
+installed Avalanche."""
+
 _PROTOCOLS = ("continual",)
-_OPTIMIZER = {
-    "lr": 0.05,
-    "optimizer": "sgd",
-    "momentum": 0.0,
-    "weight_decay": 0.0,
-    "reset_optimizer": True,
-    "heads": "auto",
+
+_LR = positive(0.05, help="learning rate")
+_MOMENTUM = Option(0.0, ge=0, lt=1, help="SGD momentum (ignored by adam)")
+_OPTIMIZER_NAME = one_of("sgd", OPTIMIZERS, help="the torch optimizer")
+
+_OPTIMIZER: dict[str, Any] = {
+    "lr": _LR,
+    "optimizer": _OPTIMIZER_NAME,
+    "momentum": _MOMENTUM,
+    "weight_decay": non_negative(0.0, help="L2 weight decay of the optimizer"),
+    "reset_optimizer": Option(True, help="fresh optimizer state at each experience"),
+    "heads": one_of("auto", HEADS,
+                    help="multi: outputs masked to the experience's classes (needs task labels); "
+                         "auto: multi in task-incremental streams"),
 }
+"""The options every native strategy takes (those of ``strategies.ContinualStrategy``)."""
+
+_EWC_LAMBDA = non_negative(100.0, help="strength of the quadratic penalty")
+_DECAY = Option(1.0, gt=0, le=1, help="online: the old Fisher is multiplied by this")
+_FISHER_BATCH = count(32, help="minibatch size of the empirical Fisher")
 
 
-def _method(name: str, attribute: str, description: str, options: dict, example: dict) -> MethodSpec:
+def _method(name: str, attribute: str, description: str, options: dict[str, Any],
+            example: dict[str, Any]) -> MethodSpec:
     return MethodSpec(
         name,
         f"paralab_continual.strategies:{attribute}",
@@ -47,22 +89,38 @@ def paralab_protocols() -> list[ProtocolSpec]:
             "A stream of experiences (class-, task- or domain-incremental index views of the "
             "dataset); records the accuracy matrix, average accuracy, forgetting, BWT and FWT.",
             {
-                "scenario": "class_incremental",
-                "experiences": 5,
-                "epochs": 1,
-                "batch_size": 32,
-                "domain": "permuted",
-                "shuffle_classes": True,
-                "class_order_seed": 0,
-                "class_order": [],
-                "max_rotation": 180.0,
-                "train_split": "train",
-                "eval_split": "test",
-                "forward_transfer": True,
-                "plot": True,
+                "scenario": one_of("class_incremental", SCENARIOS,
+                                   help="how the stream changes from experience to experience"),
+                "experiences": count(5, help="experiences in the stream (at most the classes "
+                                             "when classes are split)"),
+                "epochs": count(1, help="epochs over each experience"),
+                "batch_size": count(32, help="minibatch size"),
+                "domain": one_of("permuted", DOMAINS,
+                                 help="the change of a domain-incremental stream"),
+                "shuffle_classes": Option(True, help="shuffle the class order with "
+                                                     "class_order_seed (else 0..C-1)"),
+                "class_order_seed": Option(0, type=int, help="seed of the class shuffle"),
+                "class_order": Option((), type=list, items=Option(0, type=int, ge=0),
+                                      help="an explicit class order, each class once "
+                                           "(overrides the shuffle)"),
+                "max_rotation": Option(180.0, type=float,
+                                       help="rotated: experience j turns j * max_rotation / "
+                                            "experiences degrees"),
+                "train_split": Option("train", type=str, min_length=1,
+                                      help="the split experiences train on"),
+                "eval_split": Option("test", type=str, min_length=1,
+                                     help="the split experiences are evaluated on"),
+                "forward_transfer": Option(True, help="evaluate the untrained model first "
+                                                      "(the baseline of FWT)"),
+                "plot": Option(True, help="write accuracy_matrix.png to the run folder"),
             },
             example={"experiences": 2, "epochs": 1},
             main_metric="average_accuracy",
+            method_interface="ContinualStrategy",
+            # Every native strategy's loss is OptimizerMethod.loss (cross-entropy plus
+            # run.extra_loss); the avalanche method, which does not add them, says so itself.
+            applies_losses=True,
+            middleware_hooks=(),
         )
     ]
 
@@ -76,24 +134,35 @@ def paralab_methods() -> list[MethodSpec]:
                 "Training on every experience seen so far at each experience (the upper bound).",
                 {}, {"lr": 0.05}),
         _method("ewc", "EWC", "Elastic weight consolidation (Kirkpatrick et al. 2017).",
-                {"ewc_lambda": 100.0, "mode": "separate", "decay": 1.0, "fisher_batch_size": 32},
+                {"ewc_lambda": _EWC_LAMBDA,
+                 "mode": one_of("separate", EWC_MODES,
+                                help="one penalty per experience, or one decayed (online)"),
+                 "decay": _DECAY, "fisher_batch_size": _FISHER_BATCH},
                 {"ewc_lambda": 10.0}),
         _method("online_ewc", "OnlineEWC",
                 "Online EWC (Schwarz et al. 2018): one decayed Fisher around the newest weights.",
-                {"ewc_lambda": 100.0, "decay": 1.0, "fisher_batch_size": 32},
+                {"ewc_lambda": _EWC_LAMBDA, "decay": _DECAY, "fisher_batch_size": _FISHER_BATCH},
                 {"ewc_lambda": 10.0}),
         _method("si", "SI", "Synaptic intelligence (Zenke et al. 2017).",
-                {"si_lambda": 1.0, "damping": 0.1}, {"si_lambda": 1.0}),
+                {"si_lambda": non_negative(1.0, help="strength of the quadratic penalty"),
+                 "damping": positive(0.1, help="added to the squared parameter change")},
+                {"si_lambda": 1.0}),
         _method("lwf", "LwF", "Learning without forgetting (Li and Hoiem 2016): distillation.",
-                {"alpha": 1.0, "temperature": 2.0}, {"alpha": 1.0}),
+                {"alpha": non_negative(1.0, help="weight of the distillation loss"),
+                 "temperature": positive(2.0, help="softmax temperature of the distillation")},
+                {"alpha": 1.0}),
         _method("replay", "Replay",
                 "Experience replay from a memory of indices into the shared data "
                 "(reservoir, class-balanced or experience-balanced).",
-                {"buffer_size": 200, "policy": "reservoir", "memory_batch_size": 0},
+                {"buffer_size": count(200, help="rows the memory holds"),
+                 "policy": one_of("reservoir", POLICIES, help="which rows the memory keeps"),
+                 "memory_batch_size": count(0, low=0,
+                                            help="memory rows per minibatch (0: batch size)")},
                 {"buffer_size": 20}),
         _method("agem", "AGEM",
                 "Averaged gradient episodic memory (Chaudhry et al. 2019): gradient projection.",
-                {"patterns_per_experience": 100, "sample_size": 64},
+                {"patterns_per_experience": count(100, help="memory rows kept per experience"),
+                 "sample_size": count(64, help="memory rows of each reference gradient")},
                 {"patterns_per_experience": 10, "sample_size": 16}),
         MethodSpec(
             "avalanche",
@@ -101,14 +170,18 @@ def paralab_methods() -> list[MethodSpec]:
             "Any Avalanche strategy (Naive, EWC, Replay, LwF, SI, GEM, AGEM, ...) trained on "
             "a paralab stream; paralab evaluates.",
             {
-                "strategy": "Naive",
-                "lr": 0.05,
-                "optimizer": "sgd",
-                "momentum": 0.0,
-                "strategy_options": {},
-                "avalanche_metrics": False,
+                "strategy": Option("Naive", type=str, choices=AVALANCHE_STRATEGIES,
+                                   help="an avalanche.training class (SI: SynapticIntelligence)"),
+                "lr": _LR,
+                "optimizer": _OPTIMIZER_NAME,
+                "momentum": _MOMENTUM,
+                "strategy_options": Option(None, type=(dict, None),
+                                           help="extra constructor arguments of the strategy"),
+                "avalanche_metrics": Option(False, help="also record Avalanche's own metrics"),
             },
             protocols=_PROTOCOLS,
             example={"strategy": "Naive"},
+            # Avalanche trains through its own loop: the spec's loss terms never enter it.
+            applies_losses=False,
         ),
     ]

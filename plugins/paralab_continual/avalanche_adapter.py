@@ -14,7 +14,11 @@ with its own metrics (stream accuracy, ``StreamForgetting``, ``StreamBWT``,
 metrics against Avalanche's.
 
 Notes: Avalanche trains all output units (it has no notion of paralab's task masks) and
-the spec's loss terms do not enter Avalanche's loss.
+the spec's loss terms do not enter Avalanche's loss, so the method is declared with
+``applies_losses=False``: a spec pairing it with ``losses`` is rejected before it runs.
+Options are declared in ``paralab_continual/__init__.py``; what needs Avalanche itself (a
+``strategy_options`` key the strategy's constructor does not take) is checked in
+:meth:`AvalancheStrategy.check`, before any run folder exists.
 """
 
 from __future__ import annotations
@@ -26,12 +30,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from paralab import ContinualStrategy
 from paralab_continual.scenarios import Experience, ScenarioError, Stream
-from paralab_continual.strategies import OPTIMIZERS, gather
+from paralab_continual.strategies import gather
 
 if TYPE_CHECKING:
-    from paralab.context import RunContext
-    from paralab.data.shared import SharedDataset
+    from paralab import RunContext, SharedDataset
 
 ALIASES = {"SI": "SynapticIntelligence"}
 """Short names users type for Avalanche classes."""
@@ -66,8 +70,8 @@ def _strategy_class(name: str) -> type:
     return candidate
 
 
-class AvalancheStrategy:
-    """The continual method interface around an Avalanche strategy.
+class AvalancheStrategy(ContinualStrategy):
+    """:class:`paralab.ContinualStrategy` around an Avalanche strategy.
 
     :param strategy: the Avalanche class name (``SI`` is an alias of ``SynapticIntelligence``).
     :param lr: learning rate.
@@ -87,10 +91,6 @@ class AvalancheStrategy:
         strategy_options: Mapping[str, Any] | None = None,
         avalanche_metrics: bool = False,
     ) -> None:
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"avalanche: optimizer {optimizer!r} is unknown; choose from {OPTIMIZERS}")
-        if lr <= 0:
-            raise ValueError(f"avalanche: lr must be positive, got {lr}")
         self.strategy_name = strategy
         self.lr = lr
         self.optimizer_name = optimizer
@@ -104,6 +104,8 @@ class AvalancheStrategy:
         self.settings: tuple[int, int] | None = None
 
     def check(self, stream: Stream, dataset: SharedDataset) -> None:
+        """The strategy must exist in the installed Avalanche and take every key of
+        ``strategy_options``."""
         cls = _strategy_class(self.strategy_name)
         accepted = set(inspect.signature(cls.__init__).parameters)
         unknown = sorted(set(self.strategy_options) - accepted)

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import torch
 
-POLICIES = ("reservoir", "class_balanced", "experience_balanced")
+from paralab_continual import POLICIES
 
 
 class IndexBuffer:
-    """A fixed-size memory of shared-dataset row indices with their experience ids."""
+    """A fixed-size memory of shared-dataset row indices with their experience ids.
+
+    The ``replay`` method's declarations already guarantee ``size >= 1`` and a known
+    ``policy``; the checks here guard direct use of the class."""
 
     def __init__(self, size: int, policy: str = "reservoir") -> None:
         if policy not in POLICIES:

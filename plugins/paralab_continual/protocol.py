@@ -11,6 +11,12 @@ evaluates the untrained model on every experience (the baseline of FWT).
 At the end it records ``accuracy_matrix``, ``average_accuracy`` (the run's main metric),
 ``forgetting``, ``max_forgetting``, ``backward_transfer`` and ``forward_transfer``, and writes a
 heat-map of R (``accuracy_matrix.png``) into the run's folder.
+
+The stream is built in :meth:`Continual.validate` (the host calls it once the data and the
+model exist, before any run folder), where the method's ``check`` also sees it: more
+experiences than classes, a bad ``class_order`` or a replay memory larger than the data
+reject the spec with a :class:`paralab.SpecError` naming the option. ``execute`` trains on
+that same stream.
 """
 
 from __future__ import annotations
@@ -21,16 +27,22 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from paralab.evaluation import Predictions, accuracy, predict
+from paralab import Predictions, Protocol, accuracy, predict
 from paralab_continual import metrics
 from paralab_continual.scenarios import Experience, Stream, build_stream
 
 if TYPE_CHECKING:
-    from paralab.context import RunContext
+    from paralab import ContinualStrategy, RunContext
+
+STATE = "paralab_continual"
+"""The key of this plugin's entry in ``run.state``: the stream, then R and its summary."""
 
 
-class Continual:
+class Continual(Protocol):
     """Train a method on a stream of experiences and measure forgetting.
+
+    The run's method implements :class:`paralab.ContinualStrategy` (checked by the host at
+    build). Options are declared (and checked) in ``paralab_continual/__init__.py``.
 
     :param scenario: ``class_incremental``, ``task_incremental`` or ``domain_incremental``.
     :param experiences: how many experiences the stream has.
@@ -62,10 +74,6 @@ class Continual:
         forward_transfer: bool = True,
         plot: bool = True,
     ) -> None:
-        if epochs < 1 or batch_size < 1:
-            raise ValueError(
-                f"continual: epochs and batch_size must be >= 1, got {epochs} and {batch_size}"
-            )
         self.options: dict[str, Any] = {
             "scenario": scenario,
             "experiences": experiences,
@@ -84,28 +92,36 @@ class Continual:
         self.plot = plot
         self.stream: Stream | None = None
 
-    # ------------------------------------------------------------------------- building
+    # ------------------------------------------------------------------------- checking
 
-    def build(self, run: RunContext) -> Stream:
-        """The stream over the run's dataset, checked against the run's method."""
+    def validate(self, run: RunContext) -> None:
+        """Build the stream over the run's dataset and let the method check it; a
+        ``ValueError`` (a :class:`~paralab_continual.scenarios.ScenarioError`) rejects the
+        spec before any run folder exists. The stream is kept for :meth:`execute`."""
+        for option in ("train_split", "eval_split"):
+            split = self.options[option]
+            if split not in run.dataset.splits:
+                raise ValueError(
+                    f"{option} = {split!r} is not a split of dataset {run.dataset.name!r}; its "
+                    f"splits: {', '.join(sorted(run.dataset.splits)) or 'none'}"
+                )
         stream = build_stream(run.dataset, seed=run.seed, **self.options)
-        check = getattr(run.method, "check", None)
-        if check is None or not hasattr(run.method, "train_experience"):
-            raise TypeError(
-                f"continual: method {run.spec.method.name!r} does not implement the continual "
-                "method interface (check, bind, before_experience, train_experience, "
-                "after_experience)"
-            )
-        check(stream, run.dataset)
-        return stream
+        run.method.check(stream, run.dataset)
+        self.stream = stream
+        run.state[STATE] = {"stream": stream}
+
+    def stream_of(self, run: RunContext) -> Stream:
+        """The stream :meth:`validate` built for ``run`` (built now if it was not called)."""
+        state = run.state.get(STATE, {})
+        if "stream" not in state:
+            self.validate(run)
+        return run.state[STATE]["stream"]
 
     # -------------------------------------------------------------------------- running
 
     def execute(self, run: RunContext) -> None:
-        stream = self.build(run)  # every bad option fails here, before any training
-        self.stream = stream
-        run.state["paralab_continual"] = {"stream": stream}
-        method = run.method
+        stream = self.stream_of(run)
+        method: ContinualStrategy = run.method
         method.bind(stream)
         method.setup(run, run.model)
         size = len(stream)
@@ -132,7 +148,7 @@ class Continual:
         run.record("accuracy_matrix", matrix)
         if initial is not None:
             run.record("initial_accuracy", initial)
-        run.state["paralab_continual"].update(matrix=matrix, initial=initial, summary=summary)
+        run.state[STATE].update(matrix=matrix, initial=initial, summary=summary)
         if self.plot and run.writer.enabled:
             from paralab_continual.plots import plot_accuracy_matrix
 

@@ -24,13 +24,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
-from paralab.data.shared import SharedDataset
+from paralab_continual import DOMAINS, SCENARIOS
 
-SCENARIOS = ("class_incremental", "task_incremental", "domain_incremental")
-DOMAINS = ("permuted", "rotated", "split")
+if TYPE_CHECKING:
+    from paralab import SharedDataset
 
 
 class ScenarioError(ValueError):
@@ -152,7 +153,7 @@ def arrange_classes(
         order = [int(c) for c in explicit]
         if sorted(order) != list(range(n_classes)):
             raise ScenarioError(
-                f"continual: class_order {order} must list each class 0..{n_classes - 1} once"
+                f"class_order = {order} must list each class 0..{n_classes - 1} exactly once"
             )
         return order
     if shuffle:
@@ -186,16 +187,23 @@ def build_stream(
     max_rotation: float = 180.0,
     seed: int = 0,
 ) -> Stream:
-    """Build a continual stream over ``dataset``; every problem is a :class:`ScenarioError`."""
+    """Build a continual stream over ``dataset``; every problem is a :class:`ScenarioError`.
+
+    Under the ``continual`` protocol the single options are already checked against their
+    declarations (``paralab_continual/__init__.py``); what is left to fail here involves the
+    data (more experiences than classes, an explicit order missing a class, empty experiences,
+    a rotation of non-image inputs), and the protocol's ``validate(run)`` turns it into a
+    :class:`paralab.SpecError` before any run folder exists. The checks of single options stay
+    for direct callers (tests, benchmarks)."""
     if scenario not in SCENARIOS:
         raise ScenarioError(
-            f"continual: scenario {scenario!r} is unknown; choose from {', '.join(SCENARIOS)}"
+            f"scenario {scenario!r} is unknown; choose from {', '.join(SCENARIOS)}"
         )
     if not isinstance(experiences, int) or experiences < 1:
-        raise ScenarioError(f"continual: experiences must be an integer >= 1, got {experiences!r}")
+        raise ScenarioError(f"experiences must be an integer >= 1, got {experiences!r}")
     if scenario == "domain_incremental" and domain not in DOMAINS:
         raise ScenarioError(
-            f"continual: domain {domain!r} is unknown; choose from {', '.join(DOMAINS)}"
+            f"domain {domain!r} is unknown; choose from {', '.join(DOMAINS)}"
         )
     train = dataset.split(train_split).indices
     test = dataset.split(eval_split).indices
@@ -204,7 +212,7 @@ def build_stream(
     splits_classes = scenario != "domain_incremental" or domain == "split"
     if splits_classes and experiences > n_classes:
         raise ScenarioError(
-            f"continual: experiences = {experiences} but dataset {dataset.name!r} has only "
+            f"experiences = {experiences} but dataset {dataset.name!r} has only "
             f"{n_classes} classes to split; use experiences <= {n_classes}"
             + (" or a permuted/rotated domain stream" if scenario == "domain_incremental" else "")
         )
@@ -237,13 +245,13 @@ def build_stream(
                 target_map[position, members] = torch.arange(len(group), device=device)
         if scenario == "domain_incremental" and len({len(g) for g in groups}) != 1:
             raise ScenarioError(
-                f"continual: a split domain stream needs the same number of classes in each "
-                f"experience; {n_classes} classes do not divide into {experiences}"
+                f"domain = 'split' needs the same number of classes in each experience; "
+                f"{n_classes} classes do not divide into experiences = {experiences}"
             )
         empty = [e.index for e in built if e.train.numel() == 0 or e.test.numel() == 0]
         if empty:
             raise ScenarioError(
-                f"continual: experiences {empty} have no rows in split {train_split!r} or "
+                f"experiences {empty} have no rows in split {train_split!r} or "
                 f"{eval_split!r} of dataset {dataset.name!r}"
             )
     else:
@@ -252,7 +260,7 @@ def build_stream(
         shape = info.image_shape or (info.input_shape if len(info.input_shape) == 3 else None)
         if domain == "rotated" and shape is None:
             raise ScenarioError(
-                f"continual: domain 'rotated' needs image inputs; dataset {dataset.name!r} has "
+                f"domain 'rotated' needs image inputs; dataset {dataset.name!r} has "
                 f"inputs of shape {info.input_shape} and no image_shape; use domain='permuted'"
             )
         for position in range(experiences):

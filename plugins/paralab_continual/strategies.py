@@ -1,9 +1,16 @@
 """Continual strategies, native: the method interface of the ``continual`` protocol.
 
-Every strategy is a :class:`paralab.methods.GradientMethod`, so the spec's loss terms (a
-fairness penalty, a semantic loss) apply to it, and it trains whatever model the spec names
-(an MLP, a CNN, a quantum classifier from another plugin). The protocol calls, per experience:
+Every strategy implements :class:`paralab.ContinualStrategy` (the interface the protocol drives)
+and is a :class:`paralab.OptimizerMethod`, so its loss is the cross-entropy plus the spec's
+loss terms (``run.extra_loss``: a fairness penalty, a semantic loss), and it trains whatever
+model the spec names (an MLP, a CNN, a quantum classifier from another plugin). The protocol
+calls ``check`` and ``bind`` once the stream is built, ``setup``, then per experience
 ``before_experience`` -> ``train_experience`` -> ``after_experience``.
+
+Options are declared, with their constraints, in ``paralab_continual/__init__.py``; the spec
+check rejects bad values before anything is built, so the constructors trust their
+arguments. What depends on the stream (``heads = 'multi'`` without task labels, a memory
+larger than the data) is checked in :meth:`ContinualStrategy.check`, before any run folder.
 
 Why native: each experience's rows are gathered from the shared tensors once (its transform
 applied once, on the device), then minibatches are slices of a permutation: no Dataset, no
@@ -21,20 +28,16 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from paralab.context import Batch
-from paralab.methods import OptimizerMethod as GradientMethod, adam
-from paralab.methods import clear_gradients as clear_optimizer_gradients
+from paralab import Batch, OptimizerMethod, adam
+from paralab import ContinualStrategy as StrategyInterface
+from paralab import clear_gradients as clear_optimizer_gradients
 from paralab_continual.buffers import IndexBuffer
 from paralab_continual.scenarios import Experience, ScenarioError, Stream
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from paralab.context import RunContext
-    from paralab.data.shared import SharedDataset
-
-OPTIMIZERS = ("sgd", "adam")
-HEADS = ("auto", "shared", "multi")
+    from paralab import RunContext, SharedDataset
 
 
 def gather(
@@ -60,8 +63,14 @@ def gather(
     return x, y
 
 
-class ContinualStrategy(GradientMethod):
+class ContinualStrategy(OptimizerMethod, StrategyInterface):
     """Fine-tuning on each experience in turn: the base every strategy refines.
+
+    A strategy's constructor names its own options, with their defaults, and passes the rest
+    (``**options``) on to its base, down to this one: the options declared for the method are
+    that chain's parameters, names and defaults (the conformance kit checks it). A shared base
+    between a strategy and this class takes its arguments without defaults, so that the
+    strategy alone says what they default to (``_Quadratic``, ``_FisherPenalty``).
 
     :param lr: learning rate.
     :param optimizer: ``sgd`` or ``adam``.
@@ -85,12 +94,6 @@ class ContinualStrategy(GradientMethod):
         heads: str = "auto",
     ) -> None:
         super().__init__(lr, weight_decay)
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(
-                f"{self.name}: optimizer {optimizer!r} is unknown; choose from {OPTIMIZERS}"
-            )
-        if heads not in HEADS:
-            raise ValueError(f"{self.name}: heads {heads!r} is unknown; choose from {HEADS}")
         self.optimizer_name = optimizer
         self.momentum = momentum
         self.reset_optimizer = reset_optimizer
@@ -286,8 +289,6 @@ class _Quadratic(ContinualStrategy):
 
     def __init__(self, strength: float, **options: Any) -> None:
         super().__init__(**options)
-        if strength < 0:
-            raise ValueError(f"{self.name}: {self.strength_name} must be >= 0, got {strength}")
         self.strength = float(strength)
         self.curvature: list[torch.Tensor] = []  # A
         self.pull: list[torch.Tensor] = []  # B = A * anchor (summed)
@@ -332,31 +333,20 @@ class _Quadratic(ContinualStrategy):
         self.offset = float(sum((imp * t * t).sum() for imp, t in zip(importance, anchor)))
 
 
-class EWC(_Quadratic):
-    """Elastic weight consolidation (Kirkpatrick et al. 2017), Avalanche's formulation.
+class _FisherPenalty(_Quadratic):
+    """The empirical-Fisher penalty that ``ewc`` and ``online_ewc`` share.
 
     After each experience the empirical Fisher is the mean over minibatches (in row order, of
-    ``batch_size``) of the squared gradient of the mean cross-entropy; the penalty is
-    ``ewc_lambda * sum_e sum_k F_e,k (theta_k - theta*_e,k)^2``. ``mode = 'online'`` keeps one
-    penalty around the newest parameters with ``F <- decay * F + F_new`` (Schwarz et al. 2018).
-    """
+    ``fisher_batch_size``) of the squared gradient of the mean cross-entropy; ``mode =
+    'separate'`` adds one penalty per experience, ``'online'`` keeps one penalty around the
+    newest parameters with ``F <- decay * F + F_new`` (Schwarz et al. 2018). No defaults here:
+    each method's constructor supplies them."""
 
-    name = "ewc"
     strength_name = "ewc_lambda"
 
-    def __init__(
-        self,
-        ewc_lambda: float = 100.0,
-        mode: str = "separate",
-        decay: float = 1.0,
-        fisher_batch_size: int = 32,
-        **options: Any,
-    ) -> None:
+    def __init__(self, ewc_lambda: float, mode: str, decay: float, fisher_batch_size: int,
+                 **options: Any) -> None:
         super().__init__(ewc_lambda, **options)
-        if mode not in ("separate", "online"):
-            raise ValueError(f"{self.name}: mode {mode!r} is unknown; choose 'separate' or 'online'")
-        if fisher_batch_size < 1:
-            raise ValueError(f"{self.name}: fisher_batch_size must be >= 1, got {fisher_batch_size}")
         self.mode = mode
         self.decay = float(decay)
         self.fisher_batch_size = int(fisher_batch_size)
@@ -395,13 +385,37 @@ class EWC(_Quadratic):
         self._fold(fisher, anchor, self.decay if self.mode == "online" else None)
 
 
-class OnlineEWC(EWC):
+class EWC(_FisherPenalty):
+    """Elastic weight consolidation (Kirkpatrick et al. 2017), Avalanche's formulation: the
+    penalty is ``ewc_lambda * sum_e sum_k F_e,k (theta_k - theta*_e,k)^2`` (``mode =
+    'separate'``) or one decayed penalty (``mode = 'online'``, as ``online_ewc``)."""
+
+    name = "ewc"
+
+    def __init__(
+        self,
+        ewc_lambda: float = 100.0,
+        mode: str = "separate",
+        decay: float = 1.0,
+        fisher_batch_size: int = 32,
+        **options: Any,
+    ) -> None:
+        super().__init__(ewc_lambda, mode, decay, fisher_batch_size, **options)
+
+
+class OnlineEWC(_FisherPenalty):
     """Online EWC (Schwarz et al. 2018): one running Fisher, decayed, around the newest weights."""
 
     name = "online_ewc"
 
-    def __init__(self, ewc_lambda: float = 100.0, decay: float = 1.0, **options: Any) -> None:
-        super().__init__(ewc_lambda=ewc_lambda, mode="online", decay=decay, **options)
+    def __init__(
+        self,
+        ewc_lambda: float = 100.0,
+        decay: float = 1.0,
+        fisher_batch_size: int = 32,
+        **options: Any,
+    ) -> None:
+        super().__init__(ewc_lambda, "online", decay, fisher_batch_size, **options)
 
 
 class SI(_Quadratic):
@@ -418,8 +432,6 @@ class SI(_Quadratic):
 
     def __init__(self, si_lambda: float = 1.0, damping: float = 0.1, **options: Any) -> None:
         super().__init__(si_lambda, **options)
-        if damping <= 0:
-            raise ValueError(f"{self.name}: damping must be > 0, got {damping}")
         self.damping = float(damping)
         self.omega: list[torch.Tensor] = []
         self.start: list[torch.Tensor] = []
@@ -468,8 +480,6 @@ class LwF(ContinualStrategy):
 
     def __init__(self, alpha: float = 1.0, temperature: float = 2.0, **options: Any) -> None:
         super().__init__(**options)
-        if temperature <= 0:
-            raise ValueError(f"{self.name}: temperature must be > 0, got {temperature}")
         self.alpha = float(alpha)
         self.temperature = float(temperature)
         self.teacher: torch.nn.Module | None = None
@@ -579,11 +589,6 @@ class AGEM(ContinualStrategy):
 
     def __init__(self, patterns_per_experience: int = 100, sample_size: int = 64, **options: Any) -> None:
         super().__init__(**options)
-        if patterns_per_experience < 1 or sample_size < 1:
-            raise ValueError(
-                f"{self.name}: patterns_per_experience and sample_size must be >= 1, got "
-                f"{patterns_per_experience} and {sample_size}"
-            )
         self.patterns_per_experience = int(patterns_per_experience)
         self.sample_size = int(sample_size)
         self.memory_rows = torch.empty(0, dtype=torch.long)
