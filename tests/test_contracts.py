@@ -70,6 +70,14 @@ class RejectsInValidate(paralab.Protocol):
         raise AssertionError("a rejected spec never executes")
 
 
+class BlamesTheMethod(paralab.Protocol):
+    def validate(self, run):
+        raise paralab.OptionError("method.lr", f"lr = {run.method.lr} is too large for this")
+
+    def execute(self, run):
+        raise AssertionError("a rejected spec never executes")
+
+
 class BuggyFactory(paralab.Protocol):
     def __init__(self) -> None:
         raise ValueError("a bug in the factory, not bad input")
@@ -88,6 +96,8 @@ class ContractPlugin:
             ProtocolSpec("checks_size", RejectsInValidate, "Checks against the data.",
                          {"size": Option(3, type=int, ge=1)}, accepts=("gradient",)),
             ProtocolSpec("buggy", BuggyFactory, "Its factory raises.", accepts=("gradient",)),
+            ProtocolSpec("blames_method", BlamesTheMethod, "Rejects the method's lr.",
+                         accepts=("gradient",)),
         ]
 
     @hookimpl
@@ -121,6 +131,13 @@ def test_a_value_error_in_validate_run_is_a_spec_error_and_leaves_no_folder(cont
         paralab.run(tiny(protocol={"name": "checks_size", "size": 100000},
                          output=str(tmp_path)), registry=contracts)
     assert not any(tmp_path.iterdir())
+
+
+def test_validate_run_can_name_another_components_field(contracts):
+    with pytest.raises(SpecError) as caught:
+        paralab.run(tiny(protocol="blames_method"), registry=contracts)
+    assert caught.value.problems == [
+        "method.lr: protocol 'blames_method' (contracts): lr = 0.1 is too large for this"]
 
 
 def test_a_value_error_in_a_factory_is_a_bug_not_a_spec_error(contracts, tmp_path):

@@ -40,7 +40,15 @@ from paralab.interfaces import (
     Middleware,
     Protocol,
 )
-from paralab.options import Option, count, fraction, non_negative, one_of, positive
+from paralab.options import (
+    Option,
+    OptionError,
+    count,
+    fraction,
+    non_negative,
+    one_of,
+    positive,
+)
 from paralab.spec import ComponentRef, ExperimentSpec, SpecError
 
 __version__ = "0.1.0"
@@ -55,6 +63,7 @@ _LAZY = {
     "Batch": "paralab.context",
     "Evaluation": "paralab.context",
     "OptimizerMethod": "paralab.methods",
+    "PerExampleGradients": "paralab.methods",
     "SGD": "paralab.methods",
     "Adam": "paralab.methods",
     "adam": "paralab.methods",
@@ -73,6 +82,7 @@ _LAZY = {
     "mlp": "paralab.models",
     "AsImage": "paralab.models",
     "NumericalError": "paralab.health",
+    "NumericalWarning": "paralab.health",
     "get_registry": "paralab.host",
 }
 
@@ -124,8 +134,11 @@ __all__ = [
     "MiddlewareSpec",
     "ModelSpec",
     "NumericalError",
+    "NumericalWarning",
     "OptimizerMethod",
     "Option",
+    "OptionError",
+    "PerExampleGradients",
     "Phase",
     "Predictions",
     "Protocol",

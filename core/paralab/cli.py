@@ -203,7 +203,8 @@ def render_component(spec: Any) -> str:
         width = max(len(name) for name in declared)
         lines.append("options:")
         for name, option in declared.items():
-            default = "(required)" if option.required else repr(option.default)
+            shown = list(option.default) if isinstance(option.default, tuple) else option.default
+            default = "(required)" if option.required else repr(shown)
             lines.append(f"  {name:<{width}}  = {default:<16} {option.constraint()}")
             if option.help:
                 lines.append(f"  {'':<{width}}    {option.help}")

@@ -208,6 +208,24 @@ class Option:
                 "help": self.help}
 
 
+class OptionError(ValueError):
+    """A ``ValueError`` that names the spec field it is about.
+
+    Raise it from ``validate(run)`` when the problem belongs to another component's option
+    than the one validating (a protocol that finds the method's ``buffer_size`` too large for
+    the stream): the spec error then names that field instead of the validating component.
+
+    >>> raise OptionError("method.buffer_size", "buffer_size = 5000 but the stream has 900 rows")
+    Traceback (most recent call last):
+    ...
+    paralab.options.OptionError: buffer_size = 5000 but the stream has 900 rows
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 def as_option(value: Any) -> Option:
     """A declaration from an :class:`Option` or a bare default."""
     return value if isinstance(value, Option) else Option(value)

@@ -144,7 +144,8 @@ class _Stage:
             yield
         except rejects as error:
             label = f"{self.kind} {self.name!r} ({self.provider})" if self.name else self.kind
-            raise _Rejected(f"{path}: {label}: {error}") from error
+            where = getattr(error, "field", None) or path
+            raise _Rejected(f"{where}: {label}: {error}") from error
 
 
 @dataclass
