@@ -48,7 +48,7 @@ LABELS = {"torch": "paralab", "pennylane": "default_qubit", "lightning": "lightn
 
 
 def _models(n_qubits: int, layers: int) -> dict[str, torch.nn.Module]:
-    from paralab.data.shared import DatasetInfo
+    from paralab import DatasetInfo
     from paralab_quantum.models import vqc
 
     info = DatasetInfo("bench", (n_qubits,), 2, n_qubits)

@@ -1,21 +1,25 @@
 """Helpers for the fairness tests: an isolated registry with the plugin, a second protocol
-(a two-experience stream, standing in for any non-supervised protocol) and a probe that keeps
-every evaluation's predictions so tests can recompute the audit independently."""
+(a two-experience stream, standing in for any non-supervised protocol), a probe that keeps
+every evaluation's predictions so tests can recompute the audit independently, and the check
+that a component's declared options equal its factory's signature."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import paralab_fairness
-from paralab import ProtocolSpec, hookimpl
-from paralab.methods import GradientMethod
+from paralab import OptimizerMethod, Protocol, ProtocolSpec, hookimpl
 from paralab.testing.kit import TinyDataPlugin, isolated_registry, use_registry
 
 
-class Stream:
-    """Train on the rows of one ``age_band`` after another; evaluate test after each."""
+class Stream(Protocol):
+    """Train on the rows of one ``age_band`` after another; evaluate test after each.
+
+    Its spec declares ``applies_losses``: it steps through an :class:`paralab.OptimizerMethod`,
+    whose loss adds the spec's loss terms."""
 
     def __init__(self, epochs: int = 1, batch_size: int = 64) -> None:
         self.epochs = epochs
@@ -23,7 +27,7 @@ class Stream:
 
     def execute(self, run: Any) -> None:
         method = run.method
-        assert isinstance(method, GradientMethod)
+        assert isinstance(method, OptimizerMethod)
         method.setup(run, run.model)
         train = run.dataset.split("train")
         for experience, band in enumerate(train.feature("age_band").unique().tolist()):
@@ -42,7 +46,8 @@ class StreamPlugin:
     @hookimpl
     def paralab_protocols(self) -> list[ProtocolSpec]:
         return [ProtocolSpec("fairness_stream", Stream, "A test stream over age bands.",
-                             {"epochs": 1, "batch_size": 64})]
+                             {"epochs": 1, "batch_size": 64},
+                             method_interface="GradientMethod", applies_losses=True)]
 
     @hookimpl
     def paralab_methods(self) -> list[Any]:
@@ -76,3 +81,29 @@ def fairness_registry() -> Iterator[tuple[Any, PredictionProbe]]:
     )
     with use_registry(registry):
         yield registry, probe
+
+
+def signature_mismatches(component: Any) -> list[str]:
+    """Where a component's declared options and its factory's parameters disagree (names or
+    defaults); ``info``, ``root`` and ``*args``/``**kwargs`` are not options."""
+    parameters = {
+        name: parameter.default
+        for name, parameter in inspect.signature(component.load()).parameters.items()
+        if name not in ("self", "info", "root")
+        and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+    }
+    declared = component.defaults()
+    problems = [f"{name}: declared, not a parameter" for name in declared.keys() - parameters]
+    problems += [f"{name}: a parameter, not declared" for name in parameters.keys() - declared]
+    problems += [
+        f"{name}: declared default {declared[name]!r} != factory default {parameters[name]!r}"
+        for name in declared.keys() & parameters.keys()
+        if type(declared[name]) is not type(parameters[name]) or declared[name] != parameters[name]
+    ]
+    return sorted(problems)
+
+
+def components_of(registry: Any, plugin: str) -> list[Any]:
+    """Every component spec the named plugin contributes."""
+    return [spec for kind in registry.components.values() for spec in kind.values()
+            if spec.provider == plugin]

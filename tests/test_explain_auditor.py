@@ -10,6 +10,7 @@ import pytest
 import paralab
 import paralab_explain
 from paralab.testing import TinyDataPlugin, isolated_registry
+from tests.fairness_helpers import components_of, signature_mismatches
 
 
 @pytest.fixture
@@ -113,17 +114,63 @@ def test_faithfulness_scores_each_method(registry):
         ({"name": "attributions", "method": "exact_shapley", "max_players": 8},
          "13 players means 2^13 = 8,192"),
         ({"name": "attributions", "per_group": ["race"]}, "does not have"),
-        ({"name": "faithfulness", "methods": []}, "methods is empty"),
-        ({"name": "attributions", "target": "best"}, "valid: predicted, true"),
+        ({"name": "faithfulness", "methods": []}, "methods = []: needs at least 1 entries"),
+        ({"name": "attributions", "target": "best"}, "expected one of 'predicted', 'true'"),
+        # declared, several types: the names are the auditor's validate(run)
+        ({"name": "attributions", "baseline": "median"}, "'median' unknown"),
+        ({"name": "attributions", "samples": "many"}, "samples = 'many' unknown"),
+        ({"name": "faithfulness", "methods": "saliancy"}, "methods = 'saliancy': method: "
+         "'saliancy' unknown (did you mean 'saliency'?)"),
+        ({"name": "attributions", "groups": "patches:2"}, "needs image data"),
+        # declared constraints
+        ({"name": "attributions", "rows": 0}, "auditors[0].rows = 0: must be >= 1"),
+        ({"name": "attributions", "steps": 1}, "auditors[0].steps = 1: must be >= 2"),
+        ({"name": "attributions", "integration": "simpson"}, "auditors[0].integration"),
+        ({"name": "attributions", "output": "odds"}, "auditors[0].output = 'odds'"),
+        ({"name": "attributions", "baseline": {"x": 1}}, "auditors[0].baseline"),
+        ({"name": "attributions", "baseline": [0.0, float("nan")]}, "entry [1] must be a finite"),
+        ({"name": "attributions", "groups": True}, "auditors[0].groups = True"),
+        ({"name": "attributions", "groups": 0}, "auditors[0].groups = 0: must be >= 1"),
+        ({"name": "attributions", "samples": 0}, "auditors[0].samples = 0: must be >= 1"),
+        ({"name": "attributions", "per_group": [1]}, "auditors[0].per_group = [1]"),
+        ({"name": "attributions", "max_players": 0}, "auditors[0].max_players = 0"),
+        ({"name": "attributions", "seed": -1}, "auditors[0].seed = -1: must be >= 0"),
+        ({"name": "faithfulness", "methods": ["saliency", "shap"]}, "entry [1] expected one of"),
+        ({"name": "faithfulness", "noise": 0.0}, "auditors[0].noise = 0.0: must be > 0"),
+        ({"name": "faithfulness", "points": 1}, "auditors[0].points = 1: must be >= 2"),
     ],
 )
-def test_bad_options_fail_before_training(registry, auditor, needle):
-    # Option values are checked by the factory or, for checks that need the data and the
-    # model, by the auditor's validate(run) before training: either way a SpecError.
+def test_bad_options_fail_before_training(registry, auditor, needle, tmp_path):
+    # Option values are checked by their declarations in the spec or, for checks that need the
+    # data and the model, by the auditor's validate(run) before training: either way a
+    # SpecError, and no run folder.
     with pytest.raises(paralab.SpecError) as error:
-        paralab.run(_spec(auditors=[auditor]), registry=registry)
+        paralab.run(_spec(str(tmp_path), auditors=[auditor]), registry=registry)
     assert needle in str(error.value)
     assert "auditors[0]" in str(error.value) and "paralab_explain" in str(error.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_one_name_may_stand_for_a_list(registry):
+    auditors = [{"name": "attributions", "rows": 8, "steps": 8, "per_group": "group",
+                 "samples": 50, "baseline": 0},
+                {"name": "faithfulness", "rows": 4, "steps": 8, "perturbations": 2,
+                 "methods": "saliency"}]
+    spec = _spec(dataset="paralab_tiny", auditors=auditors)
+    spec["protocol"]["epochs"] = 1
+    result = paralab.run(spec, registry=registry)
+    audits = result.phases[-1]["audits"]
+    assert set(audits["attributions/test"]["per_group"]) == {"group"}
+    assert set(result.audits["faithfulness"]["scores"]) == {"saliency"}
+
+
+def test_every_component_declares_its_factory_signature(registry):
+    components = components_of(registry, "paralab_explain")
+    assert {component.name for component in components} == {"attributions", "faithfulness"}
+    for component in components:
+        assert signature_mismatches(component) == [], component.name
+        for name, option in component.declared_options().items():
+            assert option.problem(option.default) is None, f"{component.name}.{name}"
 
 
 def test_unknown_option_is_a_spec_error(registry):

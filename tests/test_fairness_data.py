@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from paralab.data import load_dataset
+import paralab
+from paralab import load_dataset
 from paralab_fairness.synthetic import biased_synthetic
 
 
@@ -67,5 +68,7 @@ def test_biased_synthetic_is_seeded_and_can_drop_the_sensitive_columns() -> None
     proxy = dropped.x[:, 0]
     group = dropped.features["group"]
     assert proxy[group == 0].mean() - proxy[group == 1].mean() > 1.5
-    with pytest.raises(ValueError, match="minority_fraction must be in"):
-        biased_synthetic(minority_fraction=1.5)
+    # The declared range is checked by the spec, before anything is generated.
+    with pytest.raises(paralab.SpecError, match=r"dataset.minority_fraction = 1.5: must be < 1"):
+        paralab.run({"dataset": {"name": "biased_synthetic", "minority_fraction": 1.5},
+                     "model": "mlp", "output": None})

@@ -3,12 +3,14 @@ explicit NaN with a warning naming the group; never a silent number."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 import paralab
 from paralab_fairness.table import FairnessWarning, fairness_table
-from tests.fairness_helpers import fairness_registry
+from tests.fairness_helpers import components_of, fairness_registry, signature_mismatches
 
 RUN = {
     "dataset": {"name": "biased_synthetic", "n": 400},
@@ -44,9 +46,8 @@ def test_penalty_with_unknown_constraint_or_feature_fails_before_training() -> N
     with fairness_registry(), pytest.raises(paralab.SpecError) as caught:
         paralab.run({**RUN, "losses": [{"name": "fairness_penalty", "constraint": "parity"}]})
     assert "losses[0]" in str(caught.value)
-    assert "constraint = 'parity' is not one of ['demographic_parity', 'equalized_odds']" in str(
-        caught.value
-    )
+    assert ("constraint = 'parity': expected one of 'demographic_parity', 'equalized_odds'"
+            in str(caught.value))
     error = run_error({**RUN, "losses": [{"name": "fairness_penalty", "sensitive": ["sex"]}]})
     assert "loss fairness_penalty: option sensitive names ['sex']" in str(error)
     assert "losses[0]" in str(error)
@@ -58,11 +59,116 @@ def test_positive_class_outside_the_classes_is_an_error() -> None:
 
 
 def test_estimator_protocol_rejects_a_gradient_method() -> None:
-    error = run_error({**RUN, "protocol": "estimator", "method": "unmitigated",
+    error = run_error({**RUN, "protocol": "estimator", "method": "unmitigated", "model": None,
                        "auditors": [{"name": "fairness", "sensitive": ["nope"]}]})
     assert "nope" in str(error)
     with fairness_registry(), pytest.raises(paralab.SpecError, match="supports protocols"):
         paralab.run({**RUN, "protocol": "estimator", "method": "sgd"})
+
+
+# ------------------------------------------------------------- declared options, validate(run)
+
+ESTIMATOR = {**RUN, "model": None, "protocol": {"name": "estimator"}, "method": "unmitigated"}
+
+
+def spec_error_without_folder(spec: dict, tmp_path) -> str:
+    """The SpecError's message; nothing was written under ``tmp_path`` (no run folder)."""
+    with fairness_registry(), pytest.raises(paralab.SpecError) as caught:
+        paralab.run({**spec, "output": str(tmp_path)})
+    assert list(tmp_path.iterdir()) == []
+    return str(caught.value)
+
+
+@pytest.mark.parametrize(("changes", "field"), [
+    ({"auditors": [{"name": "fairness", "bootstrap": -1}]}, "auditors[0].bootstrap = -1"),
+    ({"auditors": [{"name": "fairness", "confidence": 1.0}]}, "auditors[0].confidence = 1.0"),
+    ({"auditors": [{"name": "fairness", "bins": 0}]}, "auditors[0].bins = 0"),
+    ({"auditors": [{"name": "fairness", "positive_class": -1}]},
+     "auditors[0].positive_class = -1"),
+    ({"auditors": [{"name": "fairness", "sensitive": [3]}]}, "auditors[0].sensitive = [3]"),
+    ({"auditors": [{"name": "fairness", "min_group_size": -2}]},
+     "auditors[0].min_group_size = -2"),
+    ({"losses": [{"name": "fairness_penalty", "weight": math.nan}]}, "losses[0].weight = nan"),
+    ({"losses": [{"name": "fairness_penalty", "weight": -1.0}]}, "losses[0].weight = -1.0"),
+    ({"dataset": {"name": "biased_synthetic", "n": 10}}, "dataset.n = 10"),
+    ({"dataset": {"name": "biased_synthetic", "minority_fraction": 1.5}},
+     "dataset.minority_fraction = 1.5"),
+    ({"dataset": {"name": "biased_synthetic", "bias": math.inf}}, "dataset.bias = inf"),
+    ({"metrics": [{"name": "demographic_parity_difference", "positive_class": "yes"}]},
+     "metrics[0].positive_class = 'yes'"),
+])
+def test_declared_constraints_reject_before_any_folder(changes: dict, field: str,
+                                                       tmp_path) -> None:
+    assert field in spec_error_without_folder({**RUN, **changes}, tmp_path)
+
+
+@pytest.mark.parametrize(("changes", "field"), [
+    ({"protocol": {"name": "estimator", "estimator": "svm"}}, "protocol.estimator = 'svm'"),
+    ({"protocol": {"name": "estimator", "max_iter": 0}}, "protocol.max_iter = 0"),
+    ({"protocol": {"name": "estimator", "eval_splits": "test"}}, "protocol.eval_splits = 'test'"),
+    ({"method": {"name": "exponentiated_gradient", "difference_bound": 0.0}},
+     "method.difference_bound = 0.0"),
+    ({"method": {"name": "exponentiated_gradient", "eps": math.nan}}, "method.eps = nan"),
+    ({"method": {"name": "grid_search", "constraint_weight": 1.5}},
+     "method.constraint_weight = 1.5"),
+    ({"method": {"name": "grid_search", "grid_size": 0}}, "method.grid_size = 0"),
+    ({"method": {"name": "threshold_optimizer", "objective": "f1_score"}},
+     "method.objective = 'f1_score'"),
+    ({"method": {"name": "threshold_optimizer", "constraint": "error_rate_parity"}},
+     "method.constraint = 'error_rate_parity'"),
+])
+def test_estimator_options_reject_before_any_folder(changes: dict, field: str,
+                                                    tmp_path) -> None:
+    assert field in spec_error_without_folder({**ESTIMATOR, **changes}, tmp_path)
+
+
+def test_checks_against_the_data_reject_before_any_folder(tmp_path) -> None:
+    """``validate(run)``: what only the built data (or several options together) can tell."""
+    message = spec_error_without_folder(
+        {**ESTIMATOR, "protocol": {"name": "estimator", "train_split": "nope"}}, tmp_path)
+    assert "protocol: protocol 'estimator' (paralab_fairness)" in message
+    assert "train_split = 'nope' is not a split" in message and "test, train" in message
+    message = spec_error_without_folder(
+        {**ESTIMATOR, "protocol": {"name": "estimator", "positive_class": 3}}, tmp_path)
+    assert "positive_class = 3 but dataset 'biased_synthetic' has 2 classes" in message
+    message = spec_error_without_folder(
+        {**ESTIMATOR, "method": {"name": "threshold_optimizer", "constraint": "equalized_odds",
+                                 "objective": "selection_rate"}}, tmp_path)
+    assert "method: method 'threshold_optimizer' (paralab_fairness)" in message
+    assert "accuracy_score, balanced_accuracy_score" in message
+    message = spec_error_without_folder(
+        {**RUN, "metrics": [{"name": "equalized_odds_difference", "sensitive": "race"}]},
+        tmp_path)
+    assert "metrics[0]: metric 'equalized_odds_difference'" in message
+    assert "option sensitive names ['race']" in message
+
+
+def test_a_fairness_penalty_under_the_estimator_protocol_is_rejected(tmp_path) -> None:
+    """The estimator protocol fits scikit-learn estimators: the penalty would never act."""
+    message = spec_error_without_folder(
+        {**ESTIMATOR, "losses": [{"name": "fairness_penalty", "sensitive": ["group"]}]},
+        tmp_path)
+    assert "losses[0] = 'fairness_penalty': protocol 'estimator' (paralab_fairness)" in message
+    assert "would never act" in message
+
+
+def test_one_sensitive_feature_may_be_named_by_a_string() -> None:
+    with fairness_registry():
+        result = paralab.run({**RUN, "metrics": [
+            {"name": "demographic_parity_difference", "sensitive": "group"},
+            {"name": "demographic_parity_difference", "sensitive": ["group"]}]})
+    assert result.status == "completed"
+    assert 0.0 <= result.metrics["test/demographic_parity_difference"] <= 1.0
+
+
+def test_every_component_declares_its_factory_signature() -> None:
+    with fairness_registry() as (registry, _):
+        components = components_of(registry, "paralab_fairness")
+    assert len(components) == 10
+    for component in components:
+        assert signature_mismatches(component) == [], f"{component.kind} {component.name}"
+        for name, option in component.declared_options().items():
+            assert option.problem(option.default) is None, f"{component.name}.{name}"
 
 
 def test_mismatched_lengths() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from paralab.context import Batch
+from paralab import Batch
 from paralab_fairness.penalty import FairnessPenalty, group_gap
 from paralab_fairness.synthetic import biased_synthetic
 

@@ -3,15 +3,19 @@ refused before training with a message that names what to change."""
 
 from __future__ import annotations
 
+import math
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 import paralab
-from paralab.data.shared import DatasetInfo
-from paralab.spec import SpecError
+from paralab import DatasetInfo, SpecError
+from paralab.host import get_registry
 from paralab_quantum.circuit import Ansatz, Circuit, CircuitError, Embedding, Gate
 from paralab_quantum.memory import QubitMemoryError, check_statevector
 from paralab_quantum.models import HybridNetwork, hybrid, vqc
+from tests.fairness_helpers import components_of, signature_mismatches
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: see conftest
 
@@ -79,8 +83,8 @@ def test_trained_vqc_exports_to_qiskit_and_openqasm3():
 
 
 def test_kernel_protocol_qsvc_separates_ad_hoc_where_rbf_does_not():
-    quantum = _run(dataset="ad_hoc", model="linear", protocol="kernel", method="qsvc")
-    classical = _run(dataset="ad_hoc", model="linear", protocol="kernel", method="svc")
+    quantum = _run(dataset="ad_hoc", protocol="kernel", method="qsvc")
+    classical = _run(dataset="ad_hoc", protocol="kernel", method="svc")
     assert quantum.metrics["test/accuracy"] == 1.0
     assert classical.metrics["test/accuracy"] <= 0.8
     assert len(quantum.phases) == 1 and quantum.phases[0]["kind"] == "fit"
@@ -106,10 +110,25 @@ def test_fidelity_kernel_matches_qiskit_machine_learning():
 # ------------------------------------------------------------------------------- bad input
 
 
+def _fake_run(info: DatasetInfo) -> SimpleNamespace:
+    """Only what a model's validate(run) reads: the dataset's info."""
+    return SimpleNamespace(dataset=SimpleNamespace(info=info), info=info)
+
+
 def test_more_features_than_the_embedding_takes_is_refused_before_training():
+    # The model's validate(run) knows the data: the factory builds, validate refuses.
+    model = vqc(DatasetInfo("wine", (13,), 3, 13), n_qubits=4)
+    with pytest.raises(CircuitError, match=r"13 input features .* takes at most 4; use n_qubits >= 13"):
+        model.validate(_fake_run(DatasetInfo("wine", (13,), 3, 13)))
+    with pytest.raises(CircuitError, match="takes at most 4"):  # and never silently trains
+        model(torch.rand(2, 13))
+
+
+def test_more_features_than_the_embedding_takes_is_a_spec_error_before_any_folder(tmp_path):
     with pytest.raises(SpecError, match=r"model: model 'vqc' \(paralab_quantum\): .*13 input features .* takes at most 4; use n_qubits >= 13"):
-        _run(dataset="wine", model={"name": "vqc", "n_qubits": 4},
+        _run(dataset="wine", model={"name": "vqc", "n_qubits": 4}, output=str(tmp_path),
              protocol={"name": "supervised", "epochs": 50})
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_qubit_count_beyond_memory_is_refused_before_allocating():
@@ -136,14 +155,106 @@ def test_unknown_gate_backend_embedding_and_measurement_are_named():
         Ansatz(1, entangler="all")
     with pytest.raises(ValueError, match="backend 'cirq' is unknown; valid: torch, pennylane, lightning"):
         vqc(DatasetInfo("iris", (4,), 3, 4), backend="cirq")
-    with pytest.raises(SpecError, match="model: .*measurement 'counts' is unknown"):
+    # Through a spec, the declared choices refuse them before anything is built.
+    with pytest.raises(SpecError, match="model.measurement = 'counts': expected one of 'expval', 'probs'"):
         _run(dataset="iris", model={"name": "vqc", "measurement": "counts"})
+    with pytest.raises(SpecError, match="model.backend = 'cirq': expected one of 'torch', 'pennylane', 'lightning'"):
+        _run(dataset="iris", model={"name": "vqc", "backend": "cirq"})
 
 
 def test_direct_readout_needs_an_output_per_class():
+    hybrid(DatasetInfo("digits", (64,), 10, 64), n_qubits=3)  # linear head: fine
+    info = DatasetInfo("iris", (2,), 3, 2)
+    model = vqc(info, readout="direct")
     with pytest.raises(ValueError, match="readout 'direct' needs an output per class"):
-        hybrid(DatasetInfo("digits", (64,), 10, 64), n_qubits=3)  # linear head: fine
-        vqc(DatasetInfo("iris", (2,), 3, 2), readout="direct")
+        model.validate(_fake_run(info))
+    with pytest.raises(ValueError, match="readout 'direct' needs an output per class"):
+        model(torch.rand(2, 2))  # never fewer logits than classes
+
+
+@pytest.mark.parametrize(("model", "field"), [
+    ({"name": "vqc", "layers": -1}, "model.layers = -1: must be >= 0"),
+    ({"name": "vqc", "reps": 0}, "model.reps = 0: must be >= 1"),
+    ({"name": "vqc", "rotations": []}, "model.rotations = []: needs at least 1 entries"),
+    ({"name": "vqc", "rotations": ["RY", "RW"]}, "model.rotations = ['RY', 'RW']: entry [1]"),
+    ({"name": "vqc", "input_scale": math.nan}, "model.input_scale = nan: must be a finite"),
+    ({"name": "vqc", "n_qubits": -3}, "model.n_qubits = -3: must be >= 0"),
+    ({"name": "vqc", "embedding": "fourier"}, "model.embedding = 'fourier': expected one of"),
+    ({"name": "vqc", "readout": "softmax"}, "model.readout = 'softmax': expected one of"),
+    ({"name": "vqc", "precision": "half"}, "model.precision = 'half': expected one of"),
+    ({"name": "vqc", "memory_limit_gb": -1.0}, "model.memory_limit_gb = -1.0: must be >= 0"),
+    ({"name": "hybrid", "n_qubits": 0}, "model.n_qubits = 0: must be >= 1"),
+    ({"name": "hybrid", "hidden": [8, 0]}, "model.hidden = [8, 0]: entry [1] must be >= 1"),
+    ({"name": "hybrid", "entangler": "all"}, "model.entangler = 'all': expected one of"),
+])
+def test_bad_model_options_are_spec_errors_before_any_folder(model, field, tmp_path):
+    with pytest.raises(SpecError) as caught:
+        _run(dataset="iris", model=model, output=str(tmp_path))
+    assert field in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+KERNEL = {"dataset": "ad_hoc", "protocol": "kernel", "method": "qsvc"}
+
+
+@pytest.mark.parametrize(("changes", "field"), [
+    ({"method": {"name": "qsvc", "C": 0.0}}, "method.C = 0.0: must be > 0"),
+    ({"method": {"name": "qsvc", "entanglement": "ring"}}, "method.entanglement = 'ring'"),
+    ({"method": {"name": "svc", "kernel": "quantum"}}, "method.kernel = 'quantum': expected one of"),
+    ({"method": {"name": "svc", "gamma": -1.0}}, "method.gamma = -1.0: must be >= 0"),
+    ({"method": {"name": "svc", "C": math.inf}}, "method.C = inf: must be a finite"),
+    ({"protocol": {"name": "kernel", "eval_splits": "test"}}, "protocol.eval_splits = 'test'"),
+    ({"dataset": {"name": "ad_hoc", "n": 4}}, "dataset.n = 4: expected one of 2, 3"),
+    ({"dataset": {"name": "ad_hoc", "training_size": 0}}, "dataset.training_size = 0"),
+    ({"dataset": {"name": "ad_hoc", "gap": 1.0}}, "dataset.gap = 1.0: must be < 1"),
+    ({"model": "linear"}, "model.name = 'linear': protocol 'kernel' (paralab_quantum) trains no torch model"),
+])
+def test_bad_kernel_specs_are_spec_errors_before_any_folder(changes, field, tmp_path):
+    with pytest.raises(SpecError) as caught:
+        _run(**{**KERNEL, **changes}, output=str(tmp_path))
+    assert field in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_kernel_checks_against_the_data_are_spec_errors_before_any_folder(tmp_path):
+    with pytest.raises(SpecError) as caught:
+        _run(**{**KERNEL, "protocol": {"name": "kernel", "eval_splits": ["test", "val"]}},
+             output=str(tmp_path))
+    assert "protocol: protocol 'kernel' (paralab_quantum)" in str(caught.value)
+    assert "eval_splits[1] = 'val' is not a split of dataset 'ad_hoc'" in str(caught.value)
+    with pytest.raises(SpecError, match=r"method: method 'svc' \(paralab_quantum\): gamma = 'scaled': expected 'scale' or 'auto'"):
+        _run(**{**KERNEL, "method": {"name": "svc", "gamma": "scaled"}}, output=str(tmp_path))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_loss_under_the_kernel_protocol_is_refused_before_any_folder(tmp_path):
+    """Issue 13: ``protocol = kernel, losses = [semantic_loss]`` completed and the loss never
+    ran. A kernel machine is fitted in one solve; any loss term named with it is a spec error
+    naming ``losses[0]``, before any folder exists."""
+    losses = sorted(get_registry().components["loss"])
+    assert losses, "no loss term is installed"
+    loss = "semantic_loss" if "semantic_loss" in losses else losses[0]
+    with pytest.raises(SpecError) as caught:
+        _run(**KERNEL, losses=[loss], output=str(tmp_path))
+    message = str(caught.value)
+    assert f"losses[0] = {loss!r}: protocol 'kernel' (paralab_quantum) adds no loss terms" in message
+    assert "would never act" in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_svc_takes_a_numeric_gamma_and_qsvc_several_feature_maps():
+    assert _run(**{**KERNEL, "method": {"name": "svc", "gamma": 0.5}}).status == "completed"
+    result = _run(**{**KERNEL, "method": {"name": "qsvc", "entanglement": "linear", "reps": 1}})
+    assert result.status == "completed"
+
+
+def test_every_component_declares_its_factory_signature():
+    components = components_of(get_registry(), "paralab_quantum")
+    assert len(components) == 6
+    for component in components:
+        assert signature_mismatches(component) == [], f"{component.kind} {component.name}"
+        for name, option in component.declared_options().items():
+            assert option.problem(option.default) is None, f"{component.name}.{name}"
 
 
 def test_evaluating_first_under_inference_mode_does_not_break_training_afterwards():

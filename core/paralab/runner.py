@@ -249,6 +249,8 @@ def _build(spec: ExperimentSpec, registry: Any, stage: _Stage, device: torch.dev
                       for i, r in enumerate(spec.losses)]
     built.checked += [(f"middleware[{i}]", "middleware", r.name, m)
                       for i, r, m in built.middleware]
+    if built.model is not None:  # a torch module: no interface, but it may validate(run)
+        built.checked.append(("model", "model", spec.model.name, built.model))
     result.main_metric = protocol_spec.main_metric or _main_metric(spec)
     return built
 
@@ -282,6 +284,8 @@ def _check(context: RunContext, built: _Built, stage: _Stage, registry: Any) -> 
     """Each object against its interface, then its ``validate(run)`` against the data."""
     protocol_spec = registry.component("protocol", context.spec.protocol.name)
     for path, kind, name, component in built.checked:
+        if kind == "model":
+            continue
         with stage.at(kind, name, path):
             if kind == "method":
                 if not protocol_spec.method_interface:

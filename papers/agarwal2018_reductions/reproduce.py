@@ -22,8 +22,7 @@ from typing import Any
 import torch
 
 import paralab
-from paralab import DatasetSpec, hookimpl
-from paralab.evaluation import grouped_mean
+from paralab import DatasetSpec, SharedDataset, grouped_mean, hookimpl, load_dataset
 
 EPS_FULL = (0.005, 0.01, 0.02, 0.05, 0.1)
 EPS_QUICK = (0.005, 0.01, 0.02, 0.1)
@@ -33,8 +32,6 @@ OUTPUT = Path("runs") / "papers" / "agarwal2018_reductions"
 
 def compas_black_white(root: str | None = None, seed: int = 0) -> Any:
     """COMPAS rows of African-American and Caucasian defendants only (the paper's subset)."""
-    from paralab.data import SharedDataset, load_dataset
-
     full = load_dataset("compas", root=root, seed=seed)
     labels = full.categories["race"]
     keep_codes = torch.tensor([labels.index("African-American"), labels.index("Caucasian")])
@@ -54,8 +51,6 @@ def compas_black_white(root: str | None = None, seed: int = 0) -> Any:
 
 def adult_sample(root: str | None = None, rows: int = QUICK_ADULT_ROWS, seed: int = 0) -> Any:
     """Adult with a random ``rows`` of its training rows (all test rows): quick mode only."""
-    from paralab.data import SharedDataset, load_dataset
-
     full = load_dataset("adult", root=root)
     generator = torch.Generator().manual_seed(seed)
     train = full.splits["train"]

@@ -11,31 +11,39 @@ federated, a quantum model ...):
 * ``faithfulness`` — how well each method explains the model: completeness, deletion and
   insertion areas, Captum's infidelity and sensitivity.
 
+Every option is declared here with its constraints, so a bad value is a spec error before
+anything is built. ``baseline``, ``groups``, ``samples`` and ``per_group`` take values of
+several types (a name, a number, a list); their names (``baseline = "median"``) and whatever
+depends on the data (a baseline's length, a feature name, the player count of exact Shapley
+values, a differentiable model) are checked by the auditor's ``validate(run)``, still before
+training and before any run folder.
+
 Light on purpose: names and ``"module:attribute"`` strings only; torch, captum, shap and lime
 are imported when a run uses an auditor. The Python API is :func:`paralab_explain.explainers.explain`.
 """
 
 from __future__ import annotations
 
-from paralab.components import AuditorSpec
-from paralab.hookspecs import hookimpl
+from paralab import AuditorSpec, Option, count, hookimpl, one_of, positive
+from paralab_explain.choices import MAX_PLAYERS, METHODS, OUTPUTS, QUADRATURES, TARGETS
 
 PARALAB_API = "1.0"
 
-# baseline, groups and samples take values of several types (a name, a number, a list), so
-# their declared default is None ("any type" to the spec check); None means: baseline "mean",
-# groups "features" (every input feature a player), samples "auto".
+# None means: baseline "mean", groups "features" (every input feature a player), samples "auto".
 _SHARED = {
-    "rows": 64,
-    "baseline": None,
-    "groups": None,
-    "steps": 50,
-    "integration": "gausslegendre",
-    "samples": None,
-    "target": "predicted",
-    "output": "probability",
-    "max_players": 16,
-    "seed": 0,
+    "rows": count(64, help="rows explained at each evaluation (the same rows each time)"),
+    "baseline": Option(None, type=(str, float, list, None), items=Option(0.0, type=float),
+                       help="'zeros', 'mean' (None: mean), a number or one value per feature"),
+    "groups": Option(None, type=(str, int, list, dict, None), ge=1,
+                     help="players: 'features' (None), 'columns', k blocks, 'patches:s', lists"),
+    "steps": count(50, low=2, help="integration steps (integrated gradients, GradientSHAP)"),
+    "integration": one_of("gausslegendre", QUADRATURES, help="integrated gradients' rule"),
+    "samples": Option(None, type=(int, str, None), ge=1,
+                      help="KernelSHAP / LIME samples: a number or 'auto' (None)"),
+    "target": one_of("predicted", TARGETS, help="explain the predicted or the true class"),
+    "output": one_of("probability", OUTPUTS, help="explain the probability or the logit"),
+    "max_players": count(MAX_PLAYERS, help="exact Shapley values refuse more players"),
+    "seed": count(0, low=0, help="seed of the row choice and the sampling methods"),
 }
 
 
@@ -52,11 +60,13 @@ def paralab_auditors() -> list[AuditorSpec]:
                 "gradient_shap | exact_shapley | kernel_shap | lime."
             ),
             options={
-                "method": "integrated_gradients",
+                "method": one_of("integrated_gradients", METHODS, help="attribution method"),
                 **_SHARED,
-                "per_group": None,
-                "plots": True,
-                "top": 10,
+                "per_group": Option(None, type=(str, list, None),
+                                    items=Option("", type=str, min_length=1),
+                                    help="features to report per group (None: the sensitive)"),
+                "plots": Option(True, help="write the charts to the run's folder"),
+                "top": count(10, help="features listed as the most important"),
             },
             example={"rows": 8, "steps": 8},
         ),
@@ -68,13 +78,16 @@ def paralab_auditors() -> list[AuditorSpec]:
                 "and insertion AUC, Captum's infidelity and sensitivity_max."
             ),
             options={
-                "methods": ["integrated_gradients", "saliency", "deeplift", "gradient_shap"],
+                "methods": Option(("integrated_gradients", "saliency", "deeplift",
+                                   "gradient_shap"), type=(str, list), min_length=1,
+                                  items=one_of("integrated_gradients", METHODS),
+                                  help="attribution methods to score (one name or a list)"),
                 **_SHARED,
-                "rows": 32,
-                "points": 33,
-                "noise": 0.1,
-                "perturbations": 8,
-                "sensitivity": True,
+                "rows": count(32, help="rows explained at each evaluation"),
+                "points": count(33, low=2, help="points of the deletion and insertion curves"),
+                "noise": positive(0.1, help="scale of infidelity's input perturbations"),
+                "perturbations": count(8, help="perturbations for infidelity and sensitivity"),
+                "sensitivity": Option(True, help="also compute sensitivity_max (costly)"),
             },
             example={"rows": 4, "steps": 8, "perturbations": 2},
         ),

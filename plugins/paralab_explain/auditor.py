@@ -1,11 +1,13 @@
 """The ``attributions`` auditor (what drives the decisions of any run) and the options and
 checks it shares with ``faithfulness`` (:mod:`paralab_explain.faithfulness_auditor`).
 
-Both are built before the run starts; the host calls :meth:`Attributions.validate` once the
-data and model are built (the ``validate(run)`` convention), which checks every option against
-the dataset and the model
-(baseline shape, player count for exact enumeration, differentiability, sensitive features)
-so that a bad option fails before training, not at the first evaluation.
+Every option is declared (types, ranges, choices) in :mod:`paralab_explain`, so the spec check
+refuses a bad value before anything is built. The host then calls
+:meth:`ExplainingAuditor.validate` once the data and model are built (the ``validate(run)``
+convention), which checks what only they can tell, and the names a declaration of several types
+cannot (``baseline = "median"``, ``samples = "many"``): baseline shape, player count for exact
+enumeration, differentiability, sensitive features. A bad option fails before training (and
+before the run's folder exists), not at the first evaluation.
 """
 
 from __future__ import annotations
@@ -16,31 +18,25 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from paralab import Auditor
 from paralab_explain import plots, summaries
-from paralab_explain.baselines import NAMED, resolve_baseline
+from paralab_explain.baselines import resolve_baseline
+from paralab_explain.choices import GRADIENT_METHODS, MAX_PLAYERS
 from paralab_explain.errors import ExplainError
-from paralab_explain.explainers import (
-    GRADIENT_METHODS,
-    Attribution,
-    check_method,
-    explain,
-)
+from paralab_explain.explainers import Attribution, explain
 from paralab_explain.faithfulness import completeness_gap
-from paralab_explain.gradients import QUADRATURES
-from paralab_explain.model_output import OUTPUTS, ClassOutput, require_differentiable
+from paralab_explain.model_output import ClassOutput, require_differentiable
 from paralab_explain.players import Players, resolve_players
-from paralab_explain.shapley import MAX_PLAYERS, check_player_count
+from paralab_explain.shapley import check_player_count
 
 if TYPE_CHECKING:
-    from paralab.context import Phase, RunContext
-    from paralab.evaluation import Predictions
+    from paralab import Phase, Predictions, RunContext
 
 ADDITIVE = ("integrated_gradients", "deeplift", "gradient_shap", "exact_shapley", "kernel_shap")
 """Methods whose attributions should sum to f(x) - f(baseline)."""
-TARGETS = ("predicted", "true")
 
 
-class ExplainingAuditor:
+class ExplainingAuditor(Auditor):
     """Options and checks shared by both auditors (attributions, faithfulness)."""
 
     name = "explain"
@@ -60,23 +56,6 @@ class ExplainingAuditor:
     ) -> None:
         baseline = "mean" if baseline is None else baseline
         samples = "auto" if samples is None else samples
-        if not isinstance(rows, int) or rows < 1:
-            raise ExplainError(f"{self.name}: rows must be a positive integer, got {rows!r}")
-        if isinstance(baseline, str) and baseline not in NAMED:
-            raise ExplainError(
-                f"{self.name}: baseline {baseline!r} unknown; valid: 'zeros', 'mean', a number "
-                "or one value per feature"
-            )
-        if integration not in QUADRATURES:
-            raise ExplainError(
-                f"{self.name}: integration {integration!r} unknown; valid: {', '.join(QUADRATURES)}"
-            )
-        if not isinstance(steps, int) or steps < 2:
-            raise ExplainError(f"{self.name}: steps must be an integer >= 2, got {steps!r}")
-        if target not in TARGETS:
-            raise ExplainError(f"{self.name}: target {target!r} unknown; valid: {', '.join(TARGETS)}")
-        if output not in OUTPUTS:
-            raise ExplainError(f"{self.name}: output {output!r} unknown; valid: {', '.join(OUTPUTS)}")
         self.rows, self.baseline_option, self.groups = rows, baseline, groups
         self.steps, self.integration, self.samples = steps, integration, samples
         self.target, self.output, self.max_players, self.seed = target, output, max_players, seed
@@ -85,7 +64,13 @@ class ExplainingAuditor:
         self.reference: torch.Tensor | None = None
 
     def validate(self, run: RunContext) -> None:
-        """Resolve players and baseline on the run's data; probe the model. Fails clearly."""
+        """Resolve players and baseline on the run's data; probe the model. Fails clearly,
+        with an :class:`ExplainError` (a ``ValueError``: the host reports a spec error)."""
+        if isinstance(self.samples, str) and self.samples != "auto":
+            raise ExplainError(
+                f"auditor {self.name!r}: samples = {self.samples!r} unknown; valid: 'auto' or "
+                "a number of samples >= 1"
+            )
         if not isinstance(run.model, torch.nn.Module):
             raise ExplainError(
                 f"auditor {self.name!r} explains the run's torch model, but this run has none "
@@ -179,16 +164,17 @@ class Attributions(ExplainingAuditor):
         samples: Any = None,
         target: str = "predicted",
         output: str = "probability",
-        per_group: Sequence[str] | None = None,
+        per_group: Sequence[str] | str | None = None,
         max_players: int = MAX_PLAYERS,
         plots: bool = True,
         top: int = 10,
         seed: int = 0,
     ) -> None:
-        check_method(method)
         super().__init__(rows, baseline, groups, steps, integration, samples, target, output,
                          max_players, seed)
         self.method = method
+        if isinstance(per_group, str):
+            per_group = [per_group]
         self.per_group = None if per_group is None else list(per_group)
         self.plots = plots
         self.top = top

@@ -14,8 +14,6 @@ import torch
 
 from paralab_explain.errors import ExplainError
 
-NAMED = ("zeros", "mean")
-
 
 def resolve_baseline(
     baseline: Any, n_features: int, reference: torch.Tensor | None = None, device: Any = None

@@ -16,18 +16,13 @@ import torch
 from torch import nn
 
 from paralab_explain.baselines import check_baseline, resolve_baseline
+from paralab_explain.choices import GRADIENT_METHODS, METHODS
 from paralab_explain.errors import ExplainError
 from paralab_explain.gradients import captum_attribution, integrated_gradients, quadrature
 from paralab_explain.model_output import ClassOutput, require_differentiable, resolve_targets
 from paralab_explain.players import Players, resolve_players
 from paralab_explain.sampling import kernel_shap, lime_tabular
 from paralab_explain.shapley import MAX_PLAYERS, check_player_count, exact_shapley
-
-GRADIENT_METHODS = ("integrated_gradients", "saliency", "deeplift", "gradient_shap")
-PLAYER_METHODS = ("exact_shapley", "kernel_shap")
-"""Methods whose players are the groups themselves (a group is present or absent as a whole);
-the others attribute to single features and a group gets the sum of its members."""
-METHODS = GRADIENT_METHODS + PLAYER_METHODS + ("lime",)
 
 
 @dataclass

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from paralab_explain.auditor import ADDITIVE, ExplainingAuditor
+from paralab_explain.choices import MAX_PLAYERS
 from paralab_explain.errors import ExplainError
-from paralab_explain.explainers import METHODS, check_method
+from paralab_explain.explainers import check_method
 from paralab_explain.faithfulness import (
     completeness_gap,
     deletion_insertion,
@@ -22,11 +23,9 @@ from paralab_explain.faithfulness import (
     sensitivity,
 )
 from paralab_explain.model_output import ClassOutput
-from paralab_explain.shapley import MAX_PLAYERS
 
 if TYPE_CHECKING:
-    from paralab.context import Phase, RunContext
-    from paralab.evaluation import Predictions
+    from paralab import Phase, Predictions, RunContext
 
 
 class Faithfulness(ExplainingAuditor):
@@ -37,7 +36,8 @@ class Faithfulness(ExplainingAuditor):
 
     def __init__(
         self,
-        methods: Sequence[str] = ("integrated_gradients", "saliency", "deeplift", "gradient_shap"),
+        methods: Sequence[str] | str = ("integrated_gradients", "saliency", "deeplift",
+                                        "gradient_shap"),
         rows: int = 32,
         baseline: Any = None,
         groups: Any = None,
@@ -55,10 +55,6 @@ class Faithfulness(ExplainingAuditor):
     ) -> None:
         if isinstance(methods, str):
             methods = [methods]
-        if not methods:
-            raise ExplainError(f"faithfulness: methods is empty; choose from {', '.join(METHODS)}")
-        for method in methods:
-            check_method(method)
         super().__init__(rows, baseline, groups, steps, integration, samples, target, output,
                          max_players, seed)
         self._methods = list(methods)
@@ -69,6 +65,15 @@ class Faithfulness(ExplainingAuditor):
     @property
     def methods(self) -> Sequence[str]:
         return self._methods
+
+    def validate(self, run: RunContext) -> None:
+        # A list's names are declared choices; one name given as a string is checked here.
+        for method in self._methods:
+            try:
+                check_method(method)
+            except ExplainError as error:
+                raise ExplainError(f"methods = {method!r}: {error}") from None
+        super().validate(run)
 
     def audit(self, run: RunContext, phase: Phase | None, predictions: Predictions) -> dict[str, Any]:
         positions, target = self._rows(run, predictions)

@@ -11,11 +11,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from paralab_explain.choices import QUADRATURES
 from paralab_explain.errors import ExplainError
 from paralab_explain.model_output import ClassOutput, not_differentiable
-
-QUADRATURES = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right",
-               "riemann_middle", "trapezoid")
 
 
 def quadrature(steps: int, method: str = "gausslegendre") -> tuple[np.ndarray, np.ndarray]:

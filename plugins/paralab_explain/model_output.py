@@ -15,9 +15,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from paralab_explain.choices import OUTPUTS
 from paralab_explain.errors import ExplainError
-
-OUTPUTS = ("probability", "logit")
 
 
 class ClassOutput(nn.Module):

@@ -20,12 +20,10 @@ from functools import lru_cache
 
 import torch
 
+from paralab_explain.choices import MAX_PLAYERS
 from paralab_explain.errors import ExplainError
 from paralab_explain.model_output import ClassOutput
 from paralab_explain.players import Players
-
-MAX_PLAYERS = 16
-"""Above this many players, enumeration (2^M model evaluations per row) is refused by default."""
 
 
 def check_player_count(players: int, max_players: int = MAX_PLAYERS) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
-from paralab.evaluation import grouped_mean
+from paralab import grouped_mean
 
 
 def table(names: Sequence[str], values: torch.Tensor, digits: int = 6) -> dict[str, float]:

@@ -8,8 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from paralab.data import SharedDataset, load_dataset
-from paralab.models import mlp
+from paralab import SharedDataset, load_dataset, mlp
 
 
 def train_mlp(

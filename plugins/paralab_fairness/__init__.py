@@ -6,11 +6,15 @@ Contributes (factories are ``"module:attribute"`` strings, so listing costs noth
   bootstrap intervals, a table and plots, at every evaluation of any protocol;
 * dataset ``biased_synthetic``: embedded data whose label bias is an option;
 * loss ``fairness_penalty``: demographic parity or equalized odds as a differentiable term
-  under any protocol (supervised, federated, continual ...);
+  under any protocol that applies loss terms (supervised, federated, continual ...);
 * protocol ``estimator`` with methods ``unmitigated``, ``exponentiated_gradient``,
   ``grid_search`` and ``threshold_optimizer``: fairlearn's mitigations of scikit-learn
   estimators, audited like any run;
 * metrics ``demographic_parity_difference`` and ``equalized_odds_difference``.
+
+Every option is declared here with its constraints, so a bad value is a spec error before
+anything is built; checks against the data (an unknown sensitive feature, a ``positive_class``
+the dataset lacks) are the components' ``validate(run)``.
 
 The real-data fairness sets (``compas``, ``adult``, ``german_credit``) are the host's loaders,
 which declare their sensitive features.
@@ -18,19 +22,43 @@ which declare their sensitive features.
 
 from __future__ import annotations
 
-from paralab.components import (
+from paralab import (
     AuditorSpec,
     DatasetSpec,
     LossSpec,
     MethodSpec,
     MetricSpec,
+    Option,
     ProtocolSpec,
+    count,
+    fraction,
+    hookimpl,
+    non_negative,
+    one_of,
+    positive,
 )
-from paralab.hookspecs import hookimpl
+from paralab_fairness.choices import (
+    ESTIMATORS,
+    MOMENTS,
+    PENALTY_CONSTRAINTS,
+    THRESHOLD_CONSTRAINTS,
+    THRESHOLD_OBJECTIVES,
+)
 
 PARALAB_API = "1.0"
 
 _ESTIMATOR_EXAMPLE = {"dataset": "biased_synthetic"}
+
+_SENSITIVE = Option((), type=(str, list), items=Option("", type=str, min_length=1),
+                    help="sensitive features (one name or a list); empty: the dataset's declared")
+_POSITIVE_CLASS = count(1, low=0, help="the class counted as the favourable outcome")
+_SEED = count(0, low=0, help="random seed")
+
+
+def _difference_bound(*, strict: bool) -> Option:
+    bound = {"gt": 0} if strict else {"ge": 0}
+    return Option(None, type=(float, None), **bound,
+                  help="allowed constraint gap (the paper's epsilon); None: fairlearn's 0.01")
 
 
 @hookimpl
@@ -43,9 +71,16 @@ def paralab_auditors() -> list[AuditorSpec]:
             "calibration error) for each sensitive feature and their intersection; demographic "
             "parity, equalized odds and equal opportunity gaps with bootstrap intervals; CSV and "
             "plots, including the disparities over the run.",
-            {"sensitive": [], "intersectional": True, "positive_class": 1, "bootstrap": 200,
-             "confidence": 0.95, "bins": 10, "seed": 0, "plots": True,
-             "min_group_size": 0},
+            {"sensitive": _SENSITIVE,
+             "intersectional": Option(True, help="also audit the intersection of the features"),
+             "positive_class": _POSITIVE_CLASS,
+             "bootstrap": count(200, low=0, help="resamples for the intervals; 0 disables"),
+             "confidence": Option(0.95, gt=0, lt=1, help="level of the bootstrap intervals"),
+             "bins": count(10, help="score bins of the calibration error"),
+             "seed": Option(0, type=int, help="bootstrap seed"),
+             "plots": Option(True, help="write the PNGs (the CSVs are always written)"),
+             "min_group_size": count(0, low=0,
+                                     help="smaller groups are left out of the disparities")},
             example={"bootstrap": 20},
         )
     ]
@@ -59,8 +94,14 @@ def paralab_datasets() -> list[DatasetSpec]:
             "paralab_fairness.synthetic:biased_synthetic",
             "Embedded binary task whose labels favour a majority group by `bias` (a proxy column "
             "leaks the group); sensitive features group (2) and age_band (3).",
-            {"n": 4000, "n_features": 8, "bias": 1.0, "proxy": 1.0, "minority_fraction": 0.3,
-             "drop_sensitive": False, "test_fraction": 0.25, "seed": 0},
+            {"n": count(4000, low=20, help="rows"),
+             "n_features": count(8, help="informative Gaussian columns (the first is the proxy)"),
+             "bias": Option(1.0, help="label-logit shift towards the majority group"),
+             "proxy": Option(1.0, help="how far column x0 moves with the group"),
+             "minority_fraction": Option(0.3, gt=0, lt=1, help="share of the minority group"),
+             "drop_sensitive": Option(False, help="leave the group and age columns out"),
+             "test_fraction": Option(0.25, gt=0, lt=1, help="share of each class held out"),
+             "seed": _SEED},
             sensitive=("group", "age_band"),
             example={"n": 400},
         )
@@ -74,9 +115,12 @@ def paralab_losses() -> list[LossSpec]:
             "fairness_penalty",
             "paralab_fairness.penalty:FairnessPenalty",
             "Differentiable demographic parity or equalized odds gap of each batch, added to the "
-            "training loss under any protocol.",
-            {"sensitive": [], "constraint": "demographic_parity", "weight": 1.0,
-             "positive_class": 1},
+            "training loss under every protocol that applies loss terms.",
+            {"sensitive": _SENSITIVE,
+             "constraint": one_of("demographic_parity", PENALTY_CONSTRAINTS,
+                                  help="the gap to penalize"),
+             "weight": non_negative(1.0, help="strength of the penalty"),
+             "positive_class": _POSITIVE_CLASS},
             example={"weight": 0.5},
         )
     ]
@@ -90,10 +134,20 @@ def paralab_protocols() -> list[ProtocolSpec]:
             "paralab_fairness.estimators:EstimatorProtocol",
             "Fit a scikit-learn estimator (with the method's fairlearn mitigation) on the train "
             "split and evaluate it like any model; it uses no torch model (omit `model`).",
-            {"estimator": "logistic_regression", "max_iter": 1000, "sensitive": [],
-             "positive_class": 1, "train_split": "train", "eval_splits": ["test"]},
+            {"estimator": one_of("logistic_regression", ESTIMATORS,
+                                 help="the scikit-learn estimator to fit"),
+             "max_iter": count(1000, help="iterations of the estimator's solver"),
+             "sensitive": _SENSITIVE,
+             "positive_class": _POSITIVE_CLASS,
+             "train_split": Option("train", type=str, min_length=1, help="split to fit on"),
+             "eval_splits": Option(("test",), items=Option("", type=str, min_length=1),
+                                   help="splits to evaluate")},
             example=_ESTIMATOR_EXAMPLE,
             uses_model=False,
+            # It fits scikit-learn estimators: a loss term or middleware would never act.
+            method_interface="EstimatorMethod",
+            applies_losses=False,
+            middleware_hooks=(),
         )
     ]
 
@@ -109,32 +163,42 @@ def paralab_methods() -> list[MethodSpec]:
                    "paralab_fairness.estimators:ExponentiatedGradientMethod",
                    "fairlearn ExponentiatedGradient (Agarwal et al. 2018): a randomized "
                    "classifier meeting the constraint up to eps.",
-                   {"constraint": "demographic_parity", "difference_bound": None, "eps": 0.01,
-                    "max_iter": 50},
+                   {"constraint": one_of("demographic_parity", MOMENTS, help="fairlearn Moment"),
+                    "difference_bound": _difference_bound(strict=True),
+                    "eps": positive(0.01, help="sets the bound 1/eps on the Lagrange multipliers"),
+                    "max_iter": count(50, help="outer iterations")},
                    protocols=protocols, example={**_ESTIMATOR_EXAMPLE, "max_iter": 5}),
         MethodSpec("grid_search", "paralab_fairness.estimators:GridSearchMethod",
                    "fairlearn GridSearch over Lagrange multipliers (one deterministic model).",
-                   {"constraint": "demographic_parity", "difference_bound": None,
-                    "grid_size": 10, "grid_limit": 2.0, "constraint_weight": 0.5},
+                   {"constraint": one_of("demographic_parity", MOMENTS, help="fairlearn Moment"),
+                    "difference_bound": _difference_bound(strict=False),
+                    "grid_size": count(10, help="Lagrange multipliers tried"),
+                    "grid_limit": positive(2.0, help="multipliers range in [-limit, limit]"),
+                    "constraint_weight": fraction(0.5, help="weight of the constraint vs error")},
                    protocols=protocols, example={**_ESTIMATOR_EXAMPLE, "grid_size": 3}),
         MethodSpec("threshold_optimizer", "paralab_fairness.estimators:ThresholdOptimizerMethod",
                    "fairlearn ThresholdOptimizer (Hardt et al. 2016): group-specific thresholds "
                    "on the estimator's scores.",
-                   {"constraint": "demographic_parity", "objective": "accuracy_score"},
+                   {"constraint": one_of("demographic_parity", THRESHOLD_CONSTRAINTS,
+                                         help="the parity the thresholds enforce"),
+                    "objective": one_of("accuracy_score", THRESHOLD_OBJECTIVES,
+                                        help="what the thresholds maximize (equalized_odds: "
+                                             "accuracy_score or balanced_accuracy_score)")},
                    protocols=protocols, example=_ESTIMATOR_EXAMPLE),
     ]
 
 
 @hookimpl
 def paralab_metrics() -> list[MetricSpec]:
+    options = {"sensitive": _SENSITIVE, "positive_class": _POSITIVE_CLASS}
     return [
         MetricSpec("demographic_parity_difference",
                    "paralab_fairness.metrics:demographic_parity_difference_metric",
                    "Largest minus smallest selection rate over the groups of a sensitive feature "
                    "(default: the dataset's first declared; several: their intersection).",
-                   {"sensitive": [], "positive_class": 1}),
+                   options),
         MetricSpec("equalized_odds_difference",
                    "paralab_fairness.metrics:equalized_odds_difference_metric",
                    "The larger of the TPR and FPR gaps over the groups of a sensitive feature.",
-                   {"sensitive": [], "positive_class": 1}),
+                   options),
     ]

@@ -15,12 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from paralab import Auditor
 from paralab_fairness.table import FairnessTable, fairness_table
 
 if TYPE_CHECKING:
-    from paralab.context import Phase, RunContext
-    from paralab.data import SharedDataset
-    from paralab.evaluation import Predictions
+    from paralab import Phase, Predictions, RunContext, SharedDataset
 
 
 @dataclass
@@ -63,6 +62,21 @@ def resolve_sensitive(
     return names
 
 
+def as_names(sensitive: Sequence[str] | str) -> tuple[str, ...]:
+    """The ``sensitive`` option as a tuple of names (one name may be given as a string)."""
+    return (sensitive,) if isinstance(sensitive, str) else tuple(sensitive)
+
+
+def check_positive_class(positive_class: int, dataset: SharedDataset, owner: str) -> None:
+    """:raises ValueError: ``positive_class`` is not a class of ``dataset``."""
+    n_classes = dataset.info.n_classes
+    if positive_class >= n_classes:
+        raise ValueError(
+            f"{owner}: positive_class = {positive_class} but dataset {dataset.name!r} has "
+            f"{n_classes} classes {list(dataset.class_names)}; use one of 0..{n_classes - 1}"
+        )
+
+
 def positive_scores(predictions: Predictions, positive_class: int) -> torch.Tensor | None:
     """The probability of the positive class per row, when the model outputs one."""
     if predictions.n_classes <= positive_class:
@@ -70,12 +84,16 @@ def positive_scores(predictions: Predictions, positive_class: int) -> torch.Tens
     return predictions.probabilities[:, positive_class]
 
 
-class FairnessAuditor:
-    """Audits each evaluation: by every sensitive feature and (optionally) their intersection."""
+class FairnessAuditor(Auditor):
+    """Audits each evaluation: by every sensitive feature and (optionally) their intersection.
+
+    Options are declared (and checked) in :mod:`paralab_fairness`; :meth:`validate` checks them
+    against the run's data.
+    """
 
     def __init__(
         self,
-        sensitive: Sequence[str] = (),
+        sensitive: Sequence[str] | str = (),
         intersectional: bool = True,
         positive_class: int = 1,
         bootstrap: int = 200,
@@ -85,17 +103,7 @@ class FairnessAuditor:
         plots: bool = True,
         min_group_size: int = 0,
     ) -> None:
-        if isinstance(sensitive, str):
-            sensitive = [sensitive]
-        if bootstrap < 0:
-            raise ValueError(f"auditor fairness: bootstrap must be >= 0 (0 disables), got {bootstrap}")
-        if not 0.0 < confidence < 1.0:
-            raise ValueError(f"auditor fairness: confidence must be in (0, 1), got {confidence}")
-        if bins < 1:
-            raise ValueError(f"auditor fairness: bins must be >= 1, got {bins}")
-        if positive_class < 0:
-            raise ValueError(f"auditor fairness: positive_class must be >= 0, got {positive_class}")
-        self.sensitive = tuple(sensitive)
+        self.sensitive = as_names(sensitive)
         self.intersectional = intersectional
         self.positive_class = positive_class
         self.bootstrap = bootstrap
@@ -103,20 +111,13 @@ class FairnessAuditor:
         self.bins = bins
         self.seed = seed
         self.plots = plots
-        if min_group_size < 0:
-            raise ValueError(f"auditor fairness: min_group_size must be >= 0, got {min_group_size}")
         self.min_group_size = min_group_size
         self.history: list[AuditPoint] = []
 
     def validate(self, run: RunContext) -> None:
-        """Called by the host before training (``validate(run)``): fail early on bad options."""
+        """The sensitive features and ``positive_class`` against the run's dataset."""
         resolve_sensitive(self.sensitive, run.dataset, "auditor fairness")
-        n_classes = run.dataset.info.n_classes
-        if self.positive_class >= n_classes:
-            raise ValueError(
-                f"auditor fairness: positive_class = {self.positive_class} but dataset "
-                f"{run.dataset.name!r} has {n_classes} classes {list(run.dataset.class_names)}"
-            )
+        check_positive_class(self.positive_class, run.dataset, "auditor fairness")
 
     def groupings(self, names: tuple[str, ...]) -> list[tuple[str, ...]]:
         single = [(name,) for name in names]

@@ -5,7 +5,8 @@ fairlearn's reductions (``ExponentiatedGradient``, ``GridSearch``) and post-proc
 ``estimator`` protocol fits one on the train split (it declares ``uses_model=False``: a spec
 omits ``model``) and hands its predictions to ``run.evaluate``, so
 every metric and auditor of paralab, the fairness audit included, reads them as it reads a
-neural network's. The methods are thin: fairlearn does the mitigation.
+neural network's. The methods are thin: fairlearn does the mitigation; each implements
+:class:`paralab.EstimatorMethod` (``fit``, ``predict``), the interface the protocol declares.
 
 Randomized classifiers (exponentiated gradient, threshold optimizer) predict by sampling: the
 labels are their seeded samples, and the probabilities their expected predictions (what the
@@ -20,17 +21,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from paralab.evaluation import Predictions
+from paralab import EstimatorMethod, Predictions, Protocol
+from paralab_fairness.auditor import as_names, check_positive_class, resolve_sensitive
+from paralab_fairness.choices import (
+    EQUALIZED_ODDS_OBJECTIVES,
+    ESTIMATORS,
+    MOMENTS,
+)
 
 if TYPE_CHECKING:
-    from paralab.context import RunContext
-
-ESTIMATORS = ("logistic_regression", "decision_tree", "gradient_boosting")
-MOMENTS = ("demographic_parity", "equalized_odds", "true_positive_rate_parity",
-           "false_positive_rate_parity", "error_rate_parity")
-THRESHOLD_CONSTRAINTS = ("demographic_parity", "equalized_odds", "true_positive_rate_parity",
-                         "false_positive_rate_parity", "true_negative_rate_parity",
-                         "false_negative_rate_parity")
+    from paralab import RunContext
 
 
 def make_estimator(name: str, seed: int, max_iter: int) -> Any:
@@ -68,17 +68,6 @@ def moment(constraint: str, difference_bound: float | None, owner: str) -> Any:
     return classes[constraint](difference_bound=difference_bound)
 
 
-class EstimatorMethod:
-    """The method interface of the ``estimator`` protocol: fit, then predict (labels, P(y=1))."""
-
-    def fit(self, estimator: Any, x: np.ndarray, y: np.ndarray, groups: np.ndarray,
-            seed: int) -> None:
-        raise NotImplementedError
-
-    def predict(self, x: np.ndarray, groups: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError
-
-
 class Unmitigated(EstimatorMethod):
     """The estimator alone: the baseline every mitigation is compared with."""
 
@@ -100,13 +89,6 @@ class ExponentiatedGradientMethod(EstimatorMethod):
 
     def __init__(self, constraint: str = "demographic_parity", difference_bound: float | None = None,
                  eps: float = 0.01, max_iter: int = 50) -> None:
-        moment(constraint, difference_bound, "method exponentiated_gradient")
-        if eps <= 0:
-            raise ValueError(f"method exponentiated_gradient: eps must be > 0, got {eps}")
-        if difference_bound is not None and difference_bound <= 0:
-            raise ValueError(
-                f"method exponentiated_gradient: difference_bound must be > 0, got {difference_bound}"
-            )
         self.constraint, self.difference_bound = constraint, difference_bound
         self.eps, self.max_iter = eps, max_iter
 
@@ -130,10 +112,7 @@ class GridSearchMethod(EstimatorMethod):
     def __init__(self, constraint: str = "demographic_parity", difference_bound: float | None = None,
                  grid_size: int = 10, grid_limit: float = 2.0,
                  constraint_weight: float = 0.5) -> None:
-        moment(constraint, difference_bound, "method grid_search")
         self.difference_bound = difference_bound
-        if grid_size < 1:
-            raise ValueError(f"method grid_search: grid_size must be >= 1, got {grid_size}")
         self.constraint, self.grid_size = constraint, grid_size
         self.grid_limit, self.constraint_weight = grid_limit, constraint_weight
 
@@ -156,12 +135,17 @@ class ThresholdOptimizerMethod(EstimatorMethod):
 
     def __init__(self, constraint: str = "demographic_parity",
                  objective: str = "accuracy_score") -> None:
-        if constraint not in THRESHOLD_CONSTRAINTS:
-            raise ValueError(
-                f"method threshold_optimizer: constraint = {constraint!r} is not one of "
-                f"{list(THRESHOLD_CONSTRAINTS)}"
-            )
         self.constraint, self.objective = constraint, objective
+
+    def validate(self, run: RunContext) -> None:
+        """fairlearn takes only accuracy objectives under equalized odds (it would raise in
+        ``fit``, after the run started)."""
+        if self.constraint == "equalized_odds" and self.objective not in EQUALIZED_ODDS_OBJECTIVES:
+            raise ValueError(
+                f"objective = {self.objective!r} cannot be maximized under constraint = "
+                f"'equalized_odds'; use one of {', '.join(EQUALIZED_ODDS_OBJECTIVES)}, or "
+                "another constraint"
+            )
 
     def fit(self, estimator: Any, x: np.ndarray, y: np.ndarray, groups: np.ndarray,
             seed: int) -> None:
@@ -177,35 +161,56 @@ class ThresholdOptimizerMethod(EstimatorMethod):
         return labels, self.model._pmf_predict(x, sensitive_features=groups)[:, 1]
 
 
-class EstimatorProtocol:
+class EstimatorProtocol(Protocol):
     """Fit a scikit-learn estimator (through the run's method) on one split; evaluate others.
 
     One phase, ``fit`` 0. The dataset must be binary or ``positive_class`` names the class that
     becomes 1 (one-vs-rest). ``sensitive`` (default: the dataset's declared features) are the
     groups the mitigation constrains; several are constrained as their intersection.
+
+    The run's method is a :class:`paralab.EstimatorMethod` (the host checks it at build). The
+    protocol trains no torch model and adds no loss terms (its spec declares both), so a spec
+    naming a model or a ``fairness_penalty`` under it is rejected before anything is built.
+    Options are declared in :mod:`paralab_fairness`; :meth:`validate` checks them on the data.
     """
 
     def __init__(
         self,
         estimator: str = "logistic_regression",
         max_iter: int = 1000,
-        sensitive: Sequence[str] = (),
+        sensitive: Sequence[str] | str = (),
         positive_class: int = 1,
         train_split: str = "train",
         eval_splits: Sequence[str] = ("test",),
     ) -> None:
-        if estimator not in ESTIMATORS:
-            raise ValueError(
-                f"protocol estimator: estimator = {estimator!r} is not one of {list(ESTIMATORS)}"
-            )
-        if isinstance(sensitive, str):
-            sensitive = [sensitive]
         self.estimator = estimator
         self.max_iter = max_iter
-        self.sensitive = tuple(sensitive)
+        self.sensitive = as_names(sensitive)
         self.positive_class = positive_class
         self.train_split = train_split
         self.eval_splits = tuple(eval_splits)
+        self._names: tuple[str, ...] = ()
+
+    def validate(self, run: RunContext) -> None:
+        """Before anything is fitted: the sensitive features, ``positive_class``, the splits,
+        and two classes in the train split once ``positive_class`` is taken as positive."""
+        dataset = run.dataset
+        self._names = resolve_sensitive(self.sensitive, dataset, "protocol estimator")
+        check_positive_class(self.positive_class, dataset, "protocol estimator")
+        named = [("train_split", self.train_split)]
+        named += [(f"eval_splits[{i}]", split) for i, split in enumerate(self.eval_splits)]
+        for option, split in named:
+            if split not in dataset.splits:
+                raise ValueError(
+                    f"protocol estimator: {option} = {split!r} is not a split of dataset "
+                    f"{dataset.name!r}; its splits: {', '.join(sorted(dataset.splits)) or 'none'}"
+                )
+        targets = dataset.y[dataset.split(self.train_split).indices] == self.positive_class
+        if int(targets.sum()) in (0, len(targets)):
+            raise ValueError(
+                f"protocol estimator: split {self.train_split!r} has only one class once "
+                f"positive_class = {self.positive_class} is taken as positive"
+            )
 
     def _arrays(self, run: RunContext, split: str, names: tuple[str, ...]
                 ) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray]:
@@ -217,29 +222,9 @@ class EstimatorProtocol:
         return indices, x, y, groups.cpu().numpy()
 
     def execute(self, run: RunContext) -> None:
-        from paralab_fairness.auditor import resolve_sensitive
-
-        method = run.method
-        if not isinstance(method, EstimatorMethod):
-            raise TypeError(
-                f"protocol estimator: method {run.spec.method.name!r} does not fit scikit-learn "
-                "estimators; use unmitigated, exponentiated_gradient, grid_search or "
-                "threshold_optimizer"
-            )
-        names = resolve_sensitive(self.sensitive, run.dataset, "protocol estimator")
-        if self.positive_class >= run.dataset.info.n_classes:
-            raise ValueError(
-                f"protocol estimator: positive_class = {self.positive_class} but dataset "
-                f"{run.dataset.name!r} has {run.dataset.info.n_classes} classes"
-            )
-        for split in (self.train_split, *self.eval_splits):
-            run.dataset.split(split)  # a missing split fails before fitting
+        method: EstimatorMethod = run.method
+        names = self._names or resolve_sensitive(self.sensitive, run.dataset, "protocol estimator")
         _, x, y, groups = self._arrays(run, self.train_split, names)
-        if len(np.unique(y)) < 2:
-            raise ValueError(
-                f"protocol estimator: split {self.train_split!r} has only one class once "
-                f"positive_class = {self.positive_class} is taken as positive"
-            )
         with run.phase("fit", 0, estimator=self.estimator, sensitive=list(names)):
             method.fit(make_estimator(self.estimator, run.seed, self.max_iter), x, y, groups,
                        run.seed)

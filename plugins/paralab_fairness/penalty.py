@@ -15,10 +15,14 @@ from typing import TYPE_CHECKING
 
 import torch
 
-if TYPE_CHECKING:
-    from paralab.context import Batch, RunContext
+from paralab import LossTerm
+from paralab_fairness.auditor import as_names, check_positive_class, resolve_sensitive
+from paralab_fairness.choices import PENALTY_CONSTRAINTS
 
-CONSTRAINTS = ("demographic_parity", "equalized_odds")
+if TYPE_CHECKING:
+    from paralab import Batch, RunContext
+
+CONSTRAINTS = PENALTY_CONSTRAINTS
 
 
 def group_gap(scores: torch.Tensor, groups: torch.Tensor, n_groups: int) -> torch.Tensor:
@@ -34,25 +38,21 @@ def group_gap(scores: torch.Tensor, groups: torch.Tensor, n_groups: int) -> torc
     return (means - scores.mean()).abs().sum()
 
 
-class FairnessPenalty:
-    """``weight * gap``, the gap measured on each batch's rows over one or more features."""
+class FairnessPenalty(LossTerm):
+    """``weight * gap``, the gap measured on each batch's rows over one or more features.
+
+    Options are declared (and checked) in :mod:`paralab_fairness`; :meth:`validate` checks them
+    against the run's data and counts each feature's groups once.
+    """
 
     def __init__(
         self,
-        sensitive: Sequence[str] = (),
+        sensitive: Sequence[str] | str = (),
         constraint: str = "demographic_parity",
         weight: float = 1.0,
         positive_class: int = 1,
     ) -> None:
-        if isinstance(sensitive, str):
-            sensitive = [sensitive]
-        if constraint not in CONSTRAINTS:
-            raise ValueError(
-                f"loss fairness_penalty: constraint = {constraint!r} is not one of {list(CONSTRAINTS)}"
-            )
-        if weight < 0:
-            raise ValueError(f"loss fairness_penalty: weight must be >= 0, got {weight}")
-        self.sensitive = tuple(sensitive)
+        self.sensitive = as_names(sensitive)
         self.constraint = constraint
         self.weight = float(weight)
         self.positive_class = positive_class
@@ -60,21 +60,15 @@ class FairnessPenalty:
         self._sizes: dict[str, int] = {}
 
     def validate(self, run: RunContext) -> None:
-        """Called by the host before training (``validate(run)``): fail early on bad options."""
-        from paralab_fairness.auditor import resolve_sensitive
-
+        """The sensitive features and ``positive_class`` against the run's dataset (before
+        training); also counts each feature's groups, so batches never sync the device."""
         self._names = resolve_sensitive(self.sensitive, run.dataset, "loss fairness_penalty")
         # Group counts once, here: reading a maximum per batch would sync the device.
         for name in self._names:
             values = run.dataset.features[name]
             declared = len(run.dataset.categories.get(name, ()))
             self._sizes[name] = max(declared, int(values.max()) + 1 if values.numel() else 1)
-        n_classes = run.dataset.info.n_classes
-        if self.positive_class >= n_classes:
-            raise ValueError(
-                f"loss fairness_penalty: positive_class = {self.positive_class} but dataset "
-                f"{run.dataset.name!r} has {n_classes} classes"
-            )
+        check_positive_class(self.positive_class, run.dataset, "loss fairness_penalty")
 
     def __call__(self, batch: Batch) -> torch.Tensor:
         if batch.run is None:

@@ -13,8 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from paralab.data.builtin import stratified_split
-from paralab.data.shared import SharedDataset
+from paralab import SharedDataset, stratified_split
 
 GROUPS = ("majority", "minority")
 AGE_BANDS = ("middle", "old", "young")
@@ -38,15 +37,9 @@ def biased_synthetic(
     :param proxy: how far the first column's mean moves with the group.
     :param minority_fraction: share of the minority group.
     :param drop_sensitive: leave the one-hot group and age columns out of the inputs.
+
+    The options' ranges are declared in :mod:`paralab_fairness` and checked by the spec.
     """
-    if n < 20:
-        raise ValueError(f"dataset biased_synthetic: n must be >= 20, got {n}")
-    if n_features < 1:
-        raise ValueError(f"dataset biased_synthetic: n_features must be >= 1, got {n_features}")
-    if not 0.0 < minority_fraction < 1.0:
-        raise ValueError(
-            f"dataset biased_synthetic: minority_fraction must be in (0, 1), got {minority_fraction}"
-        )
     rng = np.random.default_rng(seed)
     group = (rng.random(n) < minority_fraction).astype(np.int64)  # 1 = minority
     age = rng.choice(3, size=n, p=[0.5, 0.2, 0.3]).astype(np.int64)

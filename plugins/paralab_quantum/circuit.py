@@ -46,6 +46,7 @@ ROTATIONS = ("RX", "RY", "RZ")
 ENTANGLERS = ("cnot_ring", "cnot_chain", "cz_ring", "none")
 EMBEDDINGS = ("angle", "amplitude", "zz")
 MEASUREMENTS = ("expval", "probs")
+ZZ_ENTANGLEMENTS = ("full", "linear", "circular")
 
 
 class CircuitError(ValueError):
@@ -106,7 +107,7 @@ class Embedding:
     def __post_init__(self) -> None:
         _choice("embedding", self.kind, EMBEDDINGS)
         _choice("embedding rotation", self.rotation, ROTATIONS)
-        _choice("zz entanglement", self.entanglement, ("full", "linear", "circular"))
+        _choice("zz entanglement", self.entanglement, ZZ_ENTANGLEMENTS)
         if self.reps < 1:
             raise CircuitError(f"embedding reps must be >= 1, got {self.reps}")
 

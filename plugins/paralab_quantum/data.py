@@ -9,18 +9,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from paralab.data import SharedDataset
+from paralab import SharedDataset
 
 
 def ad_hoc(root: str | None = None, training_size: int = 20, test_size: int = 5, n: int = 2,
            gap: float = 0.3, seed: int = 12345) -> SharedDataset:
     """``training_size`` and ``test_size`` points *per class* in ``n`` dimensions (2 or 3),
-    with a margin ``gap``; ``root`` is ignored (the data is generated)."""
-    if n not in (2, 3):
-        raise ValueError(f"ad_hoc: n must be 2 or 3 (qiskit-machine-learning), got {n}")
-    if training_size < 1 or test_size < 1:
-        raise ValueError(f"ad_hoc: training_size and test_size must be >= 1, got "
-                         f"{training_size}, {test_size}")
+    with a margin ``gap``; ``root`` is ignored (the data is generated). The options' ranges
+    are declared in :mod:`paralab_quantum` and checked by the spec."""
     from qiskit_machine_learning.datasets import ad_hoc_data
     from qiskit_machine_learning.utils import algorithm_globals
 

@@ -18,16 +18,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from paralab.data.shared import DatasetInfo
+from paralab import DatasetInfo
+from paralab_quantum.choices import BACKENDS
 from paralab_quantum.circuit import Ansatz, Circuit, CircuitError, Embedding
 from paralab_quantum.memory import QubitMemoryError, check_statevector
 
-BACKENDS = ("torch", "pennylane", "lightning")
+if TYPE_CHECKING:
+    from paralab import RunContext
+
 PRECISIONS = {"single": torch.complex64, "double": torch.complex128}
 
 
@@ -82,19 +85,25 @@ class QuantumLayer(nn.Module):
 
 class DirectReadout(nn.Module):
     """Logits are a learned scale times the first ``n_classes`` outputs (needs an output per
-    class)."""
+    class: :meth:`check`, called by the model's ``validate(run)`` before training)."""
 
     def __init__(self, n_outputs: int, n_classes: int) -> None:
         super().__init__()
-        if n_outputs < n_classes:
-            raise ValueError(
-                f"readout 'direct' needs an output per class: {n_classes} classes but the "
-                f"circuit measures {n_outputs}; use more qubits or readout 'linear'"
-            )
+        self.n_outputs = n_outputs
         self.n_classes = n_classes
         self.scale = nn.Parameter(torch.tensor(3.0))
 
+    def check(self) -> None:
+        """:raises CircuitError: the circuit measures fewer outputs than there are classes."""
+        if self.n_outputs < self.n_classes:
+            raise CircuitError(
+                f"readout 'direct' needs an output per class: {self.n_classes} classes but the "
+                f"circuit measures {self.n_outputs}; use more qubits or readout 'linear'"
+            )
+
     def forward(self, outputs: torch.Tensor) -> torch.Tensor:
+        if self.n_outputs < self.n_classes:  # never silently fewer logits than classes
+            self.check()
         return self.scale * outputs[:, : self.n_classes]
 
 
@@ -116,9 +125,28 @@ class _QuantumSequential(nn.Sequential):
     def quantum(self) -> QuantumLayer | None:
         return next((m for m in self if isinstance(m, QuantumLayer)), None)
 
+    def validate(self, run: RunContext) -> None:
+        """The run's data against the circuit, once the data and model are built and before
+        training (the ``validate(run)`` convention); a ``ValueError`` rejects the spec."""
+        self.check_fits(run.dataset.info)
+
+    def check_fits(self, info: DatasetInfo) -> None:
+        """:raises CircuitError: (a ``ValueError``) the data does not fit the model."""
+        for module in self:
+            if isinstance(module, DirectReadout):
+                module.check()
+
 
 class VariationalClassifier(_QuantumSequential):
     """Flatten -> :class:`QuantumLayer` -> readout."""
+
+    def check_fits(self, info: DatasetInfo) -> None:
+        """Also: no more input features than the embedding takes on the circuit's qubits (the
+        simulators refuse wider inputs at every forward pass too)."""
+        quantum = self.quantum
+        assert quantum is not None
+        quantum.circuit.check_features(info.n_features, f"model 'vqc' on dataset {info.name!r}")
+        super().check_fits(info)
 
 
 class ToAngles(nn.Module):
@@ -140,8 +168,6 @@ def _layer(name: str, circuit: Circuit, backend: str, precision: str,
         return QuantumLayer(circuit, backend=backend, precision=precision, memory_limit=limit)
     except QubitMemoryError as error:
         raise QubitMemoryError(f"model {name!r} option n_qubits={circuit.n_qubits}: {error}") from None
-    except (CircuitError, ValueError) as error:
-        raise ValueError(f"model {name!r}: {error}") from None
 
 
 def vqc(
@@ -162,22 +188,20 @@ def vqc(
     """A variational quantum classifier on ``info``'s flattened features.
 
     ``n_qubits`` 0 picks the fewest qubits that hold every feature (one per feature for the
-    angle and ZZ embeddings, ``ceil(log2(features))`` for the amplitude embedding). More
-    features than the embedding takes is an error, raised here, before any training.
+    angle and ZZ embeddings, ``ceil(log2(features))`` for the amplitude embedding). Options are
+    declared (and checked) in :mod:`paralab_quantum`; more features than the embedding takes,
+    or a ``direct`` readout with fewer outputs than classes, is the model's
+    ``validate(run)`` error, before any training.
     """
-    try:
-        embed = Embedding(embedding, scale=input_scale, reps=reps)
-        if not n_qubits:
-            n_qubits = (
-                max(1, math.ceil(math.log2(max(info.n_features, 1))))
-                if embedding == "amplitude"
-                else info.n_features
-            )
-        circuit = Circuit(int(n_qubits), embed, Ansatz(layers, tuple(rotations), entangler),
-                          measurement=measurement)
-        circuit.check_features(info.n_features, f"model 'vqc' on dataset {info.name!r}")
-    except CircuitError as error:
-        raise ValueError(str(error) if str(error).startswith("model") else f"model 'vqc': {error}") from None
+    embed = Embedding(embedding, scale=input_scale, reps=reps)
+    if not n_qubits:
+        n_qubits = (
+            max(1, math.ceil(math.log2(max(info.n_features, 1))))
+            if embedding == "amplitude"
+            else info.n_features
+        )
+    circuit = Circuit(int(n_qubits), embed, Ansatz(layers, tuple(rotations), entangler),
+                      measurement=measurement)
     quantum = _layer("vqc", circuit, backend, precision, memory_limit_gb)
     head = _readout(readout, circuit.n_outputs, info.n_classes)
     return VariationalClassifier(nn.Flatten(), quantum, head)
@@ -196,12 +220,9 @@ def hybrid(
 ) -> nn.Module:
     """A hybrid network: ``Linear``+``ReLU`` per hidden width, a linear map to one angle per
     qubit, the quantum layer (angle embedding + ansatz), and a linear head on its Pauli-Z
-    expectations."""
-    try:
-        circuit = Circuit(int(n_qubits), Embedding("angle"),
-                          Ansatz(layers, tuple(rotations), entangler))
-    except CircuitError as error:
-        raise ValueError(f"model 'hybrid': {error}") from None
+    expectations. Options are declared (and checked) in :mod:`paralab_quantum`."""
+    circuit = Circuit(int(n_qubits), Embedding("angle"),
+                      Ansatz(layers, tuple(rotations), entangler))
     quantum = _layer("hybrid", circuit, backend, precision, memory_limit_gb)
     front: list[nn.Module] = []
     width = info.n_features

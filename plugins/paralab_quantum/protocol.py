@@ -3,7 +3,12 @@
 Kernel machines do not train by gradient steps, so the supervised protocol does not fit them;
 this protocol gives them one phase (``fit``) and hands their logits to the host's evaluation
 engine with ``run.evaluate(split, predictions=...)``, so metrics and auditors (a fairness
-audit of a quantum-kernel SVM) work unchanged. It declares uses_model=False: the spec names no model.
+audit of a quantum-kernel SVM) work unchanged.
+
+Its spec declares what it consumes: no torch model (``uses_model=False``: the spec names
+none), a :class:`paralab.KernelMethod` (checked by the host when the method is built), and no
+loss terms or middleware (a kernel machine is fitted in one solve, so a spec naming either is
+rejected before anything is built).
 """
 
 from __future__ import annotations
@@ -11,23 +16,32 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from paralab.evaluation import Predictions
+from paralab import Predictions, Protocol
 
 if TYPE_CHECKING:
-    from paralab.context import RunContext
+    from paralab import KernelMethod, RunContext
 
 
-class KernelProtocol:
+class KernelProtocol(Protocol):
+    """One ``fit`` phase: fit on ``train_split``, evaluate each of ``eval_splits``."""
+
     def __init__(self, train_split: str = "train", eval_splits: Sequence[str] = ("test",)) -> None:
         self.train_split = train_split
         self.eval_splits = tuple(eval_splits)
 
+    def validate(self, run: RunContext) -> None:
+        """Every split named must exist in the dataset."""
+        named = [("train_split", self.train_split)]
+        named += [(f"eval_splits[{i}]", split) for i, split in enumerate(self.eval_splits)]
+        for option, split in named:
+            if split not in run.dataset.splits:
+                raise ValueError(
+                    f"{option} = {split!r} is not a split of dataset {run.dataset.name!r}; its "
+                    f"splits: {', '.join(sorted(run.dataset.splits)) or 'none'}"
+                )
+
     def execute(self, run: RunContext) -> None:
-        method = run.method
-        if not (hasattr(method, "fit") and hasattr(method, "logits")):
-            raise TypeError(
-                f"kernel protocol: method {run.spec.method.name!r} has no fit(x, y) and logits(x)"
-            )
+        method: KernelMethod = run.method
         train = run.dataset.split(self.train_split)
         views = {split: run.dataset.split(split) for split in self.eval_splits}
         with run.phase("fit", 0, train_size=len(train)):

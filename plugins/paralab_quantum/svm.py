@@ -6,27 +6,32 @@ return logits, so the host's evaluation engine, metrics and auditors treat them 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
+from paralab import KernelMethod
+from paralab_quantum.choices import SVC_GAMMAS
 from paralab_quantum.kernel import FidelityKernel
 
+if TYPE_CHECKING:
+    from paralab import RunContext
 
-class KernelSVC:
+
+class KernelSVC(KernelMethod):
     """``fit(x, y)`` then ``logits(x)``: an ``SVC`` whose decision values become logits.
 
     :param kernel: ``quantum`` (the :class:`FidelityKernel`) or any scikit-learn kernel name
         (``rbf``, ``linear``, ``poly``, ``sigmoid``).
-    """
 
-    KERNELS = ("quantum", "rbf", "linear", "poly", "sigmoid")
+    The methods' options are declared (and checked) in :mod:`paralab_quantum`; the one check a
+    declaration cannot express (``gamma`` is a number or one of ``"scale"``, ``"auto"``) is
+    :meth:`validate`.
+    """
 
     def __init__(self, kernel: str = "quantum", C: float = 1.0, embedding: str = "zz",
                  reps: int = 2, entanglement: str = "full", n_qubits: int = 0,
                  scale: float = 1.0, gamma: str | float = "scale") -> None:
-        if kernel not in self.KERNELS:
-            raise ValueError(f"kernel {kernel!r} is unknown; valid: {', '.join(self.KERNELS)}")
-        if C <= 0:
-            raise ValueError(f"C must be positive, got {C}")
         self.kernel = kernel
         self.C = float(C)
         self.gamma = gamma
@@ -39,6 +44,13 @@ class KernelSVC:
         self.n_classes = 0
         self._train: torch.Tensor | None = None
         self._svc = None
+
+    def validate(self, run: RunContext) -> None:
+        if isinstance(self.gamma, str) and self.gamma not in SVC_GAMMAS:
+            raise ValueError(
+                f"gamma = {self.gamma!r}: expected {' or '.join(map(repr, SVC_GAMMAS))} or a "
+                "number >= 0"
+            )
 
     def fit(self, x: torch.Tensor, y: torch.Tensor, n_classes: int | None = None) -> KernelSVC:
         from sklearn.svm import SVC
@@ -83,7 +95,6 @@ def qsvc(C: float = 1.0, embedding: str = "zz", reps: int = 2, entanglement: str
 
 
 def svc(kernel: str = "rbf", C: float = 1.0, gamma: str | float = "scale") -> KernelSVC:
-    """A classical SVM (the ``svc`` method), the baseline the quantum kernel is compared with."""
-    if kernel == "quantum":
-        raise ValueError("method 'svc' option kernel: use the 'qsvc' method for the quantum kernel")
+    """A classical SVM (the ``svc`` method), the baseline the quantum kernel is compared with
+    (its declared kernels leave ``quantum`` to ``qsvc``)."""
     return KernelSVC(kernel, C, gamma=gamma)

@@ -1,0 +1,27 @@
+"""The named values and limits the auditors' options use, in one pure-Python place.
+
+The declarations in :mod:`paralab_explain` (read without importing torch, captum, shap or
+lime) and the code that acts on the values use these same names, so the spec check and the
+explainers can never disagree on what is valid.
+"""
+
+from __future__ import annotations
+
+GRADIENT_METHODS = ("integrated_gradients", "saliency", "deeplift", "gradient_shap")
+PLAYER_METHODS = ("exact_shapley", "kernel_shap")
+"""Methods whose players are the groups themselves (a group is present or absent as a whole);
+the others attribute to single features and a group gets the sum of its members."""
+METHODS = GRADIENT_METHODS + PLAYER_METHODS + ("lime",)
+
+QUADRATURES = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right",
+               "riemann_middle", "trapezoid")
+"""Integration rules of integrated gradients (the ``riemann_*`` ones are Captum's)."""
+
+OUTPUTS = ("probability", "logit")
+"""What is explained: the softmax probability of the target class, or its logit."""
+
+TARGETS = ("predicted", "true")
+"""Which class each row is explained for: the model's prediction or the label."""
+
+MAX_PLAYERS = 16
+"""Above this many players, enumeration (2^M model evaluations per row) is refused by default."""

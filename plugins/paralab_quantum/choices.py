@@ -1,0 +1,36 @@
+"""The named values the plugin's options accept, in one pure-Python place.
+
+The declarations in :mod:`paralab_quantum` (read without importing torch, PennyLane or Qiskit)
+and the code that acts on the values use these same tuples; the circuit's own vocabularies
+(embeddings, rotations, entanglers, measurements) live in :mod:`paralab_quantum.circuit`, which
+is pure Python too.
+"""
+
+from __future__ import annotations
+
+from paralab_quantum.circuit import (
+    EMBEDDINGS,
+    ENTANGLERS,
+    MEASUREMENTS,
+    ROTATIONS,
+    ZZ_ENTANGLEMENTS,
+)
+
+BACKENDS = ("torch", "pennylane", "lightning")
+"""Where a quantum layer runs: paralab's batched torch simulator, PennyLane ``default.qubit``
+(backprop) or ``lightning.qubit`` (adjoint)."""
+
+PRECISIONS = ("single", "double")
+"""Statevector precision: complex64 or complex128."""
+
+READOUTS = ("linear", "direct")
+"""How a classifier's measured outputs become logits."""
+
+SVC_KERNELS = ("rbf", "linear", "poly", "sigmoid")
+"""scikit-learn's kernels for the classical ``svc`` baseline (the quantum one is ``qsvc``)."""
+
+SVC_GAMMAS = ("scale", "auto")
+"""scikit-learn's named ``gamma`` values (a number >= 0 is the other choice)."""
+
+__all__ = ["BACKENDS", "EMBEDDINGS", "ENTANGLERS", "MEASUREMENTS", "PRECISIONS", "READOUTS",
+           "ROTATIONS", "SVC_GAMMAS", "SVC_KERNELS", "ZZ_ENTANGLEMENTS"]
