@@ -34,6 +34,11 @@ def run(method: Any = "fedavg", middleware: Any = (), **protocol: Any) -> parala
 
 def final_parameters(**kwargs: Any) -> dict[str, torch.Tensor]:
     """Run and return the global model's parameters (the run's model, after the last round)."""
+    return parameters_after(lambda: run(**kwargs))
+
+
+def parameters_after(start: Any) -> dict[str, torch.Tensor]:
+    """Call ``start()`` (a run) and return its model's parameters at the end of the run."""
     captured: dict[str, torch.Tensor] = {}
 
     class Capture:
@@ -45,7 +50,7 @@ def final_parameters(**kwargs: Any) -> dict[str, torch.Tensor]:
     name = f"capture-{id(Capture)}"
     registry.pm.register(Capture(), name=name)
     try:
-        run(**kwargs)
+        start()
     finally:
         registry.pm.unregister(name=name)
     return captured

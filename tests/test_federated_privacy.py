@@ -5,18 +5,19 @@ from __future__ import annotations
 import pytest
 import torch
 
-from paralab.context import Update
+import paralab
+from paralab import Update
 from paralab_federated.aggregation import weighted_mean
 from paralab_federated.privacy import DPFedAvg, epsilon
 from paralab_federated.secure_aggregation import SecureAggregation
-from tests.federated_helpers import final_parameters, max_difference, run
+from tests.federated_helpers import final_parameters, max_difference, run, spec
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: see conftest
 
 
-def through(middleware, update: Update) -> Update:
+def through(middleware, update: Update, run=None) -> Update:
     """Drive a wrapper hookimpl by hand, as pluggy does: the inner result goes in at the yield."""
-    generator = middleware.paralab_process_update(None, None)
+    generator = middleware.paralab_process_update(run, None)
     next(generator)
     try:
         generator.send(update)
@@ -92,10 +93,70 @@ def test_dp_run_records_epsilon_and_masking_does_not_change_it() -> None:
     assert max_difference(alone, plain) > 1e-3  # the noise and clipping did act
 
 
-def test_bad_dp_options_name_the_option() -> None:
-    with pytest.raises(ValueError, match="dp: clip = 0"):
-        DPFedAvg(clip=0)
-    with pytest.raises(ValueError, match=r"dp: delta = 2 must be in \(0, 1\)"):
-        DPFedAvg(delta=2)
-    with pytest.raises(ValueError, match="accountant = 'moments'"):
-        DPFedAvg(accountant="moments")
+@pytest.mark.parametrize(
+    ("middleware", "message"),
+    [
+        ({"name": "dp", "clip": 0}, r"middleware\[0\]\.clip = 0: must be > 0"),
+        ({"name": "dp", "clip": float("inf")}, r"middleware\[0\]\.clip = inf: must be a finite"),
+        ({"name": "dp", "noise_multiplier": float("nan")},
+         r"middleware\[0\]\.noise_multiplier = nan: must be a finite number"),
+        ({"name": "dp", "noise_multiplier": float("inf")},
+         r"middleware\[0\]\.noise_multiplier = inf: must be a finite number"),
+        ({"name": "dp", "noise_multiplier": -1.0},
+         r"middleware\[0\]\.noise_multiplier = -1\.0: must be >= 0"),
+        ({"name": "dp", "delta": 2}, r"middleware\[0\]\.delta = 2: must be < 1"),
+        ({"name": "dp", "delta": 0.0}, r"middleware\[0\]\.delta = 0\.0: must be > 0"),
+        ({"name": "dp", "accountant": "moments"},
+         r"middleware\[0\]\.accountant = 'moments': expected one of 'rdp', 'pld'"),
+        ({"name": "dp", "seed": "0"}, r"middleware\[0\]\.seed = '0': expected int or None"),
+        ({"name": "secure_aggregation", "bits": 63},
+         r"middleware\[0\]\.bits = 63: must be <= 62"),
+        ({"name": "secure_aggregation", "precision": -1},
+         r"middleware\[0\]\.precision = -1: must be >= 0"),
+    ],
+)
+def test_bad_middleware_options_are_spec_errors_naming_the_option(middleware, message,
+                                                                  tmp_path) -> None:
+    # Formerly accepted (noise_multiplier = nan reported epsilon 0.0 with a NaN model) or
+    # raised by the constructor; now declared, checked before anything is built or saved.
+    with pytest.raises(paralab.SpecError, match=message):
+        paralab.run(spec(middleware=[middleware], overrides={"output": str(tmp_path)}))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("middleware", "protocol", "message"),
+    [
+        ({"name": "secure_aggregation", "precision": 60}, {},
+         r"middleware\[0\]: middleware 'secure_aggregation' .*precision = 60 must be at most "
+         r"bits - 9 = 53"),
+        ("secure_aggregation", {"clients": 4, "fraction": 0.25},
+         r"middleware\[0\]: .*samples 1 client per round"),
+    ],
+)
+def test_secure_aggregation_that_would_hide_nothing_is_a_spec_error(middleware, protocol,
+                                                                   message, tmp_path) -> None:
+    with pytest.raises(paralab.SpecError, match=message):
+        paralab.run(spec(middleware=[middleware], overrides={"output": str(tmp_path)},
+                         **protocol))
+    assert list(tmp_path.iterdir()) == []
+
+
+class _Run:
+    """The one thing the middleware reads of a run here: its seed."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+
+def test_dp_noise_follows_the_run_seed_not_a_public_default() -> None:
+    update = round_updates(1)[0]
+
+    def noise(middleware: DPFedAvg, run_seed: int) -> torch.Tensor:
+        return through(middleware, update, _Run(run_seed)).delta["w"] - update.delta["w"]
+
+    default = DPFedAvg(clip=100.0, noise_multiplier=1.0)  # clip large: only the noise moves w
+    assert not torch.equal(noise(default, 0), noise(default, 1))
+    assert torch.equal(noise(default, 3), noise(DPFedAvg(clip=100.0, noise_multiplier=1.0), 3))
+    pinned = DPFedAvg(clip=100.0, noise_multiplier=1.0, seed=5)
+    assert torch.equal(noise(pinned, 0), noise(pinned, 1))

@@ -1,5 +1,5 @@
 """The simulator: vmap and loop agree, a seed reproduces a run bit for bit, failures are
-skipped with the client's id, and bad options fail before the first round."""
+skipped with the client's id, and bad options are spec errors before any run folder exists."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from paralab.components import LossSpec
 from paralab_federated.local_training import VmapTrainer, parameters_of, train_client
 from paralab_federated.partitions import make_partition
 from paralab_federated.schedule import client_batches, padded, plan_round
-from tests.federated_helpers import final_parameters, max_difference, run
+from tests.federated_helpers import final_parameters, max_difference, run, spec
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: see conftest
 
@@ -125,7 +125,6 @@ class _FailingPlugin:
 
 def test_a_failing_client_is_reported_and_the_round_goes_on(tmp_path) -> None:
     from paralab.testing import isolated_registry, use_registry
-    from tests.federated_helpers import spec
 
     registry = isolated_registry(("federated_test_failing", _FailingPlugin()), discover=True)
     experiment = spec(clients=5, fraction=1.0, rounds=2, backend="vmap")
@@ -147,22 +146,50 @@ def test_a_failing_client_is_reported_and_the_round_goes_on(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"fraction": 0.0}, r"fraction = 0.0 must be in \(0, 1\]"),
-        ({"fraction": 1.5}, r"fraction = 1.5 must be in \(0, 1\]"),
-        ({"partition": "dirichlet", "alpha": 0.0}, "alpha = 0.0 must be > 0"),
-        ({"backend": "gpu-farm"}, "backend = 'gpu-farm' is unknown"),
+        ({"fraction": 0.0}, r"protocol\.fraction = 0\.0: must be > 0"),
+        ({"fraction": 1.5}, r"protocol\.fraction = 1\.5: must be <= 1"),
+        ({"partition": "dirichlet", "alpha": 0.0}, r"protocol\.alpha = 0\.0: must be > 0"),
+        ({"backend": "gpu-farm"}, r"protocol\.backend = 'gpu-farm': expected one of 'vmap'"),
+        ({"stragglers": 1.0}, r"protocol\.stragglers = 1\.0: must be < 1"),
+        ({"rounds": 0}, r"protocol\.rounds = 0: must be >= 1"),
+        ({"seed": 1.5}, r"protocol\.seed = 1\.5: expected int or None"),
+        ({"partition": "pathological"}, r"protocol\.partition = 'pathological': expected one"),
+        ({"target_accuracy": float("nan")}, r"protocol\.target_accuracy = nan: must be a finite"),
     ],
 )
-def test_bad_options_are_spec_errors_naming_the_option(options, message) -> None:
-    # The protocol's constructor rejects them; the host reports that as an invalid spec.
+def test_bad_options_are_spec_errors_naming_the_option(options, message, tmp_path) -> None:
+    # Declared constraints: checked before anything is built, and no run folder is made.
+    with pytest.raises(paralab.SpecError, match=message):
+        paralab.run(spec(**options, overrides={"output": str(tmp_path)}))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"clients": 5000}, "clients = 5000 is more than the 1437 training examples"),
+        ({"partition": "shards", "classes_per_client": 11},
+         "classes_per_client = 11 must be in 1..10"),
+        ({"partition": "shards", "clients": 1000, "classes_per_client": 2},
+         "clients \\* classes_per_client = 2000 shards but only 1437 training examples"),
+        ({"eval_splits": ["test", "valid"]}, "eval_splits\\[1\\] = 'valid' is not a split"),
+    ],
+)
+def test_partitions_the_data_cannot_hold_are_spec_errors(options, message, tmp_path) -> None:
+    # Only the dataset knows its size and classes: checked by validate(run), before any folder.
     with pytest.raises(paralab.SpecError, match=message) as caught:
-        run(**options)
-    assert "protocol" in str(caught.value)
+        paralab.run(spec(**options, overrides={"output": str(tmp_path)}))
+    assert "protocol: protocol 'federated'" in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
 
 
-def test_more_clients_than_examples_fails_before_the_first_round() -> None:
-    # Only the dataset knows its size: checked when the partition is made, before round 0.
-    with pytest.raises(paralab.RunError,
-                       match="clients = 5000 is more than the 1437 training examples") as caught:
-        run(clients=5000)
-    assert caught.value.result.phases == []
+def test_ray_backend_with_loss_terms_is_a_spec_error(tmp_path) -> None:
+    experiment = spec(backend="ray", overrides={"output": str(tmp_path)})
+    experiment["losses"] = [{"name": "fail_on_row", "row": -1}]
+    from paralab.testing import isolated_registry, use_registry
+
+    registry = isolated_registry(("federated_test_failing", _FailingPlugin()), discover=True)
+    with use_registry(registry), pytest.raises(
+            paralab.SpecError, match="backend = 'ray' cannot run the spec's loss terms"):
+        paralab.run(experiment)
+    assert list(tmp_path.iterdir()) == []

@@ -92,9 +92,13 @@ def paralab_protocols() -> list[ProtocolSpec]:
                      {"epochs": count(10), "batch_size": count(32),
                       "eval_every": count(1, help="evaluate every this many epochs (and last)"),
                       "train_split": Option("train", min_length=1),
-                      "eval_splits": Option(["test"], items=Option("", type=str))},
+                      "eval_splits": Option(["test"], items=Option("", type=str)),
+                      "sampling": one_of("auto", ("auto", "shuffle", "poisson"),
+                                         help="batches: shuffled, or Poisson-sampled (auto: "
+                                              "Poisson when middleware acts on gradients)")},
                      example={"epochs": 2}, accepts=("gradient",),
-                     method_interface="GradientMethod", applies_losses=True),
+                     method_interface="GradientMethod", applies_losses=True,
+                     middleware_hooks=("paralab_process_gradients",)),
     ]
 
 
@@ -139,3 +143,10 @@ def paralab_metrics() -> list[MetricSpec]:
 def paralab_process_update(update: Any) -> Any:
     """The identity: middleware wrappers transform what this returns."""
     return update
+
+
+@hookimpl(trylast=True)
+def paralab_process_gradients(gradients: Any) -> Any:
+    """The identity: the optimizer applies ``gradients.gradient()``, the sum of the per-example
+    gradients over ``batch_size`` (the batch mean); middleware wrappers transform it."""
+    return gradients

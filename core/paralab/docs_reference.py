@@ -21,7 +21,7 @@ GROUPS = {
                            "losses", "middleware"),
     "Lifecycle hooks": ("before_experiment", "after_experiment", "before_phase", "after_phase",
                         "after_evaluation", "on_error"),
-    "Middleware hooks": ("process_update",),
+    "Middleware hooks": ("process_update", "process_gradients"),
 }
 
 

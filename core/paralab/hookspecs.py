@@ -26,12 +26,15 @@ parameters, by name. There are three groups:
   Return values are ignored. An implementation that raises fails the run with an error that
   names the plugin; the phases finished before it are kept in ``result.json``.
 * **Middleware hooks** transform a value; pluggy wrappers (``@hookimpl(wrapper=True)``) are how
-  differential privacy or secure aggregation wrap a client update without touching the method.
+  differential privacy or secure aggregation wrap a client update (``paralab_process_update``)
+  or one batch's per-example gradients (``paralab_process_gradients``, DP-SGD) without touching
+  the method.
 
 Lifecycle of one run (see docs/lifecycle.md for the diagram)::
 
     paralab_before_experiment
-      ├─ paralab_before_phase ─ (training; paralab_process_update per update)
+      ├─ paralab_before_phase ─ (training; paralab_process_update per update,
+      │                          paralab_process_gradients per batch under DP-SGD)
       │    └─ evaluation ─ paralab_after_evaluation
       ├─ paralab_after_phase         (repeated for every epoch/experience/round/meta-batch)
     paralab_after_experiment  |  paralab_on_error
@@ -55,6 +58,7 @@ if TYPE_CHECKING:
         ProtocolSpec,
     )
     from paralab.context import Evaluation, Phase, RunContext, Update
+    from paralab.methods import PerExampleGradients
     from paralab.results import Result
 
 PROJECT = "paralab"
@@ -373,6 +377,48 @@ def paralab_process_update(run: RunContext, update: Update) -> Update:
         def paralab_process_update(run, update):
             update = yield
             return update.replace(delta={k: v.clamp(-1, 1) for k, v in update.delta.items()})
+    """
+
+
+@hookspec(firstresult=True)
+def paralab_process_gradients(run: RunContext,
+                              gradients: PerExampleGradients) -> PerExampleGradients:
+    """Transform one training batch's per-example gradients before the optimizer applies them:
+    DP-SGD (Abadi et al. 2016) clips each example's gradient and adds Gaussian noise to the sum.
+
+    Called by :meth:`paralab.OptimizerMethod.step` (``sgd``, ``adam`` and their subclasses) for
+    every batch, and only when the run has an implementation besides the host's: otherwise the
+    method takes its plain batched step and no per-example gradient is computed. Protocols that
+    step through a gradient method declare it in ``ProtocolSpec.middleware_hooks``
+    (``supervised`` does), and say how they sample batches in the open phase's
+    ``info["sampling"]`` (``scheme``: ``"poisson"`` or ``"shuffle"``, ``sample_rate``,
+    ``expected_batch_size``), which the method copies into ``gradients.info``.
+
+    The host's own plugin returns the gradients unchanged (``trylast``), so wrappers see them:
+    a wrapper's ``result = yield`` receives the value, and what it returns replaces it.
+    Wrappers run in the order the spec lists the middleware (the first listed is the
+    outermost). The first result wins (``firstresult``). The optimizer applies
+    ``result.gradient()``: ``summed`` (default: the sum of ``per_example`` over the examples)
+    divided by ``batch_size``.
+
+    :param run: the :class:`paralab.RunContext`.
+    :param gradients: the :class:`paralab.PerExampleGradients` (``per_example``: parameter name
+        -> ``(rows, *shape)``, one row per example; ``batch_size``: the divisor, the expected
+        batch size under Poisson sampling; ``summed``: set by middleware that replaces the sum;
+        ``info``).
+    :return: the gradients to apply.
+
+    Example::
+
+        @hookimpl(wrapper=True)
+        def paralab_process_gradients(run, gradients):
+            gradients = yield
+            # Clip every example's gradient to L2 norm 1 (no noise: not private on its own).
+            rows = gradients.per_example
+            norms = sum(g.flatten(1).pow(2).sum(1) for g in rows.values()).sqrt()
+            factor = (1.0 / norms.clamp(min=1e-12)).clamp(max=1.0)
+            clipped = {n: g * factor.view(-1, *[1] * (g.dim() - 1)) for n, g in rows.items()}
+            return gradients.replace(per_example=clipped, summed=None)
     """
 
 

@@ -17,6 +17,7 @@ from paralab_registry import LoadSettings, PluginRegistry
 
 if TYPE_CHECKING:
     from paralab.context import Evaluation, Phase, RunContext, Update
+    from paralab.methods import PerExampleGradients
     from paralab.results import Result
 
 ENTRY_POINT_GROUP = "paralab"
@@ -84,6 +85,30 @@ class Hooks:
     def __init__(self, source: PluginRegistry | pluggy.PluginManager) -> None:
         self.pm = source.pm if isinstance(source, PluginRegistry) else source
         self._hook = self.pm.hook
+        self._acting: dict[str, tuple[str, ...]] = {}
+        self.gradient_calls = 0
+        """How many batches went through ``paralab_process_gradients`` (a protocol checks that
+        its method really passes them, so DP cannot be silently skipped)."""
+
+    def middleware_for(self, hook_name: str) -> tuple[str, ...]:
+        """The plugins (a run's middleware is named ``middleware[i]:name``) that implement the
+        middleware hook ``hook_name`` besides the host's own identity.
+
+        Cached: a run's plugin manager is fixed once the run starts, and
+        :meth:`paralab.OptimizerMethod.step` asks once per batch.
+        """
+        acting = self._acting.get(hook_name)
+        if acting is None:
+            caller = getattr(self._hook, hook_name)
+            acting = tuple(impl.plugin_name for impl in caller.get_hookimpls()
+                           if impl.plugin_name != BUILTIN_PLUGIN)
+            self._acting[hook_name] = acting
+        return acting
+
+    def has_middleware_for(self, hook_name: str) -> bool:
+        """Whether anything but the host's identity acts on the middleware hook ``hook_name``
+        (``"paralab_process_gradients"``: then gradient methods compute per-example gradients)."""
+        return bool(self.middleware_for(hook_name))
 
     def before_experiment(self, run: RunContext) -> None:
         self._hook.paralab_before_experiment(run=run)
@@ -105,3 +130,8 @@ class Hooks:
 
     def process_update(self, run: RunContext, update: Update) -> Update:
         return self._hook.paralab_process_update(run=run, update=update)
+
+    def process_gradients(self, run: RunContext,
+                          gradients: PerExampleGradients) -> PerExampleGradients:
+        self.gradient_calls += 1
+        return self._hook.paralab_process_gradients(run=run, gradients=gradients)

@@ -2,22 +2,76 @@
 
 Partitions of any shared dataset into clients (index views), FedSGD, FedAvg, FedProx, FedAdam
 and FedYogi, a simulator that trains a round's clients as one vectorized computation, a Ray
-backend for clusters, and DP-FedAvg and secure aggregation as middleware.
+backend for clusters, and differential privacy (DP-FedAvg under ``federated``, DP-SGD under
+``supervised``) and secure aggregation as middleware.
 
-This module only declares components: factories are ``"module:attribute"`` strings, so listing
-plugins never imports torch or Ray.
+This module only declares components and their options (with the values each accepts, checked
+before anything is built): factories are ``"module:attribute"`` strings, so listing plugins
+never imports torch or Ray.
 """
 
 from __future__ import annotations
 
-from paralab.components import MethodSpec, MiddlewareSpec, ProtocolSpec
-from paralab.hookspecs import hookimpl
+from paralab import (
+    MethodSpec,
+    MiddlewareSpec,
+    Option,
+    ProtocolSpec,
+    count,
+    fraction,
+    hookimpl,
+    non_negative,
+    one_of,
+    positive,
+)
 
 PARALAB_API = "1.0"
 
+PARTITIONS = ("iid", "dirichlet", "shards", "quantity")
+"""Partition schemes of the train split among clients (see :mod:`paralab_federated.partitions`)."""
+BACKENDS = ("vmap", "loop", "ray")
+"""Where a round's client updates are computed (see :mod:`paralab_federated.backends`)."""
+ACCOUNTANTS = ("rdp", "pld")
+"""``dp_accounting`` engines for the privacy budget."""
+
 _PROTOCOLS = ("federated",)
-_CLIENT = {"lr": 0.05}
-_ADAPTIVE = {"lr": 0.05, "server_lr": 0.01, "beta1": 0.9, "beta2": 0.99, "tau": 1e-3}
+
+
+def _client_lr(default: float) -> Option:
+    return positive(default, help="the clients' local SGD learning rate")
+
+
+_SERVER_LR = positive(1.0, help="step size of the server on the mean client delta")
+_ADAPTIVE = {
+    "lr": _client_lr(0.05),
+    "server_lr": positive(0.01, help="step size of the server's adaptive optimizer"),
+    "beta1": Option(0.9, ge=0, lt=1, help="first-moment decay of the server optimizer"),
+    "beta2": Option(0.99, ge=0, lt=1, help="second-moment decay of the server optimizer"),
+    "tau": positive(1e-3, help="adaptivity: added to the second moment's square root"),
+}
+
+_FEDERATED_OPTIONS = {
+    "clients": count(100, help="clients the train split is partitioned into"),
+    "partition": one_of("iid", PARTITIONS, help="how rows are dealt to clients"),
+    "alpha": positive(0.5, help="Dirichlet concentration (dirichlet, quantity); smaller: more skew"),
+    "classes_per_client": count(2, help="label-sorted shards per client (shards)"),
+    "fraction": Option(0.1, gt=0, le=1, help="share of the clients sampled each round"),
+    "rounds": count(20, help="communication rounds"),
+    "local_epochs": count(1, help="local epochs of each client per round"),
+    "batch_size": count(16, help="local minibatch size"),
+    "stragglers": Option(0.0, ge=0, lt=1, help="probability that a sampled client drops out"),
+    "backend": one_of("vmap", BACKENDS, help="vmap: one vectorized computation; loop; ray"),
+    "eval_every": count(1, help="rounds between evaluations (the last is always evaluated)"),
+    "client_eval": Option(True, help="evaluate the per-client accuracy distribution"),
+    "seed": Option(None, type=(int, None),
+                   help="seed of partition, sampling, stragglers, minibatches; None: the run's"),
+    "ray_address": Option("", type=str, help="Ray cluster address; empty: a local instance"),
+    "ray_num_cpus": count(0, low=0, help="CPUs of a local Ray instance (0: all)"),
+    "target_accuracy": fraction(0.0, help="stop at the first round reaching it (0: off)"),
+    "train_split": Option("train", type=str, min_length=1, help="the split partitioned"),
+    "eval_splits": Option(["test"], items=Option("", type=str, min_length=1),
+                          help="splits the global model is evaluated on"),
+}
 
 
 @hookimpl
@@ -27,13 +81,13 @@ def paralab_protocols() -> list[ProtocolSpec]:
             "federated", "paralab_federated.protocol:Federated",
             "Rounds of sampled clients (IID, Dirichlet, shards or quantity-skew partitions) "
             "training locally and a server aggregate; vmap, loop or Ray backends.",
-            {"clients": 100, "partition": "iid", "alpha": 0.5, "classes_per_client": 2,
-             "fraction": 0.1, "rounds": 20, "local_epochs": 1, "batch_size": 16,
-             "stragglers": 0.0, "backend": "vmap", "eval_every": 1, "client_eval": True,
-             "seed": None, "ray_address": "", "ray_num_cpus": 0, "target_accuracy": 0.0,
-             "train_split": "train",
-             "eval_splits": ["test"]},
+            _FEDERATED_OPTIONS,
             example={"clients": 10, "fraction": 0.5, "rounds": 2},
+            method_interface="FederatedStrategy",
+            # Loss terms join every client's local loss on the loop and vmap backends (vmap
+            # falls back to the loop for them); backend = "ray" rejects them in validate(run).
+            applies_losses=True,
+            middleware_hooks=("paralab_process_update",),
         ),
     ]
 
@@ -46,11 +100,14 @@ def paralab_methods() -> list[MethodSpec]:
 
     return [
         method("fedsgd", "FedSGD", "FedSGD: one full-batch gradient per client, averaged "
-               "(McMahan et al. 2017).", {"lr": 0.1, "server_lr": 1.0}),
+               "(McMahan et al. 2017).", {"lr": _client_lr(0.1), "server_lr": _SERVER_LR}),
         method("fedavg", "FedAvg", "FedAvg: local SGD epochs, example-weighted mean of the "
-               "deltas (McMahan et al. 2017).", {**_CLIENT, "server_lr": 1.0}),
+               "deltas (McMahan et al. 2017).", {"lr": _client_lr(0.05), "server_lr": _SERVER_LR}),
         method("fedprox", "FedProx", "FedProx: FedAvg with a proximal term mu/2 ||w - w_global||^2 "
-               "(Li et al. 2020).", {**_CLIENT, "mu": 0.01, "server_lr": 1.0}),
+               "(Li et al. 2020).",
+               {"lr": _client_lr(0.05),
+                "mu": non_negative(0.01, help="strength of the proximal term"),
+                "server_lr": _SERVER_LR}),
         method("fedadam", "FedAdam", "FedAdam: server Adam on the mean delta (Reddi et al. 2021).",
                dict(_ADAPTIVE)),
         method("fedyogi", "FedYogi", "FedYogi: server Yogi on the mean delta (Reddi et al. 2021).",
@@ -63,15 +120,28 @@ def paralab_middleware() -> list[MiddlewareSpec]:
     return [
         MiddlewareSpec(
             "dp", "paralab_federated.privacy:DPFedAvg",
-            "DP-FedAvg: clip each client update to L2 norm `clip`, add Gaussian noise; records "
-            "privacy/epsilon from dp_accounting (McMahan et al. 2018).",
-            {"clip": 1.0, "noise_multiplier": 1.0, "delta": 1e-5, "accountant": "rdp", "seed": 0},
+            "Differential privacy: under federated, DP-FedAvg (clip each client update, add "
+            "Gaussian noise; McMahan et al. 2018); under supervised, DP-SGD (clip each example's "
+            "gradient, add noise to the sum; Abadi et al. 2016). Records privacy/epsilon from "
+            "dp_accounting.",
+            {"clip": positive(1.0, help="L2 bound of one client update / one example's gradient"),
+             "noise_multiplier": non_negative(
+                 1.0, help="noise standard deviation over clip (0: no noise, epsilon = inf)"),
+             "delta": Option(1e-5, gt=0, lt=1, help="the delta of the (epsilon, delta) budget"),
+             "accountant": one_of("rdp", ACCOUNTANTS, help="dp_accounting engine: rdp or pld"),
+             "seed": Option(None, type=(int, None),
+                            help="seed of the noise; None: the run's seed")},
             example={"clip": 1.0, "noise_multiplier": 0.5},
+            hooks=("paralab_process_update", "paralab_process_gradients"),
         ),
         MiddlewareSpec(
             "secure_aggregation", "paralab_federated.secure_aggregation:SecureAggregation",
             "Secure aggregation by pairwise masks that cancel in the sum (Bonawitz et al. 2017).",
-            {"precision": 24, "bits": 62, "seed": 0},
+            {"precision": count(24, low=0, help="fractional bits of the fixed-point encoding"),
+             "bits": Option(62, type=int, ge=8, le=62, help="residues are taken modulo 2**bits"),
+             "seed": Option(None, type=(int, None),
+                            help="secret of the pairwise masks; None: the run's seed")},
             example={},
+            hooks=("paralab_process_update",),
         ),
     ]

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
-from paralab.context import Update
+from paralab import Update
 
 SECURE_KEY = "secure_aggregation"
 

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from paralab_federated import BACKENDS
 from paralab_federated.local_training import ExtraLoss, Params, VmapTrainer, train_client
 from paralab_federated.schedule import RoundPlan, padded
 
-BACKENDS = ("vmap", "loop", "ray")
+__all__ = ["BACKENDS", "ClientResults", "LoopBackend", "VmapBackend", "describe"]
 
 
 @dataclass

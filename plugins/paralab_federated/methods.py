@@ -10,28 +10,28 @@ server side turns the weighted mean of the client deltas into the next global mo
   for a server Adam or Yogi step with learning rate ``server_lr``, momenta ``beta1``/``beta2``
   and adaptivity ``tau``; no bias correction, as in the paper (Flower's ``FedYogi`` computes
   the same, and a test checks it).
+
+Options and their ranges are declared in the plugin's specs (``paralab_federated``), so the
+constructors trust their arguments.
 """
 
 from __future__ import annotations
 
 import torch
 
+from paralab import FederatedStrategy
+
 Params = dict[str, torch.Tensor]
 
 
-class FederatedMethod:
-    """The method interface of the ``federated`` protocol: client settings + a server step."""
+class FederatedMethod(FederatedStrategy):
+    """The ready implementation of :class:`paralab.FederatedStrategy`, the ``federated``
+    protocol's method interface: client settings and a server step."""
 
     full_batch = False
     """True when each client takes one full-batch gradient step per round (FedSGD)."""
 
     def __init__(self, lr: float = 0.05, server_lr: float = 1.0, mu: float = 0.0) -> None:
-        if not lr > 0:
-            raise ValueError(f"{type(self).__name__.lower()}: lr = {lr} must be > 0")
-        if not server_lr > 0:
-            raise ValueError(f"{type(self).__name__.lower()}: server_lr = {server_lr} must be > 0")
-        if mu < 0:
-            raise ValueError(f"{type(self).__name__.lower()}: mu = {mu} must be >= 0")
         self.lr = float(lr)
         self.server_lr = float(server_lr)
         self.mu = float(mu)
@@ -75,12 +75,6 @@ class _AdaptiveServer(FederatedMethod):
     def __init__(self, lr: float = 0.05, server_lr: float = 0.01, beta1: float = 0.9,
                  beta2: float = 0.99, tau: float = 1e-3) -> None:
         super().__init__(lr, server_lr)
-        name = type(self).__name__.lower()
-        for option, value in (("beta1", beta1), ("beta2", beta2)):
-            if not 0 <= value < 1:
-                raise ValueError(f"{name}: {option} = {value} must be in [0, 1)")
-        if not tau > 0:
-            raise ValueError(f"{name}: tau = {tau} must be > 0")
         self.beta1, self.beta2, self.tau = float(beta1), float(beta2), float(tau)
         self.m: Params = {}
         self.v: Params = {}

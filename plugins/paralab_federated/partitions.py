@@ -20,7 +20,8 @@ from functools import cached_property
 import numpy as np
 import torch
 
-SCHEMES = ("iid", "dirichlet", "shards", "quantity")
+from paralab_federated import PARTITIONS as SCHEMES
+
 _DIRICHLET_TRIES = 100
 
 
@@ -79,25 +80,25 @@ def validate(n_examples: int, clients: int, scheme: str, alpha: float, classes_p
     """Raise ``ValueError`` naming the option when a partition cannot be made."""
     if scheme not in SCHEMES:
         raise ValueError(
-            f"federated: partition = {scheme!r} is unknown; choose one of {list(SCHEMES)}"
+            f"partition = {scheme!r} is unknown; choose one of {list(SCHEMES)}"
         )
     if clients < 1:
-        raise ValueError(f"federated: clients = {clients} must be at least 1")
+        raise ValueError(f"clients = {clients} must be at least 1")
     if clients > n_examples:
         raise ValueError(
-            f"federated: clients = {clients} is more than the {n_examples} training examples; "
+            f"clients = {clients} is more than the {n_examples} training examples; "
             f"every client needs at least one example, so use clients <= {n_examples}"
         )
     if scheme in ("dirichlet", "quantity") and not alpha > 0:
-        raise ValueError(f"federated: alpha = {alpha} must be > 0 (Dirichlet concentration)")
+        raise ValueError(f"alpha = {alpha} must be > 0 (Dirichlet concentration)")
     if scheme == "shards":
         if not 1 <= classes_per_client <= n_classes:
             raise ValueError(
-                f"federated: classes_per_client = {classes_per_client} must be in 1..{n_classes}"
+                f"classes_per_client = {classes_per_client} must be in 1..{n_classes}"
             )
         if clients * classes_per_client > n_examples:
             raise ValueError(
-                f"federated: clients * classes_per_client = {clients * classes_per_client} shards "
+                f"clients * classes_per_client = {clients * classes_per_client} shards "
                 f"but only {n_examples} training examples; use fewer clients or classes_per_client"
             )
 
@@ -155,7 +156,7 @@ def _dirichlet(labels: torch.Tensor, clients: int, alpha: float, n_classes: int,
         if min(len(g) for g in groups) >= 1:
             return groups
     raise ValueError(
-        f"federated: partition = 'dirichlet' with alpha = {alpha} left a client with no example "
+        f"partition = 'dirichlet' with alpha = {alpha} left a client with no example "
         f"in {_DIRICHLET_TRIES} draws; raise alpha or use fewer clients than {clients}"
     )
 

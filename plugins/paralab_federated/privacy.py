@@ -1,33 +1,57 @@
-"""DP-FedAvg as middleware: clip each client's update, add its share of Gaussian noise.
+"""Differential privacy as middleware: DP-FedAvg on client updates, DP-SGD on per-example
+gradients, with the privacy budget from Google's ``dp_accounting``.
 
-McMahan et al. 2018 ("Learning Differentially Private Recurrent Language Models"): each
-client's delta is clipped to L2 norm ``clip`` and the server adds Gaussian noise of standard
-deviation ``noise_multiplier * clip`` to the *sum* of the clipped deltas, averaged with a fixed
-weight per client (so one client moves the average by at most ``clip / m``). Here each of the
-``m`` clients of a round adds ``N(0, (noise_multiplier * clip)^2 / m)``: the sum carries exactly
-the central noise, and with secure aggregation the server never sees a less noisy sum
-(distributed DP, as in Kairouz et al. 2021).
+The one ``dp`` middleware acts wherever the spec's protocol lets it:
 
-The privacy budget comes from Google's ``dp_accounting`` (the accountant TensorFlow Privacy and
-TensorFlow Federated use; maintained, and it knows subsampled Gaussian mechanisms): each round
-is a Poisson-subsampled Gaussian event with sampling rate ``clients per round / clients``, the
-usual approximation of fixed-size sampling; ``accountant = "rdp"`` (Renyi DP, Mironov 2017) or
-``"pld"`` (privacy loss distributions, tighter).
+* **federated** (``paralab_process_update``), DP-FedAvg of McMahan et al. 2018 ("Learning
+  Differentially Private Recurrent Language Models"): each client's delta is clipped to L2 norm
+  ``clip`` and the server adds Gaussian noise of standard deviation ``noise_multiplier * clip``
+  to the *sum* of the clipped deltas, averaged with a fixed weight per client (so one client
+  moves the average by at most ``clip / m``). Here each of the ``m`` clients of a round adds
+  ``N(0, (noise_multiplier * clip)^2 / m)``: the sum carries exactly the central noise, and with
+  secure aggregation the server never sees a less noisy sum (distributed DP, as in Kairouz et
+  al. 2021). Each round is one Poisson-subsampled Gaussian event at rate
+  ``clients per round / clients`` (the usual approximation of fixed-size client sampling).
+* **supervised** (``paralab_process_gradients``), DP-SGD of Abadi et al. 2016: each example's
+  gradient is clipped to L2 norm ``clip`` (over all parameters together), the clipped gradients
+  are summed, ``N(0, (noise_multiplier * clip)^2)`` is added to every coordinate of the sum and
+  the result is divided by the *expected* batch size, as Opacus' ``DPOptimizer`` does. Each step
+  is one Poisson-subsampled Gaussian event at rate ``batch_size / N``. The supervised protocol
+  samples batches by Poisson when this middleware is on (the sampling the accountant assumes);
+  with its ``sampling = "shuffle"`` it keeps fixed-size shuffled batches, the common
+  approximation (e.g. TensorFlow Privacy's tutorials), which the epsilon does not strictly cover.
+
+``privacy/epsilon`` (for ``delta``) and ``privacy/delta`` are recorded after every round or
+epoch: ``accountant = "rdp"`` (Renyi DP, Mironov 2017) or ``"pld"`` (privacy loss
+distributions, tighter).
+
+The noise comes from torch's generator seeded by ``seed`` or, by default (``seed = None``), by
+the run's seed: a spec that sets no seed of its own gets noise that changes with the run's
+seed, never a fixed stream that a public default would let anyone subtract. It is still a
+pseudo-random simulation, reproducible from the run's seed (which ``result.json`` records):
+fit for research on private training, not for releasing a model whose noise must stay secret
+(that needs a cryptographic generator, Opacus' ``secure_mode``).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from paralab.context import Phase, RunContext, Update
-from paralab.hookspecs import hookimpl
+from paralab import Middleware, hookimpl
+from paralab_federated import ACCOUNTANTS
 from paralab_federated.schedule import seeded
 
-ACCOUNTANTS = ("rdp", "pld")
+if TYPE_CHECKING:
+    from paralab import PerExampleGradients, Phase, RunContext, Update
+
+__all__ = ["ACCOUNTANTS", "DPFedAvg", "clip_delta", "clip_per_example", "epsilon"]
+
+NOISE_STREAM = 7
+"""Tag of the noise generators in the seed chain (``seeded(seed, ..., NOISE_STREAM)``)."""
 
 
 def clip_delta(delta: dict[str, torch.Tensor],
@@ -38,9 +62,27 @@ def clip_delta(delta: dict[str, torch.Tensor],
     return {n: v * factor for n, v in delta.items()}, norm
 
 
+def clip_per_example(per_example: dict[str, torch.Tensor],
+                     clip: float) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Each example's gradient (row ``i`` of every tensor, together) scaled to L2 norm at most
+    ``clip``; also the norms before clipping, ``(rows,)``."""
+    if not per_example:
+        return {}, torch.zeros(0)
+    # Per tensor, then together: vector_norm scales against overflow, in the gradients' dtype
+    # (no float64, which some accelerators lack). unsqueeze: scalar parameters and empty
+    # batches flatten too.
+    parts = [torch.linalg.vector_norm(g.unsqueeze(-1).flatten(1), dim=1)
+             for g in per_example.values()]
+    norms = torch.linalg.vector_norm(torch.stack(parts, dim=1), dim=1)
+    factor = torch.where(norms > clip, clip / norms.clamp(min=1e-30), torch.ones_like(norms))
+    clipped = {n: g * factor.to(g.dtype).view(-1, *([1] * (g.dim() - 1)))
+               for n, g in per_example.items()}
+    return clipped, norms
+
+
 def epsilon(noise_multiplier: float, sample_rate: float, rounds: int, delta: float,
             accountant: str = "rdp") -> float:
-    """The epsilon of ``rounds`` Poisson-subsampled Gaussian rounds, for ``delta``."""
+    """The epsilon of ``rounds`` Poisson-subsampled Gaussian rounds (or steps), for ``delta``."""
     import dp_accounting
 
     if rounds == 0:
@@ -71,26 +113,39 @@ def epsilon(noise_multiplier: float, sample_rate: float, rounds: int, delta: flo
         absl_logger.setLevel(level)
 
 
-class DPFedAvg:
-    """Middleware: client-level clipping and Gaussian noise; records ``privacy/epsilon``."""
+class DPFedAvg(Middleware):
+    """Middleware: clipping and Gaussian noise of client updates (federated) or of per-example
+    gradients (supervised, DP-SGD); records ``privacy/epsilon`` and ``privacy/delta``.
+
+    Options are declared in the plugin's spec (``clip > 0``, ``noise_multiplier >= 0``, both
+    finite; ``0 < delta < 1``; ``accountant`` in ``rdp``, ``pld``; ``seed`` an int or None for
+    the run's seed); the module docstring says where the noise comes from.
+    """
 
     def __init__(self, clip: float = 1.0, noise_multiplier: float = 1.0, delta: float = 1e-5,
-                 accountant: str = "rdp", seed: int = 0) -> None:
-        if not clip > 0:
-            raise ValueError(f"dp: clip = {clip} must be > 0 (the L2 bound of a client update)")
-        if noise_multiplier < 0:
-            raise ValueError(f"dp: noise_multiplier = {noise_multiplier} must be >= 0")
-        if not 0 < delta < 1:
-            raise ValueError(f"dp: delta = {delta} must be in (0, 1)")
-        if accountant not in ACCOUNTANTS:
-            raise ValueError(f"dp: accountant = {accountant!r}; choose one of {list(ACCOUNTANTS)}")
+                 accountant: str = "rdp", seed: int | None = None) -> None:
         self.clip = float(clip)
         self.noise_multiplier = float(noise_multiplier)
         self.delta = float(delta)
         self.accountant = accountant
-        self.seed = int(seed)
+        self.seed = seed
         self.sample_rates: dict[int, float] = {}
-        """Round -> its client sampling rate, for the accountant."""
+        """Round -> its client sampling rate, for the accountant (federated)."""
+        self.steps = 0
+        """DP-SGD steps taken (supervised)."""
+        self.step_rate = 0.0
+        """The largest per-step sampling rate seen (supervised; constant in practice)."""
+        self.clipped = [0, 0]
+        """Examples clipped and examples seen since the last epoch closed (DP-SGD)."""
+        self._generator: torch.Generator | None = None
+
+    def noise_seed(self, run: RunContext | None) -> int:
+        """``seed`` when set, else the run's seed (0 outside a run, as in unit tests)."""
+        if self.seed is not None:
+            return int(self.seed)
+        return int(run.seed) if run is not None else 0
+
+    # ------------------------------------------------------------------ federated: DP-FedAvg
 
     @hookimpl(wrapper=True)
     def paralab_process_update(self, run: RunContext, update: Update) -> Any:
@@ -106,7 +161,7 @@ class DPFedAvg:
         clipped, norm = clip_delta(update.delta, self.clip)
         std = self.noise_multiplier * self.clip / math.sqrt(len(clients))
         source = update.source if isinstance(update.source, int) else 0
-        generator = seeded(self.seed, round_index, source, 7)
+        generator = seeded(self.noise_seed(run), round_index, source, NOISE_STREAM)
         noisy = {
             n: v + std * torch.randn(v.shape, generator=generator, dtype=v.dtype).to(v.device)
             for n, v in clipped.items()
@@ -116,7 +171,43 @@ class DPFedAvg:
         # A fixed weight per client bounds one client's influence on the average by clip / m.
         return update.replace(delta=noisy, weight=1.0, info=info)
 
+    # ----------------------------------------------------------------- supervised: DP-SGD
+
+    @hookimpl(wrapper=True)
+    def paralab_process_gradients(self, run: RunContext,
+                                  gradients: PerExampleGradients) -> Any:
+        gradients = yield
+        sampling = gradients.info.get("sampling") or {}
+        if "sample_rate" not in sampling:
+            raise ValueError(
+                "dp: the protocol did not say how it samples batches (phase info['sampling'] "
+                "with 'sample_rate'), so the privacy budget cannot be accounted"
+            )
+        clipped, norms = clip_per_example(gradients.per_example, self.clip)
+        std = self.noise_multiplier * self.clip
+        if self._generator is None:
+            # One stream for the whole run, from the seed chain: (seed, NOISE_STREAM).
+            self._generator = seeded(self.noise_seed(run), NOISE_STREAM)
+        summed = {}
+        for name, rows in clipped.items():
+            noise = torch.randn(rows.shape[1:], generator=self._generator, dtype=rows.dtype)
+            summed[name] = rows.sum(0) + std * noise.to(rows.device)
+        n_clipped = int((norms > self.clip).sum())
+        self.steps += 1
+        self.step_rate = max(self.step_rate, float(sampling["sample_rate"]))
+        self.clipped[0] += n_clipped
+        self.clipped[1] += len(norms)
+        info = {**gradients.info, "dp": {"noise_std": std, "clipped": n_clipped}}
+        return gradients.replace(per_example=clipped, summed=summed, info=info)
+
+    # ------------------------------------------------------------------------- accounting
+
     def epsilon(self) -> float:
+        """The budget spent so far: rounds (federated) or steps (DP-SGD) at their largest
+        sampling rate."""
+        if self.steps:
+            return epsilon(self.noise_multiplier, self.step_rate, self.steps, self.delta,
+                           self.accountant)
         if not self.sample_rates:
             return 0.0
         rate = max(self.sample_rates.values())
@@ -128,3 +219,10 @@ class DPFedAvg:
         if phase.kind == "round" and self.sample_rates:
             run.record("privacy/epsilon", self.epsilon())
             run.record("privacy/delta", self.delta)
+        elif self.steps:
+            run.record("privacy/epsilon", self.epsilon())
+            run.record("privacy/delta", self.delta)
+            run.record("privacy/steps", self.steps)
+            clipped, seen = self.clipped
+            run.record("privacy/clipped_fraction", clipped / seen if seen else 0.0)
+            self.clipped = [0, 0]

@@ -5,10 +5,16 @@ them on the chosen backend, pass every client's :class:`paralab.Update` through 
 middleware (``run.process_update``: DP, secure aggregation), aggregate, let the method's server
 step move the global model, then evaluate it on the test split and on every client's rows
 (the per-client accuracy distribution) and record the bytes sent and received.
+
+Options and their ranges are declared in the plugin's spec (``paralab_federated``); what
+depends on the data or on several components (the partition can be made from the train split,
+``backend = "ray"`` runs no loss terms, Ray is installed) is checked in :meth:`Federated.validate`,
+before any run folder exists.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import warnings
 from collections.abc import Sequence
@@ -16,18 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from paralab.context import Batch, Update
-from paralab.data import SharedDataset
-from paralab.evaluation import grouped_mean, predict
+from paralab import Batch, FederatedStrategy, Protocol, SharedDataset, Update, grouped_mean, predict
 from paralab_federated import partitions
 from paralab_federated.aggregation import weighted_mean
-from paralab_federated.backends import BACKENDS, ClientResults, LoopBackend, VmapBackend, describe
+from paralab_federated.backends import ClientResults, LoopBackend, VmapBackend, describe
 from paralab_federated.local_training import load_parameters, parameters_of, vmap_unsupported
-from paralab_federated.methods import FederatedMethod
 from paralab_federated.schedule import RoundPlan, plan_round
 
 if TYPE_CHECKING:
-    from paralab.context import RunContext
+    from paralab import RunContext
 
 STATE_KEY = "paralab_federated"
 PLOT_FILE = "federated_accuracy.png"
@@ -37,7 +40,7 @@ def _bytes(tensors: dict[str, torch.Tensor]) -> int:
     return sum(t.numel() * t.element_size() for t in tensors.values())
 
 
-class Federated:
+class Federated(Protocol):
     """Federated rounds over a partition of the train split (see the module docstring)."""
 
     def __init__(
@@ -61,32 +64,6 @@ class Federated:
         train_split: str = "train",
         eval_splits: Sequence[str] = ("test",),
     ) -> None:
-        problems = []
-        if partition not in partitions.SCHEMES:
-            problems.append(f"partition = {partition!r} is unknown; choose one of "
-                            f"{list(partitions.SCHEMES)}")
-        if clients < 1:
-            problems.append(f"clients = {clients} must be at least 1")
-        if partition in ("dirichlet", "quantity") and not alpha > 0:
-            problems.append(f"alpha = {alpha} must be > 0 (the Dirichlet concentration)")
-        if classes_per_client < 1:
-            problems.append(f"classes_per_client = {classes_per_client} must be at least 1")
-        if not 0 < fraction <= 1:
-            problems.append(f"fraction = {fraction} must be in (0, 1] (clients sampled per round)")
-        if not 0 <= stragglers < 1:
-            problems.append(f"stragglers = {stragglers} must be in [0, 1) (drop probability)")
-        for option, value in (("rounds", rounds), ("local_epochs", local_epochs),
-                              ("batch_size", batch_size), ("eval_every", eval_every)):
-            if value < 1:
-                problems.append(f"{option} = {value} must be at least 1")
-        if backend not in BACKENDS:
-            problems.append(f"backend = {backend!r} is unknown; choose one of {list(BACKENDS)}")
-        if not 0 <= target_accuracy <= 1:
-            problems.append(f"target_accuracy = {target_accuracy} must be in [0, 1] (0: off)")
-        if ray_num_cpus < 0:
-            problems.append(f"ray_num_cpus = {ray_num_cpus} must be >= 0 (0: all local CPUs)")
-        if problems:
-            raise ValueError("federated: " + "; ".join(problems))
         self.clients = int(clients)
         self.partition = partition
         self.alpha = float(alpha)
@@ -105,10 +82,47 @@ class Federated:
         self.target_accuracy = float(target_accuracy)
         self.train_split = train_split
         self.eval_splits = tuple(eval_splits)
+        self._partition: partitions.Partition | None = None
+
+    @property
+    def clients_per_round(self) -> int:
+        """Clients sampled each round (before stragglers drop out)."""
+        return max(1, round(self.fraction * self.clients))
+
+    # ------------------------------------------------------------------------- validating
+
+    def validate(self, run: RunContext) -> None:
+        """What the declared options cannot say alone: the splits exist, the partition can be
+        made from the train split (it is made here, once, and reused), and the backend can
+        run this spec."""
+        named = [("train_split", self.train_split)]
+        named += [(f"eval_splits[{i}]", split) for i, split in enumerate(self.eval_splits)]
+        for option, split in named:
+            if split not in run.dataset.splits:
+                raise ValueError(
+                    f"{option} = {split!r} is not a split of dataset {run.dataset.name!r}; its "
+                    f"splits: {', '.join(sorted(run.dataset.splits)) or 'none'}"
+                )
+        if self.backend == "ray":
+            if run.loss_terms:
+                raise ValueError(
+                    f"backend = 'ray' cannot run the spec's loss terms {sorted(run.loss_terms)} "
+                    f"in Ray workers (they hold the run's context); use backend = 'loop' or "
+                    f"'vmap', or remove the losses"
+                )
+            if importlib.util.find_spec("ray") is None:
+                raise ValueError(
+                    "backend = 'ray' needs the ray package, which is not installed here: "
+                    "pip install 'paralab[federated]', or use backend = 'vmap' or 'loop'"
+                )
+        self._partition = self.make_partition(run)  # ValueError naming the option
 
     # --------------------------------------------------------------------------- building
 
     def make_partition(self, run: RunContext) -> partitions.Partition:
+        """The clients of this run (made once: :meth:`validate` keeps it for :meth:`execute`)."""
+        if self._partition is not None:
+            return self._partition
         train = run.dataset.split(self.train_split)
         generator = torch.Generator().manual_seed(self._seed(run))
         # Index tensors stay on the CPU: minibatch plans are built there and moved once.
@@ -128,12 +142,7 @@ class Federated:
                       rows: torch.Tensor, model: torch.nn.Module) -> Any:
                 return run.extra_loss(Batch(xb, yb, rows, logits, model, run))
 
-        if self.backend == "ray":
-            if run.loss_terms:
-                raise ValueError(
-                    f"federated: backend = 'ray' cannot run the spec's loss terms "
-                    f"{sorted(run.loss_terms)} in Ray workers; use backend = 'loop' or 'vmap'"
-                )
+        if self.backend == "ray":  # validate() rejected loss terms
             from paralab_federated.ray_backend import RayBackend
 
             return RayBackend(run.model, x, y, address=self.ray_address,
@@ -150,15 +159,8 @@ class Federated:
     # ---------------------------------------------------------------------------- running
 
     def execute(self, run: RunContext) -> None:
-        method = run.method
-        if not isinstance(method, FederatedMethod):
-            raise TypeError(
-                f"federated: method {run.spec.method.name!r} is not a FederatedMethod; use "
-                "fedavg, fedsgd, fedprox, fedadam or fedyogi"
-            )
-        for split in self.eval_splits:
-            run.dataset.split(split)  # a missing split fails before training
-        partition = self.make_partition(run)  # bad client counts fail here, before training
+        method: FederatedStrategy = run.method  # checked against the interface at build
+        partition = self.make_partition(run)
         backend = self._backend(run)
         seed = self._seed(run)
         epochs, batch_size = method.client_settings(self.local_epochs, self.batch_size)

@@ -7,22 +7,30 @@ so the sum of the masked residues modulo ``2**bits`` equals the sum of the unmas
 the server learns the aggregate and nothing about one client's delta.
 
 The pairwise mask seeds stand in for the Diffie-Hellman key agreement of the real protocol (a
-secret of this middleware, ``seed``); clients that drop out before masking are simply left out
+secret of this middleware: ``seed``, by default the run's seed, so that masks are not the same
+public stream in every run); clients that drop out before masking are simply left out
 of the round's mask set (the protocol passes the clients that report). Dropout *after* masking
 (the protocol's secret-sharing recovery) is not simulated: the federated protocol re-masks the
 survivors instead.
+
+Masking needs company: with one client per round the "sum" is that client's update, so
+:meth:`SecureAggregation.validate` rejects a federated spec that samples fewer than two clients
+per round. It acts only on client updates (``paralab_process_update``): under a protocol with
+nothing to aggregate (``supervised``) the spec check rejects it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from paralab.context import RunContext, Update
-from paralab.hookspecs import hookimpl
+from paralab import Middleware, hookimpl
 from paralab_federated.aggregation import SECURE_KEY
 from paralab_federated.schedule import seeded
+
+if TYPE_CHECKING:
+    from paralab import RunContext, Update
 
 
 def encode(value: torch.Tensor, weight: float, precision: int, bits: int) -> torch.Tensor:
@@ -37,18 +45,38 @@ def pair_mask(shape: torch.Size, secret: int, round_index: int, low: int, high: 
     return torch.randint(0, 1 << bits, shape, generator=generator, dtype=torch.long).to(device)
 
 
-class SecureAggregation:
-    """Middleware: the update leaves masked; only the round's sum can be decoded."""
+class SecureAggregation(Middleware):
+    """Middleware: the update leaves masked; only the round's sum can be decoded.
 
-    def __init__(self, precision: int = 24, bits: int = 62, seed: int = 0) -> None:
-        if not 8 <= bits <= 62:
-            raise ValueError(f"secure_aggregation: bits = {bits} must be in 8..62")
-        if not 0 <= precision < bits - 8:
+    Options are declared in the plugin's spec (``8 <= bits <= 62``, ``precision >= 0``);
+    ``precision <= bits - 9`` (room for the integer part) is checked in :meth:`validate`.
+    """
+
+    def __init__(self, precision: int = 24, bits: int = 62, seed: int | None = None) -> None:
+        self.precision, self.bits, self.seed = int(precision), int(bits), seed
+
+    def validate(self, run: RunContext) -> None:
+        """``precision`` must leave ``bits`` room for the integer part, and a round must have
+        at least two clients for masks to hide anyone."""
+        if self.precision > self.bits - 9:
             raise ValueError(
-                f"secure_aggregation: precision = {precision} must be in 0..{bits - 9} "
-                f"(bits = {bits} leaves room for the integer part)"
+                f"precision = {self.precision} must be at most bits - 9 = {self.bits - 9} "
+                f"(bits = {self.bits} leaves room for the integer part); lower precision or "
+                f"raise bits"
             )
-        self.precision, self.bits, self.seed = int(precision), int(bits), int(seed)
+        per_round = getattr(run.protocol, "clients_per_round", None)
+        if per_round is not None and per_round < 2:
+            raise ValueError(
+                f"the federated protocol samples {per_round} client per round, so the masked "
+                f"sum would be that client's update; sample at least 2 (raise fraction or "
+                f"clients)"
+            )
+
+    def mask_secret(self, run: RunContext | None) -> int:
+        """``seed`` when set, else the run's seed (0 outside a run, as in unit tests)."""
+        if self.seed is not None:
+            return int(self.seed)
+        return int(run.seed) if run is not None else 0
 
     # tryfirst: the outermost wrapper, so it masks after every other middleware (DP) has acted.
     @hookimpl(wrapper=True, tryfirst=True)
@@ -59,12 +87,13 @@ class SecureAggregation:
         peers = [k for k in info.get("round_clients", [me]) if k != me]
         round_index = int(info.get("round", -1))
         modulus = 1 << self.bits
+        secret = self.mask_secret(run)
         masked = {}
         for position, (name, value) in enumerate(update.delta.items()):
             residue = encode(value, update.weight, self.precision, self.bits)
             for peer in peers:
                 low, high = min(me, peer), max(me, peer)
-                mask = pair_mask(value.shape, self.seed, round_index, low, high, position,
+                mask = pair_mask(value.shape, secret, round_index, low, high, position,
                                  self.bits, value.device)
                 residue = torch.remainder(residue + (mask if me < peer else modulus - mask),
                                           modulus)
