@@ -201,7 +201,7 @@ class OptimizerMethod(GradientMethod):
             value = batch.objective(batch)
         else:
             value = F.cross_entropy(batch.logits, batch.targets)
-        if run is not None and run.loss_terms:  # no "+ 0.0" autograd node without terms
+        if run is not None and getattr(run, "loss_terms", True):  # no "+ 0.0" node without terms
             value = value + run.extra_loss(batch)
         return value
 
