@@ -1,5 +1,7 @@
-"""Host overheads: hook dispatch through paralab against bare pluggy, and the cold start of
-``paralab plugins`` against ``python -c "import torch"``.
+"""Host overheads: hook dispatch through paralab against bare pluggy, the cold start of
+``paralab plugins`` against ``python -c "import torch"``, and a whole small ``paralab.run``
+(validate, build, interface checks, per-run plugin manager, health checks, evaluation) against
+a bare PyTorch loop taking the same optimizer steps.
 
     python benchmarks/host.py
 
@@ -76,12 +78,60 @@ def cold_start() -> dict[str, float]:
     return {"plugins_s": plugins, "import_torch_s": torch, "cold_start_speedup": torch / plugins}
 
 
+def run_overhead(repeat: int = 7) -> dict[str, float]:
+    """A 2-epoch digits MLP run through ``paralab.run`` (no output folder) against the same
+    steps in a bare loop (same model, batches, optimizer; one evaluation per epoch)."""
+    import torch
+
+    import paralab
+    from paralab.models import mlp
+
+    torch.set_num_threads(2)
+    spec = {"dataset": "digits", "model": {"name": "mlp", "hidden": [64]}, "output": None,
+            "protocol": {"name": "supervised", "epochs": 2, "batch_size": 32},
+            "method": {"name": "sgd", "lr": 0.05}, "device": "cpu"}
+    dataset = paralab.load_dataset("digits")
+    train, test = dataset.split("train"), dataset.split("test")
+
+    def bare() -> None:
+        torch.manual_seed(0)
+        model = mlp(dataset.info, hidden=[64])
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+        generator = torch.Generator().manual_seed(0)
+        for _ in range(2):
+            model.train()
+            for x, y, _rows in train.batches(32, shuffle=True, generator=generator):
+                loss = torch.nn.functional.cross_entropy(model(x), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            model.eval()
+            with torch.inference_mode():
+                (model(test.x).argmax(1) == test.y).float().mean()
+
+    paralab.run(spec)  # warm: the registry, imports and the dataset cache
+    bare()
+    paralab_times, bare_times = [], []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        paralab.run(spec)
+        paralab_times.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        bare()
+        bare_times.append(time.perf_counter() - started)
+    paralab_s, bare_s = statistics.median(paralab_times), statistics.median(bare_times)
+    return {"run_paralab_s": paralab_s, "run_bare_loop_s": bare_s,
+            "run_bare_over_paralab": bare_s / paralab_s}
+
+
 def main() -> None:
-    figures = {"benchmark": "host", **dispatch(), **cold_start()}
+    figures = {"benchmark": "host", **dispatch(), **cold_start(), **run_overhead()}
     print(f"hook dispatch: paralab {figures['paralab_us']:.2f} us, bare pluggy "
           f"{figures['pluggy_us']:.2f} us ({figures['observers']} implementations)")
     print(f"`paralab plugins`: {figures['plugins_s']:.3f} s; `import torch`: "
           f"{figures['import_torch_s']:.3f} s")
+    print(f"a 2-epoch digits run: paralab.run {figures['run_paralab_s']:.3f} s, the same steps "
+          f"in a bare loop {figures['run_bare_loop_s']:.3f} s")
     figures["goals_met"] = figures["dispatch_speedup"] >= 1 / 1.5 and figures["plugins_s"] < 0.5
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}))
 
