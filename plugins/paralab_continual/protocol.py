@@ -98,13 +98,8 @@ class Continual(Protocol):
         """Build the stream over the run's dataset and let the method check it; a
         ``ValueError`` (a :class:`~paralab_continual.scenarios.ScenarioError`) rejects the
         spec before any run folder exists. The stream is kept for :meth:`execute`."""
-        for option in ("train_split", "eval_split"):
-            split = self.options[option]
-            if split not in run.dataset.splits:
-                raise ValueError(
-                    f"{option} = {split!r} is not a split of dataset {run.dataset.name!r}; its "
-                    f"splits: {', '.join(sorted(run.dataset.splits)) or 'none'}"
-                )
+        run.dataset.check_splits(self.options["train_split"])
+        run.dataset.check_splits(self.options["eval_split"], train_option="eval_split")
         stream = build_stream(run.dataset, seed=run.seed, **self.options)
         run.method.check(stream, run.dataset)
         self.stream = stream

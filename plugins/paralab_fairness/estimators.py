@@ -197,14 +197,7 @@ class EstimatorProtocol(Protocol):
         dataset = run.dataset
         self._names = resolve_sensitive(self.sensitive, dataset, "protocol estimator")
         check_positive_class(self.positive_class, dataset, "protocol estimator")
-        named = [("train_split", self.train_split)]
-        named += [(f"eval_splits[{i}]", split) for i, split in enumerate(self.eval_splits)]
-        for option, split in named:
-            if split not in dataset.splits:
-                raise ValueError(
-                    f"protocol estimator: {option} = {split!r} is not a split of dataset "
-                    f"{dataset.name!r}; its splits: {', '.join(sorted(dataset.splits)) or 'none'}"
-                )
+        dataset.check_splits(self.train_split, self.eval_splits)
         targets = dataset.y[dataset.split(self.train_split).indices] == self.positive_class
         if int(targets.sum()) in (0, len(targets)):
             raise ValueError(

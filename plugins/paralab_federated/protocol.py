@@ -95,14 +95,7 @@ class Federated(Protocol):
         """What the declared options cannot say alone: the splits exist, the partition can be
         made from the train split (it is made here, once, and reused), and the backend can
         run this spec."""
-        named = [("train_split", self.train_split)]
-        named += [(f"eval_splits[{i}]", split) for i, split in enumerate(self.eval_splits)]
-        for option, split in named:
-            if split not in run.dataset.splits:
-                raise ValueError(
-                    f"{option} = {split!r} is not a split of dataset {run.dataset.name!r}; its "
-                    f"splits: {', '.join(sorted(run.dataset.splits)) or 'none'}"
-                )
+        run.dataset.check_splits(self.train_split, self.eval_splits)
         if self.backend == "ray":
             if run.loss_terms:
                 raise ValueError(

@@ -29,7 +29,6 @@ import torch
 
 from paralab import Protocol
 from paralab_neurosymbolic.logic import InferenceBudgetError, Program, Query
-from paralab_neurosymbolic.splits import check_splits
 
 if TYPE_CHECKING:
     from paralab import Batch, GradientMethod, RunContext
@@ -191,7 +190,7 @@ class Addition(Protocol):
                 f"{dataset.info.n_classes} classes"
             )
         width = 2 * self.n
-        for option, split in check_splits(dataset, self.train_split, self.eval_splits):
+        for option, split in dataset.check_splits(self.train_split, self.eval_splits):
             size = len(dataset.splits[split])
             if size < width:
                 raise ValueError(

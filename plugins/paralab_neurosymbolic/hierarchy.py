@@ -33,7 +33,6 @@ from paralab_neurosymbolic.semantic import (
     load_worlds,
     same_hierarchy,
 )
-from paralab_neurosymbolic.splits import check_splits
 
 if TYPE_CHECKING:
     from paralab import Batch, GradientMethod, RunContext, SharedDataset
@@ -145,7 +144,7 @@ class Hierarchical(Protocol):
         """The splits exist; the dataset's classes are the DAG's nodes; a ``hierarchy`` set
         in the spec is the one a ``class_hierarchy`` dataset carries (else it would be
         silently ignored)."""
-        check_splits(run.dataset, self.train_split, self.eval_splits)
+        run.dataset.check_splits(self.train_split, self.eval_splits)
         self.worlds(run)
         carried = run.dataset.meta.get("hierarchy")
         if (

@@ -31,14 +31,7 @@ class KernelProtocol(Protocol):
 
     def validate(self, run: RunContext) -> None:
         """Every split named must exist in the dataset."""
-        named = [("train_split", self.train_split)]
-        named += [(f"eval_splits[{i}]", split) for i, split in enumerate(self.eval_splits)]
-        for option, split in named:
-            if split not in run.dataset.splits:
-                raise ValueError(
-                    f"{option} = {split!r} is not a split of dataset {run.dataset.name!r}; its "
-                    f"splits: {', '.join(sorted(run.dataset.splits)) or 'none'}"
-                )
+        run.dataset.check_splits(self.train_split, self.eval_splits)
 
     def execute(self, run: RunContext) -> None:
         method: KernelMethod = run.method

@@ -9,7 +9,7 @@ chains of wrapped datasets lose (avalanche #1074).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,6 +127,29 @@ class SharedDataset:
             raise KeyError(
                 f"dataset {self.name!r} has no split {name!r}; splits: {sorted(self.splits)}"
             ) from None
+
+    def check_splits(self, train_split: str, eval_splits: Sequence[str] = (), *,
+                     train_option: str = "train_split",
+                     eval_option: str = "eval_splits") -> list[tuple[str, str]]:
+        """``(option, split)`` for the train split and each eval split a protocol names; a split
+        this dataset lacks is a ``ValueError`` naming the option (``eval_splits[1]``) and the
+        splits that exist, for a protocol's ``validate(run)`` to raise before training.
+
+        >>> from paralab.data import load_dataset
+        >>> load_dataset("iris").check_splits("train", ["tset"])
+        Traceback (most recent call last):
+        ...
+        ValueError: eval_splits[0] = 'tset' is not a split of dataset 'iris'; its splits: test, train
+        """
+        named = [(train_option, train_split)]
+        named += [(f"{eval_option}[{i}]", split) for i, split in enumerate(eval_splits)]
+        for option, split in named:
+            if split not in self.splits:
+                raise ValueError(
+                    f"{option} = {split!r} is not a split of dataset {self.name!r}; its "
+                    f"splits: {', '.join(sorted(self.splits)) or 'none'}"
+                )
+        return named
 
     def view(self, indices: torch.Tensor | None = None) -> DataView:
         """A view over ``indices`` (all rows when ``None``)."""

@@ -63,14 +63,7 @@ class Supervised(Protocol):
     def validate(self, run: RunContext) -> None:
         """Every split named must exist in the dataset; middleware on per-example gradients
         needs a model whose examples do not mix (no batch norm)."""
-        named = [("train_split", self.train_split)]
-        named += [(f"eval_splits[{i}]", split) for i, split in enumerate(self.eval_splits)]
-        for option, split in named:
-            if split not in run.dataset.splits:
-                raise ValueError(
-                    f"{option} = {split!r} is not a split of dataset {run.dataset.name!r}; its "
-                    f"splits: {', '.join(sorted(run.dataset.splits)) or 'none'}"
-                )
+        run.dataset.check_splits(self.train_split, self.eval_splits)
         acting = run.hooks.middleware_for(GRADIENT_HOOK)
         if acting and run.model is not None:
             mixing = sorted({type(m).__name__ for m in run.model.modules()
