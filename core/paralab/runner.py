@@ -204,12 +204,7 @@ def run(spec: ExperimentSpec | dict[str, Any] | str | Path, *, registry: Any = N
         context = _context(spec, registry, built, device, result, writer)
         _check(context, built, stage, registry)
         _execute(context, built, stage)
-        stage.set("hook")
-        result.status = "completed"
-        result.timings["total"] = time.perf_counter() - started
-        context.hooks.after_experiment(context, result)
-        result.packages = package_versions()
-        writer.finish(result)
+        _save(context, stage, started)
         return result
     except _Rejected as rejection:
         # Nothing was saved yet, so a rejected spec leaves no run folder behind.
@@ -347,6 +342,17 @@ def _execute(context: RunContext, built: _Built, stage: _Stage) -> None:
             audit = finalize(context)
             if audit is not None:
                 context.result.audits[name] = audit
+
+
+def _save(context: RunContext, stage: _Stage, started: float) -> None:
+    """Completed: ``paralab_after_experiment``, then the result's folder, written once more."""
+    stage.set("hook")
+    result = context.result
+    result.status = "completed"
+    result.timings["total"] = time.perf_counter() - started
+    context.hooks.after_experiment(context, result)
+    result.packages = package_versions()
+    context.writer.finish(result)
 
 
 def _failed(error: Exception, stage: _Stage, registry: Any, context: RunContext | None,
