@@ -53,6 +53,20 @@ from paralab.spec import ComponentRef, ExperimentSpec, SpecError
 
 __version__ = "0.1.0"
 
+
+def _absolute_data_root() -> None:
+    """Resolve a relative ``PARALAB_DATA`` once, at import, against the folder paralab
+    started in: a run or a test that changes directory later (and the subprocesses it
+    starts) still finds the data (``PARALAB_DATA=../shared/data pytest`` in the README)."""
+    import os
+
+    value = os.environ.get("PARALAB_DATA")
+    if value and not os.path.isabs(value):
+        os.environ["PARALAB_DATA"] = os.path.abspath(value)
+
+
+_absolute_data_root()
+
 _LAZY = {
     "run": "paralab.runner",
     "RunError": "paralab.runner",

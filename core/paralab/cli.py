@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -91,13 +93,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             "check-plugin": _check_plugin,
             "reproduce": _reproduce,
         }[args.command]
-        return handler(args, registry)
+        code = handler(args, registry)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below
+        return code
     except (PluginLoadError, UnknownPluginError) as error:
         print(f"paralab: {error}", file=sys.stderr)
         return 3
-    except KeyboardInterrupt:
-        print("paralab: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:
+        # Ctrl-C (SIGINT) or SIGTERM: the conventional 128 + signal number, 130 or 143.
+        number = getattr(interrupt, "signal", signal.SIGINT)
+        print(f"paralab: interrupted ({signal.Signals(number).name})", file=sys.stderr)
+        saved = getattr(getattr(interrupt, "result", None), "path", "")
+        if saved:
+            print(f"paralab: the run is marked interrupted; finished phases are in {saved}",
+                  file=sys.stderr)
+        return 128 + int(number)
+    except BrokenPipeError:
+        # The reader went away (`paralab plugins | head -1`): stop quietly, as Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 def _version(registry: Any) -> int:

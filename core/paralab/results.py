@@ -112,35 +112,75 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 class ResultWriter:
-    """Owns a run's folder; ``folder`` is ``None``-safe for runs that write nothing."""
+    """Owns a run's folder, claimed once the spec is accepted (:meth:`claim`); a run whose spec
+    says ``output = None`` writes nothing.
 
-    def __init__(self, folder: Path | None) -> None:
+    Claiming is an exclusive ``mkdir``: two runs of one spec started together each get their
+    own folder (``name``, ``name-2``, ...), and nothing is ever written into a folder that
+    another run made.
+    """
+
+    def __init__(self, output: str | os.PathLike[str] | None, name: str,
+                 folder: Path | None = None) -> None:
+        self.output = None if output is None else Path(output)
+        self.name = name
         self._folder = folder
 
     @property
     def folder(self) -> Path:
         if self._folder is None:
-            raise ValueError("this run has no output folder (spec.output is None)")
+            if self.output is None:
+                raise ValueError("this run has no output folder (spec.output is None)")
+            raise ValueError("the run's folder is claimed once its spec is accepted")
         return self._folder
 
     @property
     def enabled(self) -> bool:
+        return self.output is not None
+
+    @property
+    def claimed(self) -> bool:
         return self._folder is not None
 
-    def save(self, result: Result) -> None:
+    def claim(self) -> Path | None:
+        """Create this run's folder exclusively: ``output/name``, else the first free
+        ``output/name-N``. Returns it (``None`` when the run writes nothing)."""
+        if self.output is None or self._folder is not None:
+            return self._folder
+        self.output.mkdir(parents=True, exist_ok=True)
+        suffix = 1
+        while True:
+            folder = self.output / (self.name if suffix == 1 else f"{self.name}-{suffix}")
+            try:
+                folder.mkdir()
+            except FileExistsError:
+                suffix += 1
+                continue
+            self._folder = folder
+            return folder
+
+    def _claimed_for(self, result: Result) -> Path:
         if self._folder is None:
+            self.claim()
+        result.path = str(self.folder)
+        return self.folder
+
+    def save(self, result: Result) -> None:
+        if self.output is None:
             return
-        write_atomic(self._folder / RESULT_FILE, json.dumps(result.to_dict(), indent=2) + "\n")
+        text = json.dumps(result.to_dict(), indent=2) + "\n"
+        write_atomic(self._claimed_for(result) / RESULT_FILE, text)
 
     def finish(self, result: Result) -> None:
         """The last save, with the plot and the summary."""
-        if self._folder is None:
+        if self.output is None:
             return
+        folder = self._claimed_for(result)
         points = result.curve()
         if len(points) >= 1:
             self.plot(result, points)
         result.artifacts.setdefault("summary", SUMMARY_FILE)
-        write_atomic(self._folder / SUMMARY_FILE, summary(result))
+        write_atomic(folder / SUMMARY_FILE, summary(result))
         self.save(result)
 
     def plot(self, result: Result, points: list[tuple[int, float]]) -> None:

@@ -23,6 +23,8 @@ from __future__ import annotations
 import functools
 import platform
 import random
+import signal
+import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -107,15 +109,43 @@ def _installed_version(name: str) -> str | None:
         return None
 
 
-def _output_folder(spec: ExperimentSpec) -> Path | None:
+def _check_output(spec: ExperimentSpec) -> None:
+    """``output`` must be a folder or not exist yet (found before training, not after)."""
     if spec.output is None:
-        return None
-    base = Path(spec.output) / spec.name
-    folder, suffix = base, 1
-    while (folder / "result.json").exists():
-        suffix += 1
-        folder = base.with_name(f"{base.name}-{suffix}")
-    return folder
+        return
+    output = Path(spec.output)
+    for parent in (output, *output.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise SpecError([f"output = {spec.output!r}: {parent} is a file, not a folder"])
+            return
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived during a run; ``signal`` says which (the CLI exits 128 + it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signal = signum
+
+
+@contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into :class:`RunInterrupted` while a run is in progress (SIGINT already is a
+    ``KeyboardInterrupt``), so the run can record that it was interrupted. Only the main
+    thread can set signal handlers; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise RunInterrupted(signum)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class ContractError(TypeError):
@@ -191,26 +221,37 @@ def run(spec: ExperimentSpec | dict[str, Any] | str | Path, *, registry: Any = N
     spec = ExperimentSpec.coerce(spec)
     registry = registry or get_registry()
     spec.validate(registry)
+    _check_output(spec)
+    try:
+        device = resolve_device(spec.device)
+    except RuntimeError as error:
+        raise SpecError([f"device = {spec.device!r}: {error}"]) from None
     started = time.perf_counter()
-    device = resolve_device(spec.device)
     seed_everything(spec.seed)
-    writer = ResultWriter(_output_folder(spec))
-    result = Result(name=spec.name, spec=spec.to_dict(), seed=spec.seed, device=str(device),
-                    path=str(writer.folder) if writer.enabled else "")
+    writer = ResultWriter(spec.output, spec.name)
+    result = Result(name=spec.name, spec=spec.to_dict(), seed=spec.seed, device=str(device))
     stage = _Stage(registry)
     context: RunContext | None = None
-    try:
-        built = _build(spec, registry, stage, device, result)
-        context = _context(spec, registry, built, device, result, writer)
-        _check(context, built, stage, registry)
-        _execute(context, built, stage)
-        _save(context, stage, started)
-        return result
-    except _Rejected as rejection:
-        # Nothing was saved yet, so a rejected spec leaves no run folder behind.
-        raise SpecError([rejection.problem]) from rejection.__cause__
-    except Exception as error:
-        raise _failed(error, stage, registry, context, result, writer, started) from error
+    with _signals_interrupt():
+        try:
+            built = _build(spec, registry, stage, device, result)
+            context = _context(spec, registry, built, device, result, writer)
+            _check(context, built, stage, registry)
+            writer.claim()  # the spec is accepted: now the run has a folder of its own
+            result.path = str(writer.folder) if writer.enabled else ""
+            _execute(context, built, stage)
+            _save(context, stage, started)
+            return result
+        except _Rejected as rejection:
+            # Nothing was saved yet, so a rejected spec leaves no run folder behind.
+            raise SpecError([rejection.problem]) from rejection.__cause__
+        except KeyboardInterrupt as interrupt:
+            _interrupted(interrupt, stage, context, result, writer, started)
+            interrupt.result = result  # type: ignore[attr-defined] # the CLI names the folder
+            raise
+        except (Exception, SystemExit) as error:
+            # SystemExit too: a plugin calling sys.exit() fails the run, not the process.
+            raise _failed(error, stage, registry, context, result, writer, started) from error
 
 
 def _build(spec: ExperimentSpec, registry: Any, stage: _Stage, device: torch.device,
@@ -355,7 +396,37 @@ def _save(context: RunContext, stage: _Stage, started: float) -> None:
     context.writer.finish(result)
 
 
-def _failed(error: Exception, stage: _Stage, registry: Any, context: RunContext | None,
+def _interrupted(interrupt: KeyboardInterrupt, stage: _Stage, context: RunContext | None,
+                 result: Result, writer: ResultWriter, started: float) -> None:
+    """Ctrl-C or SIGTERM: the result says ``interrupted`` (and where), ``paralab_on_error``
+    runs, and the folder gets its summary and plot, as after a failure."""
+    phase = context.current_phase if context is not None else None
+    name = getattr(interrupt, "signal", None)
+    result.status = "interrupted"
+    result.error = {
+        "plugin": None,
+        "stage": stage.kind,
+        "component": stage.name,
+        "type": signal.Signals(name).name if name else "KeyboardInterrupt",
+        "message": "the run was interrupted",
+        "phase": None if phase is None else {"kind": phase.kind, "index": phase.index},
+        "traceback": "",
+    }
+    result.timings["total"] = time.perf_counter() - started
+    result.packages = package_versions()
+    if context is not None:
+        try:
+            context.hooks.on_error(context, interrupt, phase)
+        except Exception:  # noqa: BLE001 - on_error must not mask the interrupt
+            logger.exception("a paralab_on_error implementation raised")
+    if writer.enabled:
+        try:
+            writer.finish(result)
+        except Exception:  # noqa: BLE001 - keep what can be kept
+            writer.save(result)
+
+
+def _failed(error: BaseException, stage: _Stage, registry: Any, context: RunContext | None,
             result: Result, writer: ResultWriter, started: float) -> RunError:
     """Record the failure in the result (and its folder); the error to raise."""
     if isinstance(error, ComponentFailure):

@@ -126,6 +126,10 @@ class ExperimentSpec:
             value = getattr(self, key)
             if isinstance(value, (str, Mapping, ComponentRef)):
                 value = [value]
+            if value is not None and not isinstance(value, (list, tuple)):
+                problems.append(f"{key}: expected a list of components (names or tables), got "
+                                f"{type(value).__name__} {value!r}")
+                value = ()
             refs = []
             for position, item in enumerate(value or ()):
                 try:
@@ -135,6 +139,8 @@ class ExperimentSpec:
             object.__setattr__(self, key, tuple(refs))
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             problems.append(f"seed: expected an integer, got {self.seed!r}")
+        elif not 0 <= self.seed < 2**63:
+            problems.append(f"seed = {self.seed}: must be in [0, 2**63) (torch's seed range)")
         if not isinstance(self.device, str) or not _valid_device(self.device):
             problems.append(
                 f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}"
@@ -143,6 +149,10 @@ class ExperimentSpec:
             problem = option.problem(getattr(self, key))
             if problem:
                 problems.append(f"{key} = {getattr(self, key)!r}: {problem}")
+        if isinstance(self.name, str):
+            problem = name_problem(self.name)
+            if problem:
+                problems.append(f"name = {self.name!r}: {problem}")
         if problems:
             raise SpecError(problems)
 
@@ -169,12 +179,18 @@ class ExperimentSpec:
     def from_toml(cls, path: str | os.PathLike[str]) -> ExperimentSpec:
         """Read a spec file; its ``name`` defaults to the file's stem."""
         path = Path(path)
+        if not path.exists():
+            raise SpecError([f"no such spec file: {path}"])
+        if not path.is_file():  # a folder, or a FIFO that would block the read
+            raise SpecError([f"{path} is not a regular file: a spec is a TOML file"])
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise SpecError([f"no such spec file: {path}"]) from None
+        except UnicodeDecodeError as error:
+            raise SpecError([f"not UTF-8 text (TOML files are UTF-8): {error}"], str(path)) from None
         except tomllib.TOMLDecodeError as error:
             raise SpecError([f"not valid TOML: {error}"], str(path)) from None
+        except RecursionError:
+            raise SpecError(["TOML nested too deeply to read"], str(path)) from None
         data.setdefault("name", path.stem)
         return cls.from_dict(data, str(path))
 
@@ -254,6 +270,24 @@ class ExperimentSpec:
             problems += _ignored_components(self, protocol, specs, registry)
         if problems:
             raise SpecError(problems)
+
+
+_NAME_BYTES = 200
+"""Room left in a file name of 255 bytes for the ``-N`` suffix of a repeated run."""
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be the run's folder: it must be one plain path component (no
+    ``/``, ``\\``, NUL, ``.`` or ``..``), so that it stays inside ``output``."""
+    if "\x00" in name:
+        return "contains a NUL character"
+    if "/" in name or "\\" in name:
+        return "must be one folder name, without '/' or '\\' (it names a folder inside output)"
+    if name.strip() in (".", ".."):
+        return "'.' and '..' are not folder names"
+    if len(name.encode("utf-8")) > _NAME_BYTES:
+        return f"longer than {_NAME_BYTES} bytes (a folder name holds 255)"
+    return None
 
 
 def _valid_device(device: str) -> bool:
