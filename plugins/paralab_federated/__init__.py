@@ -60,6 +60,8 @@ _FEDERATED_OPTIONS = {
     "local_epochs": count(1, help="local epochs of each client per round"),
     "batch_size": count(16, help="local minibatch size"),
     "stragglers": Option(0.0, ge=0, lt=1, help="probability that a sampled client drops out"),
+    "max_client_failures": fraction(
+        0.5, help="share of a round's clients that may fail; more (or all) fails the run"),
     "backend": one_of("vmap", BACKENDS, help="vmap: one vectorized computation; loop; ray"),
     "eval_every": count(1, help="rounds between evaluations (the last is always evaluated)"),
     "client_eval": Option(True, help="evaluate the per-client accuracy distribution"),

@@ -2,7 +2,8 @@
 
 A backend takes a :class:`RoundPlan` and the global parameters and returns each client's delta,
 its local loss, and the clients whose update raised (with the error), so that the protocol can
-report them and aggregate the rest.
+report them, aggregate the rest, and fail the run when too many of a round's clients failed
+(``max_client_failures``).
 """
 
 from __future__ import annotations
@@ -23,9 +24,20 @@ __all__ = ["BACKENDS", "ClientResults", "LoopBackend", "VmapBackend", "describe"
 
 @dataclass
 class ClientResults:
+    """One round's client outcomes: deltas and losses of the clients that trained, and for
+    those that raised, the error as text (``failures``, recorded in ``result.json``) and the
+    exception itself (``errors``: the protocol re-raises the first one's origin when the round
+    fails, so the run names the component that raised, e.g. a loss term)."""
+
     deltas: dict[int, Params] = field(default_factory=dict)
     losses: dict[int, float] = field(default_factory=dict)
     failures: dict[int, str] = field(default_factory=dict)
+    errors: dict[int, BaseException] = field(default_factory=dict)
+
+    def fail(self, client: int, error: BaseException) -> None:
+        """Record that ``client``'s local training raised ``error``."""
+        self.failures[client] = describe(error)
+        self.errors[client] = error
 
 
 def describe(error: BaseException) -> str:
@@ -50,7 +62,7 @@ class LoopBackend:
                 delta, loss = train_client(self.model, global_params, self.x, self.y,
                                            plan.batches[k], lr, mu, self.extra)
             except Exception as error:  # noqa: BLE001 - reported with the client id, round goes on
-                results.failures[k] = describe(error)
+                results.fail(k, error)
                 continue
             results.deltas[k], results.losses[k] = delta, loss
         return results

@@ -6,6 +6,13 @@ middleware (``run.process_update``: DP, secure aggregation), aggregate, let the 
 step move the global model, then evaluate it on the test split and on every client's rows
 (the per-client accuracy distribution) and record the bytes sent and received.
 
+Failures are told apart by who raised. A client whose *local training* raises is skipped with
+a warning and the round aggregates the others, unless more than ``max_client_failures`` of
+the round's clients (or all of them) failed: then the run fails, naming the round and the
+first client's error. A *middleware* that raises is not a client failure (it would raise for
+every client, and the run would "complete" with an untrained model): the run fails at once,
+naming the middleware.
+
 Options and their ranges are declared in the plugin's spec (``paralab_federated``); what
 depends on the data or on several components (the partition can be made from the train split,
 ``backend = "ray"`` runs no loss terms, Ray is installed) is checked in :meth:`Federated.validate`,
@@ -18,14 +25,24 @@ import importlib.util
 import math
 import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import torch
 
-from paralab import Batch, FederatedStrategy, Protocol, SharedDataset, Update, grouped_mean, predict
+from paralab import (
+    Batch,
+    ComponentFailure,
+    FederatedStrategy,
+    Protocol,
+    SharedDataset,
+    Update,
+    grouped_mean,
+    predict,
+)
 from paralab_federated import partitions
 from paralab_federated.aggregation import weighted_mean
-from paralab_federated.backends import ClientResults, LoopBackend, VmapBackend, describe
+from paralab_federated.backends import ClientResults, LoopBackend, VmapBackend
 from paralab_federated.local_training import load_parameters, parameters_of, vmap_unsupported
 from paralab_federated.schedule import RoundPlan, plan_round
 
@@ -38,6 +55,36 @@ PLOT_FILE = "federated_accuracy.png"
 
 def _bytes(tensors: dict[str, torch.Tensor]) -> int:
     return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+class ClientFailures(RuntimeError):
+    """More than ``max_client_failures`` of a round's clients failed (or all of them): the
+    round's aggregate would be a biased few clients or nothing, so the run fails."""
+
+
+def _middleware_name(plugin_name: str) -> str:
+    """``"middleware[0]:dp"`` (how the runner registers a run's middleware) -> ``"dp"``."""
+    return plugin_name.split(":", 1)[1] if ":" in plugin_name else plugin_name
+
+
+def raising_middleware(run: RunContext, tb: TracebackType | None) -> str:
+    """The name of the run's middleware whose ``paralab_process_update`` raised, read from the
+    traceback: the innermost frame running one of the middleware's hook implementations (a
+    frame's ``self`` tells apart two entries of one middleware class). ``""`` when no frame is
+    one (then the host names the plugin from the traceback alone)."""
+    impls = [impl for impl in run.hooks.pm.hook.paralab_process_update.get_hookimpls()
+             if impl.plugin_name.startswith("middleware[")]
+    found = ""
+    while tb is not None:
+        frame = tb.tb_frame
+        for impl in impls:
+            if (getattr(impl.function, "__code__", None) is frame.f_code
+                    and frame.f_locals.get("self", impl.plugin) is impl.plugin):
+                found = _middleware_name(impl.plugin_name)
+        tb = tb.tb_next
+    if not found and len({_middleware_name(i.plugin_name) for i in impls}) == 1:
+        found = _middleware_name(impls[0].plugin_name)
+    return found
 
 
 class Federated(Protocol):
@@ -54,6 +101,7 @@ class Federated(Protocol):
         local_epochs: int = 1,
         batch_size: int = 16,
         stragglers: float = 0.0,
+        max_client_failures: float = 0.5,
         backend: str = "vmap",
         eval_every: int = 1,
         client_eval: bool = True,
@@ -73,6 +121,7 @@ class Federated(Protocol):
         self.local_epochs = int(local_epochs)
         self.batch_size = int(batch_size)
         self.stragglers = float(stragglers)
+        self.max_client_failures = float(max_client_failures)
         self.backend = backend
         self.eval_every = int(eval_every)
         self.client_eval = bool(client_eval)
@@ -171,9 +220,10 @@ class Federated(Protocol):
                               stragglers=self.stragglers, epochs=epochs, batch_size=batch_size)
             with run.phase("round", r, clients=plan.clients, dropped=plan.dropped) as phase:
                 results = backend.train(plan, params, method.lr, method.mu)
-                updates = self._process(run, plan, results, partition.n_clients)
                 for k, error in sorted(results.failures.items()):
                     self._report_failure(run, r, k, error)
+                self._check_failures(run, plan, results)
+                updates = self._process(run, plan, results, partition.n_clients)
                 if updates:
                     params = method.server_step(params, weighted_mean(updates), r)
                     load_parameters(run.model, params)
@@ -218,27 +268,61 @@ class Federated(Protocol):
         run.record("federated/rounds_to_target", round_index + 1)
         return True
 
+    def _check_failures(self, run: RunContext, plan: RoundPlan, results: ClientResults) -> None:
+        """Fail the run when more than ``max_client_failures`` of the round's training clients
+        (stragglers excluded: they never trained), or every one of them, failed."""
+        failed, trained = len(results.failures), len(plan.clients)
+        if not failed or (failed < trained and failed <= self.max_client_failures * trained):
+            return
+        first = min(results.failures)
+        message = (f"round {plan.round}: {failed} of {trained} clients failed, more than "
+                   f"max_client_failures = {self.max_client_failures:g} allows"
+                   if failed < trained else
+                   f"round {plan.round}: all {trained} clients failed")
+        message += f"; the first, client {first}: {results.failures[first]}"
+        run.result.metrics["federated/failures"] = list(run.state[STATE_KEY]["failures"])
+        self._raise_client_error(ClientFailures(message), results.errors.get(first))
+
+    @staticmethod
+    def _raise_client_error(error: ClientFailures, origin: BaseException | None) -> NoReturn:
+        """Raise ``error`` carrying the first client's traceback, so the host names the plugin
+        whose code raised; a loss term's failure (a :class:`ComponentFailure`) keeps naming
+        that loss term."""
+        if origin is None:
+            raise error
+        cause = origin.__cause__ if isinstance(origin, ComponentFailure) else origin
+        error = error.with_traceback((cause or origin).__traceback__)
+        if isinstance(origin, ComponentFailure):
+            error.__cause__ = cause  # the traceback shows the client's own error
+            raise ComponentFailure(origin.kind, origin.name, error) from error
+        raise error from origin
+
     def _process(self, run: RunContext, plan: RoundPlan, results: ClientResults,
                  n_clients: int) -> list[Update]:
-        """Every client's update through the middleware; a client whose update raises is
-        dropped and the round's survivors are processed again (so pairwise masks of secure
-        aggregation are made over the clients that really report)."""
+        """Every trained client's update through the run's middleware (all of them know the
+        round's reporting clients, so secure aggregation's pairwise masks cancel)."""
         survivors = [k for k in plan.clients if k in results.deltas]
-        while True:
-            updates, failed = [], False
-            for k in survivors:
-                info = {"round": plan.round, "round_clients": list(survivors),
-                        "round_sampled": list(plan.sampled), "num_clients": n_clients}
-                update = Update(delta=results.deltas[k], source=k, weight=plan.weights[k],
-                                info=info)
-                try:
-                    updates.append(run.process_update(update))
-                except Exception as error:  # noqa: BLE001 - reported with the client id
-                    results.failures[k] = f"middleware: {describe(error)}"
-                    failed = True
-            if not failed:
-                return updates
-            survivors = [k for k in survivors if k not in results.failures]
+
+        def update(k: int) -> Update:
+            info = {"round": plan.round, "round_clients": list(survivors),
+                    "round_sampled": list(plan.sampled), "num_clients": n_clients}
+            return Update(delta=results.deltas[k], source=k, weight=plan.weights[k], info=info)
+
+        return [self._through_middleware(run, update(k)) for k in survivors]
+
+    @staticmethod
+    def _through_middleware(run: RunContext, update: Update) -> Update:
+        """``run.process_update``; what raises there is the middleware's failure, not the
+        client's: it fails the run at once as a ``ComponentFailure`` naming the middleware."""
+        try:
+            return run.process_update(update)
+        except ComponentFailure:
+            raise
+        except Exception as error:
+            error.add_note(f"(middleware processing the update of client {update.source} "
+                           f"in round {update.info.get('round')})")
+            raise ComponentFailure("middleware", raising_middleware(run, error.__traceback__),
+                                   error) from error
 
     def _report_failure(self, run: RunContext, round_index: int, client: int, error: str) -> None:
         message = (f"federated: client {client} failed in round {round_index} and was "

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from paralab_federated.backends import ClientResults, describe
+from paralab_federated.backends import ClientResults
 from paralab_federated.local_training import Params, train_client
 from paralab_federated.schedule import RoundPlan
 
@@ -77,7 +77,7 @@ class RayBackend:
             try:
                 delta, loss = self.ray.get(future)
             except Exception as error:  # noqa: BLE001 - a failed task is that client's failure
-                results.failures[k] = describe(getattr(error, "cause", None) or error)
+                results.fail(k, getattr(error, "cause", None) or error)
                 continue
             results.deltas[k] = {n: v.to(self.device) for n, v in delta.items()}
             results.losses[k] = loss
