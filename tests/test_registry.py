@@ -183,3 +183,56 @@ def test_unknown_component_message_names_providers_and_suggests() -> None:
     message = str(error.value)
     assert "did you mean 'sgd'" in message
     assert "sgd (paralab)" in message and "adam (paralab)" in message
+
+
+def test_record_fields_are_checked_by_their_annotations() -> None:
+    """Lists where tuples of str are declared are normalised; an Option inside ``options`` is
+    checked field by field; bools, names and factories by their own rules."""
+    from paralab import MethodSpec, ModelSpec, Option
+    from paralab_registry.validation import RecordError, checked_record
+
+    spec = MethodSpec(name="m", factory="pkg.mod:make", protocols=["supervised"])
+    assert checked_record(spec, kind="method", hook="paralab_methods", index=0) == {
+        "protocols": ("supervised",)}
+    bad = [
+        (MethodSpec(name="m", factory="pkg:make", protocols="supervised"), "'protocols'"),
+        (MethodSpec(name="m", factory="pkg:make", applies_losses="yes"), "'applies_losses'"),
+        (ModelSpec(name="a b", factory="pkg:make"), "'name'"),
+        (ModelSpec(name="", factory="pkg:make"), "'name'"),
+        (ModelSpec(name="m", factory="no_colon"), "'factory'"),
+        (ModelSpec(name="m", factory="pkg:make", options={1: 2}), "'options'"),
+        (ModelSpec(name="m", factory="pkg:make", options={"w": Option(1, help=3)}),
+         "Option.help"),
+        (ModelSpec(name="m", factory="pkg:make", example=[("epochs", 1)]), "'example'"),
+    ]
+    for record, field in bad:
+        with pytest.raises(RecordError, match=field) as error:
+            checked_record(record, kind=record.kind, hook="paralab_x", index=2)
+        assert "paralab_x record #2" in str(error.value)
+    with pytest.raises(RecordError, match="must yield model specs"):
+        checked_record(spec, kind="model", hook="paralab_models", index=0)
+
+
+def test_a_plugin_is_found_by_its_distribution_name(tmp_path: Path) -> None:
+    with on_path(plugins_folder(tmp_path)):
+        registry = registry_for(tmp_path)
+        assert registry.plugin("good-plugin").name == "good"
+        assert registry.plugin("Good_Plugin").name == "good"
+        with pytest.raises(UnknownPluginError):
+            registry.plugin("no-such-distribution")
+
+
+def test_a_bundled_name_is_kept_even_when_the_bundled_plugin_failed(tmp_path: Path) -> None:
+    """The bundled distribution's entry points are claimed first, so a third-party plugin
+    cannot take the name even of a bundled plugin that failed or comes later by name."""
+    make_distribution(tmp_path, "aaa-hijack", "9.0.0", {"paralab_quantum": "aaa_hijack"},
+                      {"aaa_hijack.py": GOOD})
+    with on_path(tmp_path):
+        registry = registry_for(tmp_path)
+        assert registry.plugin("paralab_quantum").distribution == "paralab"
+        refused = registry.plugin("paralab_quantum@aaa-hijack")
+        assert refused.status == FAILED
+        assert "aaa-hijack 9.0.0" in refused.reason and "paralab 0.1.0" in refused.reason
+        assert "good_model" not in registry.components["model"]
+        names = [record.name for record in registry.plugins()]
+        assert names.index("paralab_quantum") < names.index("paralab_quantum@aaa-hijack")

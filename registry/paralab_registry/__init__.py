@@ -18,9 +18,11 @@ from paralab_registry.records import (
     FAILED,
     INCOMPATIBLE,
     STATUSES,
+    NameClash,
     PluginRecord,
 )
 from paralab_registry.settings import LoadSettings
+from paralab_registry.validation import RecordError
 
 __all__ = [
     "ACTIVE",
@@ -29,8 +31,10 @@ __all__ = [
     "INCOMPATIBLE",
     "STATUSES",
     "LoadSettings",
+    "NameClash",
     "PluginLoadError",
     "PluginRecord",
+    "RecordError",
     "PluginRegistry",
     "UnknownComponentError",
     "UnknownPluginError",

@@ -5,15 +5,29 @@ and the contribution hooks to index. It imports only pluggy and the standard lib
 listing plugins never imports torch; each plugin's top-level module must stay light too.
 
 A plugin that fails to import, declares an incompatible API, implements a hook that matches no
-spec, raises in a contribution hook or contributes a name another plugin already took is
-recorded with its reason and skipped; everything else goes on. In strict mode each of those is
-fatal (:class:`PluginLoadError`).
+spec, raises in a contribution hook (any ``BaseException``: ``SystemExit`` and a plugin's own
+``KeyboardInterrupt`` too, see :mod:`paralab_registry.containment`), yields a malformed record
+(see :mod:`paralab_registry.validation`) or claims a name another plugin holds is recorded with
+its reason and skipped; everything else goes on. In strict mode each of those is fatal
+(:class:`PluginLoadError`, naming the plugin that failed).
+
+Names, and who keeps them: plugins load in a fixed order, the host's builtins first, then the
+entry points of the bundled distribution (the one that ships the host, named like the pluggy
+project: ``paralab``), then every other entry point in (name, distribution) order. A plugin
+name or a component name (kind, name) belongs to the first plugin in that order that claims
+it; any later claimant fails with a reason naming both plugins, distributions and versions.
+So a bundled plugin's names can never be taken by a third-party distribution, whatever the
+order of ``sys.path``, and between two third-party distributions the first in that order wins.
+A refused duplicate entry point is recorded as ``NAME@DISTRIBUTION``. Component names of a
+bundled plugin are reserved only while it is loaded (``-p no:NAME`` frees them); its plugin
+name always is.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import re
 import sys
 import traceback
 from collections.abc import Callable, Iterable, Mapping
@@ -24,12 +38,25 @@ from typing import Any
 
 import pluggy
 
-from paralab_registry.records import ACTIVE, DISABLED, FAILED, INCOMPATIBLE, PluginRecord
+from paralab_registry.containment import SigintWatch, is_users_interrupt
+from paralab_registry.records import (
+    ACTIVE,
+    DISABLED,
+    FAILED,
+    INCOMPATIBLE,
+    NameClash,
+    PluginRecord,
+)
 from paralab_registry.settings import LoadSettings
+from paralab_registry.validation import RecordError, checked_record
 
 
 class PluginLoadError(RuntimeError):
-    """A plugin failed to load in strict mode."""
+    """A plugin failed to load in strict mode; ``record`` is the plugin that failed."""
+
+    def __init__(self, message: str, record: PluginRecord | None = None) -> None:
+        super().__init__(message)
+        self.record = record
 
 
 class UnknownPluginError(LookupError):
@@ -70,6 +97,8 @@ class PluginRegistry:
     :param contribution_hooks: component kind -> the hook that yields specs of that kind.
     :param builtins: ``(name, plugin)`` pairs registered first, always, like any plugin.
     :param settings: which plugins to load (default: from the environment).
+    :param bundled_distribution: the distribution whose plugins are the host's own (their
+        names cannot be taken); default: the distribution named like ``project``.
     """
 
     def __init__(
@@ -83,6 +112,7 @@ class PluginRegistry:
         builtins: Iterable[tuple[str, object]] = (),
         settings: LoadSettings | None = None,
         entry_points: Callable[[], Iterable[metadata.EntryPoint]] | None = None,
+        bundled_distribution: str | None = None,
     ) -> None:
         self.project = project
         self.group = group
@@ -93,6 +123,10 @@ class PluginRegistry:
         self.pm = pluggy.PluginManager(project)
         self.pm.add_hookspecs(hookspecs)
         self.records: dict[str, PluginRecord] = {}
+        self.clashes: list[NameClash] = []
+        """Every refused claim on a name, for ``check-plugin`` and ``paralab plugins``."""
+        self.bundled_distribution = canonical(bundled_distribution or project)
+        self._claims: dict[str, PluginRecord] = {}
         self.components: dict[str, dict[str, Any]] = {kind: {} for kind in contribution_hooks}
         self._modules: dict[str, str] = {}
         self._entry_points = entry_points or self._discover
@@ -108,40 +142,72 @@ class PluginRegistry:
         return list(metadata.entry_points(group=self.group))
 
     def load(self) -> PluginRegistry:
-        """Register the builtins, then every selected entry point in name order (once)."""
+        """Register the builtins, then the selected entry points in load order (once)."""
         if self._loaded:
             return self
         self._loaded = True
-        for name, plugin in self._builtins:
-            self._register(PluginRecord(name=name, builtin=True, module=_module_of(plugin)), plugin)
-        found: dict[str, metadata.EntryPoint] = {}
-        if not self.settings.no_plugins or self.settings.include:
-            for entry_point in sorted(self._entry_points(), key=lambda ep: (ep.name, ep.value)):
-                if entry_point.name in found or entry_point.name in self.records:
-                    self._fail(
-                        PluginRecord(name=entry_point.name, module=entry_point.value,
-                                     **_dist_fields(entry_point)),
-                        f"the name {entry_point.name!r} is taken by "
-                        f"{(self.records.get(entry_point.name) or _record_of(found[entry_point.name])).label}",
-                    )
-                    continue
-                found[entry_point.name] = entry_point
-        self._check_names(found)
-        for name, entry_point in found.items():
-            reason = self.settings.disabled_reason(name)
-            record = PluginRecord(name=name, module=entry_point.value, **_dist_fields(entry_point))
-            if reason is not None:
-                if not self.settings.no_plugins:
-                    record.status, record.reason = DISABLED, reason
-                    self.records[name] = record
-                continue
-            self._load_entry_point(record, entry_point)
+        selecting = not self.settings.no_plugins or self.settings.include
+        entry_points = sorted(self._entry_points(), key=self._load_order) if selecting else []
+        self._register_builtins()
+        names = {entry_point.name for entry_point in entry_points}
+        self._check_names(names)
+        for entry_point in entry_points:
+            self._consider(entry_point)
         for name in self.settings.include:
-            if name not in found and name not in self.records:
+            if name not in names and name not in self._claims:
                 self._load_module_path(name)
         return self
 
-    def _check_names(self, found: Mapping[str, metadata.EntryPoint]) -> None:
+    def _load_order(self, entry_point: metadata.EntryPoint) -> tuple[int, str, str, str]:
+        """Bundled entry points first, then the rest by (name, distribution): the first
+        claimant of a name keeps it."""
+        distribution = canonical(_dist_fields(entry_point).get("distribution", ""))
+        bundled = distribution == self.bundled_distribution
+        return (0 if bundled else 1, entry_point.name, distribution, entry_point.value)
+
+    def _register_builtins(self) -> None:
+        version = _version_of(self.bundled_distribution) if self._builtins else ""
+        for name, plugin in self._builtins:
+            record = PluginRecord(name=name, builtin=True, bundled=True, module=_module_of(plugin),
+                                  distribution=self.bundled_distribution, version=version)
+            self._claims[name] = record
+            self._register(record, plugin)
+
+    def _consider(self, entry_point: metadata.EntryPoint) -> None:
+        """Record, refuse or load one entry point."""
+        record = _record_of(entry_point)
+        record.bundled = canonical(record.distribution) == self.bundled_distribution
+        reason = self.settings.disabled_reason(entry_point.name)
+        if reason is not None:
+            if not self.settings.no_plugins:
+                record.status, record.reason = DISABLED, reason
+                self._store(record)
+            return
+        holder = self._claims.get(entry_point.name)
+        if holder is not None:
+            self._refuse(record, holder, f"the plugin name {entry_point.name!r}")
+            return
+        self._claims[entry_point.name] = record
+        self._load_entry_point(record, entry_point)
+
+    def _store(self, record: PluginRecord) -> None:
+        """Keep ``record`` under its name, or ``NAME@DISTRIBUTION`` when the name is taken."""
+        if self.records.get(record.name, record) is not record:
+            base = f"{record.name}@{record.distribution or record.module or '?'}"
+            key, count = base, 1
+            while key in self.records:
+                count += 1
+                key = f"{base}#{count}"
+            record.name = key
+        self.records[record.name] = record
+
+    def _refuse(self, record: PluginRecord, holder: PluginRecord, what: str) -> None:
+        """Fail ``record``, a later claimant of ``what`` that ``holder`` keeps."""
+        reason = self._clash_reason(what, holder, record, verb="claimed")
+        self.clashes.append(NameClash(what=what, holder=holder, newcomer=record))
+        self._fail(record, reason)
+
+    def _check_names(self, found: Iterable[str]) -> None:
         known = set(found) | set(self.records)
         named = list(self.settings.include) + list(self.settings.block)
         named += list(self.settings.only or ())
@@ -154,39 +220,66 @@ class PluginRegistry:
             )
 
     def _load_entry_point(self, record: PluginRecord, entry_point: metadata.EntryPoint) -> None:
-        try:
-            plugin = entry_point.load()
-        except BaseException as error:  # noqa: BLE001 - any import failure is recorded
-            if isinstance(error, KeyboardInterrupt):
-                raise
-            self._fail(record, f"import failed: {_short(error)}", error)
-            return
-        self._register(record, plugin)
+        loaded, plugin = self._contained(record, "import failed", entry_point.load)
+        if loaded:
+            self._register(record, plugin)
 
     def _load_module_path(self, module_name: str) -> None:
         record = PluginRecord(name=module_name, module=module_name)
+        self._claims[module_name] = record
+        loaded, plugin = self._contained(
+            record, "import failed", lambda: importlib.import_module(module_name)
+        )
+        if loaded:
+            self._register(record, plugin)
+
+    def _contained(self, record: PluginRecord, what: str | Callable[[], str],
+                   call: Callable[[], Any], plugin: object = None) -> tuple[bool, Any]:
+        """Run plugin code; ``(True, value)``, or ``(False, None)`` with the plugin failed and
+        the reason ``"WHAT: ERROR"`` (``what`` may be computed at failure time).
+
+        Any ``BaseException`` fails only the plugin, except a ``KeyboardInterrupt`` that is
+        the user's Ctrl-C (:func:`paralab_registry.containment.is_users_interrupt`)."""
+        watch = SigintWatch()
         try:
-            plugin = importlib.import_module(module_name)
-        except Exception as error:  # noqa: BLE001
-            self._fail(record, f"import failed: {_short(error)}", error)
-            return
-        self._register(record, plugin)
+            with watch:
+                return True, call()
+        except (_Clash, RecordError) as error:
+            reason = str(error)
+            failure: BaseException = error
+        except BaseException as error:  # noqa: BLE001 - plugin code must not stop the host
+            modules = [record.module.partition(":")[0], _module_of(plugin) if plugin else ""]
+            if is_users_interrupt(error, watch, modules):
+                raise
+            stage = what() if callable(what) else what
+            reason, failure = f"{stage}: {_short(error)}", error
+        if plugin is not None and self.pm.is_registered(plugin):
+            self.pm.unregister(plugin)
+        self._fail(record, reason, failure)
+        return False, None
 
     def _register(self, record: PluginRecord, plugin: object) -> None:
-        declared = getattr(plugin, "PARALAB_API", None)
+        read, declared = self._contained(
+            record, "reading PARALAB_API failed", lambda: getattr(plugin, "PARALAB_API", None), plugin
+        )
+        if not read:
+            return
         record.api = "" if declared is None else str(declared)
         if not record.builtin:
             reason = api_compatible(declared, self.api_version)
             if reason is not None:
                 record.status, record.reason = INCOMPATIBLE, reason
-                self.records[record.name] = record
+                self._store(record)
                 if self.settings.strict:
-                    raise PluginLoadError(f"plugin {record.label} is incompatible: {reason}")
+                    raise PluginLoadError(
+                        f"plugin {record.label} is incompatible: {reason}", record
+                    )
                 return
-        try:
-            self.pm.register(plugin, name=record.name)
-        except Exception as error:  # noqa: BLE001 - pluggy's validation errors and name clashes
-            self._fail(record, f"invalid hook implementation: {_short(error)}", error)
+        registered, _ = self._contained(
+            record, "invalid hook implementation",
+            lambda: self.pm.register(plugin, name=record.name), plugin,
+        )
+        if not registered:
             return
         unknown = [
             impl.function.__name__
@@ -214,48 +307,63 @@ class PluginRegistry:
         ]
 
     def _index(self, record: PluginRecord, plugin: object) -> None:
-        """Collect the plugin's contributions; a clash or a raising hook fails the plugin."""
+        """Collect the plugin's contributions; a clash, a malformed record or a raising hook
+        fails the plugin (and unregisters it), leaving everything indexed before intact."""
+        current = {"hook": "contribution hook"}
         contributed: dict[str, dict[str, Any]] = {}
-        try:
+
+        def collect() -> None:
             for kind, hook_name in self.contribution_hooks.items():
+                current["hook"] = f"contribution hook {hook_name} failed"
                 caller = getattr(self.pm.hook, hook_name)
                 for impl in caller.get_hookimpls():
-                    if impl.plugin_name != record.name:
-                        continue
-                    for spec in impl.function() or ():
-                        _check_spec(spec, kind, hook_name)
-                        taken = self.components[kind].get(spec.name) or contributed.get(
-                            kind, {}
-                        ).get(spec.name)
-                        if taken is not None:
-                            other = self.records.get(taken.provider)
-                            raise _Clash(
-                                f"{kind} {spec.name!r} is contributed by both "
-                                f"{other.label if other else taken.provider} and {record.label}"
-                            )
-                        contributed.setdefault(kind, {})[spec.name] = replace(
-                            spec, provider=record.name
-                        )
-        except _Clash as clash:
-            self.pm.unregister(name=record.name)
-            self._fail(record, str(clash))
-            return
-        except Exception as error:  # noqa: BLE001
-            self.pm.unregister(name=record.name)
-            self._fail(record, f"contribution hook failed: {_short(error)}", error)
+                    if impl.plugin_name == record.name:
+                        self._collect(record, kind, hook_name, impl.function() or (), contributed)
+
+        indexed, _ = self._contained(record, lambda: current["hook"], collect, plugin)
+        if not indexed:
             return
         for kind, specs in contributed.items():
             self.components[kind].update(specs)
         record.contributions = {kind: sorted(specs) for kind, specs in contributed.items()}
         record.status = ACTIVE
-        self.records[record.name] = record
+        self._store(record)
         self._modules[record.name] = record.module.partition(":")[0] or _module_of(plugin)
+
+    def _collect(self, record: PluginRecord, kind: str, hook_name: str, specs: Iterable[Any],
+                 contributed: dict[str, dict[str, Any]]) -> None:
+        """Check each record ``hook_name`` yielded and claim its (kind, name)."""
+        mine = contributed.setdefault(kind, {})
+        for index, spec in enumerate(specs):
+            changes = checked_record(spec, kind=kind, hook=hook_name, index=index)
+            if spec.name in mine:
+                raise RecordError(f"{hook_name} yields {kind} {spec.name!r} twice")
+            taken = self.components[kind].get(spec.name)
+            if taken is not None:
+                holder = self.records.get(taken.provider) or PluginRecord(name=taken.provider)
+                what = f"{kind} {spec.name!r}"
+                self.clashes.append(NameClash(what=what, holder=holder, newcomer=record))
+                raise _Clash(self._clash_reason(what, holder, record))
+            mine[spec.name] = replace(spec, **changes, provider=record.name)
+
+    def _clash_reason(self, what: str, holder: PluginRecord, newcomer: PluginRecord,
+                      verb: str = "contributed") -> str:
+        """Both plugins with distribution and version, who keeps the name and why."""
+        rule = (
+            f"bundled with {self.bundled_distribution}, so it always keeps its names"
+            if holder.bundled
+            else "first in load order: bundled plugins, then by name and distribution"
+        )
+        return (
+            f"{what} is {verb} by both {holder.label} and {newcomer.label}; "
+            f"{holder.name} keeps it ({rule}), {newcomer.label} is refused"
+        )
 
     def _fail(self, record: PluginRecord, reason: str, error: BaseException | None = None) -> None:
         record.status, record.reason = FAILED, reason
-        self.records[record.name] = record
+        self._store(record)
         if self.settings.strict:
-            raise PluginLoadError(f"plugin {record.label} failed: {reason}") from error
+            raise PluginLoadError(f"plugin {record.label} failed: {reason}", record) from error
 
     def add(self, name: str, plugin: object) -> PluginRecord:
         """Register a plugin object at run time (tests, notebooks) through the same checks as
@@ -306,7 +414,23 @@ class PluginRegistry:
         ]
 
     def plugin(self, name: str) -> PluginRecord:
+        """The record of plugin ``name``: a canonical name, ``NAME@DISTRIBUTION`` (a refused
+        duplicate) or the name of a distribution that provides exactly one plugin."""
         self.load()
+        if name in self.records:
+            return self.records[name]
+        provided = [
+            record for record in self.records.values()
+            if not record.builtin and record.distribution
+            and canonical(record.distribution) == canonical(name)
+        ]
+        if len(provided) == 1:
+            return provided[0]
+        if provided:
+            raise UnknownPluginError(
+                f"distribution {name!r} provides several plugins, name one: "
+                f"{', '.join(record.name for record in provided)}"
+            )
         try:
             return self.records[name]
         except KeyError:
@@ -364,11 +488,6 @@ def _by_name(spec: Any) -> str:
     return spec.name
 
 
-def _check_spec(spec: object, kind: str, hook_name: str) -> None:
-    if getattr(spec, "kind", None) != kind or not getattr(spec, "name", None):
-        raise TypeError(f"{hook_name} must return {kind} specs with a name, got {spec!r}")
-
-
 def _short(error: BaseException) -> str:
     text = "".join(traceback.format_exception_only(type(error), error)).strip()
     return text.splitlines()[-1] if text else type(error).__name__
@@ -383,6 +502,18 @@ def _dist_fields(entry_point: metadata.EntryPoint) -> dict[str, str]:
     if dist is None:
         return {}
     return {"distribution": dist.metadata["Name"] or "", "version": dist.version or ""}
+
+
+def canonical(distribution: str) -> str:
+    """A distribution name as packaging compares them (PEP 503: ``Paralab_X`` is ``paralab-x``)."""
+    return re.sub(r"[-_.]+", "-", distribution).lower()
+
+
+def _version_of(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except Exception:  # noqa: BLE001 - not installed as a distribution (a source checkout)
+        return ""
 
 
 def _record_of(entry_point: metadata.EntryPoint) -> PluginRecord:

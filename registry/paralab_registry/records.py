@@ -17,7 +17,11 @@ class PluginRecord:
     """One plugin as ``paralab plugins`` lists it.
 
     ``name`` is the one canonical name: the entry-point name, which is also the name that
-    ``-p no:NAME`` blocks, ``PARALAB_LOAD_PLUGINS`` selects and ``check-plugin`` checks.
+    ``-p no:NAME`` blocks, ``PARALAB_LOAD_PLUGINS`` selects and ``check-plugin`` checks. An
+    entry point refused because another distribution holds its name is recorded as
+    ``NAME@DISTRIBUTION`` (status failed), so both stay visible and addressable.
+    ``bundled`` marks the plugins the host's own distribution ships: their names and
+    component names cannot be taken by another distribution.
     """
 
     name: str
@@ -28,6 +32,7 @@ class PluginRecord:
     reason: str = ""
     api: str = ""
     builtin: bool = False
+    bundled: bool = False
     contributions: dict[str, list[str]] = field(default_factory=dict)
 
     @property
@@ -46,5 +51,22 @@ class PluginRecord:
             "reason": self.reason,
             "api": self.api,
             "builtin": self.builtin,
+            "bundled": self.bundled,
             "contributions": {kind: list(names) for kind, names in self.contributions.items()},
         }
+
+
+@dataclass(frozen=True)
+class NameClash:
+    """A plugin refused because another one holds a name it claims.
+
+    ``what`` is the name in words (``"the plugin name 'x'"``, ``"auditor 'fairness'"``);
+    ``holder`` keeps it, ``newcomer`` failed.
+    """
+
+    what: str
+    holder: PluginRecord
+    newcomer: PluginRecord
+
+    def involves(self, record: PluginRecord) -> bool:
+        return record is self.holder or record is self.newcomer

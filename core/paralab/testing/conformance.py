@@ -131,6 +131,8 @@ def check_plugin(name: str, *, registry: Any = None, import_check: bool = True) 
     base = registry or host.get_registry()
     record = base.plugin(name)
     report._run("loads", lambda: _loaded(record))
+    report._run("keeps its names (no clash with another plugin)",
+                lambda: _no_clash(record, base))
     if record.status != ACTIVE:
         return report
     module = record.module.partition(":")[0]
@@ -165,6 +167,21 @@ def _loaded(record: Any) -> str:
         raise RuntimeError(f"status {record.status}: {record.reason}")
     counts = ", ".join(f"{len(v)} {k}" for k, v in record.contributions.items())
     return f"API {record.api or '?'}; {counts or 'no components'}"
+
+
+def _no_clash(record: Any, registry: Any) -> str:
+    """Fails when the plugin was refused a plugin or component name another one holds (an
+    impostor of a bundled plugin, or the later of two third-party plugins); the holder passes,
+    naming who tried to take its names."""
+    clashes = [clash for clash in getattr(registry, "clashes", ()) if clash.involves(record)]
+    lost = [clash for clash in clashes if clash.newcomer is record]
+    if lost:
+        raise RuntimeError("; ".join(
+            f"{clash.what} belongs to {clash.holder.label}, refused to "
+            f"{record.label}" for clash in lost
+        ))
+    kept = [f"{clash.what} against {clash.newcomer.label}" for clash in clashes]
+    return ("keeps " + "; ".join(kept)) if kept else "no plugin claims its names"
 
 
 def _light(module: str) -> str:
