@@ -22,7 +22,9 @@ _SPLIT_OPTIONS = {
 }
 _DOWNLOAD = Option(False, help="fetch missing files (never in tests or CI)")
 _DROP_SENSITIVE = Option(False, help="remove the sensitive columns from the inputs")
-_IMAGE_SIZE = count(28, low=4, help="side of the square images, in pixels")
+_IMAGE_SIZE = count(28, low=4, le=105,
+                    help="side of the square images, in pixels (the originals are 105)")
+_VERIFY = Option(False, help="check the files against the SHA256SUMS beside them first")
 
 
 @hookimpl
@@ -43,27 +45,31 @@ def paralab_datasets() -> list[DatasetSpec]:
                     "MNIST from IDX files under root (or $PARALAB_DATA/mnist).",
                     {"files": one_of("test", ("test", "both"),
                                      help="'test': split the 10k test file; 'both': official"),
-                     **_SPLIT_OPTIONS, "download": _DOWNLOAD}, needs_root=True),
+                     **_SPLIT_OPTIONS, "download": _DOWNLOAD, "verify": _VERIFY},
+                    needs_root=True),
         DatasetSpec("omniglot", "paralab.data.images:omniglot",
                     "Omniglot characters from the official zips (few-shot classes).",
-                    {"sets": Option(["small1", "small2"], min_length=1,
+                    {"sets": Option(("small1", "small2"), min_length=1,
                                     items=Option("", type=str, choices=_OMNIGLOT_SETS),
                                     help="which official zips to read"),
-                     "image_size": _IMAGE_SIZE}, needs_root=True),
+                     "image_size": _IMAGE_SIZE, "verify": _VERIFY}, needs_root=True),
         DatasetSpec("omniglot_runs", "paralab.data.images:omniglot_runs",
                     "The 20 one-shot classification runs of Lake et al. 2015 (all_runs.zip).",
-                    {"image_size": _IMAGE_SIZE}, needs_root=True),
+                    {"image_size": _IMAGE_SIZE, "verify": _VERIFY}, needs_root=True),
         DatasetSpec("compas", "paralab.data.tabular:compas",
                     "ProPublica COMPAS two-year recidivism, filtered as in their analysis.",
-                    {**_SPLIT_OPTIONS, "drop_sensitive": _DROP_SENSITIVE}, needs_root=True,
+                    {**_SPLIT_OPTIONS, "drop_sensitive": _DROP_SENSITIVE, "verify": _VERIFY},
+                    needs_root=True,
                     sensitive=("race", "sex", "age_cat")),
         DatasetSpec("adult", "paralab.data.tabular:adult",
                     "UCI Adult census income (adult.data for train, adult.test for test).",
-                    {"drop_sensitive": _DROP_SENSITIVE, "download": _DOWNLOAD}, needs_root=True,
+                    {"drop_sensitive": _DROP_SENSITIVE, "download": _DOWNLOAD, "verify": _VERIFY},
+                    needs_root=True,
                     sensitive=("sex", "race")),
         DatasetSpec("german_credit", "paralab.data.tabular:german_credit",
                     "UCI Statlog German credit (1,000 applicants).",
-                    {**_SPLIT_OPTIONS, "drop_sensitive": _DROP_SENSITIVE, "download": _DOWNLOAD},
+                    {**_SPLIT_OPTIONS, "drop_sensitive": _DROP_SENSITIVE, "download": _DOWNLOAD,
+                     "verify": _VERIFY},
                     needs_root=True, sensitive=("sex", "age_group")),
     ]
 

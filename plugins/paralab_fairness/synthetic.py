@@ -19,6 +19,17 @@ GROUPS = ("majority", "minority")
 AGE_BANDS = ("middle", "old", "young")
 
 
+def _require_both_classes(y: np.ndarray, n: int, bias: float) -> None:
+    """A stratified split and a classifier need at least two rows of each class; a ``bias``
+    that puts (nearly) every row in one class is a ``ValueError`` naming the options."""
+    counts = np.bincount(y, minlength=2)
+    if counts.min() < 2:
+        raise ValueError(
+            f"biased_synthetic: bias = {bias} with n = {n} gives {int(counts[0])} negative and "
+            f"{int(counts[1])} positive rows; need 2 of each: lower |bias| or raise n"
+        )
+
+
 def biased_synthetic(
     root: str | None = None,
     n: int = 4000,
@@ -49,7 +60,9 @@ def biased_synthetic(
     logit = 1.5 * merit @ weights + bias * sign + 0.3 * (age == 0) - 0.2
     x = merit.copy()
     x[:, 0] += proxy * sign  # the proxy leaks the group into the inputs, not into the labels
-    y = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
+    with np.errstate(over="ignore"):  # a huge |bias| saturates the sigmoid: 0 or 1, no NaN
+        y = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
+    _require_both_classes(y, n, bias)
     names = [f"x{i}" for i in range(n_features)]
     if not drop_sensitive:
         x = np.concatenate([x, np.eye(2)[group], np.eye(3)[age]], axis=1)

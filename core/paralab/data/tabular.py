@@ -9,6 +9,8 @@ Numeric columns are standardized with training-split statistics.
 from __future__ import annotations
 
 import csv
+import io
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,7 +18,15 @@ import numpy as np
 import torch
 
 from paralab.data.builtin import standardize, stratified_split
-from paralab.data.files import require_files, resolve_root
+from paralab.data.files import (
+    DataFileError,
+    decoded_text,
+    number,
+    require_classes,
+    require_files,
+    resolve_root,
+    text_lines,
+)
 from paralab.data.shared import SharedDataset
 
 UCI = "https://archive.ics.uci.edu/ml/machine-learning-databases"
@@ -79,42 +89,74 @@ def _build(
     )
 
 
+COMPAS_FILE = "compas-scores-two-years.csv"
+COMPAS_NUMERIC = ("age", "priors_count", "juv_fel_count", "juv_misd_count", "juv_other_count")
+COMPAS_COLUMNS = (*COMPAS_NUMERIC, "two_year_recid", "is_recid", "days_b_screening_arrest",
+                  "c_charge_degree", "score_text", "race", "sex", "age_cat")
+
+
+def _compas_rows(path: Path) -> list[dict[str, str]]:
+    """ProPublica's filtered rows, every field count, number and label checked."""
+    reader = csv.reader(io.StringIO(decoded_text(path), newline=""))
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise DataFileError(path, "no header row")
+        absent = [c for c in COMPAS_COLUMNS if c not in header]
+        if absent:
+            raise DataFileError(path, f"header lacks the columns {', '.join(absent)}", line=1)
+        rows = []
+        for fields in reader:
+            if not fields:
+                continue
+            if len(fields) != len(header):
+                raise DataFileError(path, f"{len(fields)} fields, the header has {len(header)}",
+                                    line=reader.line_num)
+            row = dict(zip(header, fields))
+            line = reader.line_num
+            if row["two_year_recid"] not in ("0", "1"):
+                raise DataFileError(path, f"column 'two_year_recid' = {row['two_year_recid']!r} "
+                                          "is not 0 or 1", line=line)
+            for column in COMPAS_NUMERIC:
+                number(path, row[column], column, line)
+            days = row["days_b_screening_arrest"]
+            if (days and -30 <= number(path, days, "days_b_screening_arrest", line) <= 30
+                    and row["is_recid"] != "-1" and row["c_charge_degree"] != "O"
+                    and row["score_text"] != "N/A"):
+                rows.append(row)
+    except csv.Error as error:
+        raise DataFileError(path, f"not valid CSV ({error})", line=reader.line_num) from None
+    return rows
+
+
 def compas(
     root: str | None = None,
     test_fraction: float = 0.2,
     seed: int = 0,
     drop_sensitive: bool = False,
+    verify: bool = False,
 ) -> SharedDataset:
     """ProPublica's two-year COMPAS file, filtered as in their analysis (6,172 people).
 
     Target: ``two_year_recid``. Sensitive: ``race``, ``sex``, ``age_cat``.
     """
     folder = resolve_root(root, "compas")
-    path = require_files(folder, ["compas-scores-two-years.csv"], dataset="compas")[
-        "compas-scores-two-years.csv"
-    ]
-    with path.open(newline="", encoding="utf-8") as handle:
-        rows = [
-            r
-            for r in csv.DictReader(handle)
-            if r["days_b_screening_arrest"]
-            and -30 <= int(r["days_b_screening_arrest"]) <= 30
-            and r["is_recid"] != "-1"
-            and r["c_charge_degree"] != "O"
-            and r["score_text"] != "N/A"
-        ]
+    path = require_files(folder, [COMPAS_FILE], dataset="compas", verify=verify)[COMPAS_FILE]
+    rows = _compas_rows(path)
     y = np.array([int(r["two_year_recid"]) for r in rows], dtype=np.int64)
+    class_names = ("no_recid", "recid")
+    require_classes(path, y.tolist(), class_names)
     splits = stratified_split(y, test_fraction, seed)
     sensitive = {key: [r[key] for r in rows] for key in ("race", "sex", "age_cat")}
     return _build(
         "compas",
         rows,
         y,
-        numeric=("age", "priors_count", "juv_fel_count", "juv_misd_count", "juv_other_count"),
+        numeric=COMPAS_NUMERIC,
         categorical=("c_charge_degree", "race", "sex", "age_cat"),
         sensitive=sensitive,
         splits=splits,
-        class_names=("no_recid", "recid"),
+        class_names=class_names,
         drop_sensitive=drop_sensitive,
         source=path,
     )
@@ -123,8 +165,38 @@ def compas(
 ADULT_COLUMNS = ["age", "workclass", "fnlwgt", "education", "education_num", "marital_status", "occupation", "relationship", "race", "sex", "capital_gain", "capital_loss", "hours_per_week", "native_country", "income"]
 
 
+ADULT_NUMERIC = ("age", "fnlwgt", "education_num", "capital_gain", "capital_loss",
+                 "hours_per_week")
+ADULT_LABELS = {"<=50K": 0, ">50K": 1}
+
+
+def _adult_rows(path: Path) -> list[dict[str, str]]:
+    """The records of ``adult.data`` or ``adult.test``: blank lines, the test file's ``|``
+    banner and records with a '?' (UCI's missing values) are skipped; any other line must be
+    15 fields with finite numbers and a known label."""
+    rows = []
+    for line_number, line in text_lines(path):
+        if not line.strip() or line.startswith("|"):
+            continue  # the test file's banner, the trailing blank line
+        fields = [f.strip() for f in line.strip().rstrip(".").split(",")]
+        if len(fields) != len(ADULT_COLUMNS):
+            raise DataFileError(path, f"{len(fields)} comma-separated fields, expected "
+                                      f"{len(ADULT_COLUMNS)}", line=line_number)
+        if "?" in fields:
+            continue  # a missing value, as UCI marks them
+        row = dict(zip(ADULT_COLUMNS, fields))
+        for column in ADULT_NUMERIC:
+            number(path, row[column], column, line_number)
+        if row["income"] not in ADULT_LABELS:
+            raise DataFileError(path, f"column 'income' = {row['income']!r} is not one of "
+                                      f"{', '.join(ADULT_LABELS)}", line=line_number)
+        rows.append(row)
+    return rows
+
+
 def adult(
-    root: str | None = None, drop_sensitive: bool = False, download: bool = False
+    root: str | None = None, drop_sensitive: bool = False, download: bool = False,
+    verify: bool = False,
 ) -> SharedDataset:
     """UCI Adult: ``adult.data`` (train) and ``adult.test`` (test), rows with '?' dropped.
 
@@ -134,33 +206,29 @@ def adult(
     names = ["adult.data", "adult.test"]
     paths = require_files(
         folder, names, dataset="adult", urls={n: f"{UCI}/adult/{n}" for n in names},
-        download=download,
+        download=download, verify=verify,
     )
+    class_names = ("<=50K", ">50K")
     rows: list[dict[str, str]] = []
     sizes = []
-    for name in names:
-        count = 0
-        with paths[name].open(encoding="utf-8") as handle:
-            for line in handle:
-                fields = [f.strip() for f in line.strip().rstrip(".").split(",")]
-                if len(fields) != len(ADULT_COLUMNS) or "?" in fields:
-                    continue  # the test file's banner, the trailing blank line, missing values
-                rows.append(dict(zip(ADULT_COLUMNS, fields)))
-                count += 1
-        sizes.append(count)
-    y = np.array([int(r["income"] == ">50K") for r in rows], dtype=np.int64)
+    for name, split in zip(names, ("train", "test")):
+        part = _adult_rows(paths[name])
+        require_classes(paths[name], [ADULT_LABELS[r["income"]] for r in part], class_names,
+                        split, minimum=1)
+        rows += part
+        sizes.append(len(part))
+    y = np.array([ADULT_LABELS[r["income"]] for r in rows], dtype=np.int64)
     splits = (torch.arange(sizes[0]), torch.arange(sizes[0], sizes[0] + sizes[1]))
     return _build(
         "adult",
         rows,
         y,
-        numeric=("age", "fnlwgt", "education_num", "capital_gain", "capital_loss",
-                 "hours_per_week"),
+        numeric=ADULT_NUMERIC,
         categorical=("workclass", "education", "marital_status", "occupation", "relationship",
                      "race", "sex", "native_country"),
         sensitive={key: [r[key] for r in rows] for key in ("sex", "race")},
         splits=splits,
-        class_names=("<=50K", ">50K"),
+        class_names=class_names,
         drop_sensitive=drop_sensitive,
         source=folder,
     )
@@ -170,6 +238,34 @@ GERMAN_COLUMNS = ["status", "duration", "credit_history", "purpose", "amount", "
 GERMAN_NUMERIC = ("duration", "amount", "installment_rate", "residence_since", "age",
                   "existing_credits", "people_liable")
 _FEMALE = {"A92", "A95"}
+_CODE = re.compile(r"^A\d{2,3}$")
+
+
+def _german_rows(path: Path) -> list[dict[str, str]]:
+    """The 21 space-separated fields of each line: attribute codes (``A11``), finite numbers
+    and a class of 1 (good) or 2 (bad); anything else names the line."""
+    rows = []
+    for line_number, line in text_lines(path):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != len(GERMAN_COLUMNS):
+            raise DataFileError(path, f"{len(fields)} fields, expected {len(GERMAN_COLUMNS)}",
+                                line=line_number)
+        row = dict(zip(GERMAN_COLUMNS, fields))
+        for column in GERMAN_COLUMNS[:-1]:
+            if column in GERMAN_NUMERIC:
+                number(path, row[column], column, line_number)
+            elif not _CODE.match(row[column]):
+                raise DataFileError(path, f"column {column!r} = {row[column]!r} is not an "
+                                          "attribute code like A11", line=line_number)
+        if row["credit"] not in ("1", "2"):
+            raise DataFileError(path, f"column 'credit' = {row['credit']!r} is not 1 (good) or "
+                                      "2 (bad)", line=line_number)
+        row["sex"] = "female" if row["personal_status"] in _FEMALE else "male"
+        row["age_group"] = "over_25" if float(row["age"]) > 25 else "25_or_under"
+        rows.append(row)
+    return rows
 
 
 def german_credit(
@@ -178,6 +274,7 @@ def german_credit(
     seed: int = 0,
     drop_sensitive: bool = False,
     download: bool = False,
+    verify: bool = False,
 ) -> SharedDataset:
     """UCI Statlog German credit (1,000 applicants); target 1 = good credit.
 
@@ -187,17 +284,12 @@ def german_credit(
     path = require_files(
         folder, ["german.data"], dataset="german_credit",
         urls={"german.data": f"{UCI}/statlog/german/german.data"}, download=download,
+        verify=verify,
     )["german.data"]
-    rows = []
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            fields = line.split()
-            if len(fields) == len(GERMAN_COLUMNS):
-                row = dict(zip(GERMAN_COLUMNS, fields))
-                row["sex"] = "female" if row["personal_status"] in _FEMALE else "male"
-                row["age_group"] = "over_25" if int(row["age"]) > 25 else "25_or_under"
-                rows.append(row)
+    rows = _german_rows(path)
     y = np.array([int(r["credit"] == "1") for r in rows], dtype=np.int64)
+    class_names = ("bad", "good")
+    require_classes(path, y.tolist(), class_names)
     categorical = [c for c in GERMAN_COLUMNS[:-1] if c not in GERMAN_NUMERIC]
     return _build(
         "german_credit",
@@ -207,8 +299,7 @@ def german_credit(
         categorical=[*categorical, "sex", "age_group"],
         sensitive={key: [r[key] for r in rows] for key in ("sex", "age_group")},
         splits=stratified_split(y, test_fraction, seed),
-        class_names=("bad", "good"),
+        class_names=class_names,
         drop_sensitive=drop_sensitive,
         source=path,
     )
-
