@@ -18,3 +18,16 @@ def continual_spec(method: Any = "naive", **protocol: Any) -> dict[str, Any]:
         "device": "cpu",
         "seed": 0,
     }
+
+
+class CountingLoss:
+    """A loss term of another plugin; counts the training steps it entered."""
+
+    calls = 0
+
+    def __init__(self, weight: float = 0.0) -> None:
+        self.weight = weight
+
+    def __call__(self, batch):
+        type(self).calls += 1
+        return self.weight * batch.logits.pow(2).mean()

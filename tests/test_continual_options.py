@@ -15,7 +15,7 @@ import paralab
 from paralab.interfaces import missing_members
 from paralab.testing import isolated_registry
 from paralab.testing.conformance import declaration_problems, factory_parameters
-from tests.continual_helpers import continual_spec
+from tests.continual_helpers import CountingLoss, continual_spec
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: see conftest
 
@@ -127,25 +127,12 @@ def test_every_problem_is_reported_at_once(tmp_path):
 # ------------------------------------------------------------ what the protocol consumes
 
 
-class _CountingLoss:
-    """A loss term of another plugin; counts the training steps it entered."""
-
-    calls = 0
-
-    def __init__(self, weight: float = 0.0) -> None:
-        self.weight = weight
-
-    def __call__(self, batch):
-        type(self).calls += 1
-        return self.weight * batch.logits.pow(2).mean()
-
-
 class _Plugins:
     PARALAB_API = "1.0"
 
     @paralab.hookimpl
     def paralab_losses(self):
-        return [paralab.LossSpec("counting", _CountingLoss, "Counts its calls.",
+        return [paralab.LossSpec("counting", CountingLoss, "Counts its calls.",
                                  {"weight": 0.0})]
 
     @paralab.hookimpl
@@ -164,9 +151,9 @@ def test_every_native_strategy_applies_the_specs_loss_terms(method):
     """What `applies_losses = True` promises: the term enters every strategy's training."""
     spec = continual_spec(method, experiences=2, epochs=1)
     spec["losses"] = ["counting"]
-    _CountingLoss.calls = 0
+    CountingLoss.calls = 0
     assert paralab.run(spec, registry=_registry()).status == "completed"
-    assert _CountingLoss.calls > 0
+    assert CountingLoss.calls > 0
 
 
 def test_avalanche_with_loss_terms_is_rejected(tmp_path):

@@ -14,7 +14,7 @@ from paralab.testing import isolated_registry
 from paralab_continual.buffers import IndexBuffer
 from paralab_continual.scenarios import build_stream
 from paralab_continual.strategies import AGEM, EWC, SI, LwF
-from tests.continual_helpers import continual_spec
+from tests.continual_helpers import CountingLoss, continual_spec
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: see conftest
 
@@ -110,25 +110,12 @@ class _ExperienceObserver:
         self.events.append(("after", phase.kind, phase.index, tuple(phase.info.get("classes", ()))))
 
 
-class _CountingLoss:
-    """A loss term from another plugin: it must be called at every native training step."""
-
-    calls = 0
-
-    def __init__(self, weight: float = 0.0) -> None:
-        self.weight = weight
-
-    def __call__(self, batch):
-        type(self).calls += 1
-        return self.weight * batch.logits.pow(2).mean()
-
-
 class _LossPlugin:
     PARALAB_API = "1.0"
 
     @hookimpl
     def paralab_losses(self):
-        return [LossSpec("counting", _CountingLoss, "Counts its calls.", {"weight": 0.0})]
+        return [LossSpec("counting", CountingLoss, "Counts its calls.", {"weight": 0.0})]
 
 
 def test_lifecycle_hooks_and_loss_terms_of_other_plugins():
@@ -140,7 +127,7 @@ def test_lifecycle_hooks_and_loss_terms_of_other_plugins():
     )
     spec = continual_spec("ewc", experiences=3, epochs=1)
     spec["losses"] = ["counting"]
-    _CountingLoss.calls = 0
+    CountingLoss.calls = 0
     result = paralab.run(spec, registry=registry)
     stream = result.phases
     experiences = [e for e in observer.events if e[1] == "experience"]
@@ -152,7 +139,7 @@ def test_lifecycle_hooks_and_loss_terms_of_other_plugins():
     dataset = load_dataset("digits")
     built = build_stream(dataset, experiences=3)
     steps = sum(-(-len(e.train) // 32) for e in built)
-    assert _CountingLoss.calls == steps
+    assert CountingLoss.calls == steps
 
 
 # ------------------------------------------------------------------- parity with Avalanche

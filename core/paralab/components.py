@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from paralab.options import Option, declared, defaults
+from paralab.options import Option, declared, defaults, jsonable
 
 KINDS: tuple[str, ...] = (
     "dataset",
@@ -110,7 +110,7 @@ class Component:
             "name": self.name,
             "provider": self.provider,
             "description": self.description,
-            "options": {key: _jsonable(value) for key, value in self.defaults().items()},
+            "options": {key: jsonable(value) for key, value in self.defaults().items()},
             "constraints": {key: option.constraint()
                             for key, option in self.declared_options().items()},
             **extra,
@@ -118,16 +118,6 @@ class Component:
 
     def _extra(self) -> dict[str, Any]:
         return {}
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, Mapping):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    return repr(value)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ import torch
 
 from paralab.data.shared import DatasetInfo, SharedDataset
 from paralab.evaluation import Predictions, predict
+from paralab.health import NumericalError, check_phase
 
 if TYPE_CHECKING:
     from paralab.host import Hooks
@@ -186,8 +187,6 @@ class RunContext:
         """Open a phase: calls ``paralab_before_phase``, then on exit checks numerical health
         (:mod:`paralab.health`), calls ``paralab_after_phase`` and saves the phase to
         ``result.json`` at once."""
-        from paralab.health import NumericalError, check_phase
-
         phase = Phase(kind=kind, index=index, info=info)
         self.current_phase = phase
         started = time.perf_counter()

@@ -50,9 +50,10 @@ def non_finite_values(run: RunContext, phase: Phase) -> list[str]:
     ]
     model = run.model
     if model is not None:
-        bad = [
-            name for name, parameter in model.named_parameters()
-            if not bool(torch.isfinite(parameter.detach()).all())
+        named = list(model.named_parameters())
+        finite = torch.stack([torch.isfinite(p.detach()).all() for _, p in named]) if named else None
+        bad = [] if finite is None or bool(finite.all()) else [  # one device sync per phase
+            name for (name, _), ok in zip(named, finite.tolist(), strict=True) if not ok
         ]
         if bad:
             shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")

@@ -204,7 +204,7 @@ class Option:
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready: default, constraint, help."""
-        return {"default": _jsonable(self.default), "constraint": self.constraint(),
+        return {"default": jsonable(self.default), "constraint": self.constraint(),
                 "help": self.help}
 
 
@@ -241,15 +241,17 @@ def defaults(options: Mapping[str, Any]) -> dict[str, Any]:
     return {name: option.default for name, option in declared(options).items()}
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """Plain JSON for ``paralab list --json``: lists for tuples, ``"inf"``/``"nan"`` as strings,
+    ``repr`` for anything else."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
+        return [jsonable(item) for item in value]
     if isinstance(value, Mapping):
-        return {str(key): _jsonable(item) for key, item in value.items()}
+        return {str(key): jsonable(item) for key, item in value.items()}
     return repr(value)
 
 

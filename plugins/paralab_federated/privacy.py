@@ -216,12 +216,12 @@ class DPFedAvg(Middleware):
 
     @hookimpl
     def paralab_after_phase(self, run: RunContext, phase: Phase) -> None:
-        if phase.kind == "round" and self.sample_rates:
-            run.record("privacy/epsilon", self.epsilon())
-            run.record("privacy/delta", self.delta)
-        elif self.steps:
-            run.record("privacy/epsilon", self.epsilon())
-            run.record("privacy/delta", self.delta)
+        federated = phase.kind == "round" and bool(self.sample_rates)
+        if not (federated or self.steps):
+            return
+        run.record("privacy/epsilon", self.epsilon())
+        run.record("privacy/delta", self.delta)
+        if not federated:
             run.record("privacy/steps", self.steps)
             clipped, seen = self.clipped
             run.record("privacy/clipped_fraction", clipped / seen if seen else 0.0)

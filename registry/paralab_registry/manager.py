@@ -132,9 +132,7 @@ class PluginRegistry:
         self._entry_points = entry_points or self._discover
         self._builtins = list(builtins)
         self._loaded = False
-        if self.settings.trace:
-            self.pm.trace.root.setwriter(lambda message: sys.stderr.write(message))
-            self.pm.enable_tracing()
+        self._trace(self.pm)
 
     # ----------------------------------------------------------------------------- loading
 
@@ -399,10 +397,14 @@ class PluginRegistry:
                 pm.register(plugin, name=name)
         for name, plugin in extra:
             pm.register(plugin, name=name)
+        self._trace(pm)
+        return pm
+
+    def _trace(self, pm: pluggy.PluginManager) -> None:
+        """Print every hook call to stderr when tracing is on (``PARALAB_TRACE_HOOKS=1``)."""
         if self.settings.trace:
             pm.trace.root.setwriter(lambda message: sys.stderr.write(message))
             pm.enable_tracing()
-        return pm
 
     # ----------------------------------------------------------------------------- queries
 

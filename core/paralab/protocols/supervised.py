@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from paralab.interfaces import GradientMethod, Protocol
+from paralab.methods import GRADIENT_HOOK
 
 if TYPE_CHECKING:
     from paralab.context import RunContext
     from paralab.data.shared import DataView
 
-GRADIENT_HOOK = "paralab_process_gradients"
 SAMPLINGS = ("auto", "shuffle", "poisson")
 
 
