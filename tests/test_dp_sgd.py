@@ -334,3 +334,12 @@ def test_poisson_sampling_without_dp_and_a_plain_run_record_what_they_did() -> N
     assert not any(key.startswith("privacy/") for key in poisson.metrics)
     plain = paralab.run(supervised())
     assert plain.phases[0]["info"] == {}  # the default path records nothing new
+
+
+def test_dp_without_noise_says_it_gives_no_privacy():
+    spec = {"dataset": "iris", "model": {"name": "mlp", "hidden": [8]}, "output": None,
+            "protocol": {"name": "supervised", "epochs": 1},
+            "middleware": [{"name": "dp", "noise_multiplier": 0.0}]}
+    with pytest.warns(UserWarning, match="noise_multiplier = 0 adds no noise"):
+        result = paralab.run(spec)
+    assert result.metrics["privacy/epsilon"] == float("inf")

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -138,6 +139,17 @@ class DPFedAvg(Middleware):
         self.clipped = [0, 0]
         """Examples clipped and examples seen since the last epoch closed (DP-SGD)."""
         self._generator: torch.Generator | None = None
+
+    def validate(self, run: RunContext) -> None:
+        """``noise_multiplier = 0`` is allowed (a baseline), but it buys no privacy: say so, so
+        that a run never looks private because it lists ``dp`` (its epsilon is infinite, which
+        ``result.json`` stores as null)."""
+        if self.noise_multiplier == 0:
+            warnings.warn(
+                "dp: noise_multiplier = 0 adds no noise, so the run has no differential privacy "
+                "(privacy/epsilon is infinite: null in result.json); only clipping acts",
+                UserWarning, stacklevel=2,
+            )
 
     def noise_seed(self, run: RunContext | None) -> int:
         """``seed`` when set, else the run's seed (0 outside a run, as in unit tests)."""
