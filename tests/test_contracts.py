@@ -464,3 +464,27 @@ def test_a_model_that_does_not_fit_the_data_is_a_spec_error(tmp_path):
                                         "has inputs of shape \\(4,\\)"):
         paralab.run({"dataset": "iris", "model": "cnn", "output": str(tmp_path)})
     assert not any(tmp_path.iterdir())
+
+
+class Raises(paralab.Middleware):
+    @hookimpl(wrapper=True)
+    def paralab_process_update(self, run, update):
+        yield
+        raise RuntimeError("the middleware broke")
+
+
+class RaisingPlugin(ThreadPlugin):
+    @hookimpl
+    def paralab_middleware(self):
+        return [MiddlewareSpec("scale", Scale, "Scales updates.", {"factor": 2.0}),
+                MiddlewareSpec("raises", Raises, "Raises on every update.")]
+
+
+def test_a_raising_middleware_is_named_whichever_protocol_calls_it():
+    registry = isolated_registry(("paralab_tiny", TinyDataPlugin()), ("raising", RaisingPlugin()))
+    spec = tiny(protocol="slow_probe", middleware=[{"name": "scale"}, {"name": "raises"}])
+    with pytest.raises(RunError, match="failed in middleware 'raises': RuntimeError: the "
+                                       "middleware broke") as caught:
+        paralab.run(spec, registry=registry)
+    assert caught.value.result.error["component"] == "raises"
+    assert caught.value.result.error["stage"] == "middleware"

@@ -8,6 +8,7 @@ plugin (as tox does).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -129,9 +130,49 @@ class Hooks:
         self._hook.paralab_on_error(run=run, error=error, phase=phase)
 
     def process_update(self, run: RunContext, update: Update) -> Update:
-        return self._hook.paralab_process_update(run=run, update=update)
+        return self._through_middleware("paralab_process_update", run=run, update=update)
 
     def process_gradients(self, run: RunContext,
                           gradients: PerExampleGradients) -> PerExampleGradients:
         self.gradient_calls += 1
-        return self._hook.paralab_process_gradients(run=run, gradients=gradients)
+        return self._through_middleware("paralab_process_gradients", run=run,
+                                        gradients=gradients)
+
+    def _through_middleware(self, hook_name: str, **arguments: Any) -> Any:
+        """Call a middleware hook; what raises there is the middleware's failure (not the
+        protocol's that called it, nor a federated client's), so it is re-raised as a
+        ``ComponentFailure`` naming the middleware, which the runner maps to its plugin."""
+        try:
+            return getattr(self._hook, hook_name)(**arguments)
+        except Exception as error:
+            from paralab.context import ComponentFailure  # torch: only once something failed
+
+            if isinstance(error, ComponentFailure):
+                raise
+            name = self.raising_middleware(hook_name, error.__traceback__)
+            raise ComponentFailure("middleware", name, error) from error
+
+    def raising_middleware(self, hook_name: str, tb: TracebackType | None) -> str:
+        """The name of the run's middleware whose ``hook_name`` implementation raised, read
+        from the traceback: the innermost frame running one of the middleware's hook
+        implementations (a frame's ``self`` tells apart two entries of one middleware class);
+        the only middleware on the hook when no frame is one; else ``""`` (the runner then
+        names the plugin from the traceback alone)."""
+        impls = [impl for impl in getattr(self._hook, hook_name).get_hookimpls()
+                 if impl.plugin_name.startswith("middleware[")]
+        found = ""
+        while tb is not None:
+            frame = tb.tb_frame
+            for impl in impls:
+                if (getattr(impl.function, "__code__", None) is frame.f_code
+                        and frame.f_locals.get("self", impl.plugin) is impl.plugin):
+                    found = _middleware_name(impl.plugin_name)
+            tb = tb.tb_next
+        if not found and len({_middleware_name(i.plugin_name) for i in impls}) == 1:
+            found = _middleware_name(impls[0].plugin_name)
+        return found
+
+
+def _middleware_name(plugin_name: str) -> str:
+    """``"middleware[0]:dp"`` (how the runner registers a run's middleware) -> ``"dp"``."""
+    return plugin_name.split(":", 1)[1] if ":" in plugin_name else plugin_name

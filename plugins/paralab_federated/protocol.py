@@ -25,7 +25,6 @@ import importlib.util
 import math
 import warnings
 from collections.abc import Sequence
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import torch
@@ -60,31 +59,6 @@ def _bytes(tensors: dict[str, torch.Tensor]) -> int:
 class ClientFailures(RuntimeError):
     """More than ``max_client_failures`` of a round's clients failed (or all of them): the
     round's aggregate would be a biased few clients or nothing, so the run fails."""
-
-
-def _middleware_name(plugin_name: str) -> str:
-    """``"middleware[0]:dp"`` (how the runner registers a run's middleware) -> ``"dp"``."""
-    return plugin_name.split(":", 1)[1] if ":" in plugin_name else plugin_name
-
-
-def raising_middleware(run: RunContext, tb: TracebackType | None) -> str:
-    """The name of the run's middleware whose ``paralab_process_update`` raised, read from the
-    traceback: the innermost frame running one of the middleware's hook implementations (a
-    frame's ``self`` tells apart two entries of one middleware class). ``""`` when no frame is
-    one (then the host names the plugin from the traceback alone)."""
-    impls = [impl for impl in run.hooks.pm.hook.paralab_process_update.get_hookimpls()
-             if impl.plugin_name.startswith("middleware[")]
-    found = ""
-    while tb is not None:
-        frame = tb.tb_frame
-        for impl in impls:
-            if (getattr(impl.function, "__code__", None) is frame.f_code
-                    and frame.f_locals.get("self", impl.plugin) is impl.plugin):
-                found = _middleware_name(impl.plugin_name)
-        tb = tb.tb_next
-    if not found and len({_middleware_name(i.plugin_name) for i in impls}) == 1:
-        found = _middleware_name(impls[0].plugin_name)
-    return found
 
 
 class Federated(Protocol):
@@ -313,16 +287,15 @@ class Federated(Protocol):
     @staticmethod
     def _through_middleware(run: RunContext, update: Update) -> Update:
         """``run.process_update``; what raises there is the middleware's failure, not the
-        client's: it fails the run at once as a ``ComponentFailure`` naming the middleware."""
+        client's (the host raises it as a ``ComponentFailure`` naming the middleware): it
+        fails the run at once, with a note saying whose update it was processing."""
         try:
             return run.process_update(update)
-        except ComponentFailure:
+        except ComponentFailure as failure:
+            (failure.__cause__ or failure).add_note(
+                f"(middleware processing the update of client {update.source} in round "
+                f"{update.info.get('round')})")
             raise
-        except Exception as error:
-            error.add_note(f"(middleware processing the update of client {update.source} "
-                           f"in round {update.info.get('round')})")
-            raise ComponentFailure("middleware", raising_middleware(run, error.__traceback__),
-                                   error) from error
 
     def _report_failure(self, run: RunContext, round_index: int, client: int, error: str) -> None:
         message = (f"federated: client {client} failed in round {round_index} and was "
