@@ -29,7 +29,7 @@ import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -200,8 +200,19 @@ class _Built:
     middleware: list[tuple[int, ComponentRef, Any]]
     dataset: Any = None
     model: Any = None
-    checked: list[tuple[str, str, str, Any]] = field(default_factory=list)
-    """``(path, kind, name, object)`` of everything to check against its interface."""
+
+    def named(self, spec: ExperimentSpec) -> list[tuple[str, str, str, Any]]:
+        """``(spec path, kind, name, object)`` of everything built, in the spec's order."""
+        objects = {"protocol": self.protocol, "method": self.method, "model": self.model}
+        objects.update({f"metrics[{i}]": self.metrics[r.name] for i, r in enumerate(spec.metrics)})
+        objects.update({f"auditors[{i}]": self.auditors[r.name]
+                        for i, r in enumerate(spec.auditors)})
+        objects.update({f"losses[{i}]": self.loss_terms[r.name] for i, r in enumerate(spec.losses)})
+        objects.update({f"middleware[{i}]": m for i, _, m in self.middleware})
+        order = ("protocol", "method", "metric", "auditor", "loss", "middleware", "model")
+        listed = sorted((c for c in spec.components() if c[1] != "dataset"),
+                        key=lambda c: order.index(c[1]))  # the model's data checks come last
+        return [(path, kind, ref.name, objects[path]) for path, kind, ref in listed]
 
 
 def run(spec: ExperimentSpec | dict[str, Any] | str | Path, *, registry: Any = None) -> Result:
@@ -285,18 +296,6 @@ def _build(spec: ExperimentSpec, registry: Any, stage: _Stage, device: torch.dev
             factory = registry.component("model", ref.name).load()
             built.model = factory(built.dataset.info, **ref.options).to(device)
     protocol_spec = registry.component("protocol", spec.protocol.name)
-    built.checked = [("protocol", "protocol", spec.protocol.name, built.protocol),
-                     ("method", "method", spec.method.name, built.method)]
-    built.checked += [(f"metrics[{i}]", "metric", r.name, built.metrics[r.name])
-                      for i, r in enumerate(spec.metrics)]
-    built.checked += [(f"auditors[{i}]", "auditor", r.name, built.auditors[r.name])
-                      for i, r in enumerate(spec.auditors)]
-    built.checked += [(f"losses[{i}]", "loss", r.name, built.loss_terms[r.name])
-                      for i, r in enumerate(spec.losses)]
-    built.checked += [(f"middleware[{i}]", "middleware", r.name, m)
-                      for i, r, m in built.middleware]
-    if built.model is not None:  # a torch module: no interface, but it may validate(run)
-        built.checked.append(("model", "model", spec.model.name, built.model))
     result.main_metric = protocol_spec.main_metric or _main_metric(spec)
     return built
 
@@ -331,7 +330,8 @@ def _context(spec: ExperimentSpec, registry: Any, built: _Built, device: torch.d
 def _check(context: RunContext, built: _Built, stage: _Stage, registry: Any) -> None:
     """Each object against its interface, then its ``validate(run)`` against the data."""
     protocol_spec = registry.component("protocol", context.spec.protocol.name)
-    for path, kind, name, component in built.checked:
+    named = built.named(context.spec)
+    for path, kind, name, component in named:
         if kind == "model":
             continue
         with stage.at(kind, name, path):
@@ -352,7 +352,7 @@ def _check(context: RunContext, built: _Built, stage: _Stage, registry: Any) -> 
                 )
             if kind == "middleware":
                 _check_middleware_hooks(component, name, registry, stage)
-    for path, kind, name, component in built.checked:
+    for path, kind, name, component in named:  # a model is a torch module: it may validate
         validate = getattr(component, "validate", None)
         if callable(validate):
             with stage.at(kind, name, path, rejects=(ValueError,)):
