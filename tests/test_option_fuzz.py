@@ -64,7 +64,8 @@ def _cases() -> list[tuple[str, str, str, Option]]:
 CASES = _cases()
 
 _FIELD = {"dataset": "dataset", "model": "model", "protocol": "protocol", "method": "method",
-          "metric": "metrics", "auditor": "auditors", "loss": "losses", "middleware": "middleware"}
+          "metric": "metrics", "auditor": "auditors", "loss": "losses", "middleware": "middleware",
+          "tracker": "trackers"}
 
 
 def _spec(kind: str, name: str, option: str, value: Any, output: str) -> tuple[dict, str]:

@@ -25,6 +25,7 @@ from paralab.components import (
     MiddlewareSpec,
     ModelSpec,
     ProtocolSpec,
+    TrackerSpec,
 )
 from paralab.hookspecs import HOST_API_VERSION, hookimpl, hookspec
 from paralab.interfaces import (
@@ -39,6 +40,7 @@ from paralab.interfaces import (
     Metric,
     Middleware,
     Protocol,
+    Tracker,
 )
 from paralab.options import (
     Option,
@@ -99,6 +101,15 @@ _LAZY = {
     "NumericalError": "paralab.health",
     "NumericalWarning": "paralab.health",
     "get_registry": "paralab.host",
+    "apply_overrides": "paralab.overrides",
+    "load_model": "paralab.checkpoints",
+    "resume": "paralab.checkpoints",
+    "run_seeds": "paralab.seeds",
+    "Study": "paralab.study",
+    "StudyInfo": "paralab.study",
+    "run_study": "paralab.study",
+    "load_study": "paralab.study",
+    "compare": "paralab.compare",
 }
 
 Experiment = ExperimentSpec
@@ -164,10 +175,16 @@ __all__ = [
     "RunError",
     "SharedDataset",
     "SpecError",
+    "Study",
+    "StudyInfo",
+    "Tracker",
+    "TrackerSpec",
     "Update",
     "accuracy",
     "adam",
+    "apply_overrides",
     "clear_gradients",
+    "compare",
     "count",
     "fraction",
     "get_registry",
@@ -175,12 +192,17 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "load_dataset",
+    "load_model",
+    "load_study",
     "mean_confidence_interval",
     "mlp",
     "non_negative",
     "one_of",
     "positive",
     "predict",
+    "resume",
     "run",
+    "run_seeds",
+    "run_study",
     "stratified_split",
 ]

@@ -104,7 +104,7 @@ def paralab_protocols() -> list[ProtocolSpec]:
                                               "Poisson when middleware acts on gradients)")},
                      example={"epochs": 2}, accepts=("gradient",),
                      method_interface="GradientMethod", applies_losses=True,
-                     middleware_hooks=("paralab_process_gradients",)),
+                     middleware_hooks=("paralab_process_gradients",), resumable=True),
     ]
 
 

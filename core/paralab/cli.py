@@ -1,6 +1,10 @@
 """The ``paralab`` command line.
 
-    paralab run SPEC.toml            run an experiment
+    paralab run SPEC.toml            run an experiment (--set PATH=VALUE, --dry-run,
+                                     --seeds 0-4 --grid method.lr=0.01,0.1 for a study)
+    paralab sweep STUDY.toml         run a study: seeds x grid or a search, with a table
+    paralab resume RUN_DIR           continue an interrupted run from its last checkpoint
+    paralab compare PATH ...         final metrics of runs or studies side by side
     paralab plugins [--json] [--all] list plugins with their status and contributions
     paralab list [KIND]              components by kind, with the plugin providing each
     paralab show KIND NAME           one component: options, defaults, constraints, provider
@@ -9,7 +13,7 @@
     paralab --version                the host and its plugins
 
 Plugin switches go before the subcommand: ``--no-plugins``, ``--strict-plugins``,
-``-p NAME`` / ``-p no:NAME``. Only ``run``, ``check-plugin`` and ``reproduce`` import torch.
+``-p NAME`` / ``-p no:NAME``. ``plugins``, ``list`` and ``show`` never import torch.
 """
 
 from __future__ import annotations
@@ -45,6 +49,34 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--output", help="folder for run folders (overrides the spec's output)")
     run.add_argument("--seed", type=int, help="override the spec's seed")
     run.add_argument("--device", help="override the spec's device (auto, cpu, cuda)")
+    _add_overrides(run)
+    run.add_argument("--dry-run", action="store_true",
+                     help="validate the spec (after --set) and print it resolved; run nothing")
+    run.add_argument("--seeds", help="run these seeds as a study: 0-4, or 0,3,7")
+    run.add_argument("--grid", action="append", default=[], metavar="PATH=V1,V2",
+                     help="a study over these values of PATH (repeat for a product)")
+    _add_executor(run)
+    _add_verbosity(run)
+
+    sweep = commands.add_parser("sweep", help="run a study (a TOML file with a [study] table)")
+    sweep.add_argument("study", help="path to the study's TOML file")
+    sweep.add_argument("--output", help="folder for the study's folder")
+    sweep.add_argument("--no-resume", action="store_true",
+                       help="rerun every run, also those that completed before")
+    _add_overrides(sweep)
+    _add_executor(sweep)
+    _add_verbosity(sweep)
+
+    resume = commands.add_parser("resume", help="continue an interrupted run from its checkpoint")
+    resume.add_argument("run_dir", help="the run's folder (it holds result.json and checkpoint.pt)")
+    _add_verbosity(resume)
+
+    compare = commands.add_parser("compare", help="final metrics of runs or studies side by side")
+    compare.add_argument("paths", nargs="+", help="run folders or study folders")
+    compare.add_argument("--metric", action="append", dest="metrics",
+                         help="only this metric (repeatable)")
+    compare.add_argument("--plot", metavar="PNG", help="write an overlay plot of the curves")
+    compare.add_argument("--json", action="store_true", help="print JSON")
 
     plugins = commands.add_parser("plugins", help="list installed plugins")
     plugins.add_argument("--json", action="store_true", help="print JSON")
@@ -70,6 +102,38 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_overrides(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="PATH=VALUE",
+                        help="change a spec value, e.g. --set method.lr=0.01 (VALUE is TOML)")
+
+
+def _add_executor(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--executor", choices=("local", "processes", "ray"),
+                        help="where a study's runs execute (default: the study's, else local)")
+    parser.add_argument("--workers", type=int, help="parallel runs for processes/ray")
+
+
+def _add_verbosity(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    group.add_argument("-v", "--verbose", action="store_true",
+                       help="also print the run's log messages (plugins' run.log)")
+
+
+def _verbosity(args: argparse.Namespace) -> None:
+    if getattr(args, "quiet", False):
+        os.environ["PARALAB_QUIET"] = "1"
+    if getattr(args, "verbose", False):
+        import logging
+
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        log = logging.getLogger("paralab")
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -85,8 +149,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
+        _verbosity(args)
         handler = {
             "run": _run,
+            "sweep": _sweep,
+            "resume": _resume,
+            "compare": _compare,
             "plugins": _plugins,
             "list": _list,
             "show": _show,
@@ -123,14 +191,34 @@ def _version(registry: Any) -> int:
     return 0
 
 
+def _run_overrides(args: argparse.Namespace) -> list[str]:
+    """``--output``/``--seed``/``--device`` are shorthands for ``--set``, applied first."""
+    shorthands = [f"{key}={json.dumps(value)}" for key in ("output", "seed", "device")
+                  if (value := getattr(args, key, None)) is not None]
+    return shorthands + list(args.overrides)
+
+
 def _run(args: argparse.Namespace, registry: Any) -> int:
     from paralab.runner import RunError, run
     from paralab.spec import ExperimentSpec, SpecError
 
+    overrides = _run_overrides(args)
+    if args.seeds is not None or args.grid:
+        if args.dry_run:
+            print("paralab: --dry-run checks one run; drop --seeds/--grid", file=sys.stderr)
+            return 2
+        from paralab.study.cli import run_as_study
+
+        return run_as_study(args.spec, seeds=args.seeds, grid=args.grid, overrides=overrides,
+                            output=None, executor=args.executor, workers=args.workers,
+                            registry=registry)
     try:
-        spec = ExperimentSpec.from_toml(args.spec)
-        changes = {key: getattr(args, key) for key in ("output", "seed", "device")}
-        spec = spec.replace(**{key: value for key, value in changes.items() if value is not None})
+        spec = ExperimentSpec.load(args.spec, overrides, registry)
+        if args.dry_run:
+            spec.validate(registry)
+            print(spec.to_toml(), end="")
+            print(f"# {args.spec}: valid (nothing was run)", file=sys.stderr)
+            return 0
         result = run(spec, registry=registry)
     except SpecError as error:
         print(f"paralab: {error}", file=sys.stderr)
@@ -140,6 +228,10 @@ def _run(args: argparse.Namespace, registry: Any) -> int:
         if error.result.path:
             print(f"paralab: finished phases are saved in {error.result.path}", file=sys.stderr)
         return 1
+    return _print_result(result)
+
+
+def _print_result(result: Any) -> int:
     print(f"{result.name}: {result.status} in {result.timings.get('total', 0):.1f} s")
     for key, value in sorted(result.metrics.items()):
         if isinstance(value, (int, float)):
@@ -147,6 +239,41 @@ def _run(args: argparse.Namespace, registry: Any) -> int:
     if result.path:
         print(f"results in {result.path}")
     return 0
+
+
+def _sweep(args: argparse.Namespace, registry: Any) -> int:
+    from paralab.spec import SpecError
+    from paralab.study.cli import sweep_main
+
+    try:
+        return sweep_main(args.study, executor=args.executor, workers=args.workers,
+                          output=args.output, overrides=args.overrides, registry=registry,
+                          resume=not args.no_resume)
+    except SpecError as error:
+        print(f"paralab: {error}", file=sys.stderr)
+        return 2
+
+
+def _resume(args: argparse.Namespace, registry: Any) -> int:
+    from paralab.checkpoints import ResumeError, resume
+    from paralab.runner import RunError
+    from paralab.spec import SpecError
+
+    try:
+        result = resume(args.run_dir, registry=registry)
+    except (ResumeError, SpecError) as error:
+        print(f"paralab: {error}", file=sys.stderr)
+        return 2
+    except RunError as error:
+        print(f"paralab: run failed: {error}", file=sys.stderr)
+        return 1
+    return _print_result(result)
+
+
+def _compare(args: argparse.Namespace, registry: Any) -> int:
+    from paralab.compare import compare_main
+
+    return compare_main(args.paths, output=args.plot, metrics=args.metrics, as_json=args.json)
 
 
 def _plugins(args: argparse.Namespace, registry: Any) -> int:

@@ -36,6 +36,7 @@ KINDS: tuple[str, ...] = (
     "auditor",
     "loss",
     "middleware",
+    "tracker",
 )
 """Every kind of component an experiment can name, in the order a spec lists them."""
 
@@ -180,9 +181,19 @@ class ProtocolSpec(Component):
     middleware_hooks: tuple[str, ...] = ()
     """The middleware hooks the protocol calls (``("paralab_process_update",)``); middleware
     acting on none of them is rejected."""
+    resumable: bool = False
+    """True when the protocol object implements ``checkpoint_state(run)`` and
+    ``restore_state(run, state)``, so that ``checkpoint_every`` and ``paralab resume`` continue
+    an interrupted run to the metrics of an uninterrupted one; a spec asking for checkpoints
+    under another protocol is rejected."""
+    seed_axis: bool = False
+    """True when the protocol can run several seeds of one configuration at once, as one
+    stacked model (:func:`paralab.run_seeds`); otherwise seeds run one after another."""
 
     def _extra(self) -> dict[str, Any]:
         return {
+            "resumable": self.resumable,
+            "seed_axis": self.seed_axis,
             "uses_model": self.uses_model,
             "accepts": list(self.accepts),
             "main_metric": self.main_metric,
@@ -274,6 +285,21 @@ class MiddlewareSpec(Component):
         return {"hooks": list(self.hooks)}
 
 
+@dataclass(frozen=True)
+class TrackerSpec(Component):
+    """An experiment tracker (CSV files, TensorBoard, MLflow): ``factory(**options)`` returns a
+    :class:`paralab.interfaces.Tracker`, a plugin object whose lifecycle hookimpls
+    (``paralab_before_experiment``, ``paralab_after_phase``, ``paralab_after_experiment``,
+    ``paralab_on_error``) take part in the one run whose spec lists it in ``trackers``, like
+    middleware. A study calls its optional ``before_study(study)`` / ``after_study(study)``.
+
+    A tracker only records, but what it raises fails the run (naming the tracker): a run whose
+    tracking silently stopped would show curves that are not all there.
+    """
+
+    kind: ClassVar[str] = "tracker"
+
+
 SPEC_TYPES: dict[str, type[Component]] = {
     spec.kind: spec
     for spec in (
@@ -285,5 +311,6 @@ SPEC_TYPES: dict[str, type[Component]] = {
         AuditorSpec,
         LossSpec,
         MiddlewareSpec,
+        TrackerSpec,
     )
 }

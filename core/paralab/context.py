@@ -133,6 +133,33 @@ def _calling(kind: str, name: str, function: Callable[..., T], *args: Any) -> T:
         raise ComponentFailure(kind, name, error) from error
 
 
+def _interactive() -> bool:
+    """A terminal or a notebook kernel: where a live progress bar is readable."""
+    if sys.stderr.isatty():
+        return True
+    return "ipykernel" in sys.modules
+
+
+def report_phase(run: RunContext, phase: Phase) -> None:
+    """One line per closed phase on stderr when output is not interactive (a pipe, a batch
+    job, a log file): the run, the phase (of how many), its main metric, seconds and an ETA."""
+    if os.environ.get("PARALAB_QUIET") or _interactive():
+        return
+    done, total = run._phases_done, run._phases_total
+    of = f"/{total}" if total else ""
+    parts = [f"[{run.spec.name}] {phase.kind} {phase.index + 1}{of}"]
+    main = run.result.main_metric
+    value = phase.metrics.get(main)
+    if isinstance(value, (int, float)):
+        parts.append(f"{main} {value:.4f}")
+    parts.append(f"{phase.seconds:.1f} s")
+    timed = run._phases_timed
+    if total and timed:
+        elapsed = time.perf_counter() - run._phases_started
+        parts.append(f"ETA {elapsed / timed * max(total - done, 0):.0f} s")
+    print("  ".join(parts), file=sys.stderr, flush=True)
+
+
 class RunContext:
     """The live state of one run, handed to protocols, methods, auditors and hooks."""
 
@@ -171,6 +198,13 @@ class RunContext:
         self.current_phase: Phase | None = None
         self.state: dict[str, Any] = {}
         """Free space for plugins to share run-scoped state (key by your plugin's name)."""
+        self.study: dict[str, Any] | None = None
+        """The study this run belongs to (``name``, ``folder``, ``configuration``, ``seed``,
+        and what its trackers' ``before_study`` added), or None."""
+        self._phases_total: int | None = None
+        self._phases_started = time.perf_counter()
+        self._phases_done = 0
+        self._phases_timed = 0
 
     @property
     def info(self) -> DatasetInfo:
@@ -205,6 +239,14 @@ class RunContext:
         self.result.add_phase(phase)
         self.writer.save(self.result)
         self.current_phase = None
+        if self.spec.checkpoint_every and self.writer.enabled and (
+                len(self.result.phases) % self.spec.checkpoint_every == 0):
+            from paralab.checkpoints import save_checkpoint
+
+            save_checkpoint(self)
+        self._phases_done += 1
+        self._phases_timed += 1
+        report_phase(self, phase)
 
     # -------------------------------------------------------------------------- evaluation
 
@@ -277,13 +319,24 @@ class RunContext:
         """Pass an update through the spec's middleware (``paralab_process_update``)."""
         return self.hooks.process_update(self, update)
 
-    def progress(self, iterable: Iterable[T], desc: str = "", total: int | None = None) -> Iterable[T]:
-        """A progress bar on a terminal; the bare iterable when output is not a terminal."""
-        if not sys.stderr.isatty() or os.environ.get("PARALAB_QUIET"):
+    def progress(self, iterable: Iterable[T], desc: str = "", total: int | None = None,
+                 done: int = 0) -> Iterable[T]:
+        """The protocol's outer loop, shown: a progress bar on a terminal or in a notebook
+        (``tqdm.auto``); elsewhere (a pipe, a batch job) one line per phase on stderr with the
+        main metric and an ETA (:func:`report_phase`). ``total`` is the number of phases,
+        ``done`` how many a resumed run had finished. ``PARALAB_QUIET=1`` (``-q``) shows
+        nothing."""
+        if total is None and hasattr(iterable, "__len__"):
+            total = len(iterable) + done  # type: ignore[arg-type]
+        self._phases_total = total
+        self._phases_done = done
+        self._phases_timed = 0
+        self._phases_started = time.perf_counter()
+        if os.environ.get("PARALAB_QUIET") or not _interactive():
             return iterable
         from tqdm.auto import tqdm
 
-        return tqdm(iterable, desc=desc, total=total, leave=False)
+        return tqdm(iterable, desc=desc, total=total, initial=done, leave=False)
 
     def log(self, message: str) -> None:
         logger.info("%s: %s", self.spec.name, message)

@@ -18,7 +18,7 @@ from paralab import hookspecs, interfaces
 
 GROUPS = {
     "Contribution hooks": ("datasets", "models", "protocols", "methods", "metrics", "auditors",
-                           "losses", "middleware"),
+                           "losses", "middleware", "trackers"),
     "Lifecycle hooks": ("before_experiment", "after_experiment", "before_phase", "after_phase",
                         "after_evaluation", "on_error"),
     "Middleware hooks": ("process_update", "process_gradients"),

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
         MiddlewareSpec,
         ModelSpec,
         ProtocolSpec,
+        TrackerSpec,
     )
     from paralab.context import Evaluation, Phase, RunContext, Update
     from paralab.methods import PerExampleGradients
@@ -229,6 +230,25 @@ def paralab_middleware() -> list[MiddlewareSpec]:
         def paralab_middleware():
             return [MiddlewareSpec(name="clip", factory="my_plugin.mw:Clip",
                                    options={"max_norm": 1.0})]
+    """
+
+
+@hookspec
+def paralab_trackers() -> list[TrackerSpec]:
+    """Return the experiment trackers (CSV, TensorBoard, MLflow, ...) this plugin adds.
+
+    Called once, when the registry indexes plugins. Every implementation is called (no
+    first-result short cut); the host collects each plugin's list separately. A spec chooses trackers per run with
+    ``trackers = ["csv", { name = "mlflow", tracking_uri = "sqlite:///mlflow.db" }]``; the
+    factory's object implements lifecycle hooks and is registered for that one run.
+
+    :return: a list of :class:`paralab.components.TrackerSpec`.
+
+    Example::
+
+        @hookimpl
+        def paralab_trackers():
+            return [TrackerSpec(name="stdout", factory="my_plugin.track:Stdout")]
     """
 
 

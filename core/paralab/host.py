@@ -32,6 +32,7 @@ CONTRIBUTION_HOOKS = {
     "auditor": "paralab_auditors",
     "loss": "paralab_losses",
     "middleware": "paralab_middleware",
+    "tracker": "paralab_trackers",
 }
 
 _registry: PluginRegistry | None = None

@@ -69,7 +69,13 @@ class Protocol(Interface):
         ``run.method`` (only through the protocol's declared method interface), evaluate with
         ``run.evaluate(split)``. Add the spec's loss terms with ``run.extra_loss(batch)`` when
         the spec declares ``applies_losses``, and pass updates through the middleware hooks it
-        declares (``run.process_update(update)``)."""
+        declares (``run.process_update(update)``).
+
+        Optional, for protocols whose spec declares ``resumable``:
+        ``checkpoint_state(run) -> dict`` returns what the protocol needs to continue after
+        the phases closed so far (tensors and plain data: it is saved with ``torch.save`` and
+        read with ``weights_only=True``), and ``restore_state(run, state)`` takes it back
+        before ``execute`` runs again (see :mod:`paralab.checkpoints`)."""
 
 
 # -------------------------------------------------------------------------------- methods
@@ -241,10 +247,24 @@ class Middleware(Interface):
     run that names the middleware."""
 
 
+class Tracker(Interface):
+    """A per-run plugin object that records the run elsewhere (CSV, TensorBoard, MLflow): its
+    ``@hookimpl`` methods on the lifecycle hooks (``paralab_before_experiment``,
+    ``paralab_after_phase``, ``paralab_after_experiment``, ``paralab_on_error``) see only the
+    run whose spec lists it in ``trackers``. It must implement at least one of them (checked at
+    build). Optional: ``before_study(study)`` and ``after_study(study)``, which a study calls
+    once around its runs (MLflow's parent run), with a :class:`paralab.study.StudyInfo`."""
+
+
+TRACKER_HOOKS = ("paralab_before_experiment", "paralab_before_phase", "paralab_after_phase",
+                 "paralab_after_evaluation", "paralab_after_experiment", "paralab_on_error")
+"""The hooks through which a tracker records (it implements at least one)."""
+
+
 INTERFACES: dict[str, type[Interface]] = {
     cls.__name__: cls
     for cls in (Protocol, GradientMethod, ContinualStrategy, EpisodicMethod, FederatedStrategy,
-                EstimatorMethod, KernelMethod, Metric, Auditor, LossTerm, Middleware)
+                EstimatorMethod, KernelMethod, Metric, Auditor, LossTerm, Middleware, Tracker)
 }
 """Interfaces by name, as ``ProtocolSpec.method_interface`` names them."""
 
@@ -254,6 +274,7 @@ KIND_INTERFACES: dict[str, type[Interface]] = {
     "auditor": Auditor,
     "loss": LossTerm,
     "middleware": Middleware,
+    "tracker": Tracker,
 }
 """The interface of each kind whose contract does not depend on the protocol (a method's
 comes from its protocol's ``method_interface``)."""

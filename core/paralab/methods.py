@@ -187,6 +187,14 @@ class OptimizerMethod(GradientMethod):
         self.weight_decay = weight_decay
         self.optimizer: torch.optim.Optimizer | None = None
 
+    def state_dict(self) -> dict[str, Any]:
+        """The optimizer's state (momentum, Adam's moments), for checkpoints."""
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Take back :meth:`state_dict` after :meth:`setup`."""
+        self.optimizer.load_state_dict(state["optimizer"])
+
     def make_optimizer(self, parameters: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
         raise NotImplementedError
 
@@ -270,6 +278,14 @@ class SGD(OptimizerMethod):
         super().__init__(lr, weight_decay)
         self.momentum = momentum
 
+    def state_dict(self) -> dict[str, Any]:
+        """The optimizer's state (momentum, Adam's moments), for checkpoints."""
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Take back :meth:`state_dict` after :meth:`setup`."""
+        self.optimizer.load_state_dict(state["optimizer"])
+
     def make_optimizer(self, parameters: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
         return torch.optim.SGD(
             parameters, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
@@ -281,6 +297,14 @@ class Adam(OptimizerMethod):
 
     def __init__(self, lr: float = 0.001, weight_decay: float = 0.0) -> None:
         super().__init__(lr, weight_decay)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The optimizer's state (momentum, Adam's moments), for checkpoints."""
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Take back :meth:`state_dict` after :meth:`setup`."""
+        self.optimizer.load_state_dict(state["optimizer"])
 
     def make_optimizer(self, parameters: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
         return adam(parameters, lr=self.lr, weight_decay=self.weight_decay)

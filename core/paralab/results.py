@@ -11,7 +11,7 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from paralab.context import Phase
 
 RESULT_FILE = "result.json"
+MODEL_FILE = "model.safetensors"
 PLOT_FILE = "curve.png"
 SUMMARY_FILE = "summary.md"
 
@@ -41,7 +42,15 @@ class Result:
     timings: dict[str, float] = field(default_factory=dict)
     error: dict[str, Any] | None = None
     main_metric: str = ""
+    provenance: dict[str, Any] = field(default_factory=dict)
+    """When, where and from what the run ran: start time, duration, host, command line,
+    paralab's git commit (with a dirty flag) when run from a checkout."""
+    study: dict[str, Any] | None = None
+    """The study this run belongs to (its name, folder, configuration), if any."""
     path: str = ""
+    model: Any = field(default=None, repr=False, compare=False)
+    """The trained ``torch.nn.Module`` (Python API only; :func:`paralab.load_model` rebuilds
+    it from a run folder)."""
 
     def add_phase(self, phase: Phase) -> None:
         self.phases.append(_clean(phase.to_dict()))
@@ -54,6 +63,43 @@ class Result:
             for position, phase in enumerate(self.phases)
             if isinstance(value := phase["metrics"].get(metric), (int, float))
         ]
+
+    def history(self) -> Any:
+        """The phases' scalar metrics as a pandas DataFrame: one row per phase (``kind``,
+        ``index``, ``seconds`` and one column per metric)."""
+        import pandas as pd
+
+        rows = []
+        for phase in self.phases:
+            row = {"kind": phase["kind"], "index": phase["index"], "seconds": phase["seconds"]}
+            row.update({key: value for key, value in phase["metrics"].items()
+                        if isinstance(value, (int, float)) and not isinstance(value, bool)})
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def scalars(self) -> dict[str, float]:
+        """The final scalar metrics (what a table compares)."""
+        return {key: float(value) for key, value in sorted(self.metrics.items())
+                if isinstance(value, (int, float)) and not isinstance(value, bool)}
+
+    def __repr__(self) -> str:
+        main = self.metrics.get(self.main_metric)
+        shown = f", {self.main_metric}={main:.4f}" if isinstance(main, (int, float)) else ""
+        where = f", path={self.path!r}" if self.path else ""
+        return (f"Result({self.name!r}, status={self.status!r}, seed={self.seed}, "
+                f"phases={len(self.phases)}{shown}{where})")
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        rows = "".join(f"<tr><td>{escape(key)}</td><td>{value:.4f}</td></tr>"
+                       for key, value in self.scalars().items())
+        error = ""
+        if self.error:
+            error = f"<p>error: {escape(str(self.error.get('message')))}</p>"
+        return (f"<div><b>{escape(self.name)}</b>: {escape(self.status)}, seed {self.seed}, "
+                f"{len(self.phases)} phases{error}<table><tr><th>metric</th><th>final</th></tr>"
+                f"{rows}</table></div>")
 
     def to_dict(self) -> dict[str, Any]:
         return _clean(
@@ -72,6 +118,8 @@ class Result:
                 "device": self.device,
                 "timings": self.timings,
                 "error": self.error,
+                "provenance": self.provenance,
+                "study": self.study,
             }
         )
 
@@ -79,8 +127,11 @@ class Result:
     def load(cls, folder: str | os.PathLike[str]) -> Result:
         """Read a run folder's ``result.json`` back."""
         path = Path(folder)
-        data = json.loads((path / RESULT_FILE if path.is_dir() else path).read_text("utf-8"))
-        return cls(**data, path=str(path))
+        file = path / RESULT_FILE if path.is_dir() else path
+        data = json.loads(file.read_text("utf-8"))
+        known = {item.name for item in fields(cls)} - {"path", "model"}
+        return cls(**{key: value for key, value in data.items() if key in known},
+                   path=str(file.parent))
 
 
 def _clean(value: Any) -> Any:

@@ -27,7 +27,7 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
@@ -41,8 +41,10 @@ from paralab.context import ComponentFailure, RunContext, logger
 from paralab.data.cache import load_dataset
 from paralab.data.files import DataNotFoundError
 from paralab.host import Hooks, get_registry
-from paralab.interfaces import KIND_INTERFACES, missing_members, resolve
-from paralab.results import Result, ResultWriter
+from paralab.interfaces import KIND_INTERFACES, TRACKER_HOOKS, missing_members, resolve
+from paralab.provenance import finish as _finish_provenance
+from paralab.provenance import provenance
+from paralab.results import MODEL_FILE, Result, ResultWriter
 from paralab.spec import ComponentRef, ExperimentSpec, SpecError
 
 _CORE_PACKAGES = ("paralab", "torch", "numpy", "pluggy", "scikit-learn")
@@ -198,6 +200,7 @@ class _Built:
     auditors: dict[str, Any]
     loss_terms: dict[str, Any]
     middleware: list[tuple[int, ComponentRef, Any]]
+    trackers: list[tuple[int, ComponentRef, Any]]
     dataset: Any = None
     model: Any = None
 
@@ -209,17 +212,24 @@ class _Built:
                         for i, r in enumerate(spec.auditors)})
         objects.update({f"losses[{i}]": self.loss_terms[r.name] for i, r in enumerate(spec.losses)})
         objects.update({f"middleware[{i}]": m for i, _, m in self.middleware})
-        order = ("protocol", "method", "metric", "auditor", "loss", "middleware", "model")
+        objects.update({f"trackers[{i}]": t for i, _, t in self.trackers})
+        order = ("protocol", "method", "metric", "auditor", "loss", "middleware", "tracker",
+                 "model")
         listed = sorted((c for c in spec.components() if c[1] != "dataset"),
                         key=lambda c: order.index(c[1]))  # the model's data checks come last
         return [(path, kind, ref.name, objects[path]) for path, kind, ref in listed]
 
 
-def run(spec: ExperimentSpec | dict[str, Any] | str | Path, *, registry: Any = None) -> Result:
+def run(spec: ExperimentSpec | dict[str, Any] | str | Path, *, registry: Any = None,
+        overrides: Sequence[str] = (), study: Mapping[str, Any] | None = None,
+        resume_from: Any = None) -> Result:
     """Run an experiment and return its :class:`Result`.
 
-    ``spec`` is an :class:`ExperimentSpec`, a dict in the TOML layout, or a path to a TOML file.
-    Raises :class:`paralab.SpecError` before anything runs (and before the run's folder
+    ``spec`` is an :class:`ExperimentSpec`, a dict in the TOML layout, or a path to a TOML file;
+    ``overrides`` change its values first (``["method.lr=0.01", "protocol.epochs=5"]``, the
+    grammar of :mod:`paralab.overrides`). ``study`` is what a study tells its runs about itself
+    (:class:`paralab.StudyInfo` as a dict): recorded in ``result.json`` and seen by trackers as
+    ``run.study``. ``resume_from`` is used by :func:`paralab.resume`. Raises :class:`paralab.SpecError` before anything runs (and before the run's folder
     exists) when the spec is invalid, and :class:`RunError` (with the partial result) when a
     component fails midway or training diverges to NaN.
 
@@ -229,27 +239,34 @@ def run(spec: ExperimentSpec | dict[str, Any] | str | Path, *, registry: Any = N
     >>> result.status
     'completed'
     """
-    spec = ExperimentSpec.coerce(spec)
     registry = registry or get_registry()
+    spec = ExperimentSpec.load(spec, overrides, registry)
     spec.validate(registry)
-    _check_output(spec)
+    if resume_from is None:
+        _check_output(spec)
     try:
         device = resolve_device(spec.device)
     except RuntimeError as error:
         raise SpecError([f"device = {spec.device!r}: {error}"]) from None
     started = time.perf_counter()
     seed_everything(spec.seed)
-    writer = ResultWriter(spec.output, spec.name)
-    result = Result(name=spec.name, spec=spec.to_dict(), seed=spec.seed, device=str(device))
+    writer = ResultWriter(spec.output, spec.name,
+                          folder=None if resume_from is None else resume_from.folder)
+    result = Result(name=spec.name, spec=spec.to_dict(), seed=spec.seed, device=str(device),
+                    provenance=provenance(), study=dict(study) if study else None)
     stage = _Stage(registry)
     context: RunContext | None = None
     with _signals_interrupt():
         try:
             built = _build(spec, registry, stage, device, result)
+            result.model = built.model
             context = _context(spec, registry, built, device, result, writer)
+            context.study = result.study
             _check(context, built, stage, registry)
             writer.claim()  # the spec is accepted: now the run has a folder of its own
             result.path = str(writer.folder) if writer.enabled else ""
+            if resume_from is not None:
+                resume_from.restore(context)
             _execute(context, built, stage)
             _save(context, stage, started)
             return result
@@ -282,6 +299,8 @@ def _build(spec: ExperimentSpec, registry: Any, stage: _Stage, device: torch.dev
         loss_terms={r.name: build(f"losses[{i}]", "loss", r) for i, r in enumerate(spec.losses)},
         middleware=[(i, r, build(f"middleware[{i}]", "middleware", r))
                     for i, r in enumerate(spec.middleware)],
+        trackers=[(i, r, build(f"trackers[{i}]", "tracker", r))
+                  for i, r in enumerate(spec.trackers)],
     )
     ref = spec.dataset
     with stage.at("dataset", ref.name, "dataset", rejects=(ValueError, DataNotFoundError)):
@@ -306,6 +325,7 @@ def _context(spec: ExperimentSpec, registry: Any, built: _Built, device: torch.d
     # Registered last-listed first: pluggy calls the latest registered wrapper outermost, and
     # the spec's first middleware is the outermost.
     extra = [(f"middleware[{i}]:{r.name}", m) for i, r, m in reversed(built.middleware)]
+    extra += [(f"trackers[{i}]:{r.name}", t) for i, r, t in reversed(built.trackers)]
     # Without middleware the process-wide manager serves (nothing run-specific is ever
     # registered there); building a manager costs ~3 ms of a small run.
     hooks = Hooks(registry.run_manager(extra) if extra else registry.pm)
@@ -352,6 +372,8 @@ def _check(context: RunContext, built: _Built, stage: _Stage, registry: Any) -> 
                 )
             if kind == "middleware":
                 _check_middleware_hooks(component, name, registry, stage)
+            if kind == "tracker":
+                _check_tracker_hooks(component, name, stage)
     for path, kind, name, component in named:  # a model is a torch module: it may validate
         validate = getattr(component, "validate", None)
         if callable(validate):
@@ -366,6 +388,15 @@ def _check_middleware_hooks(component: Any, name: str, registry: Any, stage: _St
         raise ContractError(
             f"middleware {name!r} of plugin {stage.provider or '?'} declares hooks "
             f"{list(declared)} but its object ({type(component).__name__}) implements none"
+        )
+
+
+def _check_tracker_hooks(component: Any, name: str, stage: _Stage) -> None:
+    if not any(callable(getattr(component, hook, None)) for hook in TRACKER_HOOKS):
+        raise ContractError(
+            f"tracker {name!r} of plugin {stage.provider or '?'}: its object "
+            f"({type(component).__name__}) implements none of the lifecycle hooks "
+            f"{', '.join(TRACKER_HOOKS)}, so it would record nothing"
         )
 
 
@@ -391,9 +422,18 @@ def _save(context: RunContext, stage: _Stage, started: float) -> None:
     result = context.result
     result.status = "completed"
     result.timings["total"] = time.perf_counter() - started
-    context.hooks.after_experiment(context, result)
+    _finish_provenance(result)
+    if context.writer.enabled and context.spec.save_model and context.model is not None:
+        from paralab.checkpoints import save_model
+
+        stage.set("host")
+        save_model(context.model, context.writer.folder)
+        result.artifacts["model"] = MODEL_FILE
     result.packages = package_versions()
-    context.writer.finish(result)
+    context.writer.finish(result)  # trackers see the finished folder ...
+    stage.set("hook")
+    context.hooks.after_experiment(context, result)
+    context.writer.save(result)  # ... and what a hook added to the result is kept
 
 
 def _interrupted(interrupt: KeyboardInterrupt, stage: _Stage, context: RunContext | None,
@@ -413,6 +453,7 @@ def _interrupted(interrupt: KeyboardInterrupt, stage: _Stage, context: RunContex
         "traceback": "",
     }
     result.timings["total"] = time.perf_counter() - started
+    _finish_provenance(result)
     result.packages = package_versions()
     if context is not None:
         try:
@@ -452,6 +493,7 @@ def _failed(error: BaseException, stage: _Stage, registry: Any, context: RunCont
         "traceback": "".join(traceback.format_exception(error)),
     }
     result.timings["total"] = time.perf_counter() - started
+    _finish_provenance(result)
     result.packages = package_versions()
     if context is not None:
         try:

@@ -19,6 +19,7 @@ TOML form (every component is a name, or a table with ``name`` and its options):
     auditors = []
     losses = []
     middleware = []
+    trackers = []              # "csv", "tensorboard", "mlflow" (the paralab_tracking plugin)
 """
 
 from __future__ import annotations
@@ -40,8 +41,10 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 SINGLE = ("dataset", "model", "protocol", "method")
-MANY = {"metrics": "metric", "auditors": "auditor", "losses": "loss", "middleware": "middleware"}
-SETTINGS = ("name", "seed", "device", "output", "eval_batch_size", "on_nan", "description")
+MANY = {"metrics": "metric", "auditors": "auditor", "losses": "loss", "middleware": "middleware",
+        "trackers": "tracker"}
+SETTINGS = ("name", "seed", "device", "output", "eval_batch_size", "on_nan", "description",
+            "save_model", "checkpoint_every")
 SETTING_OPTIONS = {
     "eval_batch_size": Option(4096, type=int, ge=1, help="rows per batch when evaluating"),
     "on_nan": Option("fail", choices=("fail", "warn"),
@@ -49,6 +52,10 @@ SETTING_OPTIONS = {
     "name": Option("experiment", type=str, min_length=1),
     "output": Option("runs", type=(str, None)),
     "description": Option("", type=str),
+    "save_model": Option(True, type=bool,
+                         help="save the trained model's weights in the run folder (model.safetensors)"),
+    "checkpoint_every": Option(0, type=int, ge=0,
+                               help="save a checkpoint every N phases, for `paralab resume` (0: never)"),
 }
 """Declared constraints of the spec's own settings (``seed`` and ``device`` are checked apart)."""
 
@@ -105,6 +112,7 @@ class ExperimentSpec:
     auditors: Sequence[ComponentRef | str | Mapping[str, Any]] = ()
     losses: Sequence[ComponentRef | str | Mapping[str, Any]] = ()
     middleware: Sequence[ComponentRef | str | Mapping[str, Any]] = ()
+    trackers: Sequence[ComponentRef | str | Mapping[str, Any]] = ()
     name: str = "experiment"
     seed: int = 0
     device: str = "auto"
@@ -112,6 +120,8 @@ class ExperimentSpec:
     eval_batch_size: int = 4096
     on_nan: str = "fail"
     description: str = ""
+    save_model: bool = True
+    checkpoint_every: int = 0
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -178,6 +188,11 @@ class ExperimentSpec:
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str]) -> ExperimentSpec:
         """Read a spec file; its ``name`` defaults to the file's stem."""
+        return cls.from_dict(cls.read_toml(path), str(path))
+
+    @staticmethod
+    def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+        """A spec file's table, its ``name`` defaulting to the file's stem (not checked)."""
         path = Path(path)
         if not path.exists():
             raise SpecError([f"no such spec file: {path}"])
@@ -192,7 +207,31 @@ class ExperimentSpec:
         except RecursionError:
             raise SpecError(["TOML nested too deeply to read"], str(path)) from None
         data.setdefault("name", path.stem)
-        return cls.from_dict(data, str(path))
+        return data
+
+    @classmethod
+    def load(cls, value: Any, overrides: Sequence[str] = (), registry: Any = None) -> ExperimentSpec:
+        """A spec from a spec, a mapping or a TOML path, with ``overrides`` applied
+        (``["method.lr=0.01"]``, see :mod:`paralab.overrides`)."""
+        if not overrides:
+            return cls.coerce(value)
+        from paralab.overrides import apply_overrides
+
+        source = ""
+        if isinstance(value, ExperimentSpec):
+            data = value.to_dict()
+        elif isinstance(value, Mapping):
+            data = dict(value)
+        elif isinstance(value, (str, os.PathLike)):
+            source = str(value)
+            data = cls.read_toml(value)
+        else:
+            raise TypeError(f"expected an ExperimentSpec, a dict or a TOML path, got {type(value)}")
+        try:
+            data = apply_overrides(data, overrides, registry)
+        except SpecError as error:
+            raise SpecError(error.problems, source) from None
+        return cls.from_dict(data, source)
 
     @classmethod
     def coerce(cls, value: Any) -> ExperimentSpec:
@@ -220,6 +259,22 @@ class ExperimentSpec:
             else:
                 data[item.name] = value
         return data
+
+    def to_toml(self) -> str:
+        """The spec as a TOML file that :meth:`from_toml` reads back to an equal spec."""
+        lines, tables = [], []
+        for key, value in self.to_dict().items():
+            if value is None:
+                continue  # TOML has no null: an absent model / output is the default
+            if key in SINGLE:
+                tables.append(f"\n[{key}]\n" + "".join(f"{k} = {_toml(v)}\n"
+                                                       for k, v in value.items()))
+            else:
+                lines.append(f"{key} = {_toml(value)}")
+        text = "\n".join(lines) + "\n" + "".join(tables)
+        if self.output is None:
+            text = "# output = None: this run writes no folder (set it in Python)\n" + text
+        return text
 
     def components(self) -> list[tuple[str, str, ComponentRef]]:
         """``(field path, kind, ref)`` for every component the spec names."""
@@ -268,8 +323,47 @@ class ExperimentSpec:
             )
         if protocol is not None:
             problems += _ignored_components(self, protocol, specs, registry)
+        if protocol is not None and self.checkpoint_every and not protocol.resumable:
+            users = [f"{p.name} ({p.provider})" for p in registry.components["protocol"].values()
+                     if p.resumable]
+            problems.append(
+                f"checkpoint_every = {self.checkpoint_every}: protocol {protocol.name!r} "
+                f"({protocol.provider}) cannot continue from a checkpoint, so `paralab resume` "
+                f"could not use one; resumable protocols: {', '.join(users) or 'none'}"
+            )
         if problems:
             raise SpecError(problems)
+
+
+def _toml(value: Any) -> str:
+    """One TOML value (inline tables for components inside lists)."""
+    import json
+    import math
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{_key(k)} = {_toml(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(item) for item in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} {value!r} as TOML")
+
+
+def _key(key: str) -> str:
+    import json
+    import re
+
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
 
 
 _NAME_BYTES = 200

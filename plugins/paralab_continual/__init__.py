@@ -121,6 +121,7 @@ def paralab_protocols() -> list[ProtocolSpec]:
             # run.extra_loss); the avalanche method, which does not add them, says so itself.
             applies_losses=True,
             middleware_hooks=(),
+            resumable=True,
         )
     ]
 

@@ -16,6 +16,8 @@ Policies:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from paralab_continual import POLICIES
@@ -43,6 +45,21 @@ class IndexBuffer:
 
     def __len__(self) -> int:
         return int(self.indices.numel())
+
+    def state_dict(self) -> dict[str, Any]:
+        """The memory (index tensors), the count seen and where the shuffled pass stands."""
+        return {"indices": self.indices.clone(), "experiences": self.experiences.clone(),
+                "seen": self.seen, "cursor": self._cursor, "groups": self._groups.clone(),
+                "order": None if self._order is None else self._order.clone()}
+
+    def load_state_dict(self, state: dict[str, Any], device: torch.device | str = "cpu") -> None:
+        """Take back :meth:`state_dict`, its tensors on ``device`` (the shared data's)."""
+        self.indices = state["indices"].to(device)
+        self.experiences = state["experiences"].to(device)
+        self.seen = int(state["seen"])
+        self._cursor = int(state["cursor"])
+        self._groups = state["groups"].to(device)
+        self._order = None if state["order"] is None else state["order"].to(device)
 
     def add_experience(
         self,

@@ -91,6 +91,9 @@ class Continual(Protocol):
         self.forward_transfer = forward_transfer
         self.plot = plot
         self.stream: Stream | None = None
+        self._restored: dict[str, Any] | None = None
+        self._live: dict[str, Any] = {"initial": None, "rows": []}
+        """R's rows so far and the initial row: what a checkpoint needs besides the model."""
 
     # ------------------------------------------------------------------------- checking
 
@@ -102,8 +105,35 @@ class Continual(Protocol):
         run.dataset.check_splits(self.options["eval_split"], train_option="eval_split")
         stream = build_stream(run.dataset, seed=run.seed, **self.options)
         run.method.check(stream, run.dataset)
+        if run.spec.checkpoint_every and not all(
+            callable(getattr(run.method, name, None)) for name in ("state_dict", "load_state_dict")
+        ):
+            raise ValueError(
+                f"checkpoint_every = {run.spec.checkpoint_every}: method "
+                f"{run.spec.method.name!r} keeps its state where a checkpoint cannot reach it "
+                f"(no state_dict()/load_state_dict()), so the run could not resume exactly; "
+                f"set checkpoint_every = 0 or use a native strategy"
+            )
         self.stream = stream
         run.state[STATE] = {"stream": stream}
+
+    # ----------------------------------------------------------------------- checkpoints
+
+    def checkpoint_state(self, run: RunContext) -> dict[str, Any]:
+        """After the phases closed so far: the model, the strategy's state (optimizer, penalty
+        terms, teacher, memories: its ``state_dict``), R's rows and the initial row. The
+        stream is rebuilt from the seed; training draws only from ``run.generator``, which the
+        host saves."""
+        return {
+            "experiences_done": len(self._live["rows"]),
+            "initial": self._live["initial"],
+            "rows": [list(row) for row in self._live["rows"]],
+            "model": run.model.state_dict(),
+            "method": run.method.state_dict(),
+        }
+
+    def restore_state(self, run: RunContext, state: dict[str, Any]) -> None:
+        self._restored = state
 
     def stream_of(self, run: RunContext) -> Stream:
         """The stream :meth:`validate` built for ``run`` (built now if it was not called)."""
@@ -121,11 +151,23 @@ class Continual(Protocol):
         method.setup(run, run.model)
         size = len(stream)
         initial: list[float] | None = None
-        if self.forward_transfer:
+        matrix = [[math.nan] * size for _ in range(size)]
+        restored, self._restored = self._restored, None
+        self._live = {"initial": None, "rows": []}
+        start = 0
+        if restored is not None:  # paralab resume: continue after the saved experiences
+            run.model.load_state_dict(restored["model"])
+            method.load_state_dict(restored["method"])
+            initial = restored["initial"]
+            start = int(restored["experiences_done"])
+            matrix[:start] = [list(row) for row in restored["rows"]]
+            self._live = {"initial": initial, "rows": matrix[:start]}
+        if self.forward_transfer and restored is None:
             with run.phase("initial", 0, scenario=stream.scenario):
                 initial = self.evaluate_stream(run, stream)
-        matrix = [[math.nan] * size for _ in range(size)]
-        for experience in run.progress(stream.experiences, desc="experiences", total=size):
+                self._live["initial"] = initial
+        experiences = stream.experiences[start:]
+        for experience in run.progress(experiences, desc="experiences", total=size, done=start):
             i = experience.index
             with run.phase(
                 "experience", i, scenario=stream.scenario, **experience.describe()
@@ -135,6 +177,7 @@ class Continual(Protocol):
                 method.after_experience(run, experience)
                 phase.metrics["train/loss"] = loss
                 matrix[i] = self.evaluate_stream(run, stream)
+                self._live["rows"] = matrix[: i + 1]
                 run.record("average_accuracy", metrics.average_accuracy(matrix, after=i))
                 run.record("accuracy_matrix_row", matrix[i])
         summary = metrics.summarize(matrix, initial)

@@ -40,6 +40,15 @@ if TYPE_CHECKING:
     from paralab import RunContext, SharedDataset
 
 
+def _detached(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    return [t.detach().clone() for t in tensors]
+
+
+def _on(tensors: list[torch.Tensor], like: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Checkpointed tensors back on the devices of the parameters they belong to."""
+    return [t.to(p.device) for t, p in zip(tensors, like)]
+
+
 def gather(
     dataset: SharedDataset, stream: Stream, rows: torch.Tensor, experience_ids: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -125,6 +134,22 @@ class ContinualStrategy(OptimizerMethod, StrategyInterface):
     def setup(self, run: RunContext | None, model: torch.nn.Module) -> None:
         self.parameters = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = self.make_optimizer(self.parameters)
+
+    def state_dict(self) -> dict[str, Any]:
+        """What the strategy learned between experiences (its optimizer's state, and what
+        each strategy adds: penalty terms, a teacher, memories), for the protocol's
+        checkpoints; tensors and plain data only. Checkpoints close experiences, so what lives
+        only inside one (SI's running path integral, a gathered replay batch) is not in it."""
+        return super().state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Take back :meth:`state_dict` after :meth:`setup` (and after the model's weights)."""
+        super().load_state_dict(state)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model (and so the run's data) lives: checkpoints are read on the CPU."""
+        return self.parameters[0].device if self.parameters else torch.device("cpu")
 
     def bind(self, stream: Stream) -> None:
         """Remember the stream and decide how training reads the outputs."""
@@ -294,6 +319,16 @@ class _Quadratic(ContinualStrategy):
         self.pull: list[torch.Tensor] = []  # B = A * anchor (summed)
         self.offset = 0.0  # C = sum A * anchor^2, only to report the penalty's value
 
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "curvature": _detached(self.curvature),
+                "pull": _detached(self.pull), "offset": self.offset}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.curvature = _on(state["curvature"], self.parameters)
+        self.pull = _on(state["pull"], self.parameters)
+        self.offset = float(state["offset"])
+
     def after_backward(self, run: RunContext, model: torch.nn.Module) -> None:
         if not self.curvature or self.strength == 0:
             return
@@ -439,6 +474,13 @@ class SI(_Quadratic):
         self.task_grad: list[torch.Tensor] = []
         self.total_importance: list[torch.Tensor] = []
 
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "total_importance": _detached(self.total_importance)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.total_importance = _on(state["total_importance"], self.parameters)
+
     def before_experience(self, run: RunContext, experience: Experience) -> None:
         super().before_experience(run, experience)
         self.omega = [torch.zeros_like(p) for p in self.parameters]
@@ -484,12 +526,36 @@ class LwF(ContinualStrategy):
         self.temperature = float(temperature)
         self.teacher: torch.nn.Module | None = None
         self.unit_groups: list[torch.Tensor] = []
+        self.model: torch.nn.Module | None = None
+
+    def setup(self, run: RunContext | None, model: torch.nn.Module) -> None:
+        super().setup(run, model)
+        self.model = model  # the teacher is a frozen copy of it
+
+    def state_dict(self) -> dict[str, Any]:
+        teacher = None if self.teacher is None else self.teacher.state_dict()
+        return {**super().state_dict(), "teacher": teacher,
+                "unit_groups": [u.clone() for u in self.unit_groups]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.teacher = None
+        if state["teacher"] is not None:
+            assert self.model is not None, "setup(run, model) before load_state_dict"
+            self.teacher = self._freeze(copy.deepcopy(self.model))
+            self.teacher.load_state_dict(state["teacher"])
+        self.unit_groups = [units.to(self.device) for units in state["unit_groups"]]
+
+    @staticmethod
+    def _freeze(model: torch.nn.Module) -> torch.nn.Module:
+        model.eval()
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
+        return model
 
     def after_experience(self, run: RunContext, experience: Experience) -> None:
         assert self.stream is not None
-        self.teacher = copy.deepcopy(run.model).eval()
-        for parameter in self.teacher.parameters():
-            parameter.requires_grad_(False)
+        self.teacher = self._freeze(copy.deepcopy(run.model))
         seen = self.stream.experiences[: experience.index + 1]
         if self.stream.has_task_labels:
             self.unit_groups = [self.stream.unit_mask[e.index].nonzero().flatten() for e in seen]
@@ -537,6 +603,15 @@ class Replay(ContinualStrategy):
         self.buffer = IndexBuffer(buffer_size, policy)
         self.memory_batch_size = int(memory_batch_size)
         self.memory: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """The memory as index tensors (rows of the shared data and their experience ids)
+        and where its shuffled pass stands; the gathered rows are rebuilt from them."""
+        return {**super().state_dict(), "buffer": self.buffer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.buffer.load_state_dict(state["buffer"], self.device)
 
     def check(self, stream: Stream, dataset: SharedDataset) -> None:
         super().check(stream, dataset)
@@ -594,6 +669,15 @@ class AGEM(ContinualStrategy):
         self.memory_rows = torch.empty(0, dtype=torch.long)
         self.memory_ids = torch.empty(0, dtype=torch.long)
         self.reference: list[torch.Tensor] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "memory_rows": self.memory_rows.clone(),
+                "memory_ids": self.memory_ids.clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.memory_rows = state["memory_rows"].to(self.device)
+        self.memory_ids = state["memory_ids"].to(self.device)
 
     def check(self, stream: Stream, dataset: SharedDataset) -> None:
         super().check(stream, dataset)

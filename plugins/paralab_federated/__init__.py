@@ -90,6 +90,7 @@ def paralab_protocols() -> list[ProtocolSpec]:
             # falls back to the loop for them); backend = "ray" rejects them in validate(run).
             applies_losses=True,
             middleware_hooks=("paralab_process_update",),
+            resumable=True,
         ),
     ]
 

@@ -17,6 +17,8 @@ constructors trust their arguments.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from paralab import FederatedStrategy
@@ -42,6 +44,14 @@ class FederatedMethod(FederatedStrategy):
 
     def setup(self, params: Params) -> None:
         """Called once with the initial global parameters."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """The server's state after the rounds so far (none for FedAvg: the global model is
+        all it has), for the protocol's checkpoints."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Take back :meth:`state_dict` after :meth:`setup`."""
 
     def server_step(self, params: Params, delta: Params, round_index: int) -> Params:
         """The next global parameters from the current ones and the aggregated delta."""
@@ -82,6 +92,15 @@ class _AdaptiveServer(FederatedMethod):
     def setup(self, params: Params) -> None:
         self.m = {n: torch.zeros_like(p) for n, p in params.items()}
         self.v = {n: torch.zeros_like(p) for n, p in params.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The server optimizer's first and second moments."""
+        return {"m": dict(self.m), "v": dict(self.v)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        devices = {n: m.device for n, m in self.m.items()}
+        self.m = {n: t.to(devices.get(n, t.device)) for n, t in state["m"].items()}
+        self.v = {n: t.to(devices.get(n, t.device)) for n, t in state["v"].items()}
 
     def second_moment(self, v: torch.Tensor, square: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -151,6 +151,30 @@ class DPFedAvg(Middleware):
                 UserWarning, stacklevel=2,
             )
 
+    # ------------------------------------------------------------------------- checkpoints
+
+    def checkpoint_state(self, run: RunContext) -> dict[str, Any]:
+        """The accounting so far and the DP-SGD noise stream, so that a resumed run
+        (``paralab resume``) spends the same budget and draws the same noise as one that was
+        never interrupted. DP-FedAvg's noise is seeded per (round, client): nothing to keep."""
+        return {
+            "sample_rates": {int(r): float(q) for r, q in self.sample_rates.items()},
+            "steps": self.steps,
+            "step_rate": self.step_rate,
+            "clipped": list(self.clipped),
+            "generator": None if self._generator is None else self._generator.get_state(),
+        }
+
+    def restore_state(self, run: RunContext, state: dict[str, Any]) -> None:
+        self.sample_rates = {int(r): float(q) for r, q in state["sample_rates"].items()}
+        self.steps = int(state["steps"])
+        self.step_rate = float(state["step_rate"])
+        self.clipped = [int(c) for c in state["clipped"]]
+        self._generator = None
+        if state["generator"] is not None:
+            self._generator = torch.Generator()
+            self._generator.set_state(state["generator"])
+
     def noise_seed(self, run: RunContext | None) -> int:
         """``seed`` when set, else the run's seed (0 outside a run, as in unit tests)."""
         if self.seed is not None:

@@ -52,6 +52,10 @@ STATE_KEY = "paralab_federated"
 PLOT_FILE = "federated_accuracy.png"
 
 
+def _checkpointable(method: Any) -> bool:
+    return all(callable(getattr(method, name, None)) for name in ("state_dict", "load_state_dict"))
+
+
 def _bytes(tensors: dict[str, torch.Tensor]) -> int:
     return sum(t.numel() * t.element_size() for t in tensors.values())
 
@@ -106,6 +110,9 @@ class Federated(Protocol):
         self.train_split = train_split
         self.eval_splits = tuple(eval_splits)
         self._partition: partitions.Partition | None = None
+        self._restored: dict[str, Any] | None = None
+        self._live: dict[str, Any] = {}
+        """What a checkpoint needs besides the model: rounds done, totals, history, failures."""
 
     @property
     def clients_per_round(self) -> int:
@@ -131,7 +138,41 @@ class Federated(Protocol):
                     "backend = 'ray' needs the ray package, which is not installed here: "
                     "pip install 'paralab[federated]', or use backend = 'vmap' or 'loop'"
                 )
+        if run.spec.checkpoint_every and not _checkpointable(run.method):
+            raise ValueError(
+                f"checkpoint_every = {run.spec.checkpoint_every}: method "
+                f"{run.spec.method.name!r} ({type(run.method).__name__}) has no "
+                f"state_dict()/load_state_dict(), so a checkpoint could not hold its server "
+                f"state; set checkpoint_every = 0 or give the method those two methods"
+            )
         self._partition = self.make_partition(run)  # ValueError naming the option
+
+    # ------------------------------------------------------------------------ checkpoints
+
+    def checkpoint_state(self, run: RunContext) -> dict[str, Any]:
+        """After the rounds closed so far: the global model, the server's state (FedAdam's and
+        FedYogi's moments), the partition, the bytes counted, the per-round history, the
+        failed clients and whether ``target_accuracy`` stopped the run. Rounds draw from
+        generators seeded by (seed, round), so no sampler state is needed; the ``dp``
+        middleware keeps its own accounting (the host saves it with the checkpoint)."""
+        partition = self.make_partition(run)
+        live = self._live
+        return {
+            "rounds_done": live["rounds_done"],
+            "stopped": live["stopped"],
+            "model": run.model.state_dict(),
+            "method": run.method.state_dict(),
+            "partition": {"rows": partition.rows, "offsets": partition.offsets,
+                          "scheme": partition.scheme},
+            "totals": dict(live["totals"]),
+            "history": [dict(h) for h in run.state[STATE_KEY]["history"]],
+            "failures": [dict(f) for f in run.state[STATE_KEY]["failures"]],
+        }
+
+    def restore_state(self, run: RunContext, state: dict[str, Any]) -> None:
+        self._restored = state
+        saved = state["partition"]
+        self._partition = partitions.Partition(saved["rows"], saved["offsets"], saved["scheme"])
 
     # --------------------------------------------------------------------------- building
 
@@ -185,11 +226,23 @@ class Federated(Protocol):
         run.record("federated/backend", backend.name)
         if "vmap_fallback" in state:
             run.record("federated/vmap_fallback", state["vmap_fallback"])
+        restored, self._restored = self._restored, None
+        if restored is not None:  # paralab resume: the global model of the last checkpoint
+            run.model.load_state_dict(restored["model"])
         params = parameters_of(run.model)
         method.setup(params)
         model_bytes = _bytes(params)
         totals = {"sent": 0, "received": 0}
-        for r in run.progress(range(self.rounds), desc="rounds", total=self.rounds):
+        start, stopped = 0, False
+        if restored is not None:
+            method.load_state_dict(restored["method"])
+            totals = {key: int(value) for key, value in restored["totals"].items()}
+            state["history"] = [dict(h) for h in restored["history"]]
+            state["failures"] = [dict(f) for f in restored["failures"]]
+            start, stopped = int(restored["rounds_done"]), bool(restored["stopped"])
+        self._live = {"rounds_done": start, "stopped": stopped, "totals": totals}
+        rounds = range(start, self.rounds) if not stopped else range(0)
+        for r in run.progress(rounds, desc="rounds", total=self.rounds, done=start):
             plan = plan_round(partition, round_index=r, seed=seed, fraction=self.fraction,
                               stragglers=self.stragglers, epochs=epochs, batch_size=batch_size)
             with run.phase("round", r, clients=plan.clients, dropped=plan.dropped) as phase:
@@ -223,6 +276,7 @@ class Federated(Protocol):
                         self._evaluate_clients(run, partition)
                     reached = self._reached_target(run, phase.metrics, r)
                 state["history"].append(dict(phase.metrics))
+                self._live.update(rounds_done=r + 1, stopped=reached)
             if reached:
                 break
         for key in ("comm/bytes_sent", "comm/bytes_received"):

@@ -105,6 +105,7 @@ def paralab_protocols() -> list[ProtocolSpec]:
             # reptile declares applies_losses=False, so the spec check refuses losses with it.
             applies_losses=True,
             middleware_hooks=(),
+            resumable=True,
         ),
     ]
 

@@ -75,6 +75,8 @@ class Episodic(Protocol):
         self.split_by = split_by
         self.lake_runs = lake_runs
         self._prepared: tuple[dict[str, EpisodeSampler | None], Any] | None = None
+        self._restored: dict[str, Any] | None = None
+        self._phases_done = 0
 
     # ------------------------------------------------------------------------- preparation
 
@@ -135,10 +137,31 @@ class Episodic(Protocol):
         anything trains (the host reports a ``ValueError`` here as a spec error naming the
         protocol, before the run's folder exists)."""
         self.check_options()
+        if run.spec.checkpoint_every and not all(
+            callable(getattr(run.method, name, None)) for name in ("state_dict", "load_state_dict")
+        ):
+            raise ValueError(
+                f"checkpoint_every = {run.spec.checkpoint_every}: method "
+                f"{run.spec.method.name!r} has no state_dict()/load_state_dict(), so a "
+                f"checkpoint could not hold its optimizer; set checkpoint_every = 0"
+            )
         self._prepared = (
             self.samplers(run.dataset),
             self._lake_runs(run) if self.lake_runs else None,
         )
+
+    # ------------------------------------------------------------------------ checkpoints
+
+    def checkpoint_state(self, run: RunContext) -> dict[str, Any]:
+        """After the phases closed so far: the model and the method's outer optimizer.
+        Meta-training episodes come from ``run.generator`` (saved by the host); validation
+        and test episodes from generators seeded by the run's seed alone, made afresh at
+        every evaluation, so no sampler has a state to keep."""
+        return {"phases_done": self._phases_done, "model": run.model.state_dict(),
+                "method": run.method.state_dict()}
+
+    def restore_state(self, run: RunContext, state: dict[str, Any]) -> None:
+        self._restored = state
 
     def ways_needed(self) -> int:
         """The most classes an episode of this run will have (Lake's runs are 20-way)."""
@@ -157,9 +180,19 @@ class Episodic(Protocol):
             run, model, self.ways_needed(), dataset.x[train.table[:, 0][:2].to(dataset.device)]
         )
         sizes = {f"{key}_classes": int(s.classes.numel()) for key, s in samplers.items() if s}
+        restored, self._restored = self._restored, None
+        done = 0
+        if restored is not None:  # paralab resume: continue after the saved phases
+            model.load_state_dict(restored["model"])
+            method.load_state_dict(restored["method"])
+            done = int(restored["phases_done"])
+        self._phases_done = done
         model.train()
         phases = range(0, self.meta_iterations, self.eval_every)
-        for index, first in enumerate(run.progress(phases, desc="meta-batches", total=len(phases))):
+        remaining = list(enumerate(phases))[done:]
+        shown = run.progress(remaining, desc="meta-batches", total=len(phases),
+                             done=min(done, len(phases)))
+        for index, first in shown:
             last = min(first + self.eval_every, self.meta_iterations)
             with run.phase("meta_batch", index, steps=[first, last], **sizes) as phase:
                 losses = []
@@ -179,6 +212,9 @@ class Episodic(Protocol):
                         name="meta_val",
                         generator=_generator(run.seed, _VALIDATION_STREAM),
                     )
+                self._phases_done = index + 1
+        if done > len(phases):  # the checkpoint came after meta-test too: nothing is left
+            return
         with run.phase(
             "meta_test",
             0,
@@ -200,3 +236,4 @@ class Episodic(Protocol):
             )
             if lake is not None:
                 record(run, method, [lake[1]], "lake_runs", dataset=lake[0])
+            self._phases_done = len(phases) + 1

@@ -52,9 +52,10 @@ _TRAIN_SPLIT = Option("train", type=str, min_length=1, help="the split trained o
 _EVAL_SPLITS = Option(["test"], items=Option("test", type=str, min_length=1),
                       help="the splits evaluated after each epoch")
 _GRADIENT = {"accepts": ("gradient",), "method_interface": "GradientMethod",
-             "applies_losses": True, "middleware_hooks": ()}
+             "applies_losses": True, "middleware_hooks": (), "resumable": True}
 """What both protocols consume: any GradientMethod, stepped with the protocol's objective, so
-the method's loss (and the spec's loss terms) decide what is minimized; no middleware."""
+the method's loss (and the spec's loss terms) decide what is minimized; no middleware. Both
+resume from phase checkpoints (``checkpoint_every``)."""
 
 
 @hookimpl

@@ -37,6 +37,18 @@ MAX_DIGITS = 4
 NETWORK = "digit_net"
 
 
+def require_checkpointable(run: RunContext) -> None:
+    """``checkpoint_every`` needs a method whose state a checkpoint can hold."""
+    if run.spec.checkpoint_every and not all(
+        callable(getattr(run.method, name, None)) for name in ("state_dict", "load_state_dict")
+    ):
+        raise ValueError(
+            f"checkpoint_every = {run.spec.checkpoint_every}: method {run.spec.method.name!r} "
+            f"has no state_dict()/load_state_dict() (paralab.OptimizerMethod has both), so a "
+            f"checkpoint could not hold its optimizer; set checkpoint_every = 0"
+        )
+
+
 def addition_program(digits_per_number: int) -> str:
     """The program text for N-digit addition (N = ``digits_per_number``)."""
     n = digits_per_number
@@ -178,10 +190,24 @@ class Addition(Protocol):
         self.options = {"mode": inference, "k": top_k, "samples": samples}
         self.train_split = train_split
         self.eval_splits = tuple(eval_splits)
+        self._restored: dict[str, Any] | None = None
+        self._live: dict[str, Any] = {}
+
+    def checkpoint_state(self, run: RunContext) -> dict[str, Any]:
+        """After the epochs closed so far: the model, the method's optimizer, and the
+        examples drawn before the first epoch (from ``run.generator``, whose saved state is
+        past them), so that a resumed run trains and tests on the same sums."""
+        return {"epochs_done": self._live["epochs_done"], "model": run.model.state_dict(),
+                "method": run.method.state_dict(), "train": self._live["train"],
+                "tests": self._live["tests"]}
+
+    def restore_state(self, run: RunContext, state: dict[str, Any]) -> None:
+        self._restored = state
 
     def validate(self, run: RunContext) -> None:
         """A 10-class digit dataset, splits that exist and hold one example each, and exact
         inference within ``exact_budget`` (unless ``inference`` is approximate or auto)."""
+        require_checkpointable(run)
         dataset = run.dataset
         if dataset.info.n_classes != 10:
             raise ValueError(
@@ -210,20 +236,34 @@ class Addition(Protocol):
         method: GradientMethod = run.method
         model, dataset = run.model, run.dataset
         train = dataset.split(self.train_split)
-        train_examples, train_sums = make_examples(
-            train.indices, dataset.y, self.pairs, self.n, run.generator
-        )
-        tests = {}
-        for split in self.eval_splits:
-            view = dataset.split(split)
-            tests[split] = make_examples(view.indices, dataset.y, self.test_pairs, self.n,
-                                         run.generator)
+        restored, self._restored = self._restored, None
+        if restored is None:
+            train_examples, train_sums = make_examples(
+                train.indices, dataset.y, self.pairs, self.n, run.generator
+            )
+            tests = {}
+            for split in self.eval_splits:
+                view = dataset.split(split)
+                tests[split] = make_examples(view.indices, dataset.y, self.test_pairs, self.n,
+                                             run.generator)
+        else:  # paralab resume: the examples the interrupted run drew
+            device = train.indices.device
+            train_examples, train_sums = (t.to(device) for t in restored["train"])
+            tests = {split: tuple(t.to(device) for t in pair)
+                     for split, pair in restored["tests"].items()}
+        start = 0 if restored is None else int(restored["epochs_done"])
+        self._live = {"epochs_done": start, "train": (train_examples, train_sums),
+                      "tests": tests}
         run.state["paralab_neurosymbolic"] = {
             "examples": len(train_examples), "strategy": self.query.strategy(self.options["mode"]),
         }
         model.train()
         method.setup(run, model)
-        for epoch in run.progress(range(self.epochs), desc="epochs", total=self.epochs):
+        if restored is not None:
+            model.load_state_dict(restored["model"])
+            method.load_state_dict(restored["method"])
+        epochs = range(start, self.epochs)
+        for epoch in run.progress(epochs, desc="epochs", total=self.epochs, done=start):
             with run.phase("epoch", epoch, examples=len(train_examples)) as phase:
                 order = torch.randperm(len(train_examples), generator=run.generator)
                 total, batches = 0.0, 0
@@ -235,6 +275,7 @@ class Addition(Protocol):
                 phase.metrics["train/loss"] = total / max(batches, 1)
                 phase.metrics["train/seconds"] = time.perf_counter() - started
                 self.evaluate(run, tests)
+                self._live["epochs_done"] = epoch + 1
         model.train()
 
     def step(self, run: RunContext, method: GradientMethod, examples: torch.Tensor,

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
 from paralab import Protocol
+from paralab_neurosymbolic.addition import require_checkpointable
 from paralab_neurosymbolic.semantic import (
     HierarchyWorlds,
     hierarchy_of,
@@ -124,6 +125,18 @@ class Hierarchical(Protocol):
         self.labelled = labelled
         self.train_split = train_split
         self.eval_splits = tuple(eval_splits)
+        self._restored: dict[str, Any] | None = None
+        self._live: dict[str, Any] = {}
+
+    def checkpoint_state(self, run: RunContext) -> dict[str, Any]:
+        """After the epochs closed so far: the model, the method's optimizer, and the rows
+        that keep their labels (drawn before the first epoch from ``run.generator``, whose
+        saved state is past them)."""
+        return {"epochs_done": self._live["epochs_done"], "model": run.model.state_dict(),
+                "method": run.method.state_dict(), "labelled_rows": self._live["chosen"]}
+
+    def restore_state(self, run: RunContext, state: dict[str, Any]) -> None:
+        self._restored = state
 
     def worlds(self, run: RunContext) -> HierarchyWorlds:
         """The dataset's DAG, or the ``hierarchy`` option's DAG over a dataset whose classes
@@ -145,6 +158,7 @@ class Hierarchical(Protocol):
         in the spec is the one a ``class_hierarchy`` dataset carries (else it would be
         silently ignored)."""
         run.dataset.check_splits(self.train_split, self.eval_splits)
+        require_checkpointable(run)
         self.worlds(run)
         carried = run.dataset.meta.get("hierarchy")
         if (
@@ -167,14 +181,25 @@ class Hierarchical(Protocol):
         # Semi-supervised (Xu et al. 2018): only a seeded fraction of the training rows keep
         # their labels; the others are trained by the semantic loss (and loss terms) alone.
         known = torch.zeros(len(run.dataset), device=run.dataset.device)
-        order = torch.randperm(len(train), generator=run.generator)
-        chosen = train.indices[order[: max(1, round(self.labelled * len(train)))].to(
-            train.indices.device)]
+        restored, self._restored = self._restored, None
+        if restored is None:
+            order = torch.randperm(len(train), generator=run.generator)
+            chosen = train.indices[order[: max(1, round(self.labelled * len(train)))].to(
+                train.indices.device)]
+        else:  # paralab resume: the rows the interrupted run kept labelled
+            chosen = restored["labelled_rows"].to(train.indices.device)
         known[chosen] = 1.0
         objective = NodeObjective(worlds, known, self.semantic_weight)
         model.train()
         method.setup(run, model)
-        for epoch in run.progress(range(self.epochs), desc="epochs", total=self.epochs):
+        start = 0
+        if restored is not None:
+            model.load_state_dict(restored["model"])
+            method.load_state_dict(restored["method"])
+            start = int(restored["epochs_done"])
+        self._live = {"epochs_done": start, "chosen": chosen}
+        epochs = range(start, self.epochs)
+        for epoch in run.progress(epochs, desc="epochs", total=self.epochs, done=start):
             with run.phase("epoch", epoch, labelled=int(known.sum())) as phase:
                 total, batches = 0.0, 0
                 for x, y, index in train.batches(self.batch_size, shuffle=True,
@@ -184,6 +209,7 @@ class Hierarchical(Protocol):
                 phase.metrics["train/loss"] = total / max(batches, 1)
                 for split in self.eval_splits:
                     self.evaluate(run, worlds, split)
+                self._live["epochs_done"] = epoch + 1
 
     @torch.no_grad()
     def evaluate(self, run: RunContext, worlds: HierarchyWorlds, split: str) -> None:

@@ -59,6 +59,16 @@ class Supervised(Protocol):
         self.train_split = train_split
         self.eval_splits = tuple(eval_splits)
         self.sampling = sampling
+        self._restored: dict[str, Any] | None = None
+
+    def checkpoint_state(self, run: RunContext) -> dict[str, Any]:
+        """After the epochs closed so far: the model, the method's state (its optimizer)."""
+        method_state = getattr(run.method, "state_dict", None)
+        return {"epochs_done": len(run.result.phases), "model": run.model.state_dict(),
+                "method": method_state() if callable(method_state) else None}
+
+    def restore_state(self, run: RunContext, state: dict[str, Any]) -> None:
+        self._restored = state
 
     def validate(self, run: RunContext) -> None:
         """Every split named must exist in the dataset; middleware on per-example gradients
@@ -92,10 +102,17 @@ class Supervised(Protocol):
         model = run.model
         model.train()
         method.setup(run, model)
+        start = 0
+        if self._restored is not None:  # paralab resume: continue after the saved epochs
+            start = self._restored["epochs_done"]
+            model.load_state_dict(self._restored["model"])
+            if self._restored["method"] is not None:
+                method.load_state_dict(self._restored["method"])
         private = run.hooks.has_middleware_for(GRADIENT_HOOK)
         info = self.sampling_info(run, private)
         poisson = info.get("sampling", {}).get("scheme") == "poisson"
-        for epoch in run.progress(range(self.epochs), desc="epochs", total=self.epochs):
+        epochs = range(start, self.epochs)
+        for epoch in run.progress(epochs, desc="epochs", total=self.epochs, done=start):
             with run.phase("epoch", epoch, **info) as phase:
                 if info:
                     loss = self._sampled_epoch(run, method, model, train, private, poisson)

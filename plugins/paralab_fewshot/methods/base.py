@@ -11,7 +11,7 @@ inner-loop options and the loss-term hook-up. Options are declared, with their r
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -55,6 +55,18 @@ class EpisodicMethod(EpisodicInterface):
         cannot serve this method.
         """
         self.optimizer = torch.optim.Adam(model.parameters(), lr=self.meta_lr)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The outer optimizer's state (Adam's moments), for the protocol's checkpoints; the
+        inner loops start afresh from the model's weights at every meta-batch."""
+        return {"optimizer": None if self.optimizer is None else self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Take back :meth:`state_dict` after :meth:`setup`."""
+        if state["optimizer"] is not None:
+            if self.optimizer is None:
+                raise RuntimeError(f"{self.name}: setup() must run before load_state_dict()")
+            self.optimizer.load_state_dict(state["optimizer"])
 
     def validate(self, run: RunContext) -> None:
         """Before training, check that the run's model serves this method (the host reports a
