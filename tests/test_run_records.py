@@ -152,3 +152,8 @@ def test_unknown_trackers_and_options_are_spec_errors(registry) -> None:
 def test_a_tracker_without_lifecycle_hooks_is_a_contract_error(registry) -> None:
     with pytest.raises(paralab.RunError, match="implements none of the lifecycle hooks"):
         paralab.run({**IRIS, "output": None, "trackers": ["silent"]}, registry=registry)
+
+
+def test_checkpoints_without_a_folder_are_a_spec_error() -> None:
+    with pytest.raises(SpecError, match="checkpoint_every = 2: output = None writes no run folder"):
+        paralab.run({**IRIS, "output": None, "checkpoint_every": 2})

@@ -323,6 +323,11 @@ class ExperimentSpec:
             )
         if protocol is not None:
             problems += _ignored_components(self, protocol, specs, registry)
+        if self.checkpoint_every and self.output is None:
+            problems.append(
+                f"checkpoint_every = {self.checkpoint_every}: output = None writes no run "
+                f"folder, so no checkpoint would be saved; set output or checkpoint_every = 0"
+            )
         if protocol is not None and self.checkpoint_every and not protocol.resumable:
             users = [f"{p.name} ({p.provider})" for p in registry.components["protocol"].values()
                      if p.resumable]

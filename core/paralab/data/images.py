@@ -189,8 +189,10 @@ def omniglot(
     """Omniglot characters from the official zips, one class per (alphabet, character).
 
     A character that appears in several sets (Greek and Latin are in both small sets) is one
-    class. ``features["alphabet"]`` holds each image's alphabet code. There is no train/test
-    split: few-shot protocols split by class.
+    class, and each drawing of it is loaded once: the small sets hold the same files, and a
+    drawing twice would let a support image's exact copy be its own query (``meta`` counts the
+    copies skipped). ``features["alphabet"]`` holds each image's alphabet code. There is no
+    train/test split: few-shot protocols split by class.
     """
     unknown = [s for s in sets if s not in OMNIGLOT_SETS]
     if unknown:
@@ -199,6 +201,8 @@ def omniglot(
     paths = require_files(folder, [OMNIGLOT_SETS[s] for s in sets], dataset="omniglot",
                           verify=verify)
     images, classes, seen = [], [], {}
+    drawings: set[tuple[str, str, str]] = set()
+    copies = 0
     for path in paths.values():
         found = 0
         with _open_zip(path) as archive:
@@ -206,11 +210,16 @@ def omniglot(
                 match = _PNG.match(entry)
                 if match is None:
                     continue
+                found += 1
                 key = (match["alphabet"], match["character"])
+                drawing = (*key, entry.rsplit("/", 1)[1])
+                if drawing in drawings:
+                    copies += 1  # the same drawing from another set: load it once
+                    continue
+                drawings.add(drawing)
                 seen.setdefault(key, len(seen))
                 images.append(_image(archive, path, entry, image_size))
                 classes.append(seen[key])
-                found += 1
         if not found:
             raise DataFileError(path, "no images named <set>/<alphabet>/characterNN/*.png")
     keys = list(seen)
@@ -224,7 +233,8 @@ def omniglot(
         features={"alphabet": torch.from_numpy(alphabet_of_class[y])},
         categories={"alphabet": tuple(alphabets)},
         class_names=tuple(f"{a}/{c}" for a, c in keys),
-        meta={"source": str(folder), "sets": list(sets), "image_shape": (1, image_size, image_size)},
+        meta={"source": str(folder), "sets": list(sets), "image_shape": (1, image_size, image_size),
+              "duplicate_drawings_skipped": copies},
     )
 
 
