@@ -174,3 +174,27 @@ def test_gradients_and_second_derivatives_match_finite_differences(rotations, en
     w = torch.rand(circuit.n_weights, generator=generator, dtype=torch.float64).requires_grad_()
     assert torch.autograd.gradcheck(simulator, (x, w))
     assert torch.autograd.gradgradcheck(simulator, (x, w))
+
+
+@pytest.mark.parametrize("embedding", ["angle", "zz"])
+def test_fewer_features_than_qubits_count_as_zero_on_every_backend(embedding):
+    # 3 features on 5 qubits: the missing two are 0, exactly as if given as zero columns.
+    circuit = random_circuit(5, 4, seed=3, embedding=embedding, layers=1)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 3, generator=generator, dtype=torch.float64)
+    padded = torch.cat([x, torch.zeros(4, 2, dtype=torch.float64)], 1)
+    weights = torch.rand(circuit.n_weights, generator=generator, dtype=torch.float64)
+    simulator = TorchSimulator(circuit, dtype=torch.complex128)
+    ours = simulator.state(x, weights)
+    assert (ours - simulator.state(padded, weights)).abs().max().item() < 1e-12
+    theirs = pennylane_backend.make_qnode(circuit, output="state")(x, weights).reshape(ours.shape)
+    assert (ours - theirs).abs().max().item() < 1e-6
+
+
+def test_qasm_export_takes_weights_as_a_tensor():
+    circuit = random_circuit(3, 4, seed=1, embedding="angle", layers=1)
+    weights = torch.rand(circuit.n_weights, dtype=torch.float64)
+    assert qiskit_backend.to_qasm3(circuit, weights=weights) == qiskit_backend.to_qasm3(
+        circuit, weights=weights.tolist())
+    text = qiskit_backend.to_qasm3(circuit, x=torch.tensor([0.1, 0.2, 0.3]), weights=weights)
+    assert "input float" not in text, "concrete inputs are bound"

@@ -136,9 +136,14 @@ class Embedding:
 
         ``columns`` are torch tensors (one per feature, shape ``(batch,)``) or Qiskit
         ``Parameter`` s: the same arithmetic serves the simulator and the exported circuit.
-        Missing features count as 0.
+        Missing features count as 0 (a zero column of the same kind: ``torch.stack`` needs
+        tensors, not floats, and a batch of them).
         """
-        columns = list(columns) + [0.0] * (n_qubits - len(columns))
+        columns = list(columns)
+        filler: Any = 0.0
+        if columns and hasattr(columns[0], "new_zeros"):
+            filler = columns[0].new_zeros(columns[0].shape)
+        columns += [filler] * (n_qubits - len(columns))
         if self.kind == "angle":
             return [column * self.scale for column in columns]
         if self.kind == "zz":

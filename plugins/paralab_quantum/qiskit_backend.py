@@ -36,6 +36,11 @@ def to_qiskit(circuit: Circuit, x: Sequence[float] | None = None,
 
     n = circuit.n_qubits
     qc = QuantumCircuit(n, name="paralab")
+    # Tensors and arrays are accepted as well as lists (a model's weights come as a tensor).
+    if x is not None and (hasattr(x, "detach") or isinstance(x, np.ndarray)):
+        x = _flat(x)
+    if weights is not None and (hasattr(weights, "detach") or isinstance(weights, np.ndarray)):
+        weights = _flat(weights)
     if x is None and circuit.embedding is not None:
         if circuit.amplitude:
             raise ValueError("the amplitude embedding exports only with concrete inputs x")
