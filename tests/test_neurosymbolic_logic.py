@@ -221,3 +221,45 @@ def test_topk_proofs_of_an_observed_sum_converge_to_exact() -> None:
     assert errors[0] > errors[1] > errors[2]
     # a two-digit sum has at most 100 proofs (a + b = s): k = 100 finds them all
     torch.testing.assert_close(query.probability(feed, sums, mode="topk", k=100), exact)
+
+
+@pytest.mark.parametrize("digits", [6, 9, 15])
+def test_addition_of_long_numbers_grounds_small_and_scores_observed_sums(digits) -> None:
+    # The output's support (2 * 10**N - 1 sums) is never built: N = 9 used to raise
+    # MemoryError while constructing the query, N = 15 passed 3 GB.
+    from paralab_neurosymbolic.logic.inference import Query as Grounded
+    from paralab_neurosymbolic.logic.program import Program
+
+    names = [f"a{i}" for i in range(digits)] + [f"b{i}" for i in range(digits)]
+    query = Grounded(Program.parse(addition_program(digits)),
+                     f"addition({', '.join(names)}, Z)")
+    assert query.support_size() == 2 * 10**digits - 1
+    assert query.strategy("auto") == "topk"
+    generator = torch.Generator().manual_seed(digits)
+    numbers = torch.randint(0, 10, (3, 2 * digits), generator=generator)
+    # Confident digit networks: each digit has probability 0.9 on its true value.
+    probs = torch.full((3, 2 * digits, 10), 0.1 / 9).scatter_(2, numbers[:, :, None], 0.9)
+    feed = {f"digit({n})": probs[:, i] for i, n in enumerate(names)}
+    place = torch.tensor([10 ** (digits - 1 - i) for i in range(digits)])
+    sums = (numbers[:, :digits] * place).sum(1) + (numbers[:, digits:] * place).sum(1)
+    p = query.probability(feed, sums, mode="topk", k=8)
+    # The true digits are one proof of the observed sum, of probability 0.9 ** (2N); others add.
+    assert bool((p >= 0.9 ** (2 * digits) * (1 - 1e-4)).all()) and bool((p <= 1).all())
+    wrong = query.probability(feed, sums + 1, mode="topk", k=8)
+    assert bool((wrong < p).all())
+    if query.support_size() > query.exact_budget:  # N = 9, 15: no distribution over all sums
+        with pytest.raises(InferenceBudgetError, match="can take"):
+            query.distribution(feed, mode="topk")
+
+
+def test_reachable_sums_prune_exactly_like_a_full_table() -> None:
+    from paralab_neurosymbolic.logic.inference import _Reachable
+
+    digits = list(range(10))
+    for coefficients in ([1, 1], [10, 1, 10, 1], [100, 10, 1], [1, 100], [3, 5], [1000, 1000]):
+        reach, exact = _Reachable.zero(torch.device("cpu")), {0}
+        for c in coefficients:
+            reach = reach.plus(c, digits, 10**6)
+            exact = {s + c * d for s in exact for d in digits}
+            probe = torch.arange(-5, max(exact) + 6)
+            assert reach.contains(probe).tolist() == [int(v) in exact for v in probe], coefficients

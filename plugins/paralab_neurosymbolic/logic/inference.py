@@ -126,8 +126,11 @@ class Query:
                 for variable in _random_vars(term):
                     variables.setdefault(variable.key, variable)
         self.variables = list(variables.values())
-        self.values = self._support()
-        self._column = {value: j for j, value in enumerate(self.values)}
+        # The output's support is built on first use, not here: for MNIST addition of two
+        # N-digit numbers it has 2 * 10**N - 1 values, which top-k inference of an observed
+        # sum never needs (and which cannot be held at all for N = 15).
+        self._values: list[Any] | None = None
+        self._column_index: dict[Any, int] | None = None
         self._linear = self._linear_form()
         self._scatter_targets: dict[tuple[torch.device, int], torch.Tensor] = {}
 
@@ -282,6 +285,44 @@ class Query:
                 table = torch.tensor([[1.0 - p, p]], device=device, dtype=dtype).expand(batch, 2)
             tables.append(table)
         return tables
+
+    @property
+    def values(self) -> list[Any]:
+        """The output's possible values, in the order of a distribution's columns."""
+        if self._values is None:
+            size = self.support_size()
+            if size > self.exact_budget:
+                raise InferenceBudgetError(
+                    f"the output {self.output} of {self.goal} can take {size:,} values, more "
+                    f"than exact_budget {self.exact_budget:,}: a distribution over all of them "
+                    "cannot be computed; ask for the probability of observed values "
+                    "(Query.probability(..., observed=..., mode='topk')) instead"
+                )
+            self._values = self._support()
+        return self._values
+
+    @property
+    def _column(self) -> dict[Any, int]:
+        if self._column_index is None:
+            self._column_index = {value: j for j, value in enumerate(self.values)}
+        return self._column_index
+
+    def support_size(self) -> int:
+        """An upper bound of how many values the output can take, counted without building
+        them (integer ranges are counted from their bounds)."""
+        if self.output is None:
+            return 1
+        total = 0
+        for proof in self.proofs:
+            answer = proof.answer[0]
+            if isinstance(answer, Expr):
+                low, high = _bounds(answer)
+                total += int(high) - int(low) + 1
+            elif isinstance(answer, RandomVar):
+                total += len(answer.domain)
+            else:
+                total += 1
+        return total
 
     def _support(self) -> list[Any]:
         if self.output is None:
@@ -449,35 +490,32 @@ class Query:
         constant, terms = self._linear
         by_key = {v.key: table for v, table in zip(self.variables, tables)}
         device = tables[0].device
+        # Integer sums in int64: float32 holds integers exactly only up to 2**24, and the
+        # sums of two 9-digit numbers reach 2e9.
         target = torch.as_tensor(
-            [float(v) for v in (observed.tolist() if isinstance(observed, torch.Tensor)
-                                else observed)], device=device
-        ) - constant
-        # reachable[j]: the sums the variables j.. can still add, as a lookup over [low, high]
-        reachable: list[tuple[int, torch.Tensor]] = []
-        sums = {0}
+            [round(float(v)) for v in (observed.tolist() if isinstance(observed, torch.Tensor)
+                                       else observed)], dtype=torch.long, device=device
+        ) - int(constant)
+        # reachable[j]: the sums the variables j.. can still add (see _Reachable)
+        reachable: list[_Reachable] = []
+        sums = _Reachable.zero(device)
         for coefficient, variable in reversed(terms):
-            low = min(sums)
-            table = torch.zeros(max(sums) - low + 1, dtype=torch.bool, device=device)
-            table[torch.tensor(sorted(sums), device=device) - low] = True
-            reachable.append((low, table))
-            sums = {s + coefficient * v for s in sums for v in variable.domain}
+            reachable.append(sums)
+            sums = sums.plus(coefficient, [int(v) for v in variable.domain], self.exact_budget)
         reachable.reverse()
         batch = tables[0].shape[0]
-        partial = torch.zeros(batch, 1, device=device)
+        partial = torch.zeros(batch, 1, dtype=torch.long, device=device)
         score = torch.zeros(batch, 1, device=device)
         chosen = torch.zeros(batch, 1, 0, dtype=torch.long, device=device)
         with torch.no_grad():
-            for (coefficient, variable), (low, table) in zip(terms, reachable):
+            for (coefficient, variable), reach in zip(terms, reachable):
                 log = by_key[variable.key].clamp_min(1e-30).log()
-                values = torch.tensor([coefficient * float(v) for v in variable.domain],
-                                      device=device)
+                values = torch.tensor([coefficient * int(v) for v in variable.domain],
+                                      dtype=torch.long, device=device)
                 size = len(values)
                 candidate_sum = (partial[:, :, None] + values[None, None, :]).reshape(batch, -1)
                 candidate = (score[:, :, None] + log[:, None, :]).reshape(batch, -1)
-                rest = (target[:, None] - candidate_sum - low).round().long()
-                feasible = (rest >= 0) & (rest < len(table))
-                feasible &= table[rest.clamp(0, len(table) - 1)]
+                feasible = reach.contains(target[:, None] - candidate_sum)
                 candidate = candidate.masked_fill(~feasible, float("-inf"))
                 keep = min(k, candidate.shape[1])
                 score, flat = candidate.topk(keep, dim=1)
@@ -506,6 +544,76 @@ class Query:
             ]
             truth = self._truth(indices).to(tables[0].dtype)  # (batch, S, V)
             return truth.mean(dim=1)
+
+
+@dataclass(frozen=True)
+class _Reachable:
+    """The sums a set of integer variables can reach, for top-k pruning: an arithmetic
+    progression ``low, low + step, ..., high`` when it is one (the place values of MNIST
+    addition always are: digits 0..9 fill each gap of 10), else an explicit boolean table over
+    ``[low, high]``, refused beyond ``budget`` entries instead of exhausting memory (two
+    15-digit numbers reach 2e15 sums, which no table holds)."""
+
+    low: int
+    high: int
+    step: int
+    table: torch.Tensor | None = None
+
+    @classmethod
+    def zero(cls, device: torch.device) -> _Reachable:
+        return cls(0, 0, 1, None)
+
+    def values(self) -> torch.Tensor:
+        if self.table is not None:
+            return self.table.nonzero()[:, 0] + self.low
+        return torch.arange(self.low, self.high + 1, self.step)
+
+    def plus(self, coefficient: int, domain: list[int], budget: int) -> _Reachable:
+        """This set plus ``coefficient * d`` for each ``d`` in ``domain``."""
+        shifts = sorted({coefficient * d for d in domain})
+        if self.table is None:
+            span = self.high - self.low
+            progression = _progression(shifts)
+            if progression is not None:
+                first, last, step = progression
+                if self.low == self.high:  # a single point plus a progression
+                    return _Reachable(self.low + first, self.low + last, step)
+                if step % self.step == 0 and step <= span + self.step:
+                    return _Reachable(self.low + first, self.high + last, self.step)
+                if self.step % step == 0 and self.step <= last - first + step:
+                    return _Reachable(self.low + first, self.high + last, step)
+                if last == first:
+                    return _Reachable(self.low + first, self.high + first, self.step)
+        # Not a progression: an explicit table, within the budget.
+        low, high = self.low + shifts[0], self.high + shifts[-1]
+        if high - low + 1 > budget:
+            raise InferenceBudgetError(
+                f"top-k pruning would need a table of {high - low + 1:,} reachable sums "
+                f"(> exact_budget {budget:,}); raise exact_budget or simplify the query"
+            )
+        current = self.values()
+        table = torch.zeros(high - low + 1, dtype=torch.bool)
+        for shift in shifts:
+            table[current + shift - low] = True
+        return _Reachable(low, high, 1, table)
+
+    def contains(self, rest: torch.Tensor) -> torch.Tensor:
+        """Which of the integer tensor ``rest`` the variables can still add."""
+        inside = (rest >= self.low) & (rest <= self.high)
+        offset = (rest - self.low).clamp(0, self.high - self.low)
+        if self.table is not None:
+            return inside & self.table.to(rest.device)[offset]
+        return inside & (offset % self.step == 0)
+
+
+def _progression(values: list[int]) -> tuple[int, int, int] | None:
+    """``(first, last, step)`` when the sorted ``values`` are evenly spaced, else None."""
+    if len(values) == 1:
+        return values[0], values[0], 1
+    step = values[1] - values[0]
+    if all(b - a == step for a, b in zip(values, values[1:])):
+        return values[0], values[-1], step
+    return None
 
 
 def _free_vars(goal: Struct) -> list[Var]:
