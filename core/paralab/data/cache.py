@@ -48,9 +48,24 @@ def load_dataset(
                     f"dataset {name!r} of plugin {spec.provider}: factory returned "
                     f"{type(dataset).__name__}, expected paralab.data.SharedDataset"
                 )
+            _declare_sensitive(dataset, spec)
             _CACHE[cpu_key] = dataset
         _CACHE[key] = _CACHE[cpu_key].to(device)
     return _CACHE[key]
+
+
+def _declare_sensitive(dataset: SharedDataset, spec: Any) -> None:
+    """The sensitive features a ``DatasetSpec`` declares are the dataset's too (an auditor reads
+    ``dataset.sensitive``); one the data lacks is the plugin's bug, named here."""
+    declared = tuple(getattr(spec, "sensitive", ()) or ())
+    missing = [name for name in declared if name not in dataset.features]
+    if missing:
+        raise TypeError(
+            f"dataset {spec.name!r} of plugin {spec.provider}: its DatasetSpec declares "
+            f"sensitive features {missing} that the loaded data does not have; features: "
+            f"{sorted(dataset.features)}"
+        )
+    dataset.sensitive = tuple(dict.fromkeys((*dataset.sensitive, *declared)))
 
 
 def clear_cache() -> None:
