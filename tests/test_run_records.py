@@ -157,3 +157,39 @@ def test_a_tracker_without_lifecycle_hooks_is_a_contract_error(registry) -> None
 def test_checkpoints_without_a_folder_are_a_spec_error() -> None:
     with pytest.raises(SpecError, match="checkpoint_every = 2: output = None writes no run folder"):
         paralab.run({**IRIS, "output": None, "checkpoint_every": 2})
+
+
+class _StatelessSGD(paralab.GradientMethod):
+    """A gradient method that keeps no state it could save."""
+
+    def setup(self, run, model) -> None:
+        self.optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def loss(self, run, batch):
+        return torch.nn.functional.cross_entropy(batch.logits, batch.targets)
+
+    def step(self, run, model, x, y, indices) -> float:
+        self.optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss)
+
+
+class _MethodPlugin:
+    PARALAB_API = "1.0"
+
+    @paralab.hookimpl
+    def paralab_methods(self):
+        return [paralab.MethodSpec("stateless_sgd", _StatelessSGD, "keeps no state",
+                                   family="gradient")]
+
+
+def test_checkpoints_of_a_method_without_state_are_a_spec_error(tmp_path: Path) -> None:
+    registry = host.make_registry(LoadSettings()).load()
+    registry.add("stateless_method", _MethodPlugin())
+    spec = {**IRIS, "method": "stateless_sgd", "output": str(tmp_path)}
+    assert paralab.run(spec, registry=registry).status == "completed"
+    with pytest.raises(SpecError, match="checkpoint_every = 1: method 'stateless_sgd' has no "
+                                        r"state_dict\(\)"):
+        paralab.run({**spec, "checkpoint_every": 1}, registry=registry)

@@ -158,6 +158,7 @@ def save_checkpoint(run: RunContext) -> Path:
         "phases": len(run.result.phases),
         "protocol": run.protocol.checkpoint_state(run),
         "rng": rng_state(run),
+        "plugins": run_objects_state(run),
         # What result.json does not hold per phase: the run's latest values (JSON text).
         "result": json.dumps(_clean({"metrics": run.result.metrics, "audits": run.result.audits,
                                      "artifacts": run.result.artifacts})),

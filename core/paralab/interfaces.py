@@ -244,7 +244,11 @@ class Middleware(Interface):
     """A per-run plugin object: its ``@hookimpl`` methods on the middleware hooks its spec
     declares (``MiddlewareSpec.hooks``, default ``paralab_process_update``) wrap what the
     protocol passes through them; lifecycle hookimpls (``paralab_after_phase``) see only the
-    run that names the middleware."""
+    run that names the middleware.
+
+    Optional, for runs with ``checkpoint_every``: ``checkpoint_state(run) -> dict`` and
+    ``restore_state(run, state)`` save and take back what the middleware accumulates (a DP
+    accountant's steps, its noise generator), so a resumed run continues its counts."""
 
 
 class Tracker(Interface):
@@ -253,7 +257,8 @@ class Tracker(Interface):
     ``paralab_after_phase``, ``paralab_after_experiment``, ``paralab_on_error``) see only the
     run whose spec lists it in ``trackers``. It must implement at least one of them (checked at
     build). Optional: ``before_study(study)`` and ``after_study(study)``, which a study calls
-    once around its runs (MLflow's parent run), with a :class:`paralab.study.StudyInfo`."""
+    once around its runs (MLflow's parent run), with a :class:`paralab.StudyInfo`; and, like
+    middleware, ``checkpoint_state(run)`` / ``restore_state(run, state)`` for resumed runs."""
 
 
 TRACKER_HOOKS = ("paralab_before_experiment", "paralab_before_phase", "paralab_after_phase",

@@ -52,6 +52,16 @@ STATE_KEY = "paralab_federated"
 PLOT_FILE = "federated_accuracy.png"
 
 
+def _untouched_rng(device: torch.device) -> Any:
+    """A block whose draws from torch's global generators are undone on exit: a probe run
+    before the rounds (a dropout model's forward) must not shift the stream the rounds draw
+    from, or a resumed run, which probes again after its generators are restored, would
+    train on other dropout masks than the uninterrupted run."""
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
+    return torch.random.fork_rng(devices=cuda)
+
+
 def _checkpointable(method: Any) -> bool:
     return all(callable(getattr(method, name, None)) for name in ("state_dict", "load_state_dict"))
 
@@ -205,8 +215,9 @@ class Federated(Protocol):
             return RayBackend(run.model, x, y, address=self.ray_address,
                               num_cpus=self.ray_num_cpus)
         if self.backend == "vmap":
-            reason = "the spec has loss terms" if run.loss_terms else vmap_unsupported(
-                run.model, x, y)
+            with _untouched_rng(x.device):
+                reason = "the spec has loss terms" if run.loss_terms else vmap_unsupported(
+                    run.model, x, y)
             if not reason:
                 return VmapBackend(run.model, x, y)
             run.log(f"federated: vmap not possible ({reason}); using the loop backend")

@@ -33,6 +33,16 @@ if TYPE_CHECKING:
 _VALIDATION_STREAM, _TEST_STREAM = 1, 2
 
 
+def _untouched_rng(device: torch.device) -> Any:
+    """A block whose draws from torch's global generators are undone on exit: the method's
+    setup probes the model (a forward of a dropout model draws), and a resumed run sets up
+    again after its generators are restored, so the probe must not shift the stream that
+    training draws from."""
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
+    return torch.random.fork_rng(devices=cuda)
+
+
 def _generator(seed: int, stream: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1000 + stream)
 
@@ -176,9 +186,11 @@ class Episodic(Protocol):
         samplers, lake = self._prepared
         train = samplers["meta_train"]
         assert train is not None
-        method.setup(
-            run, model, self.ways_needed(), dataset.x[train.table[:, 0][:2].to(dataset.device)]
-        )
+        with _untouched_rng(dataset.device):
+            method.setup(
+                run, model, self.ways_needed(),
+                dataset.x[train.table[:, 0][:2].to(dataset.device)],
+            )
         sizes = {f"{key}_classes": int(s.classes.numel()) for key, s in samplers.items() if s}
         restored, self._restored = self._restored, None
         done = 0

@@ -72,8 +72,18 @@ class Supervised(Protocol):
 
     def validate(self, run: RunContext) -> None:
         """Every split named must exist in the dataset; middleware on per-example gradients
-        needs a model whose examples do not mix (no batch norm)."""
+        needs a model whose examples do not mix (no batch norm); checkpoints need a method
+        whose state can be saved (else a resumed run would restart its optimizer)."""
         run.dataset.check_splits(self.train_split, self.eval_splits)
+        if run.spec.checkpoint_every and not (
+                callable(getattr(run.method, "state_dict", None))
+                and callable(getattr(run.method, "load_state_dict", None))):
+            raise ValueError(
+                f"checkpoint_every = {run.spec.checkpoint_every}: method "
+                f"{run.spec.method.name!r} has no state_dict()/load_state_dict(), so a resumed "
+                f"run could not restore its state; use a paralab.OptimizerMethod (sgd, adam) "
+                f"or add both methods"
+            )
         acting = run.hooks.middleware_for(GRADIENT_HOOK)
         if acting and run.model is not None:
             mixing = sorted({type(m).__name__ for m in run.model.modules()
