@@ -8,7 +8,7 @@ import torch
 import paralab
 from paralab import Update
 from paralab_federated.aggregation import weighted_mean
-from paralab_federated.privacy import DPFedAvg, epsilon
+from paralab_federated.privacy import DPFedAvg, epsilon, epsilon_fixed_size
 from paralab_federated.secure_aggregation import SecureAggregation
 from tests.federated_helpers import final_parameters, max_difference, run, spec
 
@@ -83,7 +83,10 @@ def test_dp_run_records_epsilon_and_masking_does_not_change_it() -> None:
     result = run(middleware=[dp], rounds=3, clients=20, fraction=0.25)
     rounds = [p["metrics"]["privacy/epsilon"] for p in result.phases]
     assert rounds == sorted(rounds) and rounds[0] > 0
-    assert rounds[-1] == pytest.approx(epsilon(1.1, 5 / 20, 3, 1e-5), rel=1e-9)
+    # 5 of 20 clients each round, a fixed number: accounted as sampling without replacement,
+    # which spends more than the Poisson accountant would claim for the same rate.
+    assert rounds[-1] == pytest.approx(epsilon_fixed_size(1.1, {(20, 5): 3}, 1e-5), rel=1e-9)
+    assert rounds[-1] > epsilon(1.1, 5 / 20, 3, 1e-5)
     alone = final_parameters(middleware=[dp])
     both = final_parameters(middleware=["secure_aggregation", dp])
     reversed_order = final_parameters(middleware=[dp, "secure_aggregation"])
@@ -160,3 +163,23 @@ def test_dp_noise_follows_the_run_seed_not_a_public_default() -> None:
     assert torch.equal(noise(default, 3), noise(DPFedAvg(clip=100.0, noise_multiplier=1.0), 3))
     pinned = DPFedAvg(clip=100.0, noise_multiplier=1.0, seed=5)
     assert torch.equal(noise(pinned, 0), noise(pinned, 1))
+
+
+def test_fixed_size_client_sampling_is_accounted_as_dp_accounting_does() -> None:
+    import dp_accounting
+    from dp_accounting.rdp import rdp_privacy_accountant
+
+    accountant = rdp_privacy_accountant.RdpAccountant(
+        neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE)
+    accountant.compose(dp_accounting.SelfComposedDpEvent(
+        dp_accounting.SampledWithoutReplacementDpEvent(
+            100, 10, dp_accounting.GaussianDpEvent(1.0)), 50))
+    ours = epsilon_fixed_size(1.0, {(100, 10): 50}, 1e-5)
+    assert ours == pytest.approx(accountant.get_epsilon(1e-5), rel=1e-12)
+    assert ours > 1.5 * epsilon(1.0, 0.1, 50, 1e-5), "Poisson accounting understated it"
+
+
+def test_the_pld_accountant_is_refused_for_federated_rounds() -> None:
+    dp = {"name": "dp", "clip": 0.5, "noise_multiplier": 1.1, "accountant": "pld"}
+    with pytest.raises(paralab.SpecError, match="accountant = 'pld': the federated protocol"):
+        run(middleware=[dp], rounds=1, clients=10, fraction=0.5)

@@ -136,6 +136,16 @@ class Federated(Protocol):
         made from the train split (it is made here, once, and reused), and the backend can
         run this spec."""
         run.dataset.check_splits(self.train_split, self.eval_splits)
+        buffers = sorted(name for name, _ in run.model.named_buffers()) if run.model else []
+        if buffers:
+            raise ValueError(
+                f"model {run.spec.model.name!r} has buffers ({', '.join(buffers[:4])}"
+                f"{', ...' if len(buffers) > 4 else ''}: batch-norm running statistics), which "
+                f"the federated protocol does not aggregate yet: the global model would be "
+                f"evaluated with its initial statistics (mean 0, variance 1). Use a model "
+                f"without them (group or layer norm, or batch norm with "
+                f"track_running_stats=False)"
+            )
         if self.backend == "ray":
             if run.loss_terms:
                 raise ValueError(
