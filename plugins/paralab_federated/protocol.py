@@ -407,7 +407,8 @@ class Federated(Protocol):
         return state["client_dataset"]
 
     def _evaluate_clients(self, run: RunContext, partition: partitions.Partition) -> None:
-        """Global model accuracy on each client's rows: one prediction pass, one scatter."""
+        """Global model accuracy on each client's rows, which are its *training* rows (there is
+        no per-client held-out split yet): one prediction pass, one scatter."""
         dataset = self._with_client_feature(run, partition)
         predictions = predict(run.model, dataset, partition.rows,
                               batch_size=run.spec.eval_batch_size, split="clients")
