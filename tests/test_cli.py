@@ -70,3 +70,45 @@ def test_reproduce_prints_ours_beside_the_paper(tmp_path: Path) -> None:
         assert "did you mean 'fisher1936'" in str(error)
     else:
         raise AssertionError("an unknown paper must be an error")
+
+
+QUICK_PAPER = """
+[paper]
+title = "A paper with a quick setting"
+script = "reproduce.py"
+
+[[claims]]
+metric = "score"
+paper = 0.99
+check = "at_least"
+tolerance = 0.01
+
+[[quick]]
+metric = "score"
+expected = 0.5
+check = "at_least"
+tolerance = 0.05
+"""
+
+QUICK_SCRIPT = """
+import os
+
+def reproduce(quick):
+    return {"score": float(os.environ["QUICK_SCORE"]) if quick else 0.995}
+"""
+
+
+def test_quick_mode_is_judged_against_its_own_expectations(tmp_path: Path, monkeypatch) -> None:
+    folder = tmp_path / "papers" / "quickly"
+    folder.mkdir(parents=True)
+    (folder / "paper.toml").write_text(QUICK_PAPER, encoding="utf-8")
+    (folder / "reproduce.py").write_text(QUICK_SCRIPT, encoding="utf-8")
+    papers = str(tmp_path / "papers")
+    assert reproduce("quickly", papers_dir=papers).passed  # full: 0.995 >= 0.99 - 0.01
+    monkeypatch.setenv("QUICK_SCORE", "0.47")  # far below the paper, as expected of quick
+    quick = reproduce("quickly", papers_dir=papers, quick=True)
+    assert quick.passed and quick.rows[0].paper == 0.5
+    assert "quick setting as expected" in quick.render() and "0.990" not in quick.render()
+    monkeypatch.setenv("QUICK_SCORE", "0.40")  # a regression of the quick setting itself
+    regressed = reproduce("quickly", papers_dir=papers, quick=True)
+    assert not regressed.passed and "NOT as expected" in regressed.render()
