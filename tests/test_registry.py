@@ -29,6 +29,7 @@ BUNDLED = {
     "paralab_fewshot",
     "paralab_neurosymbolic",
     "paralab_quantum",
+    "paralab_tracking",
 }
 
 GOOD = '''

@@ -113,22 +113,35 @@ class Hooks:
         return bool(self.middleware_for(hook_name))
 
     def before_experiment(self, run: RunContext) -> None:
-        self._hook.paralab_before_experiment(run=run)
+        self._lifecycle("paralab_before_experiment", run=run)
 
     def after_experiment(self, run: RunContext, result: Result) -> None:
-        self._hook.paralab_after_experiment(run=run, result=result)
+        self._lifecycle("paralab_after_experiment", run=run, result=result)
 
     def before_phase(self, run: RunContext, phase: Phase) -> None:
-        self._hook.paralab_before_phase(run=run, phase=phase)
+        self._lifecycle("paralab_before_phase", run=run, phase=phase)
 
     def after_phase(self, run: RunContext, phase: Phase) -> None:
-        self._hook.paralab_after_phase(run=run, phase=phase)
+        self._lifecycle("paralab_after_phase", run=run, phase=phase)
 
     def after_evaluation(self, run: RunContext, phase: Phase, evaluation: Evaluation) -> None:
-        self._hook.paralab_after_evaluation(run=run, phase=phase, evaluation=evaluation)
+        self._lifecycle("paralab_after_evaluation", run=run, phase=phase, evaluation=evaluation)
 
     def on_error(self, run: RunContext, error: BaseException, phase: Phase | None) -> None:
         self._hook.paralab_on_error(run=run, error=error, phase=phase)
+
+    def _lifecycle(self, hook_name: str, **arguments: Any) -> None:
+        """Call a lifecycle hook; what a run's tracker raises there is the tracker's failure
+        (``ComponentFailure("tracker", name)``), so the run names it, not "a hook"."""
+        try:
+            getattr(self._hook, hook_name)(**arguments)
+        except Exception as error:
+            name = self.raising_run_object(hook_name, error.__traceback__, "trackers[")
+            if not name:
+                raise
+            from paralab.context import ComponentFailure
+
+            raise ComponentFailure("tracker", name, error) from error
 
     def process_update(self, run: RunContext, update: Update) -> Update:
         return self._through_middleware("paralab_process_update", run=run, update=update)
@@ -159,8 +172,20 @@ class Hooks:
         implementations (a frame's ``self`` tells apart two entries of one middleware class);
         the only middleware on the hook when no frame is one; else ``""`` (the runner then
         names the plugin from the traceback alone)."""
+        found = self.raising_run_object(hook_name, tb, "middleware[")
+        if found:
+            return found
         impls = [impl for impl in getattr(self._hook, hook_name).get_hookimpls()
                  if impl.plugin_name.startswith("middleware[")]
+        if len({_middleware_name(i.plugin_name) for i in impls}) == 1:
+            return _middleware_name(impls[0].plugin_name)
+        return ""
+
+    def raising_run_object(self, hook_name: str, tb: TracebackType | None, prefix: str) -> str:
+        """The name of the run's object (``prefix`` ``"middleware["`` or ``"trackers["``)
+        whose ``hook_name`` implementation is the innermost such frame of ``tb``, else ``""``."""
+        impls = [impl for impl in getattr(self._hook, hook_name).get_hookimpls()
+                 if impl.plugin_name.startswith(prefix)]
         found = ""
         while tb is not None:
             frame = tb.tb_frame
@@ -169,8 +194,6 @@ class Hooks:
                         and frame.f_locals.get("self", impl.plugin) is impl.plugin):
                     found = _middleware_name(impl.plugin_name)
             tb = tb.tb_next
-        if not found and len({_middleware_name(i.plugin_name) for i in impls}) == 1:
-            found = _middleware_name(impls[0].plugin_name)
         return found
 
 

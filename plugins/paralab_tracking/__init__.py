@@ -54,7 +54,8 @@ def paralab_trackers() -> list[TrackerSpec]:
                                   help="MLflow experiment; empty: the study's name, else the "
                                        "spec's name"),
              "run_name": Option("", type=str,
-                                help="MLflow run name; empty: the run folder's name"),
+                                help="MLflow run name; empty: the run folder's name (in a study: "
+                                     "the configuration's label and the folder's name)"),
              "artifact_location": Option("", type=str,
                                          help="artifact root of an experiment this tracker "
                                               "creates; empty: <store folder>/mlartifacts for "

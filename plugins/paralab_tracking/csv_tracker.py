@@ -67,7 +67,9 @@ class CsvTracker(Tracker):
         if self.wide:
             run.result.artifacts["metrics_wide"] = self.wide
 
-    @hookimpl
+    # After every other plugin's after_phase (which may add metrics or fail the phase), so the
+    # tracker records the phase as result.json keeps it.
+    @hookimpl(trylast=True)
     def paralab_after_phase(self, run: Any, phase: Any) -> None:
         assert self._long is not None, "paralab_before_experiment opens the files"
         row = (len(run.result.phases), phase.kind, phase.index, scalars(phase.metrics))

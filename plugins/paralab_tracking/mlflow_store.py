@@ -63,6 +63,26 @@ def client(uri: str) -> Any:
     return MlflowClient(tracking_uri=uri)
 
 
+def unreachable(uri: str, timeout: float = 10.0) -> str | None:
+    """Why nothing answers at an ``http(s)://`` tracking URI, or None. Any HTTP answer, even an
+    error status, means a server is there; only a refused or timed-out connection is a problem
+    (MLflow itself would retry it for minutes before failing the run)."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
+            return None
+    except urllib.error.HTTPError:
+        return None
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        return (f"no MLflow server answers there ({reason}); start one with `mlflow server "
+                f"--host 127.0.0.1 --port PORT` or leave tracking_uri empty for a local store")
+
+
 def experiment_id(store: Any, name: str, artifact_location: str | None) -> str:
     """The id of experiment ``name``, created when missing (restored when deleted). Runs that
     start together may race to create it: the loser reads the winner's."""

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,8 @@ STORE = "mlflow_tracking_uri"
 EXPERIMENT = "mlflow_experiment_id"
 """Keys of ``StudyInfo.extra`` (and so of ``run.study``) that :meth:`before_study` fills."""
 
+logger = logging.getLogger("paralab_tracking")
+
 _STATUS = {"completed": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"}
 
 
@@ -64,12 +67,14 @@ class MlflowTracker(Tracker):
         self.run_id: str | None = None
         self.uri = ""
         self._client: Any = None
+        self._ended = False
 
     # ------------------------------------------------------------------------------ a run
 
     def validate(self, run: Any) -> None:
-        """Open the store now, so that a bad ``tracking_uri`` is a spec error before training
-        (a local store is created here; a server is not contacted yet)."""
+        """Open the store now, so that a bad ``tracking_uri`` is a spec error before training:
+        a local store is created here, a server must answer. In a study the run uses its
+        parent's store and experiment (``run.study``), whatever its own options say."""
         from_study = study_value(run.study, STORE)
         if not (from_study or self.tracking_uri or run.writer.enabled):
             raise ValueError("tracking_uri: empty means sqlite:///<output>/mlflow.db, and the "
@@ -79,6 +84,9 @@ class MlflowTracker(Tracker):
             self._client = store.client(self.uri)
         except Exception as error:  # noqa: BLE001 - MLflow raises MlflowException, not ValueError
             raise ValueError(f"tracking_uri = {self.uri!r}: {error}") from error
+        problem = store.unreachable(self.uri)
+        if problem:
+            raise ValueError(f"tracking_uri = {self.uri!r}: {problem}")
 
     @hookimpl
     def paralab_before_experiment(self, run: Any) -> None:
@@ -93,7 +101,7 @@ class MlflowTracker(Tracker):
         experiment = study_value(run.study, EXPERIMENT) or store.experiment_id(
             client, self._experiment_name(run), store.artifact_root(self.uri,
                                                                     self.artifact_location))
-        name = self.run_name or (folder.name if folder is not None else run.spec.name)
+        name = self.run_name or self._run_name(run, folder)
         created = client.create_run(experiment, run_name=name, tags=self._tags(run, folder))
         self.run_id = created.info.run_id
         store.log(client, self.run_id, params=flat_spec(run.spec.to_dict()))
@@ -102,6 +110,14 @@ class MlflowTracker(Tracker):
                                        "run_id": self.run_id,
                                        "parent_run_id": study_value(run.study, PARENT)})
             run.result.artifacts["mlflow_run"] = RUN_FILE
+
+    @staticmethod
+    def _run_name(run: Any, folder: Path | None) -> str:
+        """The run folder's name; in a study, with the configuration's label before it (every
+        configuration's folder holds the same ``seed=0``, ``seed=1`` ...)."""
+        name = folder.name if folder is not None else run.spec.name
+        label = study_value(run.study, "configuration")
+        return f"{label} {name}" if isinstance(label, str) and label else name
 
     def _experiment_name(self, run: Any) -> str:
         return self.experiment or study_value(run.study, "name") or run.spec.name
@@ -134,13 +150,16 @@ class MlflowTracker(Tracker):
         if parent:
             tags["mlflow.parentRunId"] = parent
             tags["paralab.study"] = str(study_value(run.study, "name") or "")
-            for field in ("configuration", "seed"):
-                if study_value(run.study, field) is not None:
-                    tags[f"paralab.study.{field}"] = json.dumps(study_value(run.study, field),
-                                                                default=str)
+            for field in ("configuration", "seed", "values"):
+                item = study_value(run.study, field)
+                if item is not None:
+                    tags[f"paralab.study.{field}"] = (
+                        item if isinstance(item, str) else json.dumps(item, default=str))
         return tags
 
-    @hookimpl
+    # After every other plugin's after_phase (which may add metrics or fail the phase), so the
+    # tracker records the phase as result.json keeps it.
+    @hookimpl(trylast=True)
     def paralab_after_phase(self, run: Any, phase: Any) -> None:
         step = len(run.result.phases)
         store.log(self._client, self.run_id,
@@ -157,22 +176,38 @@ class MlflowTracker(Tracker):
             return  # failed before the MLflow run existed
         status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
         where = f" (during {phase.kind} {phase.index})" if phase is not None else ""
-        store.log(self._client, self.run_id,
-                  tags={"paralab.error": f"{type(error).__name__}: {error}{where}"})
-        self._end(run, run.result, status)
+        try:
+            store.log(self._client, self.run_id,
+                      tags={"paralab.error": f"{type(error).__name__}: {error}{where}"})
+            if self._ended:  # the run failed after (or in) this tracker's after_experiment
+                store.log(self._client, self.run_id, tags={"paralab.status": status})
+                self._client.set_terminated(self.run_id, _STATUS[status])
+            else:
+                self._end(run, run.result, status)
+        except Exception as failure:  # noqa: BLE001 - the store may be what failed the run
+            # Raising here would keep the on_error hooks after this one from running.
+            logger.warning("mlflow: could not mark run %s %s in %s: %s", self.run_id,
+                           _STATUS[status], self.uri, failure)
 
     def _end(self, run: Any, result: Any, status: str) -> None:
+        self._ended = True
         client = self._client
         packages = {f"paralab.package.{name}": version
                     for name, version in (result.packages or {}).items()}
         store.log(client, self.run_id, tags={"paralab.status": status, **packages})
-        if self.log_artifacts:
-            if run.writer.enabled:
-                self._upload(run.output_dir)
-            # The result as it ended (the folder's copy is rewritten once more after the hooks).
-            client.log_text(self.run_id, json.dumps(result.to_dict(), indent=2) + "\n",
-                            "result.json")
-        client.set_terminated(self.run_id, _STATUS.get(status, "FAILED"))
+        ended = _STATUS.get(status, "FAILED")
+        try:
+            if self.log_artifacts:
+                if run.writer.enabled:
+                    self._upload(run.output_dir)
+                # The result as it ended (the folder's copy is rewritten after the hooks).
+                client.log_text(self.run_id, json.dumps(result.to_dict(), indent=2) + "\n",
+                                "result.json")
+        except BaseException:
+            ended = "FAILED"  # the run fails on this error: so does its MLflow run
+            raise
+        finally:
+            client.set_terminated(self.run_id, ended)
 
     def _upload(self, folder: Path) -> None:
         """The run folder's files, less the store itself if it was put in there."""
@@ -213,13 +248,8 @@ class MlflowTracker(Tracker):
                     "mlflow.source.type": "LOCAL"}
             self.run_id = client.create_run(experiment, run_name=info.name,
                                             tags=tags).info.run_id
-            configurations = list(getattr(info, "configurations", None) or [])
             store.log(client, self.run_id, params={
-                "study.seeds": json.dumps(list(getattr(info, "seeds", None) or []), default=str),
-                "study.configurations": len(configurations),
-                **{f"study.configuration.{i}": json.dumps(c, default=str)
-                   for i, c in enumerate(configurations[:90])},
-            })
+                "study.seeds": json.dumps(list(getattr(info, "seeds", None) or []), default=str)})
             folder.mkdir(parents=True, exist_ok=True)
             _write(folder / STUDY_FILE, {"tracking_uri": self.uri, "experiment_id": experiment,
                                          "run_id": self.run_id})
@@ -228,8 +258,10 @@ class MlflowTracker(Tracker):
         info.extra[EXPERIMENT] = experiment
 
     def after_study(self, info: Any) -> None:
-        """Log the study's own files (its table, summary and plot; each run's are on its child)
-        on the parent run and end it."""
+        """Log the study's own files (``table.csv``, ``table.md``, ``study.json``,
+        ``study.png``; each run's files are on its child) on the parent run and end it:
+        FINISHED when every run completed, KILLED when the study was interrupted, else
+        FAILED."""
         folder = Path(info.folder)
         run_id = info.extra.get(PARENT) or self.run_id
         if self._client is None or run_id is None:
@@ -247,7 +279,23 @@ class MlflowTracker(Tracker):
                         database is not None and entry.resolve().parent == database.parent
                         and entry.name.startswith(database.name)):
                     self._client.log_artifact(run_id, str(entry))
-        self._client.set_terminated(run_id, "FINISHED")
+        status = str(getattr(info, "status", "") or "completed")
+        # Tags, not params: a study's configurations are known only as it runs them (a search
+        # draws them), and a study run again may add some; params cannot change.
+        configurations = list(getattr(info, "configurations", None) or [])
+        store.log(self._client, run_id, tags={
+            "paralab.status": status, "paralab.study.configurations": str(len(configurations)),
+            **{f"paralab.study.configuration.{i}": json.dumps(_described(c), default=str)
+               for i, c in enumerate(configurations[:1000])}})
+        self._client.set_terminated(run_id, _STATUS.get(status, "FAILED"))
+
+
+def _described(configuration: Any) -> Any:
+    """A study configuration as its parameter: what it sets (``{"label", "values", ...}``
+    of :class:`paralab.StudyInfo` gives ``{"lr=0.1": {"method.lr": 0.1}}``)."""
+    if isinstance(configuration, dict) and "label" in configuration:
+        return {configuration["label"]: configuration.get("values", {})}
+    return configuration
 
 
 def _read(path: Path) -> dict[str, Any] | None:

@@ -2,9 +2,10 @@
 
 What a run's event files hold:
 
-* a scalar per metric per phase (tag ``test/accuracy``, step = phase position from 0), stored
-  in double precision (``new_style``: a float64 tensor with the ``scalars`` plugin's metadata),
-  so the value read back equals the one in ``result.json`` exactly, not to float32;
+* a scalar per metric per phase (tag ``test/accuracy``, step = phase position from 0). Event
+  files store scalars as float32, the only kind TensorBoard's default loader displays: a value
+  read back is ``result.json``'s rounded to float32 (most metrics are float32 already; the CSV
+  and MLflow trackers keep the float64 value);
 * the spec as text (tag ``spec``, its TOML), and at the end the run's ``status`` as text;
 * at the end, the hparams summary: the flattened spec (``method.lr``, ``model.hidden`` ...) as
   hyperparameters and the final metrics, which TensorBoard's HParams tab reads from the
@@ -33,7 +34,7 @@ class TensorBoardTracker(Tracker):
         self.log_dir = log_dir
         self.folder: Path | None = None
         self._writer: Any = None
-        self._logged: set[str] = set()
+        self._last: dict[str, Scalar] = {}
 
     def validate(self, run: Any) -> None:
         if not Path(self.log_dir).is_absolute():
@@ -49,7 +50,8 @@ class TensorBoardTracker(Tracker):
         restored = len(run.result.phases)
         # A resumed run repeats the steps after its checkpoint: purge what was logged there.
         self._writer = SummaryWriter(log_dir=str(self.folder), purge_step=restored or None)
-        self._logged = {key for phase in run.result.phases for key in scalars(phase["metrics"])}
+        self._last = {key: value for phase in run.result.phases
+                      for key, value in scalars(phase["metrics"]).items()}
         toml = run.spec.to_toml()
         self._writer.add_text("spec", textwrap.indent(toml, "    "), global_step=0)
         self._writer.flush()
@@ -63,7 +65,9 @@ class TensorBoardTracker(Tracker):
         name = run.output_dir.name if run.writer.enabled else run.spec.name
         return _claim(path, name)
 
-    @hookimpl
+    # After every other plugin's after_phase (which may add metrics or fail the phase), so the
+    # tracker records the phase as result.json keeps it.
+    @hookimpl(trylast=True)
     def paralab_after_phase(self, run: Any, phase: Any) -> None:
         step = len(run.result.phases)
         for tag, value in scalars(phase.metrics).items():
@@ -71,24 +75,25 @@ class TensorBoardTracker(Tracker):
         self._writer.flush()
 
     def _scalar(self, tag: str, value: Scalar, step: int) -> None:
-        self._writer.add_scalar(tag, float(value), global_step=step, new_style=True,
-                                double_precision=True)
-        self._logged.add(tag)
+        # A plain float32 scalar: TensorBoard's default (fast, Rust) loader shows no other kind;
+        # double-precision tensors (new_style, double_precision) are dropped by it.
+        self._writer.add_scalar(tag, float(value), global_step=step)
+        self._last[tag] = value
 
     @hookimpl
     def paralab_after_experiment(self, run: Any, result: Any) -> None:
         from torch.utils.tensorboard.summary import hparams
 
-        final = scalars(result.metrics)
-        for tag, value in final.items():
-            if tag not in self._logged:  # measured outside any phase: one point at the end
+        for tag, value in scalars(result.metrics).items():
+            if tag not in self._last:  # measured outside any phase: one point at the end
                 self._scalar(tag, value, len(result.phases))
         values = {key: value if isinstance(value, (bool, int, float, str)) else str(value)
                   for key, value in flat_spec(result.spec).items()}
         # Written into this run's own file (SummaryWriter.add_hparams would open a new run
-        # folder and log the metrics a second time): the HParams tab reads the final value of
+        # folder and log the metrics a second time): the HParams tab reads the last value of
         # each metric from the scalars above.
-        for summary in hparams(values, {tag: float(value) for tag, value in final.items()}):
+        final = {tag: float(value) for tag, value in self._last.items()}
+        for summary in hparams(values, final):
             self._writer.file_writer.add_summary(summary)
         self._writer.add_text("status", result.status, global_step=len(result.phases))
         self._close()
