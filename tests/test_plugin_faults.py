@@ -213,6 +213,11 @@ def test_host_commands_stay_up_with_every_fault_planted(tmp_path: Path, bundled:
     ran = paralab_cli("run", str(spec), path=folder)
     assert ran.returncode == 0, ran.stderr
     assert "completed" in ran.stdout and "accuracy" in ran.stdout
+    # Each plugin that failed to load is named before the run (its components are missing).
+    failed = {fault.key for fault in FAULTS}
+    warned = {line.split()[3] for line in ran.stderr.splitlines()
+              if line.startswith("paralab: warning: plugin ")}
+    assert warned == failed, (warned, failed)
     typo = spec.read_text("utf-8").replace('"mlp"', '"mpl"')
     (tmp_path / "typo.toml").write_text(typo, encoding="utf-8")
     mistyped = paralab_cli("run", str(tmp_path / "typo.toml"), path=folder)

@@ -191,6 +191,15 @@ def _version(registry: Any) -> int:
     return 0
 
 
+def _warn_failed_plugins(registry: Any) -> None:
+    """A plugin that failed to load takes its components with it: say so before a run, so
+    that an "unknown component" error below is not a mystery."""
+    for record in registry.plugins():
+        if record.status == "failed":
+            print(f"paralab: warning: plugin {record.name} failed to load, its components are "
+                  f"unavailable: {record.reason} (see `paralab plugins`)", file=sys.stderr)
+
+
 def _run_overrides(args: argparse.Namespace) -> list[str]:
     """``--output``/``--seed``/``--device`` are shorthands for ``--set``, applied first."""
     shorthands = [f"{key}={json.dumps(value)}" for key in ("output", "seed", "device")
@@ -203,6 +212,7 @@ def _run(args: argparse.Namespace, registry: Any) -> int:
     from paralab.spec import ExperimentSpec, SpecError
 
     overrides = _run_overrides(args)
+    _warn_failed_plugins(registry)
     if args.seeds is not None or args.grid:
         if args.dry_run:
             print("paralab: --dry-run checks one run; drop --seeds/--grid", file=sys.stderr)

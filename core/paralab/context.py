@@ -211,7 +211,15 @@ class RunContext:
         return self.dataset.info
 
     @property
+    def has_output(self) -> bool:
+        """Whether the run writes a folder (``spec.output`` is not None): check it before
+        writing files to :attr:`output_dir`."""
+        return self.writer.enabled
+
+    @property
     def output_dir(self) -> Path:
+        """The run's folder; raises ``ValueError`` when the spec says ``output = None``
+        (see :attr:`has_output`)."""
         return self.writer.folder
 
     # ------------------------------------------------------------------------------ phases
