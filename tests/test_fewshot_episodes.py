@@ -131,3 +131,30 @@ def test_episode_accuracy_and_its_confidence_interval():
     mean, half = mean_confidence_interval(per_episode)
     assert mean == pytest.approx(0.5)
     assert half == pytest.approx(1.959964 * 0.5 / 3**0.5)
+
+
+def test_a_protonet_query_depends_on_its_own_episode_only() -> None:
+    # Conv-4's batch norm normalises with the statistics of what it sees: embedding a whole
+    # meta-batch at once let other episodes' images move a query's prediction.
+    import paralab
+    from paralab_fewshot.methods.protonet import ProtoNet
+    from paralab_fewshot.models import conv4
+
+    torch.manual_seed(0)
+    model = conv4(paralab.load_dataset("digits").info, hidden=8)
+    method = ProtoNet()
+    method.setup(None, model, 5, torch.zeros(1))
+    generator = torch.Generator().manual_seed(1)
+
+    def batch(tasks: torch.Tensor) -> TaskBatch:
+        labels = torch.arange(5).repeat(tasks.shape[0], 1)
+        return TaskBatch(support_x=tasks[:, :5], support_y=labels, support_indices=labels,
+                         query_x=tasks[:, 5:], query_y=labels, query_indices=labels, ways=5)
+
+    episodes = torch.rand(3, 10, 64, generator=generator) * 16
+    others = episodes.clone()
+    others[1:] = torch.rand(2, 10, 64, generator=generator) * 16  # change episodes 1 and 2
+    first = method.predict(None, model, batch(episodes))[0]
+    assert torch.equal(first, method.predict(None, model, batch(others))[0])
+    alone = method.predict(None, model, batch(episodes[:1]))[0]
+    torch.testing.assert_close(first, alone, rtol=1e-5, atol=1e-5)

@@ -113,7 +113,7 @@ def test_snell2017_quick_reproduction_runs_and_compares_with_the_paper(data_root
     report = reproduce("snell2017_protonet", quick=True)
     rows = {row.metric: row for row in report.rows}
     # judged against the quick setting's own expected values, never the paper's 0.988
-    assert rows["omniglot/5way1shot"].paper == 0.345
+    assert rows["omniglot/5way1shot"].paper == 0.342
     ours = report.ours
     assert 0.2 < ours["omniglot/5way1shot"] <= 1.0  # above 5-way chance after 5 steps
     assert ours["omniglot/5way5shot"] > ours["omniglot/5way1shot"]

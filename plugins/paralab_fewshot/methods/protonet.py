@@ -1,8 +1,10 @@
 """Prototypical Networks (Snell, Swersky and Zemel, NeurIPS 2017).
 
 A class's prototype is the mean embedding of its support examples; a query is scored by its
-negative squared Euclidean distance to each prototype. A whole meta-batch is embedded in one
-forward pass: support and query rows of every task go through the network together.
+negative squared Euclidean distance to each prototype. A meta-batch is embedded in one
+``vmap`` call, each episode (its support and query rows) on its own: embedding the whole
+meta-batch as one batch let Conv-4's batch statistics carry other episodes' images into a
+query's prediction (Lake's runs: 75.25% batched against 73.75% one run at a time).
 """
 
 from __future__ import annotations
@@ -18,6 +20,15 @@ from paralab_fewshot.models import split_head
 if TYPE_CHECKING:
     from paralab import RunContext
     from paralab_fewshot.episodes import TaskBatch
+
+
+def embed_episodes(encoder: nn.Module, rows: torch.Tensor) -> torch.Tensor:
+    """``(tasks, d)``-flattened embeddings of ``(tasks, rows, ...)``, one episode at a time:
+    one ``vmap`` call for an encoder without buffers, a loop for one with them (running
+    statistics update in place, which ``vmap`` cannot batch)."""
+    if next(iter(encoder.buffers()), None) is None:
+        return torch.func.vmap(encoder)(rows).flatten(2)
+    return torch.stack([encoder(episode).flatten(1) for episode in rows])
 
 
 def prototype_logits(support: torch.Tensor, query: torch.Tensor, ways: int) -> torch.Tensor:
@@ -52,13 +63,14 @@ class ProtoNet(EpisodicMethod):
         self.optimizer = torch.optim.Adam(params, lr=self.meta_lr)
 
     def logits(self, batch: TaskBatch) -> torch.Tensor:
+        """Each episode is embedded on its own (``vmap`` over the meta-batch): a batch-norm
+        layer that normalises with the statistics of what it sees (Conv-4's) then sees one
+        episode, so no query's prediction depends on another episode's images."""
         assert self.encoder is not None, "setup() first"
-        tasks, n_support = batch.support_x.shape[:2]
-        rows = torch.cat([batch.support_x.flatten(0, 1), batch.query_x.flatten(0, 1)])
-        embedded = self.encoder(rows).flatten(1)
-        support = embedded[: tasks * n_support].reshape(tasks, n_support, -1)
-        query = embedded[tasks * n_support :].reshape(tasks, batch.query_x.shape[1], -1)
-        return prototype_logits(support, query, batch.ways)
+        n_support = batch.support_x.shape[1]
+        rows = torch.cat([batch.support_x, batch.query_x], dim=1)  # (tasks, rows, ...)
+        embedded = embed_episodes(self.encoder, rows)
+        return prototype_logits(embedded[:, :n_support], embedded[:, n_support:], batch.ways)
 
     def meta_step(self, run: RunContext | None, model: nn.Module, batch: TaskBatch) -> float:
         logits = self.logits(batch)
