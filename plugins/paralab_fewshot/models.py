@@ -69,6 +69,15 @@ def conv4(
     return nn.Sequential(*blocks)
 
 
+def embed_episodes(encoder: nn.Module, rows: torch.Tensor) -> torch.Tensor:
+    """``(tasks, rows, d)`` flattened embeddings of ``(tasks, rows, ...)``, one episode at a time:
+    one ``vmap`` call for an encoder without buffers, a loop for one with them (running
+    statistics update in place, which ``vmap`` cannot batch)."""
+    if next(iter(encoder.buffers()), None) is None:
+        return torch.func.vmap(encoder)(rows).flatten(2)
+    return torch.stack([encoder(episode).flatten(1) for episode in rows])
+
+
 def head_of(model: nn.Module) -> tuple[str, nn.Linear]:
     """The name and module of the model's last linear layer (its classification head)."""
     last: tuple[str, nn.Linear] | None = None

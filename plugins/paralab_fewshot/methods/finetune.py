@@ -17,7 +17,7 @@ from torch import nn
 
 from paralab import Batch
 from paralab_fewshot.methods.base import EpisodicMethod
-from paralab_fewshot.models import split_head
+from paralab_fewshot.models import embed_episodes, split_head
 
 if TYPE_CHECKING:
     from paralab import RunContext
@@ -87,12 +87,11 @@ class Finetune(EpisodicMethod):
 
     def predict(self, run: RunContext | None, model: nn.Module, batch: TaskBatch) -> torch.Tensor:
         assert self.encoder is not None, "setup() first"
-        tasks, n_support = batch.support_x.shape[:2]
-        with torch.no_grad():
-            rows = torch.cat([batch.support_x.flatten(0, 1), batch.query_x.flatten(0, 1)])
-            features = F.normalize(self.encoder(rows).flatten(1), dim=1)
-        support = features[: tasks * n_support].reshape(tasks, n_support, -1)
-        query = features[tasks * n_support :].reshape(tasks, batch.query_x.shape[1], -1)
+        n_support = batch.support_x.shape[1]
+        with torch.no_grad():  # each episode embedded on its own
+            rows = torch.cat([batch.support_x, batch.query_x], dim=1)
+            features = F.normalize(embed_episodes(self.encoder, rows), dim=2)
+        support, query = features[:, :n_support], features[:, n_support:]
         weight, bias = fit_linear_heads(
             support, batch.support_y, batch.ways, steps=self.head_steps, lr=self.head_lr
         )

@@ -22,7 +22,7 @@ from paralab_fewshot.adaptation import (
 )
 from paralab_fewshot.lowrank import FactoredMAML, supports
 from paralab_fewshot.methods.base import EpisodicMethod, query_loss
-from paralab_fewshot.models import check_outputs, split_head
+from paralab_fewshot.models import check_outputs, embed_episodes, split_head
 
 if TYPE_CHECKING:
     from paralab import RunContext
@@ -163,11 +163,10 @@ class ANIL(MAML):
         first_order: bool,
         params: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        tasks, n_support = batch.support_x.shape[:2]
-        rows = torch.cat([batch.support_x.flatten(0, 1), batch.query_x.flatten(0, 1)])
-        features = self.encoder(rows).flatten(1)
-        support = features[: tasks * n_support].reshape(tasks, n_support, -1)
-        query = features[tasks * n_support :].reshape(tasks, batch.query_x.shape[1], -1)
+        n_support = batch.support_x.shape[1]
+        # each episode embedded on its own (batch statistics never mix episodes)
+        features = embed_episodes(self.encoder, torch.cat([batch.support_x, batch.query_x], 1))
+        support, query = features[:, :n_support], features[:, n_support:]
         head = {"weight": self.head.weight, "bias": self.head.bias}
         if params is not None:
             head = {key: value.detach() for key, value in head.items()}

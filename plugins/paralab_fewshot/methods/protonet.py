@@ -15,20 +15,11 @@ import torch
 from torch import nn
 
 from paralab_fewshot.methods.base import EpisodicMethod, query_loss
-from paralab_fewshot.models import split_head
+from paralab_fewshot.models import embed_episodes, split_head
 
 if TYPE_CHECKING:
     from paralab import RunContext
     from paralab_fewshot.episodes import TaskBatch
-
-
-def embed_episodes(encoder: nn.Module, rows: torch.Tensor) -> torch.Tensor:
-    """``(tasks, d)``-flattened embeddings of ``(tasks, rows, ...)``, one episode at a time:
-    one ``vmap`` call for an encoder without buffers, a loop for one with them (running
-    statistics update in place, which ``vmap`` cannot batch)."""
-    if next(iter(encoder.buffers()), None) is None:
-        return torch.func.vmap(encoder)(rows).flatten(2)
-    return torch.stack([encoder(episode).flatten(1) for episode in rows])
 
 
 def prototype_logits(support: torch.Tensor, query: torch.Tensor, ways: int) -> torch.Tensor:
