@@ -109,7 +109,7 @@ _LAZY = {
     "StudyInfo": "paralab.study",
     "run_study": "paralab.study",
     "load_study": "paralab.study",
-    "compare": "paralab.compare",
+    "compare": "paralab.comparison",
 }
 
 Experiment = ExperimentSpec

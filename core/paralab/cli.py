@@ -281,7 +281,7 @@ def _resume(args: argparse.Namespace, registry: Any) -> int:
 
 
 def _compare(args: argparse.Namespace, registry: Any) -> int:
-    from paralab.compare import compare_main
+    from paralab.comparison import compare_main
 
     return compare_main(args.paths, output=args.plot, metrics=args.metrics, as_json=args.json)
 

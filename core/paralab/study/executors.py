@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -150,7 +151,9 @@ class RayExecutor(Executor):
                 options["address"] = self.ray_address
             elif self.workers:
                 options["num_cpus"] = self.workers
-            ray.init(**options)
+            with warnings.catch_warnings():  # Ray's notice about accelerator variables
+                warnings.simplefilter("ignore", FutureWarning)
+                ray.init(**options)
             started = True
         try:
             self._run(ray, tasks, done)

@@ -59,6 +59,9 @@ def plot_bands(series: Sequence[tuple[str, list[tuple[int, float, float, float]]
         line = axes.plot(x, [p[1] for p in points], marker="o", markersize=3, label=label)[0]
         axes.fill_between(x, [p[2] for p in points], [p[3] for p in points],
                           color=line.get_color(), alpha=0.2, linewidth=0)
+    from matplotlib.ticker import MaxNLocator
+
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # phases are counted
     axes.set_xlabel(xlabel)
     axes.set_ylabel(metric)
     axes.set_title(title)
