@@ -237,3 +237,12 @@ def test_a_bundled_name_is_kept_even_when_the_bundled_plugin_failed(tmp_path: Pa
         assert "good_model" not in registry.components["model"]
         names = [record.name for record in registry.plugins()]
         assert names.index("paralab_quantum") < names.index("paralab_quantum@aaa-hijack")
+
+
+def test_p_loads_an_undotted_module_and_names_a_missing_one(tmp_path: Path) -> None:
+    (tmp_path / "loose_plugin.py").write_text(GOOD, encoding="utf-8")
+    with on_path(tmp_path):
+        registry = host.make_registry(LoadSettings(include=("loose_plugin",))).load()
+        assert registry.records["loose_plugin"].status == ACTIVE
+        with pytest.raises(UnknownPluginError, match="no importable module of that name"):
+            host.make_registry(LoadSettings(include=("loose_plugn",))).load()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 import re
 import sys
 import traceback
@@ -210,10 +211,11 @@ class PluginRegistry:
         named = list(self.settings.include) + list(self.settings.block)
         named += list(self.settings.only or ())
         for name in named:
-            if name in known or ("." in name and name in self.settings.include):
+            if name in known or (name in self.settings.include and _importable(name)):
                 continue
             raise UnknownPluginError(
-                f"unknown plugin {name!r}{suggest(name, known)}; installed plugins: "
+                f"unknown plugin {name!r}{suggest(name, known)}: no entry point and no "
+                f"importable module of that name; installed plugins: "
                 f"{', '.join(sorted(known)) or 'none'}"
             )
 
@@ -520,3 +522,12 @@ def _version_of(distribution: str) -> str:
 
 def _record_of(entry_point: metadata.EntryPoint) -> PluginRecord:
     return PluginRecord(name=entry_point.name, module=entry_point.value, **_dist_fields(entry_point))
+
+
+def _importable(module_name: str) -> bool:
+    """Whether ``-p NAME`` can load ``NAME`` as a module (found on sys.path, not imported;
+    dotted or not)."""
+    try:
+        return importlib.util.find_spec(module_name) is not None
+    except (ImportError, ValueError):  # a parent package that is missing, or an empty name
+        return False
