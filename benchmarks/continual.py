@@ -11,17 +11,27 @@ sides). Accuracy is the mean over experiences of the final accuracy on each (bot
 Replay uses an experience-balanced memory of 200 examples on both sides (Avalanche's default
 storage policy). Beside them, :func:`floor_run` times the network's own arithmetic for the
 same work (a bare PyTorch loop, no continual-learning logic): ``floor_speedup`` is about the
-largest speedup over Avalanche that a PyTorch implementation could show. Prints one JSON object as its last
-line:
+largest speedup over Avalanche that a PyTorch implementation could show, and
+``paralab_over_floor`` (paralab's single run over that loop; goal at most 1.15) keeps the
+single-run figure honest.
+
+The study of all seeds (issue 16): a researcher runs every configuration over several seeds
+(5 by default). ``paralab.run_seeds`` trains them stacked, as one batched model
+(:mod:`paralab.seed_axis`); it is timed in the same run against the five separate Avalanche
+runs (``speedup_vs_avalanche_5seeds``, goal at least 5x) and the five separate paralab runs
+(``speedup_vs_sequential_5seeds``, goal at least 1.8x), and its per-seed accuracies must equal
+the separate runs' (``per_seed_accuracy_equal_5seeds``). Prints one JSON object as its last
+line, with the load average before and after (the machine may be shared):
 ``{"<benchmark>/<method>/speedup": avalanche_seconds / paralab_seconds, ...accuracies}``.
 
-    python benchmarks/continual.py [--threads 2] [--seeds 0 1 2] [--repeats 1]
+    python benchmarks/continual.py [--threads 2] [--seeds 0 1 2 3 4] [--repeats 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -38,8 +48,9 @@ HIDDEN = (256, 256)
 LR = 0.05
 
 
-def paralab_run(dataset: dict[str, Any], method: dict[str, Any], seed: int, epochs: int) -> tuple[float, float]:
-    spec = {
+def paralab_spec(dataset: dict[str, Any], method: dict[str, Any], seed: int,
+                 epochs: int) -> dict[str, Any]:
+    return {
         "name": "bench-continual",
         "dataset": dataset,
         "model": {"name": "mlp", "hidden": list(HIDDEN)},
@@ -59,9 +70,40 @@ def paralab_run(dataset: dict[str, Any], method: dict[str, Any], seed: int, epoc
         "device": "cpu",
         "seed": seed,
     }
+
+
+def paralab_run(dataset: dict[str, Any], method: dict[str, Any], seed: int, epochs: int) -> tuple[float, float]:
+    spec = paralab_spec(dataset, method, seed, epochs)
     started = time.perf_counter()
-    result = paralab.run(spec)
-    return time.perf_counter() - started, float(result.metrics["average_accuracy"])
+    try:
+        result = paralab.run(spec)
+    except paralab.RunError as error:  # a seed that diverges (EWC's lambda on MNIST): NaN
+        return time.perf_counter() - started, accuracy_of(error.result)
+    return time.perf_counter() - started, accuracy_of(result)
+
+
+def accuracy_of(result: paralab.Result) -> float:
+    """The run's average accuracy; NaN for a run that failed before it had one."""
+    value = result.metrics.get("average_accuracy") if result.status == "completed" else None
+    return math.nan if value is None else float(value)
+
+
+def same_accuracies(a: list[float], b: list[float]) -> bool:
+    """Seed by seed equal (NaN, a failed seed, equals NaN), to one test example in 10,000."""
+    return len(a) == len(b) and all(
+        (math.isnan(x) and math.isnan(y)) or abs(x - y) <= 1e-4 for x, y in zip(a, b))
+
+
+def paralab_study(dataset: dict[str, Any], method: dict[str, Any], seeds: list[int],
+                  epochs: int) -> tuple[float, list[float], int]:
+    """All seeds of one configuration through ``paralab.run_seeds`` (stacked where it can):
+    wall time, each seed's average accuracy, and how many seeds trained stacked at once."""
+    spec = paralab_spec(dataset, method, seeds[0], epochs)
+    started = time.perf_counter()
+    results = paralab.run_seeds(spec, seeds)
+    seconds = time.perf_counter() - started
+    stacked = max(int(r.provenance["seed_axis"]["stacked"]) for r in results)
+    return seconds, [accuracy_of(r) for r in results], stacked
 
 
 def avalanche_run(
@@ -185,15 +227,20 @@ def compare(
     out: dict[str, float] = {}
     for key, (ours, theirs, their_options) in cases.items():
         ours_times, their_times, floor_times, ours_acc, their_acc = [], [], [], [], []
+        first_ours: dict[int, tuple[float, float]] = {}  # seed -> the first repeat's run
+        first_theirs: dict[int, float] = {}
         for seed in seeds:
             for _ in range(repeats):
                 seconds, acc = paralab_run(dataset_ref, ours, seed, epochs)
+                first_ours.setdefault(seed, (seconds, acc))
                 ours_times.append(seconds)
                 ours_acc.append(acc)
                 seconds, acc = avalanche_run(shared, theirs, their_options, seed, epochs)
+                first_theirs.setdefault(seed, seconds)
                 their_times.append(seconds)
                 their_acc.append(acc)
                 floor_times.append(floor_run(shared, key == "replay", seed, epochs, key == "ewc"))
+        study_s, study_acc, stacked = paralab_study(dataset_ref, ours, seeds, epochs)
         ours_s, theirs_s = statistics.median(ours_times), statistics.median(their_times)
         floor_s = statistics.median(floor_times)
         prefix = f"{label}/{key}"
@@ -203,14 +250,29 @@ def compare(
         out[f"{prefix}/floor_seconds"] = floor_s
         out[f"{prefix}/floor_speedup"] = theirs_s / floor_s
         out[f"{prefix}/paralab_over_floor"] = ours_s / floor_s
-        out[f"{prefix}/paralab_accuracy"] = statistics.mean(ours_acc)
+        finite = [a for a in ours_acc if not math.isnan(a)] or [math.nan]
+        out[f"{prefix}/paralab_accuracy"] = statistics.mean(finite)
         out[f"{prefix}/avalanche_accuracy"] = statistics.mean(their_acc)
-        out[f"{prefix}/accuracy_gap"] = statistics.mean(ours_acc) - statistics.mean(their_acc)
+        out[f"{prefix}/accuracy_gap"] = statistics.mean(finite) - statistics.mean(their_acc)
+        n = len(seeds)
+        sequential_s = sum(first_ours[s][0] for s in seeds)
+        avalanche_s = sum(first_theirs[s] for s in seeds)
+        out[f"{prefix}/stacked_{n}seeds_seconds"] = study_s
+        out[f"{prefix}/sequential_{n}seeds_seconds"] = sequential_s
+        out[f"{prefix}/avalanche_{n}seeds_seconds"] = avalanche_s
+        out[f"{prefix}/speedup_vs_avalanche_{n}seeds"] = avalanche_s / study_s
+        out[f"{prefix}/speedup_vs_sequential_{n}seeds"] = sequential_s / study_s
+        out[f"{prefix}/stacked_seeds_at_once"] = stacked
+        out[f"{prefix}/per_seed_accuracy_equal_{n}seeds"] = same_accuracies(
+            study_acc, [first_ours[s][1] for s in seeds])
+        out[f"{prefix}/failed_seeds"] = [s for s, acc in zip(seeds, study_acc) if math.isnan(acc)]
         print(
-            f"{prefix:<22} paralab {ours_s:7.3f} s acc {statistics.mean(ours_acc):.3f} | "
+            f"{prefix:<22} paralab {ours_s:7.3f} s acc {statistics.mean(finite):.3f} | "
             f"avalanche {theirs_s:7.3f} s acc {statistics.mean(their_acc):.3f} | "
             f"speedup {theirs_s / ours_s:5.1f}x | bare loop {floor_s:.3f} s "
-            f"(at most {theirs_s / floor_s:.1f}x)",
+            f"(at most {theirs_s / floor_s:.1f}x) | {n} seeds stacked {study_s:.2f} s: "
+            f"{avalanche_s / study_s:.1f}x {n} Avalanche runs, {sequential_s / study_s:.2f}x "
+            f"{n} paralab runs",
             file=sys.stderr,
         )
     return out
@@ -219,7 +281,7 @@ def compare(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--digits-epochs", type=int, default=5)
     parser.add_argument("--mnist-epochs", type=int, default=1)
@@ -229,10 +291,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     os.environ.setdefault("PARALAB_QUIET", "1")
 
-    results: dict[str, Any] = {"threads": args.threads, "seeds": args.seeds}
+    results: dict[str, Any] = {"threads": args.threads, "seeds": args.seeds,
+                               "load_average_before": os.getloadavg()}
     digits = load_dataset("digits")
     # Warm-up: imports and first-call costs on both sides, not measured.
     paralab_run({"name": "digits"}, {"name": "naive"}, 0, 1)
+    paralab_study({"name": "digits"}, {"name": "naive"}, [0, 1], 1)
     avalanche_run(digits, "EWC", {"ewc_lambda": 1.0}, 0, 1)
     results.update(
         compare("split_digits", {"name": "digits"}, digits, args.seeds, args.repeats,
@@ -247,6 +311,7 @@ def main() -> None:
             )
         else:
             results["split_mnist"] = "skipped: PARALAB_DATA is not set"
+    results["load_average_after"] = os.getloadavg()
     print(json.dumps(results))
 
 

@@ -104,7 +104,8 @@ def paralab_protocols() -> list[ProtocolSpec]:
                                               "Poisson when middleware acts on gradients)")},
                      example={"epochs": 2}, accepts=("gradient",),
                      method_interface="GradientMethod", applies_losses=True,
-                     middleware_hooks=("paralab_process_gradients",), resumable=True),
+                     middleware_hooks=("paralab_process_gradients",), resumable=True,
+                     seed_axis=True),
     ]
 
 

@@ -85,7 +85,7 @@ def paralab_protocols() -> list[ProtocolSpec]:
     return [
         ProtocolSpec(
             "continual",
-            "paralab_continual.protocol:Continual",
+            "paralab_continual.vectorized:Continual",
             "A stream of experiences (class-, task- or domain-incremental index views of the "
             "dataset); records the accuracy matrix, average accuracy, forgetting, BWT and FWT.",
             {
@@ -121,6 +121,7 @@ def paralab_protocols() -> list[ProtocolSpec]:
             # run.extra_loss); the avalanche method, which does not add them, says so itself.
             applies_losses=True,
             middleware_hooks=(),
+            seed_axis=True,
             resumable=True,
         )
     ]

@@ -70,6 +70,21 @@ class Supervised(Protocol):
     def restore_state(self, run: RunContext, state: dict[str, Any]) -> None:
         self._restored = state
 
+    # The seed axis (issue 16): several seeds as one stacked model, in its own module.
+
+    def seed_axis_why_not(self, runs: list[RunContext]) -> str:
+        if type(self).execute is not Supervised.execute:
+            # A subclass that trains differently must not be replaced by the stacked loop.
+            return f"{type(self).__name__} overrides execute(); its seeds run one by one"
+        from paralab.protocols.stacked_supervised import SupervisedSeeds
+
+        return SupervisedSeeds(self).seed_axis_why_not(runs)
+
+    def execute_seeds(self, runs: list[RunContext], axis: Any) -> None:
+        from paralab.protocols.stacked_supervised import SupervisedSeeds
+
+        SupervisedSeeds(self).execute_seeds(runs, axis)
+
     def validate(self, run: RunContext) -> None:
         """Every split named must exist in the dataset; middleware on per-example gradients
         needs a model whose examples do not mix (no batch norm); checkpoints need a method

@@ -1,0 +1,516 @@
+"""The ``continual`` protocol for K seeds at once: :func:`paralab.run_seeds` stacks them.
+
+:class:`Continual` is the protocol of :mod:`paralab_continual.protocol` plus the seed axis
+(``ProtocolSpec(seed_axis=True)``): ``seed_axis_why_not(runs)`` and ``execute_seeds(runs,
+axis)``. Each seed keeps its own run: its stream, its strategy object (memories, importances,
+its generator's draws), its phases, evaluations, accuracy matrix and folder. What is shared
+is the arithmetic of training: every seed's minibatch goes through one stacked model
+(``axis.model``, each run's ``run.model`` a view of its slice) and one optimizer over the
+stacked parameters, so K seeds cost one batched step instead of K small ones.
+
+What each seed does is what :meth:`ContinualStrategy.train_experience` does, step for step:
+an epoch order from ``torch.randperm(n, generator=run.generator)``, minibatches in that
+order, the replay memory's rows appended by the seed's own strategy (``augment``, its own
+draws), cross-entropy on the outputs as the strategy reads them, the quadratic penalty's
+gradient ``2 * lambda * (A * theta - B)`` added after the backward pass (EWC, online EWC, with
+``A`` and ``B`` stacked from each seed's strategy), and the same update (the fused plain-SGD
+step, or the torch optimizer, fresh at each experience when ``reset_optimizer``). EWC's
+Fisher is computed stacked too, in the row order and minibatches of
+:meth:`~paralab_continual.strategies._FisherPenalty.importance`.
+
+SI's path integral is kept stacked (``omega``, the task gradient and the parameters before
+each step) and handed to each seed's strategy when the experience ends; LwF's teachers are
+stacked into one frozen model whose outputs each seed's distillation reads (its own units);
+A-GEM draws each seed's memory sample with the seed's generator, computes the K reference
+gradients in one stacked pass and projects each seed's gradient by its own dot product.
+
+Stacked: ``naive``, ``joint``, ``ewc``, ``online_ewc``, ``si``, ``lwf``, ``replay``,
+``agem``. The Avalanche adapter (and any subclass of a native strategy, which may change the
+step) runs its seeds one after another, and ``seed_axis_why_not`` says so.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+
+from paralab import Predictions
+from paralab_continual import metrics
+from paralab_continual.protocol import STATE
+from paralab_continual.protocol import Continual as SingleContinual
+from paralab_continual.strategies import (
+    AGEM,
+    EWC,
+    SI,
+    ContinualStrategy,
+    Joint,
+    LwF,
+    Naive,
+    OnlineEWC,
+    Replay,
+    _FisherPenalty,
+    _Quadratic,
+    gather,
+)
+
+if TYPE_CHECKING:
+    from paralab import RunContext
+    from paralab_continual.scenarios import Experience, Stream
+
+STACKED_STRATEGIES: tuple[type[ContinualStrategy], ...] = (
+    Naive, Joint, EWC, OnlineEWC, SI, LwF, Replay, AGEM)
+"""Strategies whose step :class:`Continual` reproduces stacked (the exact classes: a subclass
+may change the step)."""
+
+
+class Continual(SingleContinual):
+    """The ``continual`` protocol; K seeds of one configuration can run stacked."""
+
+    # ------------------------------------------------------------------------- checking
+
+    def seed_axis_why_not(self, runs: list[RunContext]) -> str:
+        """Why these runs cannot train stacked (``""``: they can)."""
+        for run in runs:
+            if type(run.method) not in STACKED_STRATEGIES:
+                names = ", ".join(s.name for s in STACKED_STRATEGIES)
+                return (f"method {run.spec.method.name!r} ({type(run.method).__name__}) has no "
+                        f"stacked step yet (stacked: {names})")
+            if run.loss_terms:
+                return f"loss terms {sorted(run.loss_terms)} are not stacked yet"
+        streams = [self_of(run).stream_of(run) for run in runs]
+        sizes = [[len(e.train) for e in stream] for stream in streams]
+        if any(size != sizes[0] for size in sizes):
+            return ("the seeds' streams have experiences of different sizes, so their epochs "
+                    "take different numbers of steps")
+        return ""
+
+    # -------------------------------------------------------------------------- running
+
+    def execute_seeds(self, runs: list[RunContext], axis: Any) -> None:
+        """:meth:`execute` for every run of ``axis`` at once (training stacked)."""
+        protocols = [self_of(run) for run in runs]
+        streams = [protocol.stream_of(run) for protocol, run in zip(protocols, runs)]
+        methods: list[ContinualStrategy] = [run.method for run in runs]
+        for k, run in axis.each():
+            with axis.guard(k, "method", run.spec.method.name):
+                methods[k].bind(streams[k])
+                methods[k].setup(run, run.model)
+        trainer = _StackedTrainer(axis, runs, methods, streams)
+        size = len(streams[0])
+        initial: dict[int, list[float]] = {}  # position -> the untrained model's row
+        if self.forward_transfer:
+            with axis.phases("initial", 0, lambda k: {"scenario": streams[k].scenario}):
+                initial = self.evaluate_streams(axis, runs, streams)
+        matrices = {k: [[math.nan] * size for _ in range(size)] for k in range(len(runs))}
+        axis.progress(size)
+        for i in range(size):
+            def info(k: int, i: int = i) -> dict[str, Any]:
+                return {"scenario": streams[k].scenario, **streams[k][i].describe()}
+
+            with axis.phases("experience", i, info) as phases:
+                for k in list(phases):
+                    with axis.guard(k, "method", runs[k].spec.method.name):
+                        methods[k].before_experience(runs[k], streams[k][i])
+                losses = trainer.train_experience(i, self.epochs, self.batch_size)
+                trainer.after_experience(i)
+                for k, phase in phases.items():
+                    if k not in axis.failed:
+                        phase.metrics["train/loss"] = losses[k]
+                for k, row in self.evaluate_streams(axis, runs, streams).items():
+                    with axis.guard(k, "protocol", runs[k].spec.protocol.name):
+                        matrix = matrices[k]
+                        matrix[i] = row
+                        runs[k].record("average_accuracy",
+                                       metrics.average_accuracy(matrix, after=i))
+                        runs[k].record("accuracy_matrix_row", matrix[i])
+        for k, run in axis.each():
+            with axis.guard(k, "protocol", run.spec.protocol.name):
+                protocols[k].finish(run, matrices[k], initial.get(k))
+
+    def evaluate_streams(self, axis: Any, runs: list[RunContext],
+                         streams: list[Stream]) -> dict[int, list[float]]:
+        """Each running seed's :meth:`evaluate_stream` (a row of its R), by position.
+
+        Without per-experience transforms every seed's test rows go through the stacked model
+        in one pass (``eval_batch_size`` rows per seed at a time, as :func:`paralab.predict`
+        batches them), and each experience's predictions are a slice of it, handed to the
+        seed's own :meth:`evaluate` (its metrics, auditors and hooks); otherwise each seed
+        evaluates alone."""
+        rows_of = [torch.cat([e.test for e in stream]) for stream in streams]
+        shared = (all(e.transform is None for stream in streams for e in stream)
+                  and len({len(r) for r in rows_of}) == 1
+                  and all(run.dataset is runs[0].dataset for run in runs))
+        rows: dict[int, list[float]] = {}
+        if not shared:
+            for k, run in axis.each():
+                with axis.guard(k, "protocol", run.spec.protocol.name):
+                    rows[k] = self_of(run).evaluate_stream(run, streams[k])
+            return rows
+        dataset = runs[0].dataset
+        index = torch.stack(rows_of).to(dataset.device)
+        model = axis.model
+        model.eval()
+        batch = runs[0].spec.eval_batch_size
+        try:
+            with torch.inference_mode():
+                logits = torch.cat([model(dataset.x[index[:, start:start + batch]])
+                                    for start in range(0, index.shape[1], batch)], dim=1)
+        finally:
+            model.train()
+        for k, run in axis.each():
+            with axis.guard(k, "protocol", run.spec.protocol.name):
+                accuracies, start = [], 0
+                for experience in streams[k]:
+                    stop = start + len(experience.test)
+                    piece = Predictions(logits=logits[k, start:stop],
+                                        targets=dataset.y[index[k, start:stop]],
+                                        indices=index[k, start:stop], dataset=dataset)
+                    accuracies.append(self_of(run).evaluate(run, streams[k], experience, piece))
+                    start = stop
+                rows[k] = accuracies
+        return rows
+
+    def finish(self, run: RunContext, matrix: list[list[float]],
+               initial: list[float] | None) -> None:
+        """The end of :meth:`execute` for one run: summaries, the matrix, the plot."""
+        summary = metrics.summarize(matrix, initial)
+        for key, value in summary.items():
+            run.record(key, value)
+        run.record("accuracy_matrix", matrix)
+        if initial is not None:
+            run.record("initial_accuracy", initial)
+        run.state[STATE].update(matrix=matrix, initial=initial, summary=summary)
+        if self.plot and run.writer.enabled:
+            from paralab_continual.plots import plot_accuracy_matrix
+
+            name = "accuracy_matrix.png"
+            plot_accuracy_matrix(matrix, run.output_dir / name, title=run.spec.name)
+            run.result.artifacts["accuracy_matrix"] = name
+
+
+def self_of(run: RunContext) -> Continual:
+    """The run's own protocol object (each seed has one, holding its stream)."""
+    protocol = run.protocol
+    assert isinstance(protocol, SingleContinual)
+    return protocol  # type: ignore[return-value]
+
+
+class _StackedTrainer:
+    """The stacked training of one chunk of seeds: steps, penalties, optimizer, Fisher."""
+
+    def __init__(self, axis: Any, runs: list[RunContext], methods: list[ContinualStrategy],
+                 streams: list[Stream]) -> None:
+        self.axis = axis
+        self.model = axis.model
+        self.runs = runs
+        self.methods = methods
+        self.streams = streams
+        self.first = methods[0]
+        self.parameters: list[torch.Tensor] = self.model.parameters
+        self.optimizer = self.first.make_optimizer(self.parameters)
+        self.curvature: list[torch.Tensor] = []
+        self.pull: list[torch.Tensor] = []
+        self.omega: list[torch.Tensor] = []  # SI's path integral, stacked
+        self.teacher: Any = None  # LwF's teachers, stacked
+
+    def experiences(self, i: int) -> list[Experience]:
+        return [stream[i] for stream in self.streams]
+
+    # ------------------------------------------------------------------------- training
+
+    def train_experience(self, i: int, epochs: int, batch_size: int) -> list[float]:
+        """Every seed's :meth:`ContinualStrategy.train_experience` of experience ``i``;
+        returns each seed's mean batch loss."""
+        first = self.first
+        if first.reset_optimizer and i > 0:
+            self.optimizer = first.make_optimizer(self.parameters)
+        self._stack_penalty()
+        if isinstance(first, SI):
+            self.omega = [torch.zeros_like(p) for p in self.parameters]
+        if isinstance(first, LwF):
+            teachers = [m.teacher for m in self.methods]
+            self.teacher = None
+            if all(t is not None for t in teachers):
+                self.teacher = self.axis.stack(teachers).eval()
+        self.model.train()
+        for run in self.runs:
+            run.model.train()
+        experiences = self.experiences(i)
+        rows, ids, xs, ys = [], [], [], []
+        for method, run, experience, stream in zip(self.methods, self.runs, experiences,
+                                                   self.streams):
+            r, e = method.training_rows(experience)
+            x, y = gather(run.dataset, stream, r, e)
+            rows.append(r)
+            ids.append(e)
+            xs.append(x)
+            ys.append(y)
+        n = len(rows[0])
+        augments = type(first).augment is not ContinualStrategy.augment
+        memory = self._stacked_memory() if isinstance(first, Replay) else None
+        losses: list[torch.Tensor] = []
+        for _ in range(epochs):
+            orders = [torch.randperm(n, generator=run.generator).to(x.device)
+                      for run, x in zip(self.runs, xs)]
+            x_epoch = torch.stack([x[o] for x, o in zip(xs, orders)])
+            y_epoch = torch.stack([y[o] for y, o in zip(ys, orders)])
+            rows_epoch = torch.stack([r[o] for r, o in zip(rows, orders)])
+            ids_epoch = torch.stack([e[o] for e, o in zip(ids, orders)])
+            for start in range(0, n, batch_size):
+                stop = start + batch_size
+                x, y = x_epoch[:, start:stop], y_epoch[:, start:stop]
+                r, e = rows_epoch[:, start:stop], ids_epoch[:, start:stop]
+                if memory is not None:
+                    x, y, e = self._replay(memory, x, y, e)
+                elif augments:
+                    x, y, r, e = self._augment(x, y, r, e)
+                losses.append(self._step(x, y, e))
+        if not losses:
+            return [0.0] * len(self.runs)
+        table = torch.stack(losses)
+        # Each seed's sum as its single run sums it: one contiguous column, summed.
+        return [float(table[:, k].contiguous().sum()) / len(losses)
+                for k in range(len(self.runs))]
+
+    def _stacked_memory(self) -> tuple[torch.Tensor, ...] | None:
+        """Every seed's gathered replay memory (``Replay.before_experience`` gathered it),
+        stacked ``(K, M, ...)``: a step then takes each seed's slots in one gather. None
+        before any memory, or when the seeds' memories differ in size (then each seed's
+        ``augment`` runs on its own)."""
+        methods = self.methods
+        if not all(isinstance(m, Replay) and m.memory is not None for m in methods):
+            return None
+        sizes = {len(m.buffer) for m in methods}  # type: ignore[attr-defined]
+        if len(sizes) != 1:
+            return None
+        return (torch.stack([m.memory[0] for m in methods]),  # type: ignore[attr-defined]
+                torch.stack([m.memory[1] for m in methods]),  # type: ignore[attr-defined]
+                torch.stack([m.buffer.experiences for m in methods]))  # type: ignore[attr-defined]
+
+    def _replay(self, memory: tuple[torch.Tensor, ...], x: torch.Tensor, y: torch.Tensor,
+                ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`Replay.augment` of every seed: each seed's next slots of its shuffled pass
+        over its memory (its own generator), the rows gathered stacked and appended."""
+        size = self.first.memory_batch_size or x.shape[1]  # type: ignore[attr-defined]
+        slots = torch.stack([method.buffer.next_slots(size, run.generator)  # type: ignore[attr-defined]
+                             for method, run in zip(self.methods, self.runs)])
+        seeds = torch.arange(len(self.methods), device=slots.device).unsqueeze(1)
+        memory_x, memory_y, memory_ids = memory
+        x = torch.cat([x, memory_x[seeds, slots]], dim=1)
+        y = torch.cat([y, memory_y[seeds, slots]], dim=1)
+        if self.first.train_masked:  # the experience ids only matter to masked outputs
+            ids = torch.cat([ids, memory_ids[seeds, slots]], dim=1)
+        return x, y, ids
+
+    def _augment(self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor,
+                 ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Each seed's strategy joins its own memory rows to its batch (its own draws)."""
+        axis = self.axis
+        parts: dict[int, tuple[torch.Tensor, ...]] = {}
+        for k in axis.active():
+            with axis.guard(k, "method", self.runs[k].spec.method.name):
+                parts[k] = self.methods[k].augment(self.runs[k], x[k], y[k], rows[k], ids[k])
+        if not parts:
+            return x, y, rows, ids
+        stand_in = next(iter(parts.values()))  # a failed seed's slice: computed, ignored
+        ordered = [parts.get(k, stand_in) for k in range(len(self.runs))]
+        return tuple(torch.stack([part[j] for part in ordered]) for j in range(4))
+
+    def _outputs(self, raw: torch.Tensor, y: torch.Tensor,
+                 ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and targets as each seed's strategy reads them for training."""
+        if not self.first.train_masked:
+            return raw, y
+        read = [method.read_outputs(raw[k], y[k], ids[k]) for k, method in enumerate(self.methods)]
+        return torch.stack([r[0] for r in read]), torch.stack([r[1] for r in read])
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """One training step of every seed (:meth:`ContinualStrategy.train_step`); ``(K,)``
+        batch losses (no device sync)."""
+        reference = self._reference() if isinstance(self.first, AGEM) else None
+        raw = self.model(x)
+        logits, targets = self._outputs(raw, y, ids)
+        per_seed = _mean_cross_entropy(logits, targets)
+        if self.teacher is not None:
+            per_seed = per_seed + self._distillation(x, raw)
+        for parameter in self.parameters:
+            parameter.grad = None
+        per_seed.sum().backward()
+        if isinstance(self.first, SI):  # the task gradient and the weights before the step
+            task_grad = [p.grad.detach().clone() for p in self.parameters]
+            before = [p.detach().clone() for p in self.parameters]
+        if reference is not None:
+            self._project(reference)
+        self._penalty_gradient()
+        self._update()
+        if isinstance(self.first, SI):
+            for omega, grad, old, p in zip(self.omega, task_grad, before, self.parameters):
+                omega.sub_(grad * (p.detach() - old))
+        return per_seed.detach()
+
+    def _distillation(self, x: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+        """Each seed's :meth:`LwF.distillation` from the stacked teachers' outputs: ``(K,)``."""
+        with torch.no_grad():
+            teacher = self.teacher(x)
+        values = []
+        for k, method in enumerate(self.methods):
+            assert isinstance(method, LwF)
+            total = torch.zeros((), device=raw.device)
+            for units in method.unit_groups:
+                units = units.to(raw.device)
+                log_p = F.log_softmax(raw[k][:, units] / method.temperature, dim=1)
+                q = F.softmax(teacher[k][:, units] / method.temperature, dim=1)
+                total = total + F.kl_div(log_p, q, reduction="batchmean")
+            values.append(method.alpha * total)
+        return torch.stack(values)
+
+    def _reference(self) -> list[torch.Tensor] | None:
+        """A-GEM's reference gradients: each seed's memory sample (its own draw), one
+        stacked pass; None before any memory."""
+        methods = self.methods
+        if not all(len(m.memory_rows) for m in methods):  # type: ignore[attr-defined]
+            return None
+        xs, ys, ids = [], [], []
+        for method, run, stream in zip(methods, self.runs, self.streams):
+            assert isinstance(method, AGEM)
+            pick = torch.randint(len(method.memory_rows), (method.sample_size,),
+                                 generator=run.generator).to(method.memory_rows.device)
+            rows, experience_ids = method.memory_rows[pick], method.memory_ids[pick]
+            x, y = gather(run.dataset, stream, rows, experience_ids)
+            xs.append(x)
+            ys.append(y)
+            ids.append(experience_ids)
+        logits, targets = self._outputs(self.model(torch.stack(xs)), torch.stack(ys),
+                                        torch.stack(ids))
+        grads = torch.autograd.grad(_mean_cross_entropy(logits, targets).sum(),
+                                    self.parameters, allow_unused=True)
+        return [g.detach() if g is not None else torch.zeros_like(p)
+                for g, p in zip(grads, self.parameters)]
+
+    @torch.no_grad()
+    def _project(self, reference: list[torch.Tensor]) -> None:
+        """:meth:`AGEM.after_backward` per seed: where a seed's gradient points against its
+        reference, project it onto the reference's half-space."""
+        k = self.model.k
+        current = [p.grad if p.grad is not None else torch.zeros_like(p)
+                   for p in self.parameters]
+        dot = sum((g * r).reshape(k, -1).sum(1) for g, r in zip(current, reference))
+        norm = sum((r * r).reshape(k, -1).sum(1) for r in reference)
+        assert isinstance(dot, torch.Tensor) and isinstance(norm, torch.Tensor)
+        scale = torch.where(dot < 0, dot / norm, torch.zeros_like(dot))
+        if not bool((dot < 0).any()):
+            return
+        for p, g, r in zip(self.parameters, current, reference):
+            p.grad = g - scale.view(k, *([1] * (g.dim() - 1))) * r
+
+    def _stack_penalty(self) -> None:
+        """``A`` and ``B`` of every seed's quadratic penalty, stacked (empty: no penalty)."""
+        self.curvature, self.pull = [], []
+        active = self.axis.active()
+        if not active or not isinstance(self.first, _Quadratic) or self.first.strength == 0:
+            return
+        reference = self.methods[active[0]]
+        assert isinstance(reference, _Quadratic)
+        if not reference.curvature:
+            return
+        zeros = [torch.zeros_like(a) for a in reference.curvature]
+        # A failed seed's slice is still computed (and ignored): give it no penalty.
+        self.curvature = self.model.stack(
+            [m.curvature if k in active else zeros for k, m in enumerate(self.methods)])
+        self.pull = self.model.stack(
+            [m.pull if k in active else zeros for k, m in enumerate(self.methods)])
+
+    def _penalty_gradient(self) -> None:
+        """:meth:`_Quadratic.after_backward`, stacked: the same four fused calls, in the same
+        order, so each element's penalty gradient is rounded as its single run rounds it
+        (Adam turns last-bit differences of near-zero gradients into steps of ``lr``; measured
+        1e-3 apart with ``grad += (2 lambda A) theta - 2 lambda B`` instead)."""
+        if not self.curvature:
+            return
+        with torch.no_grad():
+            params = [p.detach() for p in self.parameters]
+            penalty = torch._foreach_mul(self.curvature, params)
+            torch._foreach_sub_(penalty, self.pull)
+            torch._foreach_mul_(penalty, 2.0 * self.first.strength)
+            for p in self.parameters:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+            torch._foreach_add_([p.grad for p in self.parameters], penalty)
+
+    def _update(self) -> None:
+        """:meth:`ContinualStrategy.apply_update`, stacked."""
+        first = self.first
+        if first.optimizer_name != "sgd" or first.momentum:
+            self.optimizer.step()
+            return
+        with torch.no_grad():
+            pairs = [(p, p.grad) for p in self.parameters if p.grad is not None]
+            if not pairs:
+                return
+            params = [p for p, _ in pairs]
+            grads = [g for _, g in pairs]
+            if first.weight_decay:
+                grads = torch._foreach_add(grads, params, alpha=first.weight_decay)
+            torch._foreach_add_(params, grads, alpha=-first.lr)
+
+    # ---------------------------------------------------------------------- consolidation
+
+    def after_experience(self, i: int) -> None:
+        """Each seed's ``after_experience``; EWC's Fisher computed stacked."""
+        axis = self.axis
+        experiences = self.experiences(i)
+        fisher: list[list[torch.Tensor]] | None = None
+        omega = self.model.unstack(self.omega) if isinstance(self.first, SI) else []
+        if isinstance(self.first, _FisherPenalty):
+            fisher = self._fisher(experiences)
+        for k, run in axis.each():
+            method = self.methods[k]
+            with axis.guard(k, "method", run.spec.method.name):
+                if isinstance(method, SI):  # the path integral, this seed's slice
+                    method.omega = omega[k]
+                if fisher is None:
+                    method.after_experience(run, experiences[k])
+                    continue
+                assert isinstance(method, _FisherPenalty)
+                anchor = [p.detach().clone() for p in method.parameters]
+                method._fold(fisher[k], anchor, method.decay if method.mode == "online" else None)
+
+    def _fisher(self, experiences: list[Experience]) -> list[list[torch.Tensor]]:
+        """Every seed's :meth:`_FisherPenalty.importance`: the mean over row-order minibatches
+        of the squared gradient of the mean cross-entropy, in eval mode."""
+        first = self.first
+        assert isinstance(first, _FisherPenalty)
+        self.model.eval()
+        rows = [e.train for e in experiences]
+        ids = [torch.full_like(r, e.index) for r, e in zip(rows, experiences)]
+        gathered = [gather(run.dataset, stream, r, e)
+                    for run, stream, r, e in zip(self.runs, self.streams, rows, ids)]
+        x_all = torch.stack([g[0] for g in gathered])
+        y_all = torch.stack([g[1] for g in gathered])
+        id_all = torch.stack(ids)
+        size = first.fisher_batch_size
+        fisher = [torch.zeros_like(p) for p in self.parameters]
+        batches = 0
+        n = len(rows[0])
+        for start in range(0, n, size):
+            stop = start + size
+            raw = self.model(x_all[:, start:stop])
+            logits, targets = self._outputs(raw, y_all[:, start:stop], id_all[:, start:stop])
+            grads = torch.autograd.grad(_mean_cross_entropy(logits, targets).sum(),
+                                        self.parameters, allow_unused=True)
+            for total, grad in zip(fisher, grads):
+                if grad is not None:
+                    total.add_(grad.detach() ** 2)
+            batches += 1
+        self.model.train()
+        return self.model.unstack([total / max(batches, 1) for total in fisher])
+
+
+def _mean_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Each seed's mean cross-entropy over its batch: ``(K,)`` from ``(K, batch, classes)``."""
+    k, batch = logits.shape[0], logits.shape[1]
+    return F.cross_entropy(logits.reshape(k * batch, -1), targets.reshape(-1),
+                           reduction="none").view(k, batch).mean(1)
