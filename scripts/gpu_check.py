@@ -4,7 +4,8 @@ CI has no GPU, so this is the check of the device-agnostic code: every bundled p
 example experiment runs on ``cuda`` and on ``cpu`` from the same seed (main metric and wall
 time of each, and whether the two agree within ``--tolerance``), and the native quantum
 simulator's states and gradients on CUDA are compared with the CPU in double precision, then
-one training step is timed from 12 to 20 qubits. Experiments needing real data files read
+one training step is timed from 12 to 20 qubits; and 8 and 64 stacked seeds of the digits MLP
+(``paralab.run_seeds``) are timed against one seed (goal: 64 seeds at most 2x one). Experiments needing real data files read
 them from ``$PARALAB_DATA`` and are skipped (with the reason) without it. A failure in one
 check is recorded and the others still run. Prints one line per check and one JSON object
 as the last line (also written to ``--output`` when given).
@@ -177,6 +178,41 @@ def check_quantum() -> dict[str, Any]:
     return report
 
 
+def check_seeds(counts: tuple[int, ...] = (1, 8, 64)) -> dict[str, Any]:
+    """Issue 16's GPU goal: K stacked seeds of the digits MLP (``paralab.run_seeds``) cost at
+    most 2x one seed at K = 64, where such small models are bound by kernel launches; and the
+    stacked seeds' accuracies equal their separate runs' on the same device (checked at K = 8)."""
+    import paralab
+
+    spec = {"name": "gpu_seeds", "dataset": "digits", "model": {"name": "mlp"},
+            "protocol": {"name": "supervised", "epochs": 5, "batch_size": 32},
+            "method": {"name": "sgd", "lr": 0.05, "momentum": 0.9}, "output": None,
+            "device": GPU}
+    paralab.run_seeds(spec, [0, 1])  # warm-up: kernels, the dataset cache
+    out: dict[str, Any] = {}
+    started = time.perf_counter()
+    paralab.run(spec)
+    _synchronize()
+    one = time.perf_counter() - started
+    out["seconds_1_seed"] = one
+    for k in counts[1:]:
+        started = time.perf_counter()
+        stacked = paralab.run_seeds(spec, list(range(k)))
+        _synchronize()
+        seconds = time.perf_counter() - started
+        out[f"cost_{k}_seeds_over_1"] = seconds / one
+        out[f"stacked_{k}"] = stacked[0].provenance["seed_axis"]["stacked"]
+        out[f"peak_memory_per_seed_bytes_{k}"] = stacked[0].provenance["seed_axis"].get(
+            "peak_memory_per_seed_bytes")
+        if k == 8:
+            separate = paralab.run_seeds(spec, list(range(k)), vectorize=False)
+            out["accuracies_equal_8"] = ([r.metrics["test/accuracy"] for r in stacked]
+                                         == [r.metrics["test/accuracy"] for r in separate])
+        print(f"seeds: {k} stacked cost {seconds / one:.2f}x one seed", flush=True)
+    out["goal_64_seeds_at_most_2x"] = out.get("cost_64_seeds_over_1", float("inf")) <= 2.0
+    return out
+
+
 def _synchronize() -> None:
     if GPU == "cuda":
         torch.cuda.synchronize()
@@ -201,7 +237,7 @@ def main() -> None:
         "python": sys.version.split()[0],
     }
     for name, check in (("examples", lambda: check_examples(args.tolerance)),
-                        ("quantum", check_quantum)):
+                        ("quantum", check_quantum), ("seeds", check_seeds)):
         try:
             report[name] = check()
         except Exception:  # noqa: BLE001 - one broken check must not hide the others
@@ -213,6 +249,7 @@ def main() -> None:
         "cuda_errors": [r["example"] for r in rows if "cuda_error" in r],
         "disagree": [r["example"] for r in rows if r.get("agree") is False],
         "quantum_parity_ok": report.get("quantum", {}).get("parity_ok"),
+        "seeds_64_at_most_2x": report.get("seeds", {}).get("goal_64_seeds_at_most_2x"),
     }
     text = json.dumps(report)
     if args.output:

@@ -47,3 +47,10 @@ def test_metric_lookup_falls_back_to_the_metric_name(gpu_check) -> None:
     assert gpu_check._metric({"test/accuracy": 0.5}, "test/accuracy") == 0.5
     assert gpu_check._metric({"accuracy": 0.25}, "test/accuracy") == 0.25
     assert gpu_check._metric({"loss": 1.0}, "test/accuracy") is None
+
+
+def test_the_seed_check_runs_and_compares_on_the_cpu(gpu_check, monkeypatch) -> None:
+    monkeypatch.setattr(gpu_check, "GPU", "cpu")  # as --dry-run does
+    out = gpu_check.check_seeds((1, 8))
+    assert out["stacked_8"] == 8 and out["accuracies_equal_8"] is True
+    assert out["cost_8_seeds_over_1"] > 0
