@@ -2,13 +2,14 @@
 
 1. **validate** the spec against the registry: names, declared option constraints, pairing,
    components the protocol would ignore (:meth:`ExperimentSpec.validate`). Nothing is built.
-2. **build** the method, protocol, metrics, auditors, loss terms and middleware, then the
-   dataset (once per process) and the model.
+2. **build** the method, protocol, metrics, auditors, loss terms, middleware and trackers,
+   then the dataset (once per process) and the model.
 3. **check** each built object against its interface (:mod:`paralab.interfaces`), then call
    its ``validate(run)``. A ``ValueError`` there is a :class:`SpecError`; no folder exists yet.
-4. **execute**: ``paralab_before_experiment``, ``protocol.execute(run)``, the auditors'
-   ``finalize``, ``paralab_after_experiment``.
-5. **save** ``result.json``, the plot and ``summary.md``.
+4. **execute**: ``paralab_before_experiment``, ``protocol.execute(run)`` (a resumed run
+   first takes back its checkpoint), the auditors' ``finalize``.
+5. **save** ``model.safetensors``, ``result.json`` (with its provenance), the plot and
+   ``summary.md``; then ``paralab_after_experiment`` (trackers see the finished folder).
 
 :class:`_Stage` tracks which component is at work, so that a failure anywhere names the
 plugin that raised it; the phases finished before it stay in ``result.json`` (status
@@ -229,9 +230,11 @@ def run(spec: ExperimentSpec | dict[str, Any] | str | Path, *, registry: Any = N
     ``overrides`` change its values first (``["method.lr=0.01", "protocol.epochs=5"]``, the
     grammar of :mod:`paralab.overrides`). ``study`` is what a study tells its runs about itself
     (:class:`paralab.StudyInfo` as a dict): recorded in ``result.json`` and seen by trackers as
-    ``run.study``. ``resume_from`` is used by :func:`paralab.resume`. Raises :class:`paralab.SpecError` before anything runs (and before the run's folder
-    exists) when the spec is invalid, and :class:`RunError` (with the partial result) when a
-    component fails midway or training diverges to NaN.
+    ``run.study``. ``resume_from`` is used by :func:`paralab.resume`.
+
+    Raises :class:`paralab.SpecError` before anything runs (and before the run's folder exists)
+    when the spec is invalid, and :class:`RunError` (with the partial result) when a component
+    fails midway or training diverges to NaN.
 
     >>> import paralab
     >>> result = paralab.run(dict(dataset="iris", model="mlp", output=None,
