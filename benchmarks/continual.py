@@ -13,7 +13,9 @@ storage policy). Beside them, :func:`floor_run` times the network's own arithmet
 same work (a bare PyTorch loop, no continual-learning logic): ``floor_speedup`` is about the
 largest speedup over Avalanche that a PyTorch implementation could show, and
 ``paralab_over_floor`` (paralab's single run over that loop; goal at most 1.15) keeps the
-single-run figure honest.
+single-run figure honest. For EWC, ``floor_with_penalty_seconds`` is the same loop plus EWC's
+penalty gradient in its cheapest closed form (work the plain loop does not do), and
+``paralab_over_floor_with_penalty`` is paralab's own overhead over a bare EWC loop.
 
 The study of all seeds (issue 16): a researcher runs every configuration over several seeds
 (5 by default). ``paralab.run_seeds`` trains them stacked, as one batched model
@@ -158,14 +160,20 @@ def avalanche_run(
 
 
 def floor_run(shared: paralab.SharedDataset, replay: bool, seed: int, epochs: int,
-              fisher: bool) -> float:
+              fisher: bool, penalty: float = 0.0) -> float:
     """The network's own arithmetic for the same work, timed: a bare PyTorch loop over the
     same experiences, epochs and minibatch sizes (32 new rows, plus 32 memory rows after the
     first experience when ``replay``; one gradient per 32-row minibatch after each experience
     when ``fisher``, as EWC's importance), tensors pre-sliced, plain SGD, the same evaluation
     after each experience, and no continual-learning logic at all: what the benchmark's work
     costs in PyTorch before any library adds to it. ``avalanche_seconds / floor_seconds`` is
-    about the largest speedup a PyTorch implementation could report here."""
+    about the largest speedup a PyTorch implementation could report here.
+
+    ``penalty`` (EWC's lambda; 0: none) adds EWC's own arithmetic in its cheapest bare form:
+    the Fisher (mean squared minibatch gradient) folded into ``A`` and ``B`` after each
+    experience, and the penalty's closed-form gradient ``2 * lambda * (A * theta - B)`` added
+    to every step's gradient in four fused calls (``floor_with_penalty_seconds``): what a bare
+    EWC loop costs, so ``paralab_over_floor_with_penalty`` is paralab's own overhead."""
     torch.manual_seed(seed)
     model = mlp(shared.info, hidden=HIDDEN)
     parameters = list(model.parameters())
@@ -173,6 +181,8 @@ def floor_run(shared: paralab.SharedDataset, replay: bool, seed: int, epochs: in
     train_rows, test_rows = shared.splits["train"], shared.splits["test"]
     generator = torch.Generator().manual_seed(seed)
     memory_x = memory_y = None
+    curvature: list[torch.Tensor] = []
+    pull: list[torch.Tensor] = []
     tests = []
     for position in range(5):
         classes = torch.tensor([2 * position, 2 * position + 1])
@@ -191,12 +201,31 @@ def floor_run(shared: paralab.SharedDataset, replay: bool, seed: int, epochs: in
                     parameter.grad = None
                 torch.nn.functional.cross_entropy(model(x), y).backward()
                 with torch.no_grad():
-                    torch._foreach_add_(parameters, [p.grad for p in parameters], alpha=-LR)
+                    grads = [p.grad for p in parameters]
+                    if curvature:
+                        extra = torch._foreach_mul(curvature, [p.detach() for p in parameters])
+                        torch._foreach_sub_(extra, pull)
+                        torch._foreach_mul_(extra, 2.0 * penalty)
+                        torch._foreach_add_(grads, extra)
+                    torch._foreach_add_(parameters, grads, alpha=-LR)
         if fisher:
+            squares = [torch.zeros_like(p) for p in parameters]
+            batches = 0
             for start in range(0, len(rows), 32):
                 loss = torch.nn.functional.cross_entropy(model(x_all[start:start + 32]),
                                                          y_all[start:start + 32])
-                torch.autograd.grad(loss, parameters)
+                for total, grad in zip(squares, torch.autograd.grad(loss, parameters)):
+                    total.add_(grad ** 2)
+                batches += 1
+            if penalty:
+                importance = [total / batches for total in squares]
+                anchor = [p.detach().clone() for p in parameters]
+                if curvature:
+                    curvature = [a + f for a, f in zip(curvature, importance)]
+                    pull = [b + f * t for b, f, t in zip(pull, importance, anchor)]
+                else:
+                    curvature = importance
+                    pull = [f * t for f, t in zip(importance, anchor)]
         if replay:
             keep = torch.randperm(len(rows), generator=generator)[: 200 // (position + 1)]
             memory_x = x_all[keep] if memory_x is None else torch.cat([memory_x, x_all[keep]])
@@ -227,6 +256,7 @@ def compare(
     out: dict[str, float] = {}
     for key, (ours, theirs, their_options) in cases.items():
         ours_times, their_times, floor_times, ours_acc, their_acc = [], [], [], [], []
+        penalty_floor_times: list[float] = []
         first_ours: dict[int, tuple[float, float]] = {}  # seed -> the first repeat's run
         first_theirs: dict[int, float] = {}
         for seed in seeds:
@@ -240,6 +270,9 @@ def compare(
                 their_times.append(seconds)
                 their_acc.append(acc)
                 floor_times.append(floor_run(shared, key == "replay", seed, epochs, key == "ewc"))
+                if key == "ewc":
+                    penalty_floor_times.append(
+                        floor_run(shared, False, seed, epochs, True, penalty=ewc_lambda))
         study_s, study_acc, stacked = paralab_study(dataset_ref, ours, seeds, epochs)
         ours_s, theirs_s = statistics.median(ours_times), statistics.median(their_times)
         floor_s = statistics.median(floor_times)
@@ -250,6 +283,10 @@ def compare(
         out[f"{prefix}/floor_seconds"] = floor_s
         out[f"{prefix}/floor_speedup"] = theirs_s / floor_s
         out[f"{prefix}/paralab_over_floor"] = ours_s / floor_s
+        if penalty_floor_times:
+            penalty_floor_s = statistics.median(penalty_floor_times)
+            out[f"{prefix}/floor_with_penalty_seconds"] = penalty_floor_s
+            out[f"{prefix}/paralab_over_floor_with_penalty"] = ours_s / penalty_floor_s
         finite = [a for a in ours_acc if not math.isnan(a)] or [math.nan]
         out[f"{prefix}/paralab_accuracy"] = statistics.mean(finite)
         out[f"{prefix}/avalanche_accuracy"] = statistics.mean(their_acc)

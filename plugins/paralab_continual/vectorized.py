@@ -239,32 +239,45 @@ class _StackedTrainer:
         for run in self.runs:
             run.model.train()
         experiences = self.experiences(i)
+        # Without per-experience transforms a gathered row is the shared row itself, so each
+        # epoch's stacked inputs are one gather from the shared data in every seed's order
+        # (the single run's ``x_all[order]`` is ``x[rows][order]`` = ``x[rows[order]]``)
+        # instead of a gather per seed, a reordering per seed and a stack.
+        dataset = self.runs[0].dataset
+        direct = (all(run.dataset is dataset for run in self.runs)
+                  and all(e.transform is None for stream in self.streams for e in stream))
         rows, ids, xs, ys = [], [], [], []
         for method, run, experience, stream in zip(self.methods, self.runs, experiences,
                                                    self.streams):
             r, e = method.training_rows(experience)
-            x, y = gather(run.dataset, stream, r, e)
             rows.append(r)
             ids.append(e)
-            xs.append(x)
-            ys.append(y)
+            if not direct:
+                x, y = gather(run.dataset, stream, r, e)
+                xs.append(x)
+                ys.append(y)
         n = len(rows[0])
+        device = dataset.x.device if direct else xs[0].device
         augments = type(first).augment is not ContinualStrategy.augment
         memory = self._stacked_memory() if isinstance(first, Replay) else None
         losses: list[torch.Tensor] = []
         for _ in range(epochs):
-            orders = [torch.randperm(n, generator=run.generator).to(x.device)
-                      for run, x in zip(self.runs, xs)]
-            x_epoch = torch.stack([x[o] for x, o in zip(xs, orders)])
-            y_epoch = torch.stack([y[o] for y, o in zip(ys, orders)])
+            orders = [torch.randperm(n, generator=run.generator).to(device) for run in self.runs]
             rows_epoch = torch.stack([r[o] for r, o in zip(rows, orders)])
             ids_epoch = torch.stack([e[o] for e, o in zip(ids, orders)])
+            if direct:
+                x_epoch, y_epoch = dataset.x[rows_epoch], dataset.y[rows_epoch]
+            else:
+                x_epoch = torch.stack([x[o] for x, o in zip(xs, orders)])
+                y_epoch = torch.stack([y[o] for y, o in zip(ys, orders)])
+            replayed = self._replay_epoch(memory, n, batch_size) if memory is not None else None
+            used = 0  # memory rows of this epoch already joined to a batch
             for start in range(0, n, batch_size):
                 stop = start + batch_size
                 x, y = x_epoch[:, start:stop], y_epoch[:, start:stop]
                 r, e = rows_epoch[:, start:stop], ids_epoch[:, start:stop]
-                if memory is not None:
-                    x, y, e = self._replay(memory, x, y, e)
+                if replayed is not None:
+                    x, y, e, used = self._join(replayed, used, x, y, e)
                 elif augments:
                     x, y, r, e = self._augment(x, y, r, e)
                 losses.append(self._step(x, y, e))
@@ -290,20 +303,38 @@ class _StackedTrainer:
                 torch.stack([m.memory[1] for m in methods]),  # type: ignore[attr-defined]
                 torch.stack([m.buffer.experiences for m in methods]))  # type: ignore[attr-defined]
 
-    def _replay(self, memory: tuple[torch.Tensor, ...], x: torch.Tensor, y: torch.Tensor,
-                ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """:meth:`Replay.augment` of every seed: each seed's next slots of its shuffled pass
-        over its memory (its own generator), the rows gathered stacked and appended."""
-        size = self.first.memory_batch_size or x.shape[1]  # type: ignore[attr-defined]
-        slots = torch.stack([method.buffer.next_slots(size, run.generator)  # type: ignore[attr-defined]
+    def _replay_epoch(self, memory: tuple[torch.Tensor, ...], n: int,
+                      batch_size: int) -> tuple[torch.Tensor | None, ...]:
+        """:meth:`Replay.augment`'s memory rows for every step of one epoch, gathered at once:
+        each seed's slots of its shuffled pass over its memory (its own generator) for all the
+        epoch's batches, in step order, then one stacked gather ``(K, rows, ...)`` instead of
+        one per step. Nothing else draws from a replay seed's generator during an epoch (its
+        order was drawn before), and ``next_slots(a + b)`` is ``next_slots(a)`` then
+        ``next_slots(b)`` (the same reshuffles at the same places), so every seed draws what
+        its single run draws."""
+        size = self.first.memory_batch_size  # type: ignore[attr-defined]
+        total = sum(size or min(batch_size, n - start) for start in range(0, n, batch_size))
+        slots = torch.stack([method.buffer.next_slots(total, run.generator)  # type: ignore[attr-defined]
                              for method, run in zip(self.methods, self.runs)])
         seeds = torch.arange(len(self.methods), device=slots.device).unsqueeze(1)
         memory_x, memory_y, memory_ids = memory
-        x = torch.cat([x, memory_x[seeds, slots]], dim=1)
-        y = torch.cat([y, memory_y[seeds, slots]], dim=1)
-        if self.first.train_masked:  # the experience ids only matter to masked outputs
-            ids = torch.cat([ids, memory_ids[seeds, slots]], dim=1)
-        return x, y, ids
+        ids = memory_ids[seeds, slots] if self.first.train_masked else None
+        return memory_x[seeds, slots], memory_y[seeds, slots], ids
+
+    def _join(self, replayed: tuple[torch.Tensor | None, ...], used: int, x: torch.Tensor,
+              y: torch.Tensor, ids: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+        """The next step's memory rows (as many as ``memory_batch_size``, or as the batch)
+        appended to every seed's batch; returns the batch and the memory rows used so far."""
+        size = self.first.memory_batch_size or x.shape[1]  # type: ignore[attr-defined]
+        memory_x, memory_y, memory_ids = replayed
+        assert memory_x is not None and memory_y is not None
+        stop = used + size
+        x = torch.cat([x, memory_x[:, used:stop]], dim=1)
+        y = torch.cat([y, memory_y[:, used:stop]], dim=1)
+        if memory_ids is not None:  # the experience ids only matter to masked outputs
+            ids = torch.cat([ids, memory_ids[:, used:stop]], dim=1)
+        return x, y, ids, stop
 
     def _augment(self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor,
                  ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
