@@ -18,6 +18,8 @@ what would be valid (with a "did you mean"), before anything runs.
 from __future__ import annotations
 
 import copy
+import json
+import math
 import re
 import sys
 from collections.abc import Iterable, Mapping
@@ -30,6 +32,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _STEP = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)((?:\[\d+\])*)")
 
 
@@ -43,6 +46,33 @@ def parse_value(text: str) -> Any:
         return tomllib.loads(f"value = {text}")["value"]
     except tomllib.TOMLDecodeError:
         return text
+
+
+def toml_value(value: Any) -> str:
+    """A Python value written as TOML: the inverse of :func:`parse_value` (``--dry-run``'s
+    resolved spec, a study's overrides)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    if isinstance(value, Mapping):
+        items = [f"{_toml_key(str(key))} = {toml_value(item)}" for key, item in value.items()]
+        return "{ " + ", ".join(items) + " }" if items else "{}"
+    raise TypeError(f"{value!r} ({type(value).__name__}) has no TOML form")
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else json.dumps(key, ensure_ascii=False)
 
 
 def parse_override(override: str) -> tuple[list[str | int], Any]:

@@ -194,18 +194,7 @@ class ExperimentSpec:
     def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
         """A spec file's table, its ``name`` defaulting to the file's stem (not checked)."""
         path = Path(path)
-        if not path.exists():
-            raise SpecError([f"no such spec file: {path}"])
-        if not path.is_file():  # a folder, or a FIFO that would block the read
-            raise SpecError([f"{path} is not a regular file: a spec is a TOML file"])
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except UnicodeDecodeError as error:
-            raise SpecError([f"not UTF-8 text (TOML files are UTF-8): {error}"], str(path)) from None
-        except tomllib.TOMLDecodeError as error:
-            raise SpecError([f"not valid TOML: {error}"], str(path)) from None
-        except RecursionError:
-            raise SpecError(["TOML nested too deeply to read"], str(path)) from None
+        data = read_toml_file(path, "a spec is a TOML file", "spec")
         data.setdefault("name", path.stem)
         return data
 
@@ -262,6 +251,8 @@ class ExperimentSpec:
 
     def to_toml(self) -> str:
         """The spec as a TOML file that :meth:`from_toml` reads back to an equal spec."""
+        from paralab.overrides import toml_value as _toml
+
         lines, tables = [], []
         for key, value in self.to_dict().items():
             if value is None:
@@ -340,39 +331,25 @@ class ExperimentSpec:
             raise SpecError(problems)
 
 
-def _toml(value: Any) -> str:
-    """One TOML value (inline tables for components inside lists)."""
-    import json
-    import math
-
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, Mapping):
-        return "{ " + ", ".join(f"{_key(k)} = {_toml(v)}" for k, v in value.items()) + " }"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml(item) for item in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} {value!r} as TOML")
-
-
-def _key(key: str) -> str:
-    import json
-    import re
-
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
-
-
 _NAME_BYTES = 200
 """Room left in a file name of 255 bytes for the ``-N`` suffix of a repeated run."""
+
+
+def read_toml_file(path: Path, kind: str, noun: str) -> dict[str, Any]:
+    """A TOML file's table; every way it cannot be read is a :class:`SpecError` naming the
+    file (``kind`` says what the file should be, ``noun`` what it is called)."""
+    if not path.exists():
+        raise SpecError([f"no such {noun} file: {path}"])
+    if not path.is_file():  # a folder, or a FIFO that would block the read
+        raise SpecError([f"{path} is not a regular file: {kind}"])
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise SpecError([f"not UTF-8 text (TOML files are UTF-8): {error}"], str(path)) from None
+    except tomllib.TOMLDecodeError as error:
+        raise SpecError([f"not valid TOML: {error}"], str(path)) from None
+    except RecursionError:
+        raise SpecError(["TOML nested too deeply to read"], str(path)) from None
 
 
 def name_problem(name: str) -> str | None:

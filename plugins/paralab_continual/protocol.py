@@ -180,6 +180,12 @@ class Continual(Protocol):
                 self._live["rows"] = matrix[: i + 1]
                 run.record("average_accuracy", metrics.average_accuracy(matrix, after=i))
                 run.record("accuracy_matrix_row", matrix[i])
+        self.finish(run, matrix, initial)
+
+    def finish(self, run: RunContext, matrix: list[list[float]],
+               initial: list[float] | None) -> None:
+        """The end of :meth:`execute` (also of each stacked seed's): the summaries, the
+        accuracy matrix, its plot."""
         summary = metrics.summarize(matrix, initial)
         for key, value in summary.items():
             run.record(key, value)

@@ -72,6 +72,20 @@ def gather(
     return x, y
 
 
+def fused_sgd_step(parameters: list[torch.Tensor], lr: float, weight_decay: float) -> None:
+    """Plain SGD as one fused ``_foreach_add_`` over the parameters that have gradients (the
+    update ``torch.optim.SGD`` makes without momentum, minus its per-step dispatch)."""
+    with torch.no_grad():
+        pairs = [(p, p.grad) for p in parameters if p.grad is not None]
+        if not pairs:
+            return
+        params = [p for p, _ in pairs]
+        grads = [g for _, g in pairs]
+        if weight_decay:
+            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+        torch._foreach_add_(params, grads, alpha=-lr)
+
+
 class ContinualStrategy(OptimizerMethod, StrategyInterface):
     """Fine-tuning on each experience in turn: the base every strategy refines.
 
@@ -267,15 +281,7 @@ class ContinualStrategy(OptimizerMethod, StrategyInterface):
         if self.optimizer_name != "sgd" or self.momentum:
             self.optimizer.step()
             return
-        with torch.no_grad():
-            pairs = [(p, p.grad) for p in self.parameters if p.grad is not None]
-            if not pairs:
-                return
-            params = [p for p, _ in pairs]
-            grads = [g for _, g in pairs]
-            if self.weight_decay:
-                grads = torch._foreach_add(grads, params, alpha=self.weight_decay)
-            torch._foreach_add_(params, grads, alpha=-self.lr)
+        fused_sgd_step(self.parameters, self.lr, self.weight_decay)
 
     def after_backward(self, run: RunContext, model: torch.nn.Module) -> None:
         """Change the gradients before the optimizer applies them (penalties, projections)."""

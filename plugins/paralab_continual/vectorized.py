@@ -39,7 +39,6 @@ import torch.nn.functional as F
 
 from paralab import Predictions
 from paralab_continual import metrics
-from paralab_continual.protocol import STATE
 from paralab_continual.protocol import Continual as SingleContinual
 from paralab_continual.strategies import (
     AGEM,
@@ -53,6 +52,7 @@ from paralab_continual.strategies import (
     Replay,
     _FisherPenalty,
     _Quadratic,
+    fused_sgd_step,
     gather,
 )
 
@@ -172,23 +172,6 @@ class Continual(SingleContinual):
                     start = stop
                 rows[k] = accuracies
         return rows
-
-    def finish(self, run: RunContext, matrix: list[list[float]],
-               initial: list[float] | None) -> None:
-        """The end of :meth:`execute` for one run: summaries, the matrix, the plot."""
-        summary = metrics.summarize(matrix, initial)
-        for key, value in summary.items():
-            run.record(key, value)
-        run.record("accuracy_matrix", matrix)
-        if initial is not None:
-            run.record("initial_accuracy", initial)
-        run.state[STATE].update(matrix=matrix, initial=initial, summary=summary)
-        if self.plot and run.writer.enabled:
-            from paralab_continual.plots import plot_accuracy_matrix
-
-            name = "accuracy_matrix.png"
-            plot_accuracy_matrix(matrix, run.output_dir / name, title=run.spec.name)
-            run.result.artifacts["accuracy_matrix"] = name
 
 
 def self_of(run: RunContext) -> Continual:
@@ -477,15 +460,7 @@ class _StackedTrainer:
         if first.optimizer_name != "sgd" or first.momentum:
             self.optimizer.step()
             return
-        with torch.no_grad():
-            pairs = [(p, p.grad) for p in self.parameters if p.grad is not None]
-            if not pairs:
-                return
-            params = [p for p, _ in pairs]
-            grads = [g for _, g in pairs]
-            if first.weight_decay:
-                grads = torch._foreach_add(grads, params, alpha=first.weight_decay)
-            torch._foreach_add_(params, grads, alpha=-first.lr)
+        fused_sgd_step(self.parameters, first.lr, first.weight_decay)
 
     # ---------------------------------------------------------------------- consolidation
 

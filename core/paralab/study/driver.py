@@ -26,12 +26,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from paralab.overrides import toml_value
 from paralab.results import RESULT_FILE, write_atomic
 from paralab.spec import ExperimentSpec, SpecError
 from paralab.study import search as searches
 from paralab.study import table as tables
 from paralab.study.executors import Executor, RunOutcome, Task, make_executor, set_aside
-from paralab.study.expand import Configuration, grid_configurations, seed_folder, toml_value
+from paralab.study.expand import Configuration, grid_configurations, seed_folder
 from paralab.study.objects import STUDY_FILE, STUDY_PLOT, TABLE_CSV, TABLE_MD, Study, StudyInfo
 from paralab.study.plot import band, phase_label, plot_bands, run_curve
 from paralab.study.spec import StudySpec, load_study, study_from_dict

@@ -12,19 +12,17 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from paralab.overrides import parse_override
+from paralab.overrides import parse_override, toml_value
 
 BASE_LABEL = "base"
 """The folder of a study's only configuration when it has no grid."""
 
 _LABEL_CHARACTERS = re.compile(r"[^A-Za-z0-9._=,+\-]")
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _LABEL_BYTES = 120
 
 
@@ -108,32 +106,6 @@ def format_value(value: Any) -> str:
         digest = hashlib.sha1(json.dumps(value, sort_keys=True, default=str).encode())
         return f"{name or 'table'}-{digest.hexdigest()[:6]}"
     return str(value)
-
-
-def toml_value(value: Any) -> str:
-    """A Python value written as TOML (what :func:`paralab.overrides.parse_value` reads)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(toml_value(item) for item in value) + "]"
-    if isinstance(value, Mapping):
-        items = [f"{_toml_key(str(key))} = {toml_value(item)}" for key, item in value.items()]
-        return "{ " + ", ".join(items) + " }" if items else "{}"
-    raise TypeError(f"{value!r} ({type(value).__name__}) has no TOML form")
-
-
-def _toml_key(key: str) -> str:
-    return key if _BARE_KEY.fullmatch(key) else json.dumps(key, ensure_ascii=False)
 
 
 def split_values(text: str) -> list[str]:

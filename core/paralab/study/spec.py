@@ -39,13 +39,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from paralab.spec import MANY, SETTINGS, SINGLE, ExperimentSpec, SpecError, name_problem
+from paralab.spec import (
+    MANY,
+    SETTINGS,
+    SINGLE,
+    ExperimentSpec,
+    SpecError,
+    name_problem,
+    read_toml_file,
+)
 from paralab_registry import suggest
 
 if sys.version_info >= (3, 11):
-    import tomllib
+    pass
 else:  # pragma: no cover
-    import tomli as tomllib
+    pass
 
 STUDY_FIELDS = ("name", "spec", "base", "seeds", "grid", "overrides", "search", "executor",
                 "workers", "ray_address", "output", "description")
@@ -158,16 +166,7 @@ def load_study(path: str | os.PathLike[str]) -> StudySpec:
     (0, 1, 2, 3, 4)
     """
     path = Path(path)
-    if not path.exists():
-        raise SpecError([f"no such study file: {path}"])
-    if not path.is_file():
-        raise SpecError([f"{path} is not a regular file: a study is a TOML file with [study]"])
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as error:
-        raise SpecError([f"not UTF-8 text (TOML files are UTF-8): {error}"], str(path)) from None
-    except tomllib.TOMLDecodeError as error:
-        raise SpecError([f"not valid TOML: {error}"], str(path)) from None
+    data = read_toml_file(path, "a study is a TOML file with [study]", "study")
     return study_from_dict(data, source=str(path), folder=path.parent, default_name=path.stem)
 
 
