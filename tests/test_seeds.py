@@ -403,3 +403,9 @@ def test_a_subclass_that_overrides_execute_is_never_replaced_by_the_stacked_loop
                         registry=registry)
     assert [r.metrics.get("own_execute") for r in results] == [1.0, 1.0]
     assert all("overrides execute" in r.provenance["seed_axis"]["why_not"] for r in results)
+
+
+def test_run_names_with_quotes_survive_the_seed_overrides() -> None:
+    names = ['it\'s "one"', 'two\\three']
+    results = run_seeds(spec(), [0, 1], names=names, vectorize=False)
+    assert [r.name for r in results] == names

@@ -243,29 +243,14 @@ def run(spec: ExperimentSpec | dict[str, Any] | str | Path, *, registry: Any = N
     'completed'
     """
     registry = registry or get_registry()
-    spec = ExperimentSpec.load(spec, overrides, registry)
-    spec.validate(registry)
-    if resume_from is None:
-        _check_output(spec)
-    try:
-        device = resolve_device(spec.device)
-    except RuntimeError as error:
-        raise SpecError([f"device = {spec.device!r}: {error}"]) from None
-    started = time.perf_counter()
-    seed_everything(spec.seed)
-    writer = ResultWriter(spec.output, spec.name,
-                          folder=None if resume_from is None else resume_from.folder)
-    result = Result(name=spec.name, spec=spec.to_dict(), seed=spec.seed, device=str(device),
-                    provenance=provenance(), study=dict(study) if study else None)
-    stage = _Stage(registry)
+    start = _start(spec, registry, overrides, study,
+                   folder=None if resume_from is None else resume_from.folder)
+    spec, stage, writer, result, started = (start.spec, start.stage, start.writer,
+                                            start.result, start.started)
     context: RunContext | None = None
     with _signals_interrupt():
         try:
-            built = _build(spec, registry, stage, device, result)
-            result.model = built.model
-            context = _context(spec, registry, built, device, result, writer)
-            context.study = result.study
-            _check(context, built, stage, registry)
+            built, context = _assemble(start)
             writer.claim()  # the spec is accepted: now the run has a folder of its own
             result.path = str(writer.folder) if writer.enabled else ""
             if resume_from is not None:
@@ -283,6 +268,52 @@ def run(spec: ExperimentSpec | dict[str, Any] | str | Path, *, registry: Any = N
         except (Exception, SystemExit) as error:
             # SystemExit too: a plugin calling sys.exit() fails the run, not the process.
             raise _failed(error, stage, registry, context, result, writer, started) from error
+
+
+@dataclass
+class _Start:
+    """A run as it stands once its spec is valid, before anything is built."""
+
+    spec: ExperimentSpec
+    registry: Any
+    device: torch.device
+    stage: _Stage
+    writer: ResultWriter
+    result: Result
+    started: float
+
+
+def _start(spec: Any, registry: Any, overrides: Sequence[str],
+           study: Mapping[str, Any] | None, folder: Path | None = None) -> _Start:
+    """Load and validate the spec (overrides applied), resolve the device, seed every
+    generator, and make the (unclaimed) writer and the result; ``folder`` is a resumed run's.
+    Raises :class:`SpecError`. :func:`paralab.run_seeds` prepares each seed the same way."""
+    spec = ExperimentSpec.load(spec, overrides, registry)
+    spec.validate(registry)
+    if folder is None:
+        _check_output(spec)
+    try:
+        device = resolve_device(spec.device)
+    except RuntimeError as error:
+        raise SpecError([f"device = {spec.device!r}: {error}"]) from None
+    started = time.perf_counter()
+    seed_everything(spec.seed)
+    writer = ResultWriter(spec.output, spec.name, folder=folder)
+    result = Result(name=spec.name, spec=spec.to_dict(), seed=spec.seed, device=str(device),
+                    provenance=provenance(), study=dict(study) if study else None)
+    return _Start(spec, registry, device, _Stage(registry), writer, result, started)
+
+
+def _assemble(start: _Start) -> tuple[_Built, RunContext]:
+    """Build every component, the run's context, and check them (raises :class:`_Rejected`
+    for a spec that the built objects reject)."""
+    built = _build(start.spec, start.registry, start.stage, start.device, start.result)
+    start.result.model = built.model
+    context = _context(start.spec, start.registry, built, start.device, start.result,
+                       start.writer)
+    context.study = start.result.study
+    _check(context, built, start.stage, start.registry)
+    return built, context
 
 
 def _build(spec: ExperimentSpec, registry: Any, stage: _Stage, device: torch.device,

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from paralab.context import Phase, RunContext
+from paralab.overrides import toml_value
 from paralab.results import Result, ResultWriter
 from paralab.spec import ExperimentSpec, SpecError
 from paralab.stacked import StackedModel
@@ -60,7 +61,7 @@ def seed_overrides(seed: int, name: str | None) -> list[str]:
     """The overrides that make the spec of one seed (and its folder name)."""
     extra = [f"seed={int(seed)}"]
     if name is not None:
-        extra.append(f"name={name!r}".replace("'", '"'))
+        extra.append(f"name={toml_value(name)}")
     return extra
 
 
@@ -70,29 +71,14 @@ def prepare(spec: Any, seed: int, *, registry: Any, overrides: Sequence[str],
     raises :class:`SpecError` (and no folder exists)."""
     from paralab import runner
 
-    spec = ExperimentSpec.load(spec, [*overrides, *seed_overrides(seed, name)], registry)
-    spec.validate(registry)
-    runner._check_output(spec)
+    start = runner._start(spec, registry, [*overrides, *seed_overrides(seed, name)],
+                          None if study is None else {**study, "seed": int(seed)})
     try:
-        device = runner.resolve_device(spec.device)
-    except RuntimeError as error:
-        raise SpecError([f"device = {spec.device!r}: {error}"]) from None
-    started = time.perf_counter()
-    runner.seed_everything(spec.seed)
-    writer = ResultWriter(spec.output, spec.name)
-    result = Result(name=spec.name, spec=spec.to_dict(), seed=spec.seed, device=str(device),
-                    provenance=runner.provenance(),
-                    study=None if study is None else {**study, "seed": int(seed)})
-    stage = runner._Stage(registry)
-    try:
-        built = runner._build(spec, registry, stage, device, result)
-        result.model = built.model
-        context = runner._context(spec, registry, built, device, result, writer)
-        context.study = result.study
-        runner._check(context, built, stage, registry)
+        built, context = runner._assemble(start)
     except runner._Rejected as rejection:
         raise SpecError([rejection.problem]) from rejection.__cause__
-    return Prepared(spec, context, built, stage, writer, result, started, registry)
+    return Prepared(start.spec, context, built, start.stage, start.writer, start.result,
+                    start.started, registry)
 
 
 @dataclass
