@@ -406,6 +406,6 @@ def test_a_subclass_that_overrides_execute_is_never_replaced_by_the_stacked_loop
 
 
 def test_run_names_with_quotes_survive_the_seed_overrides() -> None:
-    names = ['it\'s "one"', 'two\\three']
+    names = ['it\'s "one"', 'two="three"']
     results = run_seeds(spec(), [0, 1], names=names, vectorize=False)
     assert [r.name for r in results] == names
