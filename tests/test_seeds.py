@@ -409,3 +409,9 @@ def test_run_names_with_quotes_survive_the_seed_overrides() -> None:
     names = ['it\'s "one"', 'two="three"']
     results = run_seeds(spec(), [0, 1], names=names, vectorize=False)
     assert [r.name for r in results] == names
+
+
+@pytest.mark.parametrize("value", [0, -1, 2.5, True])
+def test_max_parallel_seeds_must_be_a_positive_integer(value: Any) -> None:
+    with pytest.raises(paralab.SpecError, match="max_parallel_seeds = .*: must be an integer"):
+        run_seeds(spec(), [0, 1], max_parallel_seeds=value)

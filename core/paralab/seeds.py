@@ -55,8 +55,11 @@ def run_seeds(spec: Any, seeds: Sequence[int], *, registry: Any = None,
     seeds = [int(seed) for seed in seeds]
     if names is not None and len(names) != len(seeds):
         raise SpecError([f"names: {len(names)} names for {len(seeds)} seeds"])
-    if max_parallel_seeds is not None and int(max_parallel_seeds) < 1:
-        raise SpecError([f"max_parallel_seeds = {max_parallel_seeds}: must be at least 1"])
+    if max_parallel_seeds is not None and (
+            not isinstance(max_parallel_seeds, int) or isinstance(max_parallel_seeds, bool)
+            or max_parallel_seeds < 1):
+        raise SpecError([f"max_parallel_seeds = {max_parallel_seeds!r}: must be an integer "
+                         f"of at least 1 (seeds stacked at a time)"])
     specs = []
     for position, seed in enumerate(seeds):  # every seed's spec is checked before any runs
         name = None if names is None else names[position]
