@@ -164,7 +164,7 @@ def test_one_sensitive_feature_may_be_named_by_a_string() -> None:
 def test_every_component_declares_its_factory_signature() -> None:
     with fairness_registry() as (registry, _):
         components = components_of(registry, "paralab_fairness")
-    assert len(components) == 10
+    assert len(components) == 13
     for component in components:
         assert signature_mismatches(component) == [], f"{component.kind} {component.name}"
         for name, option in component.declared_options().items():
@@ -229,5 +229,9 @@ def test_small_groups_are_reported_but_left_out_of_disparities_when_asked() -> N
     assert table.by_group("selection_rate")["tiny"] == 1.0  # still reported
     assert table.excluded == ["tiny"]
     assert table.disparities["demographic_parity_difference"] == pytest.approx(0.75 - 0.25)
-    with pytest.raises(ValueError, match="fewer than two race groups"):
-        fairness_table(y_true, y_pred, {"race": race}, categories=labels, min_group_size=5)
+    with pytest.warns(FairnessWarning, match="fewer than two race groups .* undefined"):
+        none = fairness_table(y_true, y_pred, {"race": race}, categories=labels,
+                              min_group_size=5)
+    assert none.by_group("selection_rate") == everyone.by_group("selection_rate")
+    assert all(math.isnan(value) for value in none.disparities.values())
+    assert none.intervals == {} and none.set_by == {}

@@ -34,7 +34,8 @@ def _quiet() -> None:
 def test_audit_at_every_evaluation_equals_fairlearn_on_the_runs_predictions(tmp_path) -> None:
     with fairness_registry() as (_, probe):
         result = paralab.run({**TRAIN, "name": "audit", "output": str(tmp_path),
-                              "auditors": [{"name": "fairness", "bootstrap": 50}]})
+                              "auditors": [{"name": "fairness", "bootstrap": 50,
+                                            "min_group_size": 0}]})  # every group, as fairlearn
     assert [p["kind"] for p in result.phases] == ["epoch"] * 3
     assert len(probe.evaluations) == 3
     for phase, evaluation in zip(result.phases, probe.evaluations):

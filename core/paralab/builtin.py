@@ -57,8 +57,14 @@ def paralab_datasets() -> list[DatasetSpec]:
                     "The 20 one-shot classification runs of Lake et al. 2015 (all_runs.zip).",
                     {"image_size": _IMAGE_SIZE, "verify": _VERIFY}, needs_root=True),
         DatasetSpec("compas", "paralab.data.tabular:compas",
-                    "ProPublica COMPAS two-year recidivism, filtered as in their analysis.",
-                    {**_SPLIT_OPTIONS, "drop_sensitive": _DROP_SENSITIVE, "verify": _VERIFY},
+                    "ProPublica COMPAS two-year recidivism, filtered as in their analysis "
+                    "(or every row); COMPAS's decile_score, score_text and the row id are kept "
+                    "as features for audits of the given scores.",
+                    {**_SPLIT_OPTIONS, "drop_sensitive": _DROP_SENSITIVE, "verify": _VERIFY,
+                     "filter": one_of("propublica", ("propublica", "none"),
+                                      help="propublica: the 6,172 rows of their regression "
+                                           "analysis; none: all 7,214 rows (the population of "
+                                           "their false positive/negative rate tables)")},
                     needs_root=True,
                     sensitive=("race", "sex", "age_cat")),
         DatasetSpec("adult", "paralab.data.tabular:adult",

@@ -7,6 +7,9 @@ Contributes (factories are ``"module:attribute"`` strings, so listing costs noth
 * dataset ``biased_synthetic``: embedded data whose label bias is an option;
 * loss ``fairness_penalty``: demographic parity or equalized odds as a differentiable term
   under any protocol that applies loss terms (supervised, federated, continual ...);
+* protocol ``audit`` with methods ``threshold`` and ``positive_labels``: audits of decisions
+  that already exist (a dataset column such as COMPAS's own ``score_text``, or a CSV of
+  predictions), with no model;
 * protocol ``estimator`` with methods ``unmitigated``, ``exponentiated_gradient``,
   ``grid_search`` and ``threshold_optimizer``: fairlearn's mitigations of scikit-learn
   estimators, audited like any run;
@@ -53,6 +56,16 @@ _SENSITIVE = Option((), type=(str, list), items=Option("", type=str, min_length=
                     help="sensitive features (one name or a list); empty: the dataset's declared")
 _POSITIVE_CLASS = count(1, low=0, help="the class counted as the favourable outcome")
 _SEED = count(0, low=0, help="random seed")
+MIN_GROUP_SIZE = 30
+"""The auditor's default smallest group in a disparity: a rate of fewer rows is mostly
+noise (the 95% Wilson interval of a rate of 0.5 on 30 rows is 0.33-0.67), and the largest
+minus smallest group value over many groups is then set by the smallest group's noise, as
+on COMPAS, whose 18 Native American defendants would set its FNR gap. Reported groups keep
+their n and intervals; ``min_group_size = 0`` compares every group (fairlearn's
+MetricFrame does)."""
+_COLUMN = Option("", type=str,
+                 help="the audited score or decision column (of the dataset, or of the CSV "
+                      "when protocol.predictions is set)")
 
 
 def _difference_bound(*, strict: bool) -> Option:
@@ -79,8 +92,9 @@ def paralab_auditors() -> list[AuditorSpec]:
              "bins": count(10, help="score bins of the calibration error"),
              "seed": Option(0, type=int, help="bootstrap seed"),
              "plots": Option(True, help="write the PNGs (the CSVs are always written)"),
-             "min_group_size": count(0, low=0,
-                                     help="smaller groups are left out of the disparities")},
+             "min_group_size": count(MIN_GROUP_SIZE, low=0,
+                                     help="smaller groups are reported (with their n and "
+                                          "intervals) but left out of the disparities")},
             example={"bootstrap": 20},
         )
     ]
@@ -93,7 +107,8 @@ def paralab_datasets() -> list[DatasetSpec]:
             "biased_synthetic",
             "paralab_fairness.synthetic:biased_synthetic",
             "Embedded binary task whose labels favour a majority group by `bias` (a proxy column "
-            "leaks the group); sensitive features group (2) and age_band (3).",
+            "leaks the group); sensitive features group (2) and age_band (3); `risk_score` "
+            "(the labelling probability, biased as the labels are) for audits of given scores.",
             {"n": count(4000, low=20, help="rows"),
              "n_features": count(8, help="informative Gaussian columns (the first is the proxy)"),
              "bias": Option(1.0, help="label-logit shift towards the majority group"),
@@ -148,12 +163,35 @@ def paralab_protocols() -> list[ProtocolSpec]:
             method_interface="EstimatorMethod",
             applies_losses=False,
             middleware_hooks=(),
-        )
+        ),
+        ProtocolSpec(
+            "audit",
+            "paralab_fairness.given:AuditProtocol",
+            "Audit scores or decisions that already exist (no model; omit `model`): a dataset "
+            "column (COMPAS's score_text, decile_score) or a CSV of predictions joined on an id "
+            "column, turned into decisions by the method (threshold, positive_labels) and "
+            "evaluated by every metric and auditor as a model's predictions.",
+            {"predictions": Option("", type=str, help="a CSV file of predictions, one row per "
+                                                      "dataset row; empty: use the dataset's "
+                                                      "column"),
+             "id_column": Option("id", type=str, min_length=1,
+                                 help="the column joining the CSV to the dataset (both have it)"),
+             "splits": Option(("all",), items=Option("", type=str, min_length=1),
+                              help="splits audited; 'all': every row of the dataset"),
+             "positive_class": _POSITIVE_CLASS},
+            example={"dataset": "biased_synthetic"},
+            uses_model=False,
+            # Decisions are given: nothing trains, so no loss term or middleware could act.
+            method_interface="paralab_fairness.given:DecisionRule",
+            applies_losses=False,
+            middleware_hooks=(),
+        ),
     ]
 
 
 @hookimpl
 def paralab_methods() -> list[MethodSpec]:
+    audit = ("audit",)
     protocols = ("estimator",)
     return [
         MethodSpec("unmitigated", "paralab_fairness.estimators:Unmitigated",
@@ -185,6 +223,25 @@ def paralab_methods() -> list[MethodSpec]:
                                         help="what the thresholds maximize (equalized_odds: "
                                              "accuracy_score or balanced_accuracy_score)")},
                    protocols=protocols, example=_ESTIMATOR_EXAMPLE),
+        MethodSpec("threshold", "paralab_fairness.given:Threshold",
+                   "Audit: a numeric score is a positive decision when it is at least `at` (or "
+                   "at most, direction = 'at_most').",
+                   {"column": _COLUMN,
+                    "at": Option(0.5, type=float, help="the threshold"),
+                    "direction": one_of("at_least", ("at_least", "at_most"),
+                                        help="positive at or above the threshold, or at or "
+                                             "below it")},
+                   protocols=audit,
+                   example={"dataset": "biased_synthetic", "column": "risk_score"}),
+        MethodSpec("positive_labels", "paralab_fairness.given:PositiveLabels",
+                   "Audit: a label is a positive decision when it is one of `labels` "
+                   "(ProPublica's 'higher risk': Medium or High).",
+                   {"column": _COLUMN,
+                    "labels": Option((), type=list, items=Option("", type=str, min_length=1),
+                                     help="the labels counted as the positive decision")},
+                   protocols=audit,
+                   example={"dataset": "biased_synthetic", "column": "group",
+                            "labels": ["minority"]}),
     ]
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from paralab import Auditor
+from paralab_fairness import MIN_GROUP_SIZE
 from paralab_fairness.table import FairnessTable, fairness_table
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ class FairnessAuditor(Auditor):
         bins: int = 10,
         seed: int = 0,
         plots: bool = True,
-        min_group_size: int = 0,
+        min_group_size: int = MIN_GROUP_SIZE,
     ) -> None:
         self.sensitive = as_names(sensitive)
         self.intersectional = intersectional

@@ -134,3 +134,68 @@ def bootstrap_intervals(
         low, high = torch.nanquantile(values, levels).tolist()
         intervals[name] = (low, high)
     return intervals
+
+
+RATE_PARTS = {
+    "selection_rate": ((1, 3), (0, 1, 2, 3)),
+    "accuracy": ((0, 3), (0, 1, 2, 3)),
+    "true_positive_rate": ((3,), (2, 3)),
+    "false_positive_rate": ((1,), (0, 1)),
+    "false_negative_rate": ((2,), (2, 3)),
+    "precision": ((3,), (1, 3)),
+}
+"""Each rate as (numerator cells, denominator cells) of ``tn, fp, fn, tp``."""
+
+
+def denominators(counts: torch.Tensor) -> dict[str, list[int]]:
+    """Per rate, the rows each group's value is computed from (its ``n``)."""
+    counts = counts.long()
+    return {name: counts[..., list(below)].sum(dim=-1).tolist()
+            for name, (_, below) in RATE_PARTS.items()}
+
+
+def wilson_intervals(counts: torch.Tensor, confidence: float) -> dict[str, list[list[float]]]:
+    """Wilson score intervals of every rate per group (``[low, high]``; NaN where the
+    denominator is 0): the interval of a binomial proportion that stays inside [0, 1] and
+    keeps its coverage for small groups and rates near 0 or 1, where the normal
+    approximation does not."""
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(0.5 + confidence / 2.0)
+    counts = counts.double()
+    out: dict[str, list[list[float]]] = {}
+    for name, (above, below) in RATE_PARTS.items():
+        k = counts[..., list(above)].sum(dim=-1)
+        n = counts[..., list(below)].sum(dim=-1)
+        safe = n.clamp(min=1.0)
+        p = k / safe
+        centre = (p + z * z / (2 * safe)) / (1 + z * z / safe)
+        half = z * torch.sqrt(p * (1 - p) / safe + z * z / (4 * safe * safe)) / (1 + z * z / safe)
+        nan = torch.full_like(p, float("nan"))
+        low = torch.where(n > 0, (centre - half).clamp(min=0.0), nan)
+        high = torch.where(n > 0, (centre + half).clamp(max=1.0), nan)
+        out[name] = torch.stack([low, high], dim=-1).tolist()
+    return out
+
+
+def set_by(metrics: dict[str, torch.Tensor], labels: list[str]) -> dict[str, list[str]]:
+    """Per disparity, the groups that set it: ``[highest, lowest]`` of the metric it compares
+    (for equalized odds, of the larger of the two gaps); empty when it is undefined."""
+
+    def ends(values: torch.Tensor) -> list[str]:
+        defined = ~torch.isnan(values)
+        if int(defined.sum()) < 2:
+            return []
+        high = torch.where(defined, values, torch.full_like(values, -torch.inf)).argmax()
+        low = torch.where(defined, values, torch.full_like(values, torch.inf)).argmin()
+        return [labels[int(high)], labels[int(low)]]
+
+    tpr, fpr = metrics["true_positive_rate"], metrics["false_positive_rate"]
+    odds = fpr if float(torch.nan_to_num(difference(fpr), nan=-1.0)) > float(
+        torch.nan_to_num(difference(tpr), nan=-1.0)) else tpr
+    return {
+        "demographic_parity_difference": ends(metrics["selection_rate"]),
+        "demographic_parity_ratio": ends(metrics["selection_rate"]),
+        "equalized_odds_difference": ends(odds),
+        "equal_opportunity_difference": ends(tpr),
+    }

@@ -61,7 +61,8 @@ def biased_synthetic(
     x = merit.copy()
     x[:, 0] += proxy * sign  # the proxy leaks the group into the inputs, not into the labels
     with np.errstate(over="ignore"):  # a huge |bias| saturates the sigmoid: 0 or 1, no NaN
-        y = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
+        risk = 1.0 / (1.0 + np.exp(-logit))
+        y = (rng.random(n) < risk).astype(np.int64)
     _require_both_classes(y, n, bias)
     names = [f"x{i}" for i in range(n_features)]
     if not drop_sensitive:
@@ -73,7 +74,8 @@ def biased_synthetic(
         x=torch.as_tensor(x, dtype=torch.float32),
         y=torch.as_tensor(y),
         splits={"train": train, "test": test},
-        features={"group": torch.as_tensor(group), "age_band": torch.as_tensor(age)},
+        features={"group": torch.as_tensor(group), "age_band": torch.as_tensor(age),
+                  "risk_score": torch.as_tensor(risk)},
         sensitive=("group", "age_band"),
         categories={"group": GROUPS, "age_band": AGE_BANDS},
         class_names=("negative", "positive"),

@@ -21,10 +21,14 @@ from paralab_fairness.confusion import group_counts
 from paralab_fairness.groups import encode_groups, group_label
 from paralab_fairness.rates import (
     DENOMINATORS,
+    DISPARITIES,
     bootstrap_intervals,
     calibration_error,
+    denominators,
     disparities,
     rates,
+    set_by,
+    wilson_intervals,
 )
 
 
@@ -39,7 +43,10 @@ class FairnessTable:
     ``groups`` are label tuples (one label per feature in ``features``); ``metrics`` maps a
     metric name to one float per group; ``overall`` the same metrics on all rows;
     ``intervals`` maps a disparity to its bootstrap ``(low, high)``; ``undefined`` maps a
-    metric to the groups where it is NaN.
+    metric to the groups where it is NaN. Small groups make large gaps by chance, so each
+    rate also carries, per group, the rows it is computed from (``denominators``: a false
+    positive rate's are the group's negatives) and its Wilson interval (``rate_intervals``),
+    and each disparity names the two groups that set it (``set_by``: highest, lowest).
     """
 
     features: tuple[str, ...]
@@ -50,6 +57,9 @@ class FairnessTable:
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
     undefined: dict[str, list[str]] = field(default_factory=dict)
     excluded: list[str] = field(default_factory=list)
+    denominators: dict[str, list[int]] = field(default_factory=dict)
+    rate_intervals: dict[str, list[list[float]]] = field(default_factory=dict)
+    set_by: dict[str, list[str]] = field(default_factory=dict)
     _labels: list[str] = field(default_factory=list, repr=False, compare=False)
 
     @property
@@ -77,6 +87,10 @@ class FairnessTable:
             "intervals": {name: list(bounds) for name, bounds in self.intervals.items()},
             "undefined": {name: list(groups) for name, groups in self.undefined.items()},
             "excluded": list(self.excluded),
+            "denominators": {name: list(values) for name, values in self.denominators.items()},
+            "rate_intervals": {name: [list(pair) for pair in values]
+                               for name, values in self.rate_intervals.items()},
+            "set_by": {name: list(groups) for name, groups in self.set_by.items()},
         }
 
 
@@ -220,16 +234,25 @@ def _fairness_table(
             FairnessWarning,
             stacklevel=3,
         )
-    if int(kept.sum()) < 2:
-        raise ValueError(
+    comparable = int(kept.sum()) >= 2
+    if not comparable:
+        # The groups are still reported (with their n and intervals); a gap between fewer
+        # than two groups would be a number that cannot be right, so it is NaN.
+        warnings.warn(
             f"fairness: fewer than two {'*'.join(codes.names)} groups have at least "
-            f"min_group_size = {min_group_size} rows; lower it"
+            f"min_group_size = {min_group_size} rows, so its disparities are undefined (NaN); "
+            "lower min_group_size to compare smaller groups",
+            FairnessWarning,
+            stacklevel=3,
         )
     compared = {name: values[kept] for name, values in per_group.items()}
-    gaps = {name: float(value) for name, value in disparities(compared).items()}
+    gaps = ({name: float(value) for name, value in disparities(compared).items()} if comparable
+            else dict.fromkeys(DISPARITIES, math.nan))
     generator = torch.Generator(device=device).manual_seed(seed)
-    intervals = bootstrap_intervals(counted.counts[kept], bootstrap, confidence, generator)
+    intervals = (bootstrap_intervals(counted.counts[kept], bootstrap, confidence, generator)
+                 if comparable else {})
     metrics = {name: values.cpu().tolist() for name, values in per_group.items()}
+    labels = [group_label(g) for g, keep in zip(groups, kept.tolist()) if keep]
     table = FairnessTable(
         features=codes.names,
         groups=groups,
@@ -238,6 +261,9 @@ def _fairness_table(
         disparities=gaps,
         intervals=intervals,
         excluded=small,
+        denominators=denominators(counted.counts),
+        rate_intervals=wilson_intervals(counted.counts, confidence),
+        set_by=set_by(compared, labels) if comparable else {},
     )
     _warn_undefined(table)
     return table

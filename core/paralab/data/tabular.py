@@ -91,12 +91,19 @@ def _build(
 
 COMPAS_FILE = "compas-scores-two-years.csv"
 COMPAS_NUMERIC = ("age", "priors_count", "juv_fel_count", "juv_misd_count", "juv_other_count")
-COMPAS_COLUMNS = (*COMPAS_NUMERIC, "two_year_recid", "is_recid", "days_b_screening_arrest",
-                  "c_charge_degree", "score_text", "race", "sex", "age_cat")
+COMPAS_COLUMNS = (*COMPAS_NUMERIC, "id", "two_year_recid", "is_recid", "days_b_screening_arrest",
+                  "c_charge_degree", "decile_score", "score_text", "race", "sex", "age_cat")
+COMPAS_FILTERS = ("propublica", "none")
+"""``propublica``: the rows of ProPublica's logistic-regression analysis (6,172: screening
+within 30 days of the arrest, a known recidivism outcome, no ordinary traffic offence, a
+score); ``none``: every row of the file (7,214: the population of their false positive and
+false negative rate tables, which they computed from ``cox-parsed.csv``)."""
+COMPAS_SCORE_TEXT = ("Low", "Medium", "High")
 
 
-def _compas_rows(path: Path) -> list[dict[str, str]]:
-    """ProPublica's filtered rows, every field count, number and label checked."""
+def _compas_rows(path: Path, keep: str = "propublica") -> list[dict[str, str]]:
+    """The file's rows (``keep = "none"``) or ProPublica's filtered ones, every field count,
+    number and label checked."""
     reader = csv.reader(io.StringIO(decoded_text(path), newline=""))
     try:
         header = next(reader, None)
@@ -117,10 +124,14 @@ def _compas_rows(path: Path) -> list[dict[str, str]]:
             if row["two_year_recid"] not in ("0", "1"):
                 raise DataFileError(path, f"column 'two_year_recid' = {row['two_year_recid']!r} "
                                           "is not 0 or 1", line=line)
-            for column in COMPAS_NUMERIC:
+            for column in (*COMPAS_NUMERIC, "id", "decile_score"):
                 number(path, row[column], column, line)
+            if row["score_text"] not in (*COMPAS_SCORE_TEXT, "N/A"):
+                raise DataFileError(path, f"column 'score_text' = {row['score_text']!r} is not "
+                                          f"one of {', '.join(COMPAS_SCORE_TEXT)} or N/A", line=line)
             days = row["days_b_screening_arrest"]
-            if (days and -30 <= number(path, days, "days_b_screening_arrest", line) <= 30
+            if keep == "none" or (
+                    days and -30 <= number(path, days, "days_b_screening_arrest", line) <= 30
                     and row["is_recid"] != "-1" and row["c_charge_degree"] != "O"
                     and row["score_text"] != "N/A"):
                 rows.append(row)
@@ -135,20 +146,27 @@ def compas(
     seed: int = 0,
     drop_sensitive: bool = False,
     verify: bool = False,
+    filter: str = "propublica",  # noqa: A002 - the option's name in specs
 ) -> SharedDataset:
-    """ProPublica's two-year COMPAS file, filtered as in their analysis (6,172 people).
+    """ProPublica's two-year COMPAS file, filtered as in their analysis (6,172 people), or
+    every row (``filter = "none"``, 7,214).
 
-    Target: ``two_year_recid``. Sensitive: ``race``, ``sex``, ``age_cat``.
+    Target: ``two_year_recid``. Sensitive: ``race``, ``sex``, ``age_cat``. COMPAS's own
+    outputs are kept as features, not inputs, for audits of the given scores (the ``audit``
+    protocol): ``decile_score`` (1-10), ``score_text`` (Low, Medium, High) and the file's
+    row ``id``.
     """
+    if filter not in COMPAS_FILTERS:
+        raise ValueError(f"compas: filter = {filter!r} is not one of {list(COMPAS_FILTERS)}")
     folder = resolve_root(root, "compas")
     path = require_files(folder, [COMPAS_FILE], dataset="compas", verify=verify)[COMPAS_FILE]
-    rows = _compas_rows(path)
+    rows = _compas_rows(path, filter)
     y = np.array([int(r["two_year_recid"]) for r in rows], dtype=np.int64)
     class_names = ("no_recid", "recid")
     require_classes(path, y.tolist(), class_names)
     splits = stratified_split(y, test_fraction, seed)
     sensitive = {key: [r[key] for r in rows] for key in ("race", "sex", "age_cat")}
-    return _build(
+    dataset = _build(
         "compas",
         rows,
         y,
@@ -160,6 +178,14 @@ def compas(
         drop_sensitive=drop_sensitive,
         source=path,
     )
+    dataset.features["id"] = torch.tensor([int(r["id"]) for r in rows])
+    dataset.features["decile_score"] = torch.tensor([int(r["decile_score"]) for r in rows])
+    texts = [r["score_text"] for r in rows]
+    labels = tuple(label for label in (*COMPAS_SCORE_TEXT, "N/A") if label in texts)
+    dataset.features["score_text"] = torch.tensor([labels.index(t) for t in texts])
+    dataset.categories["score_text"] = labels
+    dataset.meta["filter"] = filter
+    return dataset
 
 
 ADULT_COLUMNS = ["age", "workclass", "fnlwgt", "education", "education_num", "marital_status", "occupation", "relationship", "race", "sex", "capital_gain", "capital_loss", "hours_per_week", "native_country", "income"]
