@@ -61,7 +61,7 @@ def test_reproduce_prints_ours_beside_the_paper(tmp_path: Path) -> None:
     assert report.passed
     assert report.rows[0].ours == report.ours["test/accuracy"] >= 0.85
     text = report.render()
-    assert "Iris is easy" in text and "0.950" in text and "reproduced" in text
+    assert "Iris is easy" in text and " 0.95 " in text and "reproduced" in text
     listed = paralab_cli("reproduce", "--papers-dir", str(papers))
     assert "fisher1936" in listed.stdout and "Iris is easy" in listed.stdout
     try:
@@ -108,7 +108,54 @@ def test_quick_mode_is_judged_against_its_own_expectations(tmp_path: Path, monke
     monkeypatch.setenv("QUICK_SCORE", "0.47")  # far below the paper, as expected of quick
     quick = reproduce("quickly", papers_dir=papers, quick=True)
     assert quick.passed and quick.rows[0].paper == 0.5
-    assert "quick setting as expected" in quick.render() and "0.990" not in quick.render()
+    assert "quick setting as expected" in quick.render() and "0.99" not in quick.render()
     monkeypatch.setenv("QUICK_SCORE", "0.40")  # a regression of the quick setting itself
     regressed = reproduce("quickly", papers_dir=papers, quick=True)
     assert not regressed.passed and "NOT as expected" in regressed.render()
+
+
+def test_recorded_runs_make_the_papers_table(tmp_path: Path, monkeypatch) -> None:
+    from paralab.papers import TABLE_BEGIN, TABLE_END, record, table, update_readme
+
+    folder = tmp_path / "papers" / "quickly"
+    folder.mkdir(parents=True)
+    (folder / "paper.toml").write_text(QUICK_PAPER, encoding="utf-8")
+    (folder / "reproduce.py").write_text(QUICK_SCRIPT, encoding="utf-8")
+    papers = str(tmp_path / "papers")
+    (tmp_path / "papers" / "README.md").write_text("# papers\n\nintro kept\n", encoding="utf-8")
+    assert "| `quickly` | `score` (at_least ±0.01) | 0.99 | - | no record |" in table(papers)
+    full = reproduce("quickly", papers_dir=papers)
+    path = record(full, papers)
+    assert json.loads(path.read_text())["rows"][0]["ours"] == 0.995
+    monkeypatch.setenv("QUICK_SCORE", "0.40")
+    record(reproduce("quickly", papers_dir=papers, quick=True), papers)
+    readme = update_readme(papers).read_text()
+    assert readme.startswith("# papers\n\nintro kept\n") and TABLE_BEGIN in readme
+    row = next(line for line in readme.splitlines() if line.startswith("| `quickly`"))
+    assert "| 0.99 | 0.995 | reproduced |" in row and "NOT as expected" in row
+    assert update_readme(papers).read_text() == readme  # regenerating replaces, not appends
+    assert readme.count(TABLE_END) == 1
+
+
+def test_orderings_can_demand_a_margin_over_the_baseline(tmp_path: Path, monkeypatch) -> None:
+    folder = tmp_path / "papers" / "margin"
+    folder.mkdir(parents=True)
+    (folder / "paper.toml").write_text(
+        '[paper]\ntitle = "m"\nscript = "reproduce.py"\n'
+        '[[orderings]]\nmetrics = ["method", "baseline"]\nmargin = 0.1\n', encoding="utf-8")
+    (folder / "reproduce.py").write_text(
+        "import os\ndef reproduce(quick):\n"
+        "    return {'method': float(os.environ['METHOD']), 'baseline': 0.5}\n", encoding="utf-8")
+    papers = str(tmp_path / "papers")
+    monkeypatch.setenv("METHOD", "0.65")
+    assert reproduce("margin", papers_dir=papers).passed
+    monkeypatch.setenv("METHOD", "0.55")  # above the baseline, but not by the margin: a near no-op
+    report = reproduce("margin", papers_dir=papers)
+    assert not report.passed and "by at least 0.1" in report.render()
+
+
+def test_the_papers_readme_holds_the_table_of_the_recorded_runs() -> None:
+    from paralab.papers import find_papers_dir, table
+
+    readme = (find_papers_dir() / "README.md").read_text(encoding="utf-8")
+    assert table() in readme, "run `python -m paralab.papers` to regenerate papers/README.md"

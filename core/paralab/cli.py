@@ -99,6 +99,9 @@ def _parser() -> argparse.ArgumentParser:
     reproduce.add_argument("paper", nargs="?", help="the paper's folder name under papers/")
     reproduce.add_argument("--papers-dir", help="where the papers live (default: papers/)")
     reproduce.add_argument("--quick", action="store_true", help="a smaller, faster version")
+    reproduce.add_argument("--record", action="store_true",
+                           help="write the result to papers/NAME/results/ and regenerate the "
+                                "table in papers/README.md")
     return parser
 
 
@@ -382,7 +385,7 @@ def _check_plugin(args: argparse.Namespace, registry: Any) -> int:
 
 
 def _reproduce(args: argparse.Namespace, registry: Any) -> int:
-    from paralab.papers import PaperError, available_papers, reproduce
+    from paralab.papers import PaperError, available_papers, record, reproduce, update_readme
 
     try:
         if not args.paper:
@@ -394,6 +397,10 @@ def _reproduce(args: argparse.Namespace, registry: Any) -> int:
         print(f"paralab: {error}", file=sys.stderr)
         return 2
     print(report.render())
+    print(f"({report.seconds:.0f} s)")
+    if args.record:
+        print(f"recorded in {record(report, args.papers_dir)}; table in "
+              f"{update_readme(args.papers_dir)}")
     return 0 if report.passed else 1
 
 
