@@ -56,6 +56,23 @@ def test_mnist_test_split_from_idx_files(data_root: Path) -> None:
     assert float(data.x.min()) >= 0.0 and float(data.x.max()) == 1.0
 
 
+def test_omniglot_rotations_are_new_classes_of_the_same_character(data_root: Path) -> None:
+    plain = omniglot(root=str(data_root / "omniglot"))
+    turned = omniglot(root=str(data_root / "omniglot"), rotations=True)
+    n, classes = len(plain.y), int(plain.y.max()) + 1
+    assert len(turned.y) == 4 * n and int(turned.y.max()) + 1 == 4 * classes
+    for k in range(4):
+        rows = slice(k * n, (k + 1) * n)
+        assert torch.equal(turned.x[rows], torch.rot90(plain.x, k, dims=(2, 3)))
+        assert torch.equal(turned.y[rows], plain.y * 4 + k)
+        assert torch.equal(turned.features["character"][rows], plain.y)
+        assert torch.equal(turned.features["rotation"][rows], torch.full((n,), k))
+        assert torch.equal(turned.features["alphabet"][rows], plain.features["alphabet"])
+    assert turned.class_names[4 * 7 + 2] == plain.class_names[7] + "/rot180"
+    # A 90-degree turn is a different image (no class is rotation-invariant by accident).
+    assert not torch.equal(turned.x[n:2 * n], plain.x)
+
+
 def test_omniglot_from_the_official_zips(data_root: Path) -> None:
     data = omniglot(root=str(data_root / "omniglot"))
     # 136 + 156 characters, Greek (24) and Latin (26) in both sets: 242 classes.

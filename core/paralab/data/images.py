@@ -184,7 +184,7 @@ def _image(archive: zipfile.ZipFile, path: Path, entry: str, size: int) -> np.nd
 
 def omniglot(
     root: str | None = None, sets: tuple[str, ...] | list[str] = ("small1", "small2"),
-    image_size: int = 28, verify: bool = False,
+    image_size: int = 28, verify: bool = False, rotations: bool = False,
 ) -> SharedDataset:
     """Omniglot characters from the official zips, one class per (alphabet, character).
 
@@ -193,6 +193,12 @@ def omniglot(
     drawing twice would let a support image's exact copy be its own query (``meta`` counts the
     copies skipped). ``features["alphabet"]`` holds each image's alphabet code. There is no
     train/test split: few-shot protocols split by class.
+
+    ``rotations = True`` adds each character turned by 90, 180 and 270 degrees as three new
+    classes (the augmentation of Vinyals et al. 2016 and Snell et al. 2017: x4 classes).
+    ``features["character"]`` is then each image's unrotated character, so that a class split
+    keeps every rotation of a character on one side (a rotated copy of a test character in
+    meta-training would leak it), and ``features["rotation"]`` its quarter turns (0-3).
     """
     unknown = [s for s in sets if s not in OMNIGLOT_SETS]
     if unknown:
@@ -225,16 +231,29 @@ def omniglot(
     keys = list(seen)
     alphabets = sorted({alphabet for alphabet, _ in keys})
     alphabet_of_class = np.array([alphabets.index(a) for a, _ in keys])
-    y = np.array(classes, dtype=np.int64)
+    character = np.array(classes, dtype=np.int64)
+    x = torch.from_numpy(np.stack(images)[:, None])
+    names = [f"{a}/{c}" for a, c in keys]
+    turns = np.zeros_like(character)
+    if rotations:  # class = character * 4 + quarter turns, images grouped by turn
+        x = torch.cat([torch.rot90(x, k, dims=(2, 3)) for k in range(4)])
+        turns = np.repeat(np.arange(4), len(character))
+        character = np.tile(character, 4)
+        names = [f"{name}/rot{90 * k}" if k else name for name in names for k in range(4)]
+    y = character * 4 + turns if rotations else character
+    features = {"alphabet": torch.from_numpy(alphabet_of_class[character])}
+    if rotations:
+        features["character"] = torch.from_numpy(character)
+        features["rotation"] = torch.from_numpy(turns)
     return SharedDataset(
         name="omniglot",
-        x=torch.from_numpy(np.stack(images)[:, None]),
+        x=x.contiguous(),
         y=torch.from_numpy(y),
-        features={"alphabet": torch.from_numpy(alphabet_of_class[y])},
+        features=features,
         categories={"alphabet": tuple(alphabets)},
-        class_names=tuple(f"{a}/{c}" for a, c in keys),
+        class_names=tuple(names),
         meta={"source": str(folder), "sets": list(sets), "image_shape": (1, image_size, image_size),
-              "duplicate_drawings_skipped": copies},
+              "duplicate_drawings_skipped": copies, "rotations": rotations},
     )
 
 
