@@ -46,9 +46,22 @@ def test_claims_and_orderings_name_metrics_the_script_reports(script):
 
 def test_every_spec_of_the_table_is_valid(script):
     registry = get_registry()
-    for method in script.METHODS.values():
-        for scenario in script.SCENARIOS.values():
+    for name in script.METHODS:
+        for scenario_name, scenario in script.SCENARIOS.items():
+            method = script.method_for(name, scenario_name)
             paralab.ExperimentSpec.from_dict(script.spec(method, scenario, 1, 0)).validate(registry)
+
+
+def test_the_regularisers_run_at_the_authors_strengths(script):
+    """SI's c and EWC's lambda (halved for paralab's penalty) per scenario, from the authors'
+    params/param_values.py: at c = 1 / lambda = 1000 for every scenario, SI did nothing."""
+    assert [script.method_for("si", s)["si_lambda"] for s in script.SCENARIOS] == [
+        10.0, 50000.0, 5000.0]
+    assert [script.method_for("ewc", s)["ewc_lambda"] for s in script.SCENARIOS] == [
+        5e4, 5e9, 5e8]
+    assert script.method_for("online_ewc", "class_il")["ewc_lambda"] == 5e8
+    assert script.method_for("ewc", "task_il")["fisher_batch_size"] == 1
+    assert "si_lambda" not in script.method_for("none", "task_il")
 
 
 def test_class_il_shape_on_split_mnist(script, data_root):
@@ -56,7 +69,7 @@ def test_class_il_shape_on_split_mnist(script, data_root):
     class_il = script.SCENARIOS["class_il"]
 
     def run(method: str) -> dict:
-        spec = script.spec(script.METHODS[method], class_il, 1, 0)
+        spec = script.spec(script.method_for(method, "class_il"), class_il, 1, 0)
         spec["model"]["hidden"] = [100]  # smaller than the paper's 400-400, to stay fast
         return paralab.run(spec).metrics
 

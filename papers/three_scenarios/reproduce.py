@@ -31,14 +31,38 @@ SCENARIOS = {
 ADAM = {"optimizer": "adam", "lr": 0.001}
 METHODS: dict[str, dict[str, Any]] = {
     "none": {"name": "naive", **ADAM},
-    "ewc": {"name": "ewc", "ewc_lambda": 1000.0, "fisher_batch_size": 128, **ADAM},
-    "online_ewc": {"name": "online_ewc", "ewc_lambda": 1000.0, "decay": 1.0,
-                   "fisher_batch_size": 128, **ADAM},
-    "si": {"name": "si", "si_lambda": 1.0, "damping": 0.1, **ADAM},
+    "ewc": {"name": "ewc", "fisher_batch_size": 1, **ADAM},
+    "online_ewc": {"name": "online_ewc", "decay": 1.0, "fisher_batch_size": 1, **ADAM},
+    "si": {"name": "si", "damping": 0.1, **ADAM},
     "lwf": {"name": "lwf", "alpha": 1.0, "temperature": 2.0, **ADAM},
     "replay": {"name": "replay", "buffer_size": 1000, "policy": "class_balanced", **ADAM},
     "joint": {"name": "joint", **ADAM},
 }
+
+
+PAPER_STRENGTHS: dict[str, dict[str, dict[str, float]]] = {
+    "si": {"task_il": {"si_lambda": 10.0}, "domain_il": {"si_lambda": 50000.0},
+           "class_il": {"si_lambda": 5000.0}},
+    "ewc": {"task_il": {"ewc_lambda": 1e5 / 2}, "domain_il": {"ewc_lambda": 1e10 / 2},
+            "class_il": {"ewc_lambda": 1e9 / 2}},
+}
+"""The authors' regularisation strengths for split MNIST, per scenario (their code,
+GMvandeVen/continual-learning, ``params/param_values.py``: SI's c, EWC's lambda, chosen there
+by a grid search). SI's penalty is the same there and here (``c * sum omega (theta -
+theta*)^2``); theirs for EWC is ``lambda / 2 * sum F (theta - theta*)^2`` and paralab's
+``ewc_lambda * sum F (theta - theta*)^2``, so ``ewc_lambda = lambda / 2``, with the Fisher of
+single examples (``fisher_batch_size = 1``) as theirs (here with the true labels; theirs by
+default with every label weighted by the model's prediction). Online EWC takes EWC's values.
+Before 2026-12-02 this reproduction used SI c = 1 and EWC lambda = 1000 with a Fisher of
+128-row batches for every scenario: measured in the quick setting, SI was then no better
+than no regularisation (Domain-IL 0.567 vs 0.575, Class-IL 0.101 vs 0.134) and EWC little
+(Domain-IL 0.568); with these values SI reaches 0.706 and EWC 0.736 in Domain-IL."""
+PAPER_STRENGTHS["online_ewc"] = PAPER_STRENGTHS["ewc"]
+
+
+def method_for(name: str, scenario: str) -> dict[str, Any]:
+    """The method of ``name`` with the authors' strength for ``scenario``."""
+    return {**METHODS[name], **PAPER_STRENGTHS.get(name, {}).get(scenario, {})}
 
 
 def spec(method: dict[str, Any], scenario: dict[str, Any], epochs: int, seed: int) -> dict[str, Any]:
@@ -74,8 +98,9 @@ def reproduce(quick: bool = False) -> dict[str, float]:
     seeds = [0] if quick else [0, 1]
     epochs = 2 if quick else 5
     ours: dict[str, float] = {}
-    for name, method in METHODS.items():
+    for name in METHODS:
         for scenario_name, scenario in SCENARIOS.items():
+            method = method_for(name, scenario_name)
             values = [
                 paralab.run(spec(method, scenario, epochs, seed)).metrics["average_accuracy"]
                 for seed in seeds
