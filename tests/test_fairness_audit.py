@@ -231,3 +231,17 @@ class _WithIds:
     def paralab_datasets(self) -> list[Any]:
         return [paralab.DatasetSpec("with_ids", _with_ids, "biased_synthetic with row ids",
                                     {"n": 200}, sensitive=("group", "age_band"))]
+
+
+def test_every_audited_split_keeps_its_own_group_plot(tmp_path: Path) -> None:
+    spec = audit_spec({"name": "biased_synthetic", "n": 600},
+                      {"name": "threshold", "column": "risk_score", "at": 0.5},
+                      splits=["train", "test"])
+    spec.update(output=str(tmp_path), auditors=[{"name": "fairness", "bootstrap": 0}])
+    result = paralab.run(spec)
+    folder = Path(result.path)
+    for split in ("train", "test"):  # one used to overwrite the other
+        name = f"fairness_groups_{split}.png"
+        assert (folder / name).stat().st_size > 0
+        assert result.artifacts[f"fairness_bars_{split}"] == name
+    assert not (folder / "fairness_groups.png").exists()

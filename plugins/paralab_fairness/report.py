@@ -2,7 +2,9 @@
 
 * ``fairness_groups.csv``: every group's metrics at the last evaluation of each split.
 * ``fairness_history.csv``: every disparity (with its interval) at every evaluation point.
-* ``fairness_groups.png``: bars of selection rate, TPR and FPR per group (last evaluation).
+* ``fairness_groups.png``: bars of selection rate, TPR and FPR per group with their Wilson
+  intervals, at the last evaluation (``fairness_groups_<split>.png``, one per split, when
+  several splits are evaluated).
 * ``fairness_over_time.png``: disparities over the run's evaluation points, the drift curve.
 """
 
@@ -70,13 +72,14 @@ def write_history_csv(history: Sequence[AuditPoint], path: Path) -> None:
                 writer.writerow(row)
 
 
-def plot_groups(history: Sequence[AuditPoint], path: Path) -> None:
+def plot_groups(point: AuditPoint, path: Path) -> None:
+    """Bars of selection rate, TPR and FPR per group at one evaluation point, each with its
+    Wilson interval (small groups' rates are visibly uncertain) and the group's n."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    point = history[-1]
     tables = point.tables
     widest = max(len(t.groups) for t in tables)
     figure, axes = plt.subplots(
@@ -86,8 +89,17 @@ def plot_groups(history: Sequence[AuditPoint], path: Path) -> None:
     for axis, table in zip(axes[:, 0], tables):
         positions = range(len(table.groups))
         for offset, metric in enumerate(BAR_METRICS):
-            axis.bar([p + offset * width for p in positions], table.metrics[metric], width,
-                     label=metric.replace("_", " "))
+            values = table.metrics[metric]
+            bounds = table.rate_intervals.get(metric)
+            errors = None
+            if bounds:
+                errors = [[max(v - low, 0.0) if not math.isnan(v) else 0.0
+                           for v, (low, _) in zip(values, bounds)],
+                          [max(high - v, 0.0) if not math.isnan(v) else 0.0
+                           for v, (_, high) in zip(values, bounds)]]
+                errors = [[0.0 if math.isnan(e) else e for e in row] for row in errors]
+            axis.bar([p + offset * width for p in positions], values, width, yerr=errors,
+                     capsize=2, error_kw={"elinewidth": 0.8}, label=metric.replace("_", " "))
         axis.set_xticks([p + width for p in positions])
         counts = table.metrics["count"]
         axis.set_xticklabels([f"{label} (n={int(n)})" for label, n in zip(table.labels, counts)],
@@ -147,8 +159,17 @@ def write_report(history: Sequence[AuditPoint], folder: Path, plots: bool = True
     write_groups_csv(history, folder / files["groups"])
     write_history_csv(history, folder / files["history"])
     if plots:
-        files["bars"] = "fairness_groups.png"
+        last = _last_per_split(history)
+        for split, point in last.items():  # one figure per split: none overwrites another
+            key, name = (("bars", "fairness_groups.png") if len(last) == 1 else
+                         (f"bars_{split}", f"fairness_groups_{_file_part(split)}.png"))
+            files[key] = name
+            plot_groups(point, folder / name)
         files["curve"] = "fairness_over_time.png"
-        plot_groups(history, folder / files["bars"])
         plot_over_time(history, folder / files["curve"])
     return files
+
+
+def _file_part(split: str) -> str:
+    """A split name as part of a file name (``clients/worst`` -> ``clients_worst``)."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in split)
