@@ -56,7 +56,25 @@ def test_noise_changes_the_weights() -> None:
     quiet = weights([dp(noise_multiplier=0.0, clip=1.0)])
     noisy = weights([dp(noise_multiplier=1.0, clip=1.0)])
     assert max_difference(quiet, noisy) > 1e-3
-    assert max_difference(noisy, weights([dp(noise_multiplier=1.0, clip=1.0)])) == 0.0
+
+
+def test_the_noise_is_secret_unless_asked_to_be_reproducible() -> None:
+    """By default the noise is seeded from the operating system: the same spec and run seed
+    give other noise each time (noise regenerated from a public seed gives no privacy)."""
+    first = weights([dp(noise_multiplier=1.0, clip=1.0)])
+    second = weights([dp(noise_multiplier=1.0, clip=1.0)])
+    assert max_difference(first, second) > 1e-3
+    with pytest.warns(UserWarning, match="NOT private"):
+        again = [weights([dp(noise_multiplier=1.0, clip=1.0, reproducible_noise=True)])
+                 for _ in range(2)]
+    assert max_difference(*again) == 0.0
+    with pytest.warns(UserWarning, match="NOT private"):
+        result = paralab.run(supervised([dp(reproducible_noise=True)]))
+    assert result.metrics["privacy/noise"] == "reproducible from a seed: NOT private"
+    assert paralab.run(supervised([dp()])).metrics["privacy/noise"] == (
+        "seeded from the operating system")
+    with pytest.raises(paralab.SpecError, match=r"seed = 3 would make the noise predictable"):
+        paralab.run(supervised([dp(seed=3)]))
 
 
 def test_without_noise_and_clipping_dp_sgd_is_plain_sgd() -> None:

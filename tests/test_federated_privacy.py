@@ -87,9 +87,12 @@ def test_dp_run_records_epsilon_and_masking_does_not_change_it() -> None:
     # which spends more than the Poisson accountant would claim for the same rate.
     assert rounds[-1] == pytest.approx(epsilon_fixed_size(1.1, {(20, 5): 3}, 1e-5), rel=1e-9)
     assert rounds[-1] > epsilon(1.1, 5 / 20, 3, 1e-5)
-    alone = final_parameters(middleware=[dp])
-    both = final_parameters(middleware=["secure_aggregation", dp])
-    reversed_order = final_parameters(middleware=[dp, "secure_aggregation"])
+    # The same noise in all three (reproducible_noise): masking must change nothing else.
+    same = {**dp, "reproducible_noise": True}
+    with pytest.warns(UserWarning, match="NOT private"):
+        alone = final_parameters(middleware=[same])
+        both = final_parameters(middleware=["secure_aggregation", same])
+        reversed_order = final_parameters(middleware=[same, "secure_aggregation"])
     assert max_difference(alone, both) < 1e-6
     assert max_difference(alone, reversed_order) < 1e-6
     plain = final_parameters()
@@ -152,17 +155,24 @@ class _Run:
         self.seed = seed
 
 
-def test_dp_noise_follows_the_run_seed_not_a_public_default() -> None:
+def test_dp_noise_is_a_secret_not_a_function_of_public_seeds() -> None:
     update = round_updates(1)[0]
 
     def noise(middleware: DPFedAvg, run_seed: int) -> torch.Tensor:
         return through(middleware, update, _Run(run_seed)).delta["w"] - update.delta["w"]
 
-    default = DPFedAvg(clip=100.0, noise_multiplier=1.0)  # clip large: only the noise moves w
-    assert not torch.equal(noise(default, 0), noise(default, 1))
-    assert torch.equal(noise(default, 3), noise(DPFedAvg(clip=100.0, noise_multiplier=1.0), 3))
-    pinned = DPFedAvg(clip=100.0, noise_multiplier=1.0, seed=5)
+    # Clip large: only the noise moves w. Two runs of the same spec and seed: other noise.
+    default = noise(DPFedAvg(clip=100.0, noise_multiplier=1.0), 3)
+    assert not torch.equal(default, noise(DPFedAvg(clip=100.0, noise_multiplier=1.0), 3))
+    assert float(default.std()) > 0.5  # the declared scale: 1.0 * 100 / sqrt(clients)
+    # reproducible_noise: a function of the run seed (or seed), for debugging only.
+    seeded = DPFedAvg(clip=100.0, noise_multiplier=1.0, reproducible_noise=True)
+    assert not torch.equal(noise(seeded, 0), noise(seeded, 1))
+    assert torch.equal(noise(seeded, 3), noise(
+        DPFedAvg(clip=100.0, noise_multiplier=1.0, reproducible_noise=True), 3))
+    pinned = DPFedAvg(clip=100.0, noise_multiplier=1.0, seed=5, reproducible_noise=True)
     assert torch.equal(noise(pinned, 0), noise(pinned, 1))
+    assert seeded.noise_source == "reproducible from a seed: NOT private"
 
 
 def test_fixed_size_client_sampling_is_accounted_as_dp_accounting_does() -> None:

@@ -135,7 +135,9 @@ CASES: dict[str, tuple[dict[str, Any], int | None]] = {
         {"dataset": "iris", "model": {"name": "mlp", "hidden": [8]},
          "protocol": {"name": "supervised", "epochs": 3, "batch_size": 16},
          "method": {"name": "sgd", "lr": 0.1, "momentum": 0.9},
-         "middleware": [{"name": "dp", "clip": 1.0, "noise_multiplier": 1.0}]}, 2),
+         # reproducible: the resumed run is compared with a separate uninterrupted run
+         "middleware": [{"name": "dp", "clip": 1.0, "noise_multiplier": 1.0,
+                         "reproducible_noise": True}]}, 2),
     "continual-naive-adam": (continual({"name": "naive", "optimizer": "adam", "lr": 0.01,
                                         "reset_optimizer": False}), 2),
     "continual-joint": (continual({"name": "joint", "lr": 0.05}), 2),
@@ -203,13 +205,32 @@ def test_dp_accounting_continues_across_a_resume(tmp_path: Path) -> None:
     run: the resumed run ends like the uninterrupted one, and its epsilon counts every round,
     not only those after the resume."""
     spec = federated({"name": "fedyogi", "server_lr": 0.05},
-                     [{"name": "dp", "clip": 0.5, "noise_multiplier": 0.5}])
+                     [{"name": "dp", "clip": 0.5, "noise_multiplier": 0.5,
+                       "reproducible_noise": True}])
     resumed = check_resume(spec, tmp_path, 3)
     epsilons = [phase["metrics"]["privacy/epsilon"] for phase in resumed.phases]
     assert epsilons == sorted(epsilons) and epsilons[0] < epsilons[-1]
     checkpoint = torch.load(Path(resumed.path) / CHECKPOINT_FILE, weights_only=True)
     (dp_state,) = checkpoint["plugins"].values()
     assert sorted(dp_state["sample_rates"]) == [0, 1, 2, 3]
+
+
+def test_a_resumed_run_keeps_its_secret_noise_seed(tmp_path: Path) -> None:
+    """Without reproducible_noise the noise's seed is a secret of the run: the checkpoint
+    holds it (a local file, never result.json), so the resumed run continues that noise."""
+    from paralab_federated.privacy import DPFedAvg
+
+    spec = {**federated({"name": "fedavg"}, [{"name": "dp", "clip": 0.5,
+                                              "noise_multiplier": 0.5}]),
+            "output": str(tmp_path), "checkpoint_every": 1}
+    first = paralab.run(spec)
+    checkpoint = torch.load(Path(first.path) / CHECKPOINT_FILE, weights_only=True)
+    (dp_state,) = checkpoint["plugins"].values()
+    assert isinstance(dp_state["secret"], int) and dp_state["secret"] > 0
+    assert str(dp_state["secret"]) not in (Path(first.path) / "result.json").read_text()
+    restored = DPFedAvg()
+    restored.restore_state(None, dp_state)  # type: ignore[arg-type]
+    assert restored.noise_seed(None) == dp_state["secret"]
 
 
 def test_a_run_stopped_by_target_accuracy_stays_stopped(tmp_path: Path) -> None:

@@ -133,7 +133,12 @@ def paralab_middleware() -> list[MiddlewareSpec]:
              "delta": Option(1e-5, gt=0, lt=1, help="the delta of the (epsilon, delta) budget"),
              "accountant": one_of("rdp", ACCOUNTANTS, help="dp_accounting engine: rdp or pld"),
              "seed": Option(None, type=(int, None),
-                            help="seed of the noise; None: the run's seed")},
+                            help="seed of the noise with reproducible_noise (None: the run's "
+                                 "seed)"),
+             "reproducible_noise": Option(False, help="seed the noise from seed / the run's "
+                                                      "seed, to debug or compare runs: NOT "
+                                                      "private (default: a secret from the "
+                                                      "operating system)")},
             example={"clip": 1.0, "noise_multiplier": 0.5},
             hooks=("paralab_process_update", "paralab_process_gradients"),
         ),
@@ -143,7 +148,8 @@ def paralab_middleware() -> list[MiddlewareSpec]:
             {"precision": count(24, low=0, help="fractional bits of the fixed-point encoding"),
              "bits": Option(62, type=int, ge=8, le=62, help="residues are taken modulo 2**bits"),
              "seed": Option(None, type=(int, None),
-                            help="secret of the pairwise masks; None: the run's seed")},
+                            help="the pairwise masks' secret, for reproducible masks (NOT "
+                                 "secret); None: drawn from the operating system")},
             example={},
             hooks=("paralab_process_update",),
         ),

@@ -27,18 +27,22 @@ distributions, tighter; DP-SGD only). A federated round samples a fixed number o
 rounds are accounted as sampling without replacement (:func:`epsilon_fixed_size`), not as the
 Poisson sampling of DP-SGD's batches.
 
-The noise comes from torch's generator seeded by ``seed`` or, by default (``seed = None``), by
-the run's seed: a spec that sets no seed of its own gets noise that changes with the run's
-seed, never a fixed stream that a public default would let anyone subtract. It is still a
-pseudo-random simulation, reproducible from the run's seed (which ``result.json`` records):
-fit for research on private training, not for releasing a model whose noise must stay secret
-(that needs a cryptographic generator, Opacus' ``secure_mode``).
+The noise comes from torch's generator seeded by a secret drawn from the operating system
+(``secrets.randbits``) when the run starts: no one who knows the spec, the run's seed or
+``result.json`` can regenerate and subtract it. ``reproducible_noise = true`` seeds it from
+``seed`` (or the run's seed) instead, for debugging and for tests that compare two runs: such
+a run is **not private** (its noise is predictable from a public seed), and ``result.json``
+says so in ``privacy/noise``. Either way it is torch's pseudo-random generator, fit for
+research on private training; releasing a model whose noise must stay secret against a
+stronger adversary needs a cryptographic generator (Opacus' ``secure_mode``). A checkpoint
+holds the secret, so a resumed run continues the same noise.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import secrets
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -152,17 +156,22 @@ class DPFedAvg(Middleware):
     gradients (supervised, DP-SGD); records ``privacy/epsilon`` and ``privacy/delta``.
 
     Options are declared in the plugin's spec (``clip > 0``, ``noise_multiplier >= 0``, both
-    finite; ``0 < delta < 1``; ``accountant`` in ``rdp``, ``pld``; ``seed`` an int or None for
-    the run's seed); the module docstring says where the noise comes from.
+    finite; ``0 < delta < 1``; ``accountant`` in ``rdp``, ``pld``; ``seed`` an int or None,
+    used only with ``reproducible_noise``); the module docstring says where the noise comes
+    from.
     """
 
     def __init__(self, clip: float = 1.0, noise_multiplier: float = 1.0, delta: float = 1e-5,
-                 accountant: str = "rdp", seed: int | None = None) -> None:
+                 accountant: str = "rdp", seed: int | None = None,
+                 reproducible_noise: bool = False) -> None:
         self.clip = float(clip)
         self.noise_multiplier = float(noise_multiplier)
         self.delta = float(delta)
         self.accountant = accountant
         self.seed = seed
+        self.reproducible_noise = bool(reproducible_noise)
+        self._secret: int | None = None
+        """The noise's seed drawn from the operating system (not reproducible_noise)."""
         self.sample_rates: dict[int, float] = {}
         """Round -> its client sampling rate (federated; recorded for the reader)."""
         self.round_sizes: dict[int, tuple[int, int]] = {}
@@ -181,6 +190,19 @@ class DPFedAvg(Middleware):
         that a run never looks private because it lists ``dp`` (its epsilon is infinite, which
         ``result.json`` stores as null). The federated protocol samples a fixed number of
         clients per round, which only the RDP accountant can account."""
+        if self.seed is not None and not self.reproducible_noise:
+            raise ValueError(
+                f"seed = {self.seed} would make the noise predictable from the spec (no "
+                "privacy): leave it out (the noise is seeded from the operating system) or "
+                "set reproducible_noise = true to say the run is not private"
+            )
+        if self.reproducible_noise:
+            warnings.warn(
+                "dp: reproducible_noise = true seeds the noise from "
+                f"{'seed' if self.seed is not None else 'the run seed'}: the run is NOT "
+                "private (privacy/noise in result.json says so); use it to debug or compare runs",
+                UserWarning, stacklevel=2,
+            )
         if self.accountant == "pld" and run.spec.protocol.name == "federated":
             raise ValueError(
                 "accountant = 'pld': the federated protocol samples a fixed number of clients "
@@ -207,6 +229,7 @@ class DPFedAvg(Middleware):
             "step_rate": self.step_rate,
             "clipped": list(self.clipped),
             "generator": None if self._generator is None else self._generator.get_state(),
+            "secret": self._secret,
         }
 
     def restore_state(self, run: RunContext, state: dict[str, Any]) -> None:
@@ -215,16 +238,29 @@ class DPFedAvg(Middleware):
         self.steps = int(state["steps"])
         self.step_rate = float(state["step_rate"])
         self.clipped = [int(c) for c in state["clipped"]]
+        self._secret = state.get("secret")
         self._generator = None
         if state["generator"] is not None:
             self._generator = torch.Generator()
             self._generator.set_state(state["generator"])
 
     def noise_seed(self, run: RunContext | None) -> int:
-        """``seed`` when set, else the run's seed (0 outside a run, as in unit tests)."""
+        """The seed of the noise: a secret from the operating system, drawn once per run;
+        with ``reproducible_noise``, ``seed`` when set, else the run's seed (0 outside a
+        run)."""
+        if not self.reproducible_noise:
+            if self._secret is None:
+                self._secret = secrets.randbits(63)
+            return self._secret
         if self.seed is not None:
             return int(self.seed)
         return int(run.seed) if run is not None else 0
+
+    @property
+    def noise_source(self) -> str:
+        """What ``privacy/noise`` records: whether the noise could be regenerated."""
+        return ("reproducible from a seed: NOT private" if self.reproducible_noise
+                else "seeded from the operating system")
 
     # ------------------------------------------------------------------ federated: DP-FedAvg
 
@@ -306,6 +342,7 @@ class DPFedAvg(Middleware):
             return
         run.record("privacy/epsilon", self.epsilon())
         run.record("privacy/delta", self.delta)
+        run.record("privacy/noise", self.noise_source)
         if not federated:
             run.record("privacy/steps", self.steps)
             clipped, seen = self.clipped

@@ -7,8 +7,10 @@ so the sum of the masked residues modulo ``2**bits`` equals the sum of the unmas
 the server learns the aggregate and nothing about one client's delta.
 
 The pairwise mask seeds stand in for the Diffie-Hellman key agreement of the real protocol (a
-secret of this middleware: ``seed``, by default the run's seed, so that masks are not the same
-public stream in every run); clients that drop out before masking are simply left out
+secret of this middleware, drawn from the operating system when the run starts, so that no one
+who knows the spec or the run's seed can regenerate the masks; ``seed`` fixes it, for
+reproducible masks that are then not secret). The sum, and so every result, is the same
+whatever the secret: the masks cancel exactly. Clients that drop out before masking are simply left out
 of the round's mask set (the protocol passes the clients that report). Dropout *after* masking
 (the protocol's secret-sharing recovery) is not simulated: the federated protocol re-masks the
 survivors instead.
@@ -21,6 +23,7 @@ nothing to aggregate (``supervised``) the spec check rejects it.
 
 from __future__ import annotations
 
+import secrets
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -54,6 +57,7 @@ class SecureAggregation(Middleware):
 
     def __init__(self, precision: int = 24, bits: int = 62, seed: int | None = None) -> None:
         self.precision, self.bits, self.seed = int(precision), int(bits), seed
+        self._secret: int | None = None
 
     def validate(self, run: RunContext) -> None:
         """``precision`` must leave ``bits`` room for the integer part, and a round must have
@@ -73,10 +77,13 @@ class SecureAggregation(Middleware):
             )
 
     def mask_secret(self, run: RunContext | None) -> int:
-        """``seed`` when set, else the run's seed (0 outside a run, as in unit tests)."""
+        """``seed`` when set, else a secret from the operating system, drawn once per run
+        (every client of a round must derive the same pairwise masks)."""
         if self.seed is not None:
             return int(self.seed)
-        return int(run.seed) if run is not None else 0
+        if self._secret is None:
+            self._secret = secrets.randbits(63)
+        return self._secret
 
     # tryfirst: the outermost wrapper, so it masks after every other middleware (DP) has acted.
     @hookimpl(wrapper=True, tryfirst=True)
