@@ -158,3 +158,19 @@ def test_a_protonet_query_depends_on_its_own_episode_only() -> None:
     assert torch.equal(first, method.predict(None, model, batch(others))[0])
     alone = method.predict(None, model, batch(episodes[:1]))[0]
     torch.testing.assert_close(first, alone, rtol=1e-5, atol=1e-5)
+
+
+def test_rotated_classes_of_one_character_stay_in_one_split(data_root) -> None:
+    """omniglot with rotations = true: 968 classes of 242 characters; a character's four
+    rotations must all land in the same split (else meta-test leaks into meta-training)."""
+    from paralab import load_dataset
+
+    rotated = load_dataset("omniglot", rotations=True)
+    split = split_classes(rotated, (0.6, 0.2, 0.2), seed=0)
+    assert sum(len(part) for part in (split.meta_train, split.meta_val, split.meta_test)) == 968
+    characters = [set((part // 4).tolist()) for part in
+                  (split.meta_train, split.meta_val, split.meta_test)]
+    assert not (characters[0] & characters[1] or characters[0] & characters[2]
+                or characters[1] & characters[2])
+    assert sum(len(c) for c in characters) == 242
+    assert all(len(part) % 4 == 0 for part in (split.meta_train, split.meta_test))

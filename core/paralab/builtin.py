@@ -52,7 +52,10 @@ def paralab_datasets() -> list[DatasetSpec]:
                     {"sets": Option(("small1", "small2"), min_length=1,
                                     items=Option("", type=str, choices=_OMNIGLOT_SETS),
                                     help="which official zips to read"),
-                     "image_size": _IMAGE_SIZE, "verify": _VERIFY}, needs_root=True),
+                     "image_size": _IMAGE_SIZE, "verify": _VERIFY,
+                     "rotations": Option(False, help="add each character turned by 90, 180 "
+                                                     "and 270 degrees as new classes (x4, "
+                                                     "Vinyals et al.)")}, needs_root=True),
         DatasetSpec("omniglot_runs", "paralab.data.images:omniglot_runs",
                     "The 20 one-shot classification runs of Lake et al. 2015 (all_runs.zip).",
                     {"image_size": _IMAGE_SIZE, "verify": _VERIFY}, needs_root=True),

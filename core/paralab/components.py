@@ -71,6 +71,30 @@ class Component:
     example: Mapping[str, Any] = field(default_factory=dict)
     """Options for a tiny smoke run, used by the conformance kit (``paralab check-plugin``):
     for example ``{"epochs": 1}``. A dataset's example may set ``{"skip": "why"}``."""
+    requires: tuple[str, ...] = ()
+    """Top-level modules the factory's object imports at run time (``("captum",)``): when one
+    is not installed, ``paralab plugins`` says so with :attr:`install` and a spec naming the
+    component is a :class:`paralab.SpecError` before anything runs, instead of a bare
+    ``ModuleNotFoundError`` mid-run."""
+    requires_when: Mapping[str, Mapping[Any, tuple[str, ...]]] = field(default_factory=dict)
+    """Modules needed only for some option values: ``{"method": {"kernel_shap": ("shap",)}}``
+    (the value may also be an item of a list-valued option)."""
+    install: str = ""
+    """How to install what :attr:`requires` names (``"pip install 'paralab[explain]'"``)."""
+
+    def missing_modules(self, options: Mapping[str, Any] | None = None) -> list[str]:
+        """The required modules that are not installed (found on ``sys.path`` without being
+        imported), for these option values; ``None``: for any value."""
+        wanted = list(self.requires)
+        for option, by_value in self.requires_when.items():
+            if options is None:
+                wanted += [m for modules in by_value.values() for m in modules]
+                continue
+            value = options.get(option, self.defaults().get(option))
+            values = list(value) if isinstance(value, (list, tuple)) else [value]
+            for item in values:
+                wanted += list(by_value.get(item, ()))
+        return [m for m in dict.fromkeys(wanted) if not _installed(m)]
 
     def load(self) -> Callable[..., Any]:
         """Import and return the factory named by ``"module:attribute"`` (or the callable)."""
@@ -114,11 +138,27 @@ class Component:
             "options": {key: jsonable(value) for key, value in self.defaults().items()},
             "constraints": {key: option.constraint()
                             for key, option in self.declared_options().items()},
+            **({"requires": list(self.requires)} if self.requires else {}),
+            **({"requires_when": {o: {str(v): list(m) for v, m in by.items()}
+                                  for o, by in self.requires_when.items()}}
+               if self.requires_when else {}),
+            **({"install": self.install} if self.install else {}),
+            **({"missing": self.missing_modules()} if self.missing_modules() else {}),
             **extra,
         }
 
     def _extra(self) -> dict[str, Any]:
         return {}
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported (looked up on ``sys.path``, not imported)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 @dataclass(frozen=True)

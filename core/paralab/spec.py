@@ -288,6 +288,13 @@ class ExperimentSpec:
             spec = registry.components[kind][ref.name]
             specs[path] = spec
             problems += _check_options(path, ref, spec)
+            missing = spec.missing_modules(ref.options) if hasattr(spec, "missing_modules") else []
+            if missing:
+                problems.append(
+                    f"{path}.name = {ref.name!r}: {kind} {ref.name!r} of plugin {spec.provider} "
+                    f"needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
+                    f"not installed; {spec.install or 'install ' + ', '.join(missing)}"
+                )
         method, protocol = specs.get("method"), specs.get("protocol")
         if self.model is None and protocol is not None and protocol.uses_model:
             problems.append(

@@ -183,6 +183,8 @@ def paralab_methods() -> list[MethodSpec]:
             },
             protocols=_PROTOCOLS,
             example={"strategy": "Naive"},
+            requires=("avalanche",),
+            install="pip install 'paralab[continual]'",
             # Avalanche trains through its own loop: the spec's loss terms never enter it.
             applies_losses=False,
         ),

@@ -47,6 +47,13 @@ _SHARED = {
 }
 
 
+_METHOD_LIBRARIES = {"saliency": ("captum",), "deeplift": ("captum",),
+                     "gradient_shap": ("captum",), "kernel_shap": ("shap",), "lime": ("lime",)}
+"""What each attribution method imports at run time (integrated gradients and exact Shapley
+are paralab's own)."""
+_INSTALL = "pip install 'paralab[explain]'"
+
+
 @hookimpl
 def paralab_auditors() -> list[AuditorSpec]:
     return [
@@ -69,6 +76,8 @@ def paralab_auditors() -> list[AuditorSpec]:
                 "top": count(10, help="features listed as the most important"),
             },
             example={"rows": 8, "steps": 8},
+            requires_when={"method": _METHOD_LIBRARIES},
+            install=_INSTALL,
         ),
         AuditorSpec(
             name="faithfulness",
@@ -90,5 +99,8 @@ def paralab_auditors() -> list[AuditorSpec]:
                 "sensitivity": Option(True, help="also compute sensitivity_max (costly)"),
             },
             example={"rows": 4, "steps": 8, "perturbations": 2},
+            requires=("captum",),  # infidelity and sensitivity_max are Captum's
+            requires_when={"methods": _METHOD_LIBRARIES},
+            install=_INSTALL,
         ),
     ]

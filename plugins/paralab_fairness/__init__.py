@@ -205,6 +205,7 @@ def paralab_methods() -> list[MethodSpec]:
                     "difference_bound": _difference_bound(strict=True),
                     "eps": positive(0.01, help="sets the bound 1/eps on the Lagrange multipliers"),
                     "max_iter": count(50, help="outer iterations")},
+                   requires=("fairlearn",), install="pip install 'paralab[fairness]'",
                    protocols=protocols, example={**_ESTIMATOR_EXAMPLE, "max_iter": 5}),
         MethodSpec("grid_search", "paralab_fairness.estimators:GridSearchMethod",
                    "fairlearn GridSearch over Lagrange multipliers (one deterministic model).",
@@ -213,6 +214,7 @@ def paralab_methods() -> list[MethodSpec]:
                     "grid_size": count(10, help="Lagrange multipliers tried"),
                     "grid_limit": positive(2.0, help="multipliers range in [-limit, limit]"),
                     "constraint_weight": fraction(0.5, help="weight of the constraint vs error")},
+                   requires=("fairlearn",), install="pip install 'paralab[fairness]'",
                    protocols=protocols, example={**_ESTIMATOR_EXAMPLE, "grid_size": 3}),
         MethodSpec("threshold_optimizer", "paralab_fairness.estimators:ThresholdOptimizerMethod",
                    "fairlearn ThresholdOptimizer (Hardt et al. 2016): group-specific thresholds "
@@ -222,6 +224,7 @@ def paralab_methods() -> list[MethodSpec]:
                     "objective": one_of("accuracy_score", THRESHOLD_OBJECTIVES,
                                         help="what the thresholds maximize (equalized_odds: "
                                              "accuracy_score or balanced_accuracy_score)")},
+                   requires=("fairlearn",), install="pip install 'paralab[fairness]'",
                    protocols=protocols, example=_ESTIMATOR_EXAMPLE),
         MethodSpec("threshold", "paralab_fairness.given:Threshold",
                    "Audit: a numeric score is a positive decision when it is at least `at` (or "

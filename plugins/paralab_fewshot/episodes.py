@@ -42,6 +42,10 @@ class ClassSplit:
         return {split: int(self.classes(split).numel()) for split in SPLITS}
 
 
+ROTATED_FROM = "character"
+"""The feature naming the unrotated character of each image of a rotation-augmented dataset."""
+
+
 def split_classes(
     dataset: SharedDataset,
     fractions: Sequence[float] = (0.6, 0.2, 0.2),
@@ -55,6 +59,11 @@ def split_classes(
     feature such as ``"alphabet"``: then every class of a group lands in the same split, which
     is Lake et al.'s harder split of Omniglot by alphabet). The shuffle is seeded, so the same
     ``seed`` gives the same split whatever the run's seed is.
+
+    A dataset whose classes are rotations of one character (``omniglot`` with ``rotations =
+    true`` declares ``features["character"]``) is split by character when ``group_by`` is
+    empty: a rotated copy of a meta-test character among the meta-training classes would leak
+    it, as Vinyals et al.'s and Snell et al.'s splits by character avoid.
     """
     if len(fractions) != 3 or any(f < 0 for f in fractions) or sum(fractions) <= 0:
         raise EpisodeError(
@@ -65,6 +74,8 @@ def split_classes(
     classes = torch.unique(y)
     if classes.numel() == 0:
         raise EpisodeError(f"dataset {dataset.name!r} has no examples to draw episodes from")
+    if not group_by and ROTATED_FROM in dataset.features:
+        group_by = ROTATED_FROM
     if group_by:
         if group_by not in dataset.features:
             raise EpisodeError(

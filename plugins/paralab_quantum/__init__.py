@@ -54,6 +54,9 @@ _QUANTUM_LAYER = {
     "memory_limit_gb": non_negative(0.0, help="statevector memory limit; 0: the free memory"),
 }
 _N_QUBITS_AUTO = count(0, low=0, help="qubits; 0: the fewest that hold every feature")
+_BACKEND_LIBRARIES = {"backend": {"pennylane": ("pennylane",),
+                                  "lightning": ("pennylane", "pennylane_lightning")}}
+"""What each backend imports at run time (the torch simulator needs nothing more)."""
 
 
 @hookimpl
@@ -75,6 +78,8 @@ def paralab_models() -> list[ModelSpec]:
                                help="a linear layer on the outputs, or one output per class"),
              **_QUANTUM_LAYER},
             example={"n_qubits": 4, "embedding": "amplitude", "layers": 1},
+            requires_when=_BACKEND_LIBRARIES,
+            install="pip install 'paralab[quantum]'",
         ),
         ModelSpec(
             "hybrid",
@@ -85,6 +90,8 @@ def paralab_models() -> list[ModelSpec]:
              "n_qubits": count(4, help="qubits of the quantum layer"),
              **_QUANTUM_LAYER},
             example={"hidden": [8], "n_qubits": 3, "layers": 1},
+            requires_when=_BACKEND_LIBRARIES,
+            install="pip install 'paralab[quantum]'",
         ),
     ]
 

@@ -41,6 +41,8 @@ def paralab_trackers() -> list[TrackerSpec]:
                                help=f"where the event files go, {_RELATIVE}; an absolute folder "
                                     "gets a subfolder per run")},
             example={},
+            requires=("tensorboard",),
+            install="pip install 'paralab[tracking]'",
         ),
         TrackerSpec(
             "mlflow", "paralab_tracking.mlflow_tracker:MlflowTracker",
@@ -63,5 +65,7 @@ def paralab_trackers() -> list[TrackerSpec]:
              "log_artifacts": Option(True, type=bool,
                                      help="upload the run folder's files when the run ends")},
             example={},
+            requires=("mlflow",),
+            install="pip install 'paralab[tracking]'",
         ),
     ]

@@ -144,7 +144,7 @@ class MlflowTracker(Tracker):
         if folder is not None:
             tags["paralab.run_dir"] = str(folder.resolve())
         for record in result.plugins:
-            if record.get("status") == "active":
+            if record.get("status") in ("active", "missing"):
                 tags[f"paralab.plugin.{record['name']}"] = str(record.get("version", ""))
         parent = study_value(run.study, PARENT)
         if parent:

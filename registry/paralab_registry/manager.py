@@ -45,6 +45,7 @@ from paralab_registry.records import (
     DISABLED,
     FAILED,
     INCOMPATIBLE,
+    MISSING,
     NameClash,
     PluginRecord,
 )
@@ -326,7 +327,10 @@ class PluginRegistry:
         for kind, specs in contributed.items():
             self.components[kind].update(specs)
         record.contributions = {kind: sorted(specs) for kind, specs in contributed.items()}
-        record.status = ACTIVE
+        record.missing = _missing_requirements(contributed)
+        record.status = MISSING if record.missing else ACTIVE
+        if record.missing:
+            record.reason = "; ".join(record.missing)
         self._store(record)
         self._modules[record.name] = record.module.partition(":")[0] or _module_of(plugin)
 
@@ -531,3 +535,25 @@ def _importable(module_name: str) -> bool:
         return importlib.util.find_spec(module_name) is not None
     except (ImportError, ValueError):  # a parent package that is missing, or an empty name
         return False
+
+
+def _missing_requirements(contributed: dict[str, dict[str, Any]]) -> list[str]:
+    """``"missing captum (auditor attributions, method = 'integrated_gradients'): pip install
+    'paralab[explain]'"`` for each component whose declared modules are not installed
+    (looked up with ``importlib.util.find_spec``: nothing is imported)."""
+    lines = []
+    for kind, specs in sorted(contributed.items()):
+        for name, spec in sorted(specs.items()):
+            always = [m for m in getattr(spec, "requires", ()) if not _importable(m)]
+            if always:
+                lines.append(f"missing {', '.join(always)} ({kind} {name})"
+                             + (f": {spec.install}" if getattr(spec, "install", "") else ""))
+            for option, by_value in (getattr(spec, "requires_when", None) or {}).items():
+                for value, modules in by_value.items():
+                    absent = [m for m in modules if not _importable(m) and m not in always]
+                    if absent:
+                        lines.append(f"missing {', '.join(absent)} ({kind} {name} with "
+                                     f"{option} = {value!r})"
+                                     + (f": {spec.install}" if getattr(spec, "install", "")
+                                        else ""))
+    return lines

@@ -9,7 +9,10 @@ ACTIVE = "active"
 FAILED = "failed"
 DISABLED = "disabled"
 INCOMPATIBLE = "incompatible"
-STATUSES = (ACTIVE, FAILED, DISABLED, INCOMPATIBLE)
+MISSING = "missing"
+"""Loaded, but a library some of its components import at run time is not installed: those
+components are refused by the spec check (with the install hint); the rest work."""
+STATUSES = (ACTIVE, FAILED, DISABLED, INCOMPATIBLE, MISSING)
 
 
 @dataclass
@@ -34,6 +37,8 @@ class PluginRecord:
     builtin: bool = False
     bundled: bool = False
     contributions: dict[str, list[str]] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    """One line per component whose required modules are absent: what, and how to install."""
 
     @property
     def label(self) -> str:
@@ -53,6 +58,7 @@ class PluginRecord:
             "builtin": self.builtin,
             "bundled": self.bundled,
             "contributions": {kind: list(names) for kind, names in self.contributions.items()},
+            "missing": list(self.missing),
         }
 
 
