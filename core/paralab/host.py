@@ -136,12 +136,16 @@ class Hooks:
         try:
             getattr(self._hook, hook_name)(**arguments)
         except Exception as error:
-            name = self.raising_run_object(hook_name, error.__traceback__, "trackers[")
-            if not name:
-                raise
             from paralab.context import ComponentFailure
 
-            raise ComponentFailure("tracker", name, error) from error
+            name = self.raising_run_object(hook_name, error.__traceback__, "trackers[")
+            if name:
+                raise ComponentFailure("tracker", name, error) from error
+            name = self.raising_run_object(hook_name, error.__traceback__, "callbacks[",
+                                           full=True)
+            if name:  # a per-run callback (paralab.run(..., callbacks=[...]))
+                raise ComponentFailure("callback", name, error) from error
+            raise
 
     def process_update(self, run: RunContext, update: Update) -> Update:
         return self._through_middleware("paralab_process_update", run=run, update=update)
@@ -181,9 +185,11 @@ class Hooks:
             return _middleware_name(impls[0].plugin_name)
         return ""
 
-    def raising_run_object(self, hook_name: str, tb: TracebackType | None, prefix: str) -> str:
-        """The name of the run's object (``prefix`` ``"middleware["`` or ``"trackers["``)
-        whose ``hook_name`` implementation is the innermost such frame of ``tb``, else ``""``."""
+    def raising_run_object(self, hook_name: str, tb: TracebackType | None, prefix: str,
+                           full: bool = False) -> str:
+        """The name of the run's object (``prefix`` ``"middleware["``, ``"trackers["`` or
+        ``"callbacks["``) whose ``hook_name`` implementation is the innermost such frame of
+        ``tb``, else ``""``; ``full``: its registered name (``"callbacks[0]:Probe"``)."""
         impls = [impl for impl in getattr(self._hook, hook_name).get_hookimpls()
                  if impl.plugin_name.startswith(prefix)]
         found = ""
@@ -192,7 +198,7 @@ class Hooks:
             for impl in impls:
                 if (getattr(impl.function, "__code__", None) is frame.f_code
                         and frame.f_locals.get("self", impl.plugin) is impl.plugin):
-                    found = _middleware_name(impl.plugin_name)
+                    found = impl.plugin_name if full else _middleware_name(impl.plugin_name)
             tb = tb.tb_next
         return found
 

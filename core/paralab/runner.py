@@ -30,7 +30,7 @@ import time
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -223,7 +223,7 @@ class _Built:
 
 def run(spec: ExperimentSpec | dict[str, Any] | str | Path, *, registry: Any = None,
         overrides: Sequence[str] = (), study: Mapping[str, Any] | None = None,
-        resume_from: Any = None) -> Result:
+        resume_from: Any = None, callbacks: Sequence[object] = ()) -> Result:
     """Run an experiment and return its :class:`Result`.
 
     ``spec`` is an :class:`ExperimentSpec`, a dict in the TOML layout, or a path to a TOML file;
@@ -231,6 +231,11 @@ def run(spec: ExperimentSpec | dict[str, Any] | str | Path, *, registry: Any = N
     grammar of :mod:`paralab.overrides`). ``study`` is what a study tells its runs about itself
     (:class:`paralab.StudyInfo` as a dict): recorded in ``result.json`` and seen by trackers as
     ``run.study``. ``resume_from`` is used by :func:`paralab.resume`.
+
+    ``callbacks`` are objects with ``@paralab.hookimpl`` lifecycle hooks (``paralab_after_phase``
+    ...) for this run only, as Lightning's callbacks: no entry point, no process-wide
+    registration; each is checked as a plugin is (``PARALAB_API``, hook names, unmarked
+    methods) before anything runs, and one that raises fails the run naming it.
 
     Raises :class:`paralab.SpecError` before anything runs (and before the run's folder exists)
     when the spec is invalid, and :class:`RunError` (with the partial result) when a component
@@ -243,8 +248,10 @@ def run(spec: ExperimentSpec | dict[str, Any] | str | Path, *, registry: Any = N
     'completed'
     """
     registry = registry or get_registry()
+    _check_callbacks(registry, callbacks)
     start = _start(spec, registry, overrides, study,
                    folder=None if resume_from is None else resume_from.folder)
+    start.callbacks = list(callbacks)
     spec, stage, writer, result, started = (start.spec, start.stage, start.writer,
                                             start.result, start.started)
     context: RunContext | None = None
@@ -281,6 +288,23 @@ class _Start:
     writer: ResultWriter
     result: Result
     started: float
+    callbacks: list[object] = field(default_factory=list)
+
+
+def _check_callbacks(registry: Any, callbacks: Sequence[object]) -> None:
+    """Every callback valid as a per-run hook object, or a :class:`SpecError` naming each."""
+    from paralab_registry import PluginLoadError
+
+    registry.load()
+    problems = []
+    for position, callback in enumerate(callbacks):
+        try:
+            registry.check_callback(f"callbacks[{position}] ({type(callback).__name__})",
+                                    callback)
+        except PluginLoadError as error:
+            problems.append(str(error))
+    if problems:
+        raise SpecError(problems)
 
 
 def _start(spec: Any, registry: Any, overrides: Sequence[str],
@@ -310,7 +334,7 @@ def _assemble(start: _Start) -> tuple[_Built, RunContext]:
     built = _build(start.spec, start.registry, start.stage, start.device, start.result)
     start.result.model = built.model
     context = _context(start.spec, start.registry, built, start.device, start.result,
-                       start.writer)
+                       start.writer, start.callbacks)
     context.study = start.result.study
     _check(context, built, start.stage, start.registry)
     return built, context
@@ -354,12 +378,15 @@ def _build(spec: ExperimentSpec, registry: Any, stage: _Stage, device: torch.dev
 
 
 def _context(spec: ExperimentSpec, registry: Any, built: _Built, device: torch.device,
-             result: Result, writer: ResultWriter) -> RunContext:
-    """The run's context, with a plugin manager of its own that holds its middleware."""
+             result: Result, writer: ResultWriter,
+             callbacks: Sequence[object] = ()) -> RunContext:
+    """The run's context, with a plugin manager of its own that holds its middleware, its
+    trackers and its callbacks."""
     # Registered last-listed first: pluggy calls the latest registered wrapper outermost, and
     # the spec's first middleware is the outermost.
     extra = [(f"middleware[{i}]:{r.name}", m) for i, r, m in reversed(built.middleware)]
     extra += [(f"trackers[{i}]:{r.name}", t) for i, r, t in reversed(built.trackers)]
+    extra += [(f"callbacks[{i}]:{type(c).__name__}", c) for i, c in enumerate(callbacks)]
     # Without middleware the process-wide manager serves (nothing run-specific is ever
     # registered there); building a manager costs ~3 ms of a small run.
     hooks = Hooks(registry.run_manager(extra) if extra else registry.pm)
@@ -511,7 +538,8 @@ def _failed(error: BaseException, stage: _Stage, registry: Any, context: RunCont
     if stage.kind == "method" and stage.provider and plugin is None:
         plugin = stage.provider
     where = f"{stage.kind} {stage.name!r}" if stage.name else stage.kind
-    who = f"plugin {registry.records[plugin].label}" if plugin in registry.records else "the host"
+    who = (f"plugin {registry.records[plugin].label}" if plugin in registry.records
+           else "a callback" if stage.kind == "callback" else "the host")
     message = f"{who} failed in {where}: {type(error).__name__}: {error}"
     phase = context.current_phase if context is not None else None
     if phase is not None:

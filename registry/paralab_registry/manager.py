@@ -371,13 +371,49 @@ class PluginRegistry:
 
     def add(self, name: str, plugin: object) -> PluginRecord:
         """Register a plugin object at run time (tests, notebooks) through the same checks as
-        an entry point: API version, hook validation, contribution indexing."""
+        an entry point: API version, hook validation, contribution indexing.
+
+        :raises PluginLoadError: the object would be ignored (no or an incompatible
+            ``PARALAB_API``, hooks that match no spec, ``paralab_*`` methods not marked
+            ``@hookimpl``, a name clash); it is not registered. An entry point in that state
+            is listed with its reason instead, since nobody called for it by hand."""
         self.load()
         if name in self.records:
             raise ValueError(f"a plugin named {name!r} is already registered")
+        unmarked = unmarked_hooks(plugin, self.project, self.pm)
+        if unmarked:
+            raise PluginLoadError(
+                f"plugin {name!r}: {unmarked}; pluggy would ignore them", None)
         record = PluginRecord(name=name, module=_module_of(plugin))
         self._register(record, plugin)
-        return self.records[name]
+        record = self.records[name]
+        if record.status in (FAILED, INCOMPATIBLE):
+            self.remove(name)
+            raise PluginLoadError(f"plugin {name!r} was not added: {record.reason}", record)
+        return record
+
+    def check_callback(self, name: str, callback: object) -> None:
+        """Raise :class:`PluginLoadError` unless ``callback`` is a valid per-run hook object:
+        a compatible ``PARALAB_API``, every ``paralab_*`` method a marked implementation of a
+        lifecycle hook (a callback contributes no components: that takes a plugin)."""
+        reason = api_compatible(getattr(callback, "PARALAB_API", None), self.api_version)
+        if reason is not None:
+            raise PluginLoadError(f"{name}: {reason}; set PARALAB_API = \"{self.api_version}\"")
+        unmarked = unmarked_hooks(callback, self.project, self.pm)
+        if unmarked:
+            raise PluginLoadError(f"{name}: {unmarked}; pluggy would ignore them")
+        known = {hook for hook, caller in vars(self.pm.hook).items()
+                 if hook.startswith(self.project + "_") and caller.has_spec()}
+        marked = [attr for attr in dir(callback) if attr.startswith(self.project + "_")]
+        unknown = [attr for attr in marked if attr not in known]
+        if unknown:
+            raise PluginLoadError(f"{name}: implements hooks that match no spec: "
+                                  + "; ".join(f"{h}{suggest(h, known)}" for h in unknown))
+        contributing = sorted(set(marked) & set(self.contribution_hooks.values()))
+        if contributing:
+            raise PluginLoadError(
+                f"{name}: callbacks observe a run; {', '.join(contributing)} contribute "
+                "components, which a plugin registered with the registry does")
 
     def remove(self, name: str) -> None:
         """Unregister a plugin and forget its contributions."""
@@ -557,3 +593,19 @@ def _missing_requirements(contributed: dict[str, dict[str, Any]]) -> list[str]:
                                      + (f": {spec.install}" if getattr(spec, "install", "")
                                         else ""))
     return lines
+
+
+def unmarked_hooks(plugin: object, project: str, pm: pluggy.PluginManager) -> str:
+    """``"paralab_after_phase is not marked @paralab.hookimpl"`` for methods named like a hook
+    that pluggy would silently skip ("" when there are none)."""
+    names = []
+    for attr in dir(plugin):
+        if not attr.startswith(project + "_") or attr.isupper():
+            continue
+        method = getattr(plugin, attr, None)
+        if callable(method) and pm.parse_hookimpl_opts(plugin, attr) is None:
+            names.append(attr)
+    if not names:
+        return ""
+    return (f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} not marked "
+            f"@{project}.hookimpl")
