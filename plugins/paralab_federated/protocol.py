@@ -242,11 +242,7 @@ class Federated(Protocol):
         backend = self._backend(run)
         seed = self._seed(run)
         epochs, batch_size = method.client_settings(self.local_epochs, self.batch_size)
-        state = run.state.setdefault(STATE_KEY, {})
-        state.update(partition=partition, backend=backend.name, failures=[], history=[])
-        run.record("federated/backend", backend.name)
-        if "vmap_fallback" in state:
-            run.record("federated/vmap_fallback", state["vmap_fallback"])
+        state = self._begin(run, partition, backend.name)
         restored, self._restored = self._restored, None
         if restored is not None:  # paralab resume: the global model of the last checkpoint
             run.model.load_state_dict(restored["model"])
@@ -264,42 +260,82 @@ class Federated(Protocol):
         self._live = {"rounds_done": start, "stopped": stopped, "totals": totals}
         rounds = range(start, self.rounds) if not stopped else range(0)
         for r in run.progress(rounds, desc="rounds", total=self.rounds, done=start):
-            plan = plan_round(partition, round_index=r, seed=seed, fraction=self.fraction,
-                              stragglers=self.stragglers, epochs=epochs, batch_size=batch_size)
+            plan = self.plan(partition, r, seed, epochs, batch_size)
             with run.phase("round", r, clients=plan.clients, dropped=plan.dropped) as phase:
                 results = backend.train(plan, params, method.lr, method.mu)
-                for k, error in sorted(results.failures.items()):
-                    self._report_failure(run, r, k, error)
-                self._check_failures(run, plan, results)
-                updates = self._process(run, plan, results, partition.n_clients)
-                if updates:
-                    params = method.server_step(params, weighted_mean(updates), r)
-                    load_parameters(run.model, params)
-                received = sum(_bytes(u.delta) for u in updates)
-                totals["sent"] += model_bytes * len(plan.sampled)
-                totals["received"] += received
-                phase.metrics.update({
-                    "round/clients": len(updates),
-                    "round/dropped": len(plan.dropped),
-                    "round/failed": len(results.failures),
-                    "round/bytes_sent": model_bytes * len(plan.sampled),
-                    "round/bytes_received": received,
-                    "comm/bytes_sent": totals["sent"],
-                    "comm/bytes_received": totals["received"],
-                })
-                if results.losses:
-                    phase.metrics["train/loss"] = sum(results.losses.values()) / len(results.losses)
-                reached = False
-                if (r + 1) % self.eval_every == 0 or r + 1 == self.rounds:
-                    for split in self.eval_splits:
-                        run.evaluate(split)
-                    if self.client_eval:
-                        self._evaluate_clients(run, partition)
-                    reached = self._reached_target(run, phase.metrics, r)
-                state["history"].append(dict(phase.metrics))
-                self._live.update(rounds_done=r + 1, stopped=reached)
+                params, reached = self.conclude_round(run, phase.metrics, plan, results, params,
+                                                      model_bytes)
             if reached:
                 break
+        self.finish(run)
+
+    # ------------------------------------------------------------ the pieces of a round
+    # (shared with the seed axis, paralab_federated.vectorized, which trains the clients of
+    # several seeds' rounds at once and runs everything else through these, per seed)
+
+    def _begin(self, run: RunContext, partition: partitions.Partition,
+               backend: str) -> dict[str, Any]:
+        """The run's federated state before the first round (and the backend recorded)."""
+        state = run.state.setdefault(STATE_KEY, {})
+        state.update(partition=partition, backend=backend, failures=[], history=[])
+        run.record("federated/backend", backend)
+        if "vmap_fallback" in state:
+            run.record("federated/vmap_fallback", state["vmap_fallback"])
+        return state
+
+    def plan(self, partition: partitions.Partition, round_index: int, seed: int, epochs: int,
+             batch_size: int | None) -> RoundPlan:
+        """Round ``round_index``'s sampled clients, stragglers and minibatches."""
+        return plan_round(partition, round_index=round_index, seed=seed, fraction=self.fraction,
+                          stragglers=self.stragglers, epochs=epochs, batch_size=batch_size)
+
+    def conclude_round(self, run: RunContext, metrics: dict[str, Any], plan: RoundPlan,
+                       results: ClientResults, params: dict[str, torch.Tensor],
+                       model_bytes: int) -> tuple[dict[str, torch.Tensor], bool]:
+        """Everything of a round after its clients trained, inside the round's phase (whose
+        ``metrics`` it fills): failures, middleware, aggregate, server step, the global model
+        loaded into ``run.model``, the communication totals, evaluations and the target.
+        Returns the new global parameters and whether the target accuracy was reached."""
+        method: FederatedStrategy = run.method
+        partition = run.state[STATE_KEY]["partition"]
+        totals = self._live["totals"]
+        r = plan.round
+        for k, error in sorted(results.failures.items()):
+            self._report_failure(run, r, k, error)
+        self._check_failures(run, plan, results)
+        updates = self._process(run, plan, results, partition.n_clients)
+        if updates:
+            params = method.server_step(params, weighted_mean(updates), r)
+            load_parameters(run.model, params)
+        received = sum(_bytes(u.delta) for u in updates)
+        totals["sent"] += model_bytes * len(plan.sampled)
+        totals["received"] += received
+        metrics.update({
+            "round/clients": len(updates),
+            "round/dropped": len(plan.dropped),
+            "round/failed": len(results.failures),
+            "round/bytes_sent": model_bytes * len(plan.sampled),
+            "round/bytes_received": received,
+            "comm/bytes_sent": totals["sent"],
+            "comm/bytes_received": totals["received"],
+        })
+        if results.losses:
+            metrics["train/loss"] = sum(results.losses.values()) / len(results.losses)
+        reached = False
+        if (r + 1) % self.eval_every == 0 or r + 1 == self.rounds:
+            for split in self.eval_splits:
+                run.evaluate(split)
+            if self.client_eval:
+                self._evaluate_clients(run, partition)
+            reached = self._reached_target(run, metrics, r)
+        run.state[STATE_KEY]["history"].append(dict(metrics))
+        self._live.update(rounds_done=r + 1, stopped=reached)
+        return params, reached
+
+    def finish(self, run: RunContext) -> None:
+        """After the last round: the communication totals, the failures, the plot."""
+        state = run.state[STATE_KEY]
+        totals = self._live["totals"]
         for key in ("comm/bytes_sent", "comm/bytes_received"):
             run.result.metrics[key] = totals[key.split("_")[-1]]
         if state["failures"]:

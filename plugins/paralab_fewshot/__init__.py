@@ -94,7 +94,7 @@ def paralab_protocols() -> list[ProtocolSpec]:
     return [
         ProtocolSpec(
             "episodic",
-            "paralab_fewshot.protocol:Episodic",
+            "paralab_fewshot.seeds:Episodic",
             "Few-shot meta-learning: N-way K-shot Q-query episodes from a class split "
             "(meta-train/val/test); meta-test accuracy with a 95% CI over eval_episodes.",
             EPISODIC_OPTIONS,
@@ -105,6 +105,8 @@ def paralab_protocols() -> list[ProtocolSpec]:
             # reptile declares applies_losses=False, so the spec check refuses losses with it.
             applies_losses=True,
             middleware_hooks=(),
+            # paralab_fewshot.seeds: K seeds of protonet, maml and fomaml meta-train stacked.
+            seed_axis=True,
             resumable=True,
         ),
     ]

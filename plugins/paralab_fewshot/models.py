@@ -8,6 +8,10 @@ ANIL, the fine-tuning baseline).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -34,6 +38,60 @@ class BatchStatNorm2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         normalised = F.batch_norm(x, None, None, training=True, eps=self.eps)
         return normalised * self.weight[:, None, None] + self.bias[:, None, None]
+
+    def stacked_layer(self, k: int, tensors: dict[str, torch.Tensor], path: str
+                      ) -> Callable[[torch.Tensor, str], tuple[torch.Tensor, str]]:
+        """The stacked form (:mod:`paralab.stacked`'s extension point): every seed, and every
+        episode of :func:`episode_rows`, normalised with its own batch statistics."""
+        from paralab import STACKED_CHANNELS as CHANNELS
+        from paralab import Unstackable
+
+        weight, bias = tensors[f"{path}.weight"], tensors[f"{path}.bias"]
+        eps = self.eps
+
+        def apply(x: torch.Tensor, layout: str) -> tuple[torch.Tensor, str]:
+            if layout != CHANNELS:
+                raise Unstackable(f"{path}: BatchStatNorm2d on inputs that are not images")
+            normalised = _grouped_batch_statistics(x, _EPISODE_ROWS.get(), eps)
+            w, b = weight.reshape(-1), bias.reshape(-1)
+            return normalised * w[:, None, None] + b[:, None, None], CHANNELS
+
+        return apply
+
+
+_EPISODE_ROWS: ContextVar[int | None] = ContextVar("paralab_fewshot_episode_rows", default=None)
+"""Rows per episode of the stacked forward in progress (``None``: the batch is one group)."""
+
+
+@contextmanager
+def episode_rows(rows: int) -> Iterator[None]:
+    """Within this block, stacked :class:`BatchStatNorm2d` layers take the batch as
+    consecutive episodes of ``rows`` rows each and normalise each episode with its own
+    statistics: what :func:`embed_episodes` does one episode at a time."""
+    token = _EPISODE_ROWS.set(int(rows))
+    try:
+        yield
+    finally:
+        _EPISODE_ROWS.reset(token)
+
+
+def _grouped_batch_statistics(x: torch.Tensor, rows: int | None, eps: float) -> torch.Tensor:
+    """Affine-free batch norm of ``(batch, channels, H, W)`` with the statistics of each group
+    of ``rows`` consecutive rows. The groups become channels of one ``F.batch_norm`` call over
+    ``(rows, groups * channels, H, W)``: every (group, channel) is then reduced alone, by the
+    same kernel and in the same order as ``vmap`` of the single model reduces an episode's."""
+    batch, channels = x.shape[0], x.shape[1]
+    if rows is None or rows == batch:
+        return F.batch_norm(x, None, None, training=True, eps=eps)
+    if batch % rows:
+        raise ValueError(f"a batch of {batch} rows is not made of episodes of {rows} rows")
+    groups = batch // rows
+    spatial = x.shape[2:]
+    folded = (x.reshape(groups, rows, channels, *spatial).transpose(0, 1)
+              .reshape(rows, groups * channels, *spatial))
+    out = F.batch_norm(folded, None, None, training=True, eps=eps)
+    return (out.reshape(rows, groups, channels, *spatial).transpose(0, 1)
+            .reshape(batch, channels, *spatial))
 
 
 def conv4(
