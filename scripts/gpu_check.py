@@ -205,9 +205,15 @@ def check_seeds(counts: tuple[int, ...] = (1, 8, 64)) -> dict[str, Any]:
         out[f"peak_memory_per_seed_bytes_{k}"] = stacked[0].provenance["seed_axis"].get(
             "peak_memory_per_seed_bytes")
         if k == 8:
+            # Equal to float tolerance, as docs/seeds.md states: weights ~1e-7 apart can move
+            # one test example across a decision boundary, so each seed's accuracy may differ
+            # from its separate run's by one example of the test split.
             separate = paralab.run_seeds(spec, list(range(k)), vectorize=False)
-            out["accuracies_equal_8"] = ([r.metrics["test/accuracy"] for r in stacked]
-                                         == [r.metrics["test/accuracy"] for r in separate])
+            rows = len(paralab.load_dataset("digits").splits["test"])
+            apart = max(abs(a.metrics["test/accuracy"] - b.metrics["test/accuracy"])
+                        for a, b in zip(stacked, separate))
+            out["max_accuracy_difference_8"] = apart
+            out["accuracies_equal_8"] = apart <= 1.0 / rows + 1e-9
         print(f"seeds: {k} stacked cost {seconds / one:.2f}x one seed", flush=True)
     out["goal_64_seeds_at_most_2x"] = out.get("cost_64_seeds_over_1", float("inf")) <= 2.0
     return out

@@ -186,6 +186,16 @@ def test_every_problem_of_a_spec_is_listed_at_once(registry, tmp_path):
             {**digits_spec({"name": "maml", "engine": "factored"}), "model": "conv4"},
             r"method: method 'maml' .*engine = 'factored' needs an nn.Sequential of Linear",
         ),
+        (  # a head whose extra outputs meta-training never learned
+            digits_spec("maml", train_ways=2),
+            r"method: method 'maml' .*maml meta-trains 2-way, so its head's outputs beyond 2 "
+            r"are never meta-learned, but ways = 3 evaluates 3-way",
+        ),
+        (
+            digits_spec("fomaml", lake_runs=True),
+            r"method: .*fomaml meta-trains 3-way.*lake_runs = true \(20-way\) evaluates "
+            r"20-way.*train_ways = 20",
+        ),
     ],
 )
 def test_options_that_do_not_fit_the_data_are_refused_before_any_folder(

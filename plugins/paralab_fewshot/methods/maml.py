@@ -69,6 +69,26 @@ class MAML(EpisodicMethod):
             self.factored = FactoredMAML(model)  # type: ignore[arg-type]
         super().setup(run, model, ways, sample)
 
+    def validate(self, run: RunContext) -> None:
+        """An evaluation with more ways than meta-training would read head outputs whose
+        initialisation meta-training never learned (a 5-way MAML evaluated 20-way adapts 15
+        random outputs from scratch in a few inner steps): refuse it, naming the options."""
+        protocol = run.protocol
+        train, evaluated = getattr(protocol, "train_shape", None), getattr(protocol, "shape", None)
+        if train is not None and evaluated is not None:
+            lake = 20 if getattr(protocol, "lake_runs", False) else 0
+            ways = max(evaluated.ways, lake)
+            if ways > train.ways:
+                where = "lake_runs = true (20-way)" if lake > evaluated.ways else \
+                    f"ways = {evaluated.ways}"
+                raise ValueError(
+                    f"{self.name} meta-trains {train.ways}-way, so its head's outputs beyond "
+                    f"{train.ways} are never meta-learned, but {where} evaluates {ways}-way "
+                    f"with them; meta-train with train_ways = {ways} (or evaluate at most "
+                    f"{train.ways}-way), or use protonet, whose prototypes need no head"
+                )
+        super().validate(run)
+
     def query_logits(
         self,
         model: nn.Module,
