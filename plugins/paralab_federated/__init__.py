@@ -96,6 +96,8 @@ def paralab_protocols() -> list[ProtocolSpec]:
             # K seeds' rounds train their clients as one vectorized computation (the vmap
             # backend; paralab_federated.vectorized says what falls back, and why).
             seed_axis=True,
+            requires_when={"backend": {"ray": ("ray",)}},
+            install="pip install 'paralab[federated]'",
         ),
     ]
 
@@ -146,6 +148,8 @@ def paralab_middleware() -> list[MiddlewareSpec]:
                                                       "operating system)")},
             example={"clip": 1.0, "noise_multiplier": 0.5},
             hooks=("paralab_process_update", "paralab_process_gradients"),
+            requires=("dp_accounting",),
+            install="pip install 'paralab[federated]'",
         ),
         MiddlewareSpec(
             "secure_aggregation", "paralab_federated.secure_aggregation:SecureAggregation",

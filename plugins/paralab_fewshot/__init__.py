@@ -190,6 +190,9 @@ def paralab_methods() -> list[MethodSpec]:
             "learn2learn's MAML (clone/adapt per task) on paralab episodes; needs learn2learn.",
             {k: v for k, v in _MAML_OPTIONS.items() if k != "engine"},
             protocols=_EPISODIC,
+            requires=("learn2learn",),
+            install="pip install 'paralab[fewshot]' (on Python 3.11: bash "
+                    "scripts/build_learn2learn.sh, a Cython-3 rebuild of learn2learn 0.2.0)",
         ),
     ]
 
