@@ -208,3 +208,22 @@ def test_digits_example_runs_shortened(registry):
         spec.replace(protocol=protocol, output=None, device="cpu"), registry=registry
     )
     assert result.metrics["meta_test/accuracy"] > CHANCE
+
+
+def test_meta_test_evaluates_the_best_on_validation_model() -> None:
+    """select = auto (the default with meta-validation) evaluates the phase whose
+    meta-validation accuracy was best (the earliest of ties); select = last the final one."""
+    spec = digits_spec("protonet", meta_iterations=40, eval_every=8, val_episodes=30)
+    best = paralab.run(spec)
+    validation = [p["metrics"]["meta_val/accuracy"] for p in best.phases
+                  if p["kind"] == "meta_batch"]
+    chosen = best.metrics["meta_val/selected_phase"]
+    assert chosen == validation.index(max(validation))
+    assert best.metrics["meta_val/selected_accuracy"] == max(validation)
+    last = paralab.run({**spec, "protocol": {**spec["protocol"], "select": "last"}})
+    assert "meta_val/selected_phase" not in last.metrics
+    if chosen != len(validation) - 1:  # another model was tested
+        assert best.metrics["meta_test/accuracy"] != last.metrics["meta_test/accuracy"]
+    with pytest.raises(paralab.SpecError, match=r"select = 'best_val' .* val_episodes = 0"):
+        paralab.run({**spec, "protocol": {**spec["protocol"], "select": "best_val",
+                                          "val_episodes": 0}})

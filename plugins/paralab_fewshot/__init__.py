@@ -59,6 +59,10 @@ EPISODIC_OPTIONS = {
     "split_seed": Option(0, type=int, help="seed of the class split (not the run's seed)"),
     "split_by": Option("", type=str, help="a per-example feature to split by group ('': class)"),
     "lake_runs": Option(False, help="also evaluate Lake et al.'s 20-way one-shot runs"),
+    "select": one_of("auto", ("auto", "best_val", "last"),
+                     help="the model meta-test evaluates: best_val (the phase with the best "
+                          "meta-validation accuracy), last, or auto (best_val when there is "
+                          "meta-validation)"),
 }
 """The ``episodic`` protocol's options (``Episodic.__init__`` takes exactly these)."""
 

@@ -71,6 +71,7 @@ class Episodic(Protocol):
         split_seed: int = 0,
         split_by: str = "",
         lake_runs: bool = False,
+        select: str = "auto",
     ) -> None:
         self.shape = EpisodeShape(ways, shots, queries)
         self.train_shape = EpisodeShape(train_ways or ways, shots, queries)
@@ -84,6 +85,9 @@ class Episodic(Protocol):
         self.split_seed = split_seed
         self.split_by = split_by
         self.lake_runs = lake_runs
+        self.select = select
+        self._best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+        """(meta-validation accuracy, phase, model state) of the best phase so far."""
         self._prepared: tuple[dict[str, EpisodeSampler | None], Any] | None = None
         self._restored: dict[str, Any] | None = None
         self._phases_done = 0
@@ -136,6 +140,11 @@ class Episodic(Protocol):
                 "of the classes for meta-train, meta-validation and meta-test, summing to 1, "
                 "e.g. [0.6, 0.2, 0.2]"
             )
+        if self.select == "best_val" and not self.val_episodes:
+            raise EpisodeError(
+                "select = 'best_val' picks the model of the best meta-validation phase, but "
+                "val_episodes = 0 validates nothing; give val_episodes or use select = 'last'"
+            )
         if self.train_shape.ways == 1:
             raise EpisodeError(
                 "train_ways = 1: a 1-way episode has nothing to tell apart; use 0 (the same "
@@ -167,11 +176,41 @@ class Episodic(Protocol):
         Meta-training episodes come from ``run.generator`` (saved by the host); validation
         and test episodes from generators seeded by the run's seed alone, made afresh at
         every evaluation, so no sampler has a state to keep."""
+        best = None if self._best is None else {
+            "accuracy": self._best[0], "phase": self._best[1], "model": self._best[2]}
         return {"phases_done": self._phases_done, "model": run.model.state_dict(),
-                "method": run.method.state_dict()}
+                "method": run.method.state_dict(), "best": best}
 
     def restore_state(self, run: RunContext, state: dict[str, Any]) -> None:
         self._restored = state
+        best = state.get("best")
+        self._best = None if best is None else (
+            float(best["accuracy"]), int(best["phase"]), dict(best["model"]))
+
+    # ---------------------------------------------------------------------- model selection
+
+    def selects_best(self) -> bool:
+        """Whether meta-test evaluates the best-on-validation model (``select``: ``auto``
+        does whenever there is meta-validation) rather than the last one."""
+        return self.select == "best_val" or (self.select == "auto" and bool(self.val_episodes))
+
+    def keep_if_best(self, run: RunContext, phase_index: int, accuracy: float) -> None:
+        """After a phase's meta-validation: remember the model when it is the best so far
+        (ties keep the earlier phase)."""
+        if not self.selects_best():
+            return
+        if self._best is None or accuracy > self._best[0]:
+            state = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+            self._best = (float(accuracy), phase_index, state)
+
+    def restore_best(self, run: RunContext) -> None:
+        """Before meta-test: load the best-on-validation model and record which it was."""
+        if not self.selects_best() or self._best is None:
+            return
+        accuracy, index, state = self._best
+        run.model.load_state_dict(state)
+        run.record("meta_val/selected_phase", index)
+        run.record("meta_val/selected_accuracy", accuracy)
 
     def ways_needed(self) -> int:
         """The most classes an episode of this run will have (Lake's runs are 20-way)."""
@@ -215,7 +254,7 @@ class Episodic(Protocol):
                 phase.metrics["meta_train/loss"] = sum(losses) / len(losses)
                 validation = samplers["meta_val"]
                 if validation is not None:
-                    evaluate_episodes(
+                    accuracy, _ = evaluate_episodes(
                         run,
                         method,
                         validation,
@@ -224,9 +263,11 @@ class Episodic(Protocol):
                         name="meta_val",
                         generator=_generator(run.seed, _VALIDATION_STREAM),
                     )
+                    self.keep_if_best(run, index, accuracy)
                 self._phases_done = index + 1
         if done > len(phases):  # the checkpoint came after meta-test too: nothing is left
             return
+        self.restore_best(run)
         with run.phase(
             "meta_test",
             0,

@@ -151,18 +151,22 @@ class Episodic(SingleEpisodic):
                             losses)
                         validation = protocols[k]._prepared[0]["meta_val"]
                         if validation is not None:
-                            evaluate_episodes(
+                            accuracy, _ = evaluate_episodes(
                                 runs[k], runs[k].method, validation,
                                 episodes=self.val_episodes, meta_batch=self.eval_meta_batch,
                                 name="meta_val",
                                 generator=_generator(runs[k].seed, _VALIDATION_STREAM),
                             )
+                            protocols[k].keep_if_best(runs[k], index, accuracy)
                         protocols[k]._phases_done = index + 1
 
         def test_info(k: int) -> dict[str, Any]:
             return {"ways": self.shape.ways, "shots": self.shape.shots,
                     "queries": self.shape.queries, **sizes[k]}
 
+        for k, run in axis.each():  # each seed's best-on-validation model, as its run picks
+            with axis.guard(k, "protocol", run.spec.protocol.name):
+                protocols[k].restore_best(run)
         with axis.phases("meta_test", 0, test_info) as opened:
             for k in opened:
                 if k in axis.failed:
