@@ -227,3 +227,23 @@ def test_meta_test_evaluates_the_best_on_validation_model() -> None:
     with pytest.raises(paralab.SpecError, match=r"select = 'best_val' .* val_episodes = 0"):
         paralab.run({**spec, "protocol": {**spec["protocol"], "select": "best_val",
                                           "val_episodes": 0}})
+
+
+def test_the_outer_learning_rate_halves_on_schedule_alone_and_stacked() -> None:
+    spec = digits_spec({"name": "protonet", "meta_lr": 0.004}, meta_iterations=20,
+                       eval_every=10, lr_halving_every=5, val_episodes=0)
+    result = paralab.run(spec)
+    lrs = [p["metrics"]["meta_train/lr"] for p in result.phases if p["kind"] == "meta_batch"]
+    assert lrs == [0.004 / 2, 0.004 / 8]  # halved before steps 5; 10 and 15
+    constant = paralab.run({**spec, "protocol": {**spec["protocol"], "lr_halving_every": 0}})
+    assert "meta_train/lr" not in constant.phases[0]["metrics"]
+    assert constant.metrics["meta_test/accuracy"] != result.metrics["meta_test/accuracy"]
+    stacked = paralab.run_seeds(spec, [0, 1])
+    assert stacked[0].provenance["seed_axis"]["stacked"] == 2
+    separate = paralab.run_seeds(spec, [0, 1], vectorize=False)
+    for a, b in zip(stacked, separate):
+        assert [p["metrics"]["meta_train/lr"] for p in a.phases if p["kind"] == "meta_batch"] \
+            == lrs
+        losses = [(p["metrics"]["meta_train/loss"], q["metrics"]["meta_train/loss"])
+                  for p, q in zip(a.phases, b.phases) if p["kind"] == "meta_batch"]
+        assert losses[0][0] == pytest.approx(losses[0][1], rel=1e-5)  # after the first phase

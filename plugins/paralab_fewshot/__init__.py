@@ -63,6 +63,9 @@ EPISODIC_OPTIONS = {
                      help="the model meta-test evaluates: best_val (the phase with the best "
                           "meta-validation accuracy), last, or auto (best_val when there is "
                           "meta-validation)"),
+    "lr_halving_every": count(0, low=0, help="halve the outer learning rate every N outer "
+                                             "steps (Snell et al.: every 2,000 episodes); 0: "
+                                             "constant"),
 }
 """The ``episodic`` protocol's options (``Episodic.__init__`` takes exactly these)."""
 

@@ -72,6 +72,7 @@ class Episodic(Protocol):
         split_by: str = "",
         lake_runs: bool = False,
         select: str = "auto",
+        lr_halving_every: int = 0,
     ) -> None:
         self.shape = EpisodeShape(ways, shots, queries)
         self.train_shape = EpisodeShape(train_ways or ways, shots, queries)
@@ -86,6 +87,7 @@ class Episodic(Protocol):
         self.split_by = split_by
         self.lake_runs = lake_runs
         self.select = select
+        self.lr_halving_every = lr_halving_every
         self._best: tuple[float, int, dict[str, torch.Tensor]] | None = None
         """(meta-validation accuracy, phase, model state) of the best phase so far."""
         self._prepared: tuple[dict[str, EpisodeSampler | None], Any] | None = None
@@ -189,6 +191,17 @@ class Episodic(Protocol):
 
     # ---------------------------------------------------------------------- model selection
 
+    def schedule(self, optimizer: torch.optim.Optimizer | None, step: int) -> None:
+        """Before outer step ``step``: halve the outer learning rate every
+        ``lr_halving_every`` steps (Snell et al. halve Adam's every 2,000 episodes)."""
+        every = self.lr_halving_every
+        if not every or step == 0 or step % every:
+            return
+        if optimizer is None:
+            raise ValueError("lr_halving_every: the method has no outer optimizer to schedule")
+        for group in optimizer.param_groups:
+            group["lr"] *= 0.5
+
     def selects_best(self) -> bool:
         """Whether meta-test evaluates the best-on-validation model (``select``: ``auto``
         does whenever there is meta-validation) rather than the last one."""
@@ -247,11 +260,14 @@ class Episodic(Protocol):
             last = min(first + self.eval_every, self.meta_iterations)
             with run.phase("meta_batch", index, steps=[first, last], **sizes) as phase:
                 losses = []
-                for _ in range(first, last):
+                for step in range(first, last):
+                    self.schedule(getattr(method, "optimizer", None), step)
                     indices = train.sample(self.meta_batch, run.generator)
                     batch = TaskBatch.gather(dataset, indices, self.shape.shots)
                     losses.append(method.meta_step(run, model, batch))
                 phase.metrics["meta_train/loss"] = sum(losses) / len(losses)
+                if self.lr_halving_every:
+                    phase.metrics["meta_train/lr"] = method.optimizer.param_groups[0]["lr"]
                 validation = samplers["meta_val"]
                 if validation is not None:
                     accuracy, _ = evaluate_episodes(

@@ -137,7 +137,8 @@ class Episodic(SingleEpisodic):
 
             with axis.phases("meta_batch", index, info) as opened:
                 losses: list[list[float]] = []
-                for _ in range(start, stop):
+                for outer in range(start, stop):
+                    self.schedule(step.optimizer, outer)  # one schedule: the seeds share lr
                     for k, run in axis.each():  # each seed's draws, in its own order
                         train = protocols[k]._prepared[0]["meta_train"]
                         indices = train.sample(self.meta_batch, run.generator)
@@ -149,6 +150,8 @@ class Episodic(SingleEpisodic):
                     with axis.guard(k, "protocol", runs[k].spec.protocol.name):
                         phase.metrics["meta_train/loss"] = sum(row[k] for row in losses) / len(
                             losses)
+                        if self.lr_halving_every:
+                            phase.metrics["meta_train/lr"] = step.optimizer.param_groups[0]["lr"]
                         validation = protocols[k]._prepared[0]["meta_val"]
                         if validation is not None:
                             accuracy, _ = evaluate_episodes(
