@@ -106,3 +106,21 @@ def test_registry_add_refuses_what_it_would_ignore() -> None:
         registry.add("no_api", NoApi())
     assert "no_api" not in registry.records and "forgot" not in registry.records
     assert registry.add("recorder", Recorder()).status == "active"
+
+
+class NumericApi:
+    PARALAB_API = 1.0
+
+    @paralab.hookimpl
+    def paralab_after_phase(self, run, phase) -> None:  # noqa: ANN001
+        pass
+
+
+def test_a_numeric_paralab_api_is_refused_naming_the_object() -> None:
+    registry = host.make_registry(LoadSettings()).load()
+    with pytest.raises(PluginLoadError, match=r"numeric.*PARALAB_API = 1.0 is a float; it must "
+                                              r"be a string such as \"1.0\""):
+        registry.add("numeric", NumericApi())
+    with pytest.raises(SpecError, match=r"callbacks\[0\] \(NumericApi\): PARALAB_API = 1.0 is "
+                                        r"a float"):
+        paralab.run(SPEC, callbacks=[NumericApi()])

@@ -96,3 +96,8 @@ def test_plugins_json_carries_the_missing_lines(registry, capsys) -> None:
     listed = json.loads(capsys.readouterr().out)
     rows = listed if isinstance(listed, list) else listed.get("plugins", listed)
     assert all("missing" in row for row in rows)
+    hooks = {row["name"]: row["hooks"] for row in rows}
+    assert hooks["paralab_tracking"] == ["paralab_trackers"]  # its trackers hook in per run
+    assert "paralab_process_update" not in hooks["paralab_fairness"]
+    assert "paralab_middleware" in hooks["paralab_federated"]
+    assert "paralab_auditors" in hooks["paralab_explain"]

@@ -79,6 +79,10 @@ def api_compatible(declared: object, host: str) -> str | None:
     """None when a plugin declaring API ``declared`` can run on host API ``host``, else why not."""
     if declared is None:
         return f"declares no PARALAB_API (this host provides API {host})"
+    if not isinstance(declared, str):
+        # 1.10 as a float is 1.1: a number cannot say which contract it means.
+        return (f"PARALAB_API = {declared!r} is a {type(declared).__name__}; it must be a "
+                f"string such as \"{host}\"")
     try:
         major, minor = (int(part) for part in str(declared).split(".")[:2])
         host_major, host_minor = (int(part) for part in host.split(".")[:2])
@@ -327,6 +331,10 @@ class PluginRegistry:
         for kind, specs in contributed.items():
             self.components[kind].update(specs)
         record.contributions = {kind: sorted(specs) for kind, specs in contributed.items()}
+        record.hooks = sorted(
+            name for name, caller in vars(self.pm.hook).items()
+            if name.startswith(self.project + "_")
+            and any(impl.plugin_name == record.name for impl in caller.get_hookimpls()))
         record.missing = _missing_requirements(contributed)
         record.status = MISSING if record.missing else ACTIVE
         if record.missing:

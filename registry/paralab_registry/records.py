@@ -37,6 +37,8 @@ class PluginRecord:
     builtin: bool = False
     bundled: bool = False
     contributions: dict[str, list[str]] = field(default_factory=dict)
+    hooks: list[str] = field(default_factory=list)
+    """The hooks the plugin implements (contribution and lifecycle hooks alike)."""
     missing: list[str] = field(default_factory=list)
     """One line per component whose required modules are absent: what, and how to install."""
 
@@ -58,6 +60,7 @@ class PluginRecord:
             "builtin": self.builtin,
             "bundled": self.bundled,
             "contributions": {kind: list(names) for kind, names in self.contributions.items()},
+            "hooks": list(self.hooks),
             "missing": list(self.missing),
         }
 
