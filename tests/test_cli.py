@@ -152,6 +152,14 @@ def test_orderings_can_demand_a_margin_over_the_baseline(tmp_path: Path, monkeyp
     monkeypatch.setenv("METHOD", "0.55")  # above the baseline, but not by the margin: a near no-op
     report = reproduce("margin", papers_dir=papers)
     assert not report.passed and "by at least 0.1" in report.render()
+    # The generated table shows the missed ordering and the paper's verdict, not only the
+    # claims (which all passed here: a paper must not look reproduced when it is not).
+    from paralab.papers import record, table
+
+    record(report, papers)
+    rows = [line for line in table(papers).splitlines() if "margin" in line or "ordering" in line]
+    assert "**NOT reproduced**" in rows[0]
+    assert any("ordering `method >= baseline by 0.1`" in r and "**missed**" in r for r in rows)
 
 
 def test_the_papers_readme_holds_the_table_of_the_recorded_runs() -> None:

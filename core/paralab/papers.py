@@ -224,14 +224,31 @@ def table(papers_dir: str | None = None) -> str:
         full = records.get("full")
         quick = records.get("quick")
         ours = {row["metric"]: row for row in full["rows"]} if full else {}
-        when = (f"{full['date']}, {full['seconds']:.0f} s" if full else "not recorded")
+        when = (f"{'reproduced' if full['passed'] else '**NOT reproduced**'} "
+                f"({full['date']}, {full['seconds']:.0f} s)" if full else "not recorded")
         quick_text = ("not recorded" if quick is None else
                       f"{'as expected' if quick['passed'] else 'NOT as expected'} "
                       f"({quick['date']}, {quick['seconds']:.0f} s)")
         claims = [c for c in config.get("claims", []) if c.get("check", "within") != "report"]
+        recorded_orderings = {tuple(o["metrics"]): o["passed"]
+                              for o in (full or {}).get("orderings", [])}
+        for ordering in config.get("orderings", []):  # the table's shape: checked too
+            metrics = tuple(ordering["metrics"])
+            margin = ordering.get("margin")
+            label = " >= ".join(metrics) + (f" by {margin:g}" if margin is not None else "")
+            claims.append({"ordering": label, "metrics": metrics})
         if not claims:
             claims = [{"metric": "(numbers reported, none checked)"}]
         for position, claim in enumerate(claims):
+            if "ordering" in claim:
+                passed = recorded_orderings.get(claim["metrics"]) if full else None
+                status = ("no record" if full is None else "-" if passed is None
+                          else "reproduced" if passed else "**missed**")
+                first = position == 0
+                lines.append(
+                    f"| {f'`{name}`' if first else ''} | ordering `{claim['ordering']}` | - | - | "
+                    f"{status} | {when if first else ''} | {quick_text if first else ''} |")
+                continue
             row = ours.get(claim["metric"])
             if full is None:
                 status = "no record"
