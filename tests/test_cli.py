@@ -98,12 +98,17 @@ def reproduce(quick):
 """
 
 
+def write_quick_paper(folder: Path) -> str:
+    """``folder/papers/quickly``: a paper whose script's quick score comes from $QUICK_SCORE."""
+    paper = folder / "papers" / "quickly"
+    paper.mkdir(parents=True)
+    (paper / "paper.toml").write_text(QUICK_PAPER, encoding="utf-8")
+    (paper / "reproduce.py").write_text(QUICK_SCRIPT, encoding="utf-8")
+    return str(folder / "papers")
+
+
 def test_quick_mode_is_judged_against_its_own_expectations(tmp_path: Path, monkeypatch) -> None:
-    folder = tmp_path / "papers" / "quickly"
-    folder.mkdir(parents=True)
-    (folder / "paper.toml").write_text(QUICK_PAPER, encoding="utf-8")
-    (folder / "reproduce.py").write_text(QUICK_SCRIPT, encoding="utf-8")
-    papers = str(tmp_path / "papers")
+    papers = write_quick_paper(tmp_path)
     assert reproduce("quickly", papers_dir=papers).passed  # full: 0.995 >= 0.99 - 0.01
     monkeypatch.setenv("QUICK_SCORE", "0.47")  # far below the paper, as expected of quick
     quick = reproduce("quickly", papers_dir=papers, quick=True)
@@ -117,11 +122,7 @@ def test_quick_mode_is_judged_against_its_own_expectations(tmp_path: Path, monke
 def test_recorded_runs_make_the_papers_table(tmp_path: Path, monkeypatch) -> None:
     from paralab.papers import TABLE_BEGIN, TABLE_END, record, table, update_readme
 
-    folder = tmp_path / "papers" / "quickly"
-    folder.mkdir(parents=True)
-    (folder / "paper.toml").write_text(QUICK_PAPER, encoding="utf-8")
-    (folder / "reproduce.py").write_text(QUICK_SCRIPT, encoding="utf-8")
-    papers = str(tmp_path / "papers")
+    papers = write_quick_paper(tmp_path)
     (tmp_path / "papers" / "README.md").write_text("# papers\n\nintro kept\n", encoding="utf-8")
     assert "| `quickly` | `score` (at_least ±0.01) | 0.99 | - | no record |" in table(papers)
     full = reproduce("quickly", papers_dir=papers)

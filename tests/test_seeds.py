@@ -29,6 +29,7 @@ import torch
 import paralab
 from paralab import run_seeds
 from paralab.stacked import StackedModel, Unstackable, why_not_stacked
+from tests.seed_helpers import assert_runs_one_after_another, with_a_failing_seed
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -197,37 +198,11 @@ def test_unsupported_configurations_run_one_after_another(changes: dict[str, Any
     one = spec(**changes)
     if "middleware" in changes:
         pytest.importorskip("dp_accounting")
-    results = run_seeds(one, [0, 1])
-    assert [r.status for r in results] == ["completed", "completed"]
-    for result in results:
-        record = result.provenance["seed_axis"]
-        assert record["stacked"] == 1
-        assert why in record["why_not"]
-    reference = [paralab.run(one, overrides=[f"seed={s}"]) for s in (0, 1)]
-    assert [r.metrics["test/accuracy"] for r in results] == \
-        [r.metrics["test/accuracy"] for r in reference]
-
-
-class FailSeed:
-    """Raises in ``after_phase`` of one seed's run only."""
-
-    def __init__(self, seed: int) -> None:
-        self.seed = seed
-
-    @paralab.hookimpl
-    def paralab_after_phase(self, run: Any, phase: Any) -> None:
-        if run.seed == self.seed and phase.index == 1:
-            raise RuntimeError(f"tracker of seed {self.seed} is down")
+    assert_runs_one_after_another(one, why, "test/accuracy")
 
 
 def test_a_failing_seed_fails_alone_as_its_separate_run_would() -> None:
-    registry = paralab.get_registry()
-    registry.pm.register(FailSeed(1), name="fail-seed-1")
-    try:
-        stacked = run_seeds(spec(), [0, 1, 2])
-        separate = run_seeds(spec(), [0, 1, 2], vectorize=False)
-    finally:
-        registry.pm.unregister(name="fail-seed-1")
+    stacked, separate = with_a_failing_seed(spec())
     assert [r.status for r in stacked] == [r.status for r in separate] == \
         ["completed", "failed", "completed"]
     assert stacked[1].error["message"] == separate[1].error["message"]

@@ -34,6 +34,7 @@ from paralab.components import MethodSpec
 from paralab_federated.local_training import VmapTrainer
 from paralab_federated.methods import FedAvg
 from tests.federated_helpers import spec as federated_spec
+from tests.seed_helpers import assert_runs_one_after_another, with_a_failing_seed
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -199,27 +200,8 @@ def test_a_failing_stacked_step_reruns_each_seed_as_its_separate_run(
     assert_equal_runs(stacked, run_seeds(one, [0, 1], vectorize=False))
 
 
-class FailSeed:
-    """Raises in ``after_phase`` of round 1 of one seed's run only."""
-
-    def __init__(self, seed: int) -> None:
-        self.seed = seed
-
-    @paralab.hookimpl
-    def paralab_after_phase(self, run: Any, phase: Any) -> None:
-        if run.seed == self.seed and phase.index == 1:
-            raise RuntimeError(f"tracker of seed {self.seed} is down")
-
-
 def test_a_failing_seed_fails_alone_as_its_separate_run_would() -> None:
-    registry = paralab.get_registry()
-    registry.pm.register(FailSeed(1), name="fail-federated-seed-1")
-    try:
-        one = spec(rounds=3)
-        stacked = run_seeds(one, [0, 1, 2])
-        separate = run_seeds(one, [0, 1, 2], vectorize=False)
-    finally:
-        registry.pm.unregister(name="fail-federated-seed-1")
+    stacked, separate = with_a_failing_seed(spec(rounds=3))
     assert [r.status for r in stacked] == [r.status for r in separate] == \
         ["completed", "failed", "completed"]
     assert stacked[1].error["message"] == separate[1].error["message"]
@@ -241,14 +223,7 @@ def why_not(one: dict[str, Any], seeds: tuple[int, ...] = (0, 1)) -> str:
 
 def assert_sequential(one: dict[str, Any], reason: str, registry: Any = None) -> None:
     """The seeds ran one after another, saying ``reason``, each exactly its own run."""
-    results = run_seeds(one, [0, 1], registry=registry)
-    assert [r.status for r in results] == ["completed", "completed"]
-    for result in results:
-        assert result.provenance["seed_axis"]["stacked"] == 1
-        assert reason in result.provenance["seed_axis"]["why_not"]
-    reference = [paralab.run(one, overrides=[f"seed={s}"], registry=registry) for s in (0, 1)]
-    assert [r.metrics["test/accuracy"] for r in results] == \
-        [r.metrics["test/accuracy"] for r in reference]
+    assert_runs_one_after_another(one, reason, "test/accuracy", registry)
 
 
 def test_the_loop_backend_runs_seeds_one_after_another() -> None:

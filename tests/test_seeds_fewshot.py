@@ -30,6 +30,7 @@ import paralab
 from paralab import DatasetInfo, run_seeds
 from paralab.stacked import CHANNELS, StackedModel, Unstackable, why_not_stacked
 from paralab_fewshot.models import BatchStatNorm2d, conv4, embed_episodes, episode_rows
+from tests.seed_helpers import assert_runs_one_after_another, with_a_failing_seed
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -137,15 +138,7 @@ def test_refused_configurations_run_one_after_another(
         method: dict[str, Any], model: dict[str, Any] | None, why: str) -> None:
     one = spec(method, model, meta_iterations=2, eval_every=1, val_episodes=0,
                eval_episodes=6, eval_meta_batch=6)
-    results = run_seeds(one, [0, 1])
-    assert [r.status for r in results] == ["completed", "completed"]
-    for result in results:
-        record = result.provenance["seed_axis"]
-        assert record["stacked"] == 1
-        assert why in record["why_not"]
-    reference = [paralab.run(one, overrides=[f"seed={s}"]) for s in (0, 1)]
-    assert [r.metrics["meta_test/accuracy"] for r in results] == \
-        [r.metrics["meta_test/accuracy"] for r in reference]
+    assert_runs_one_after_another(one, why, "meta_test/accuracy")
 
 
 def test_checkpointed_runs_go_one_after_another(tmp_path: Any) -> None:
@@ -231,27 +224,9 @@ def test_a_module_with_stacked_layer_supplies_its_stacked_form() -> None:
     assert "Plain, which has no stacked form" in why_not_stacked(nn.Sequential(Plain()))
 
 
-class FailSeed:
-    """Raises in ``after_phase`` of one seed's first meta-batch phase only."""
-
-    def __init__(self, seed: int) -> None:
-        self.seed = seed
-
-    @paralab.hookimpl
-    def paralab_after_phase(self, run: Any, phase: Any) -> None:
-        if run.seed == self.seed and phase.kind == "meta_batch" and phase.index == 0:
-            raise RuntimeError(f"tracker of seed {self.seed} is down")
-
-
 def test_a_failing_seed_fails_alone_as_its_separate_run_would() -> None:
     one = spec({"name": "protonet"}, meta_iterations=4, eval_every=2)
-    registry = paralab.get_registry()
-    registry.pm.register(FailSeed(1), name="fail-fewshot-seed-1")
-    try:
-        stacked = run_seeds(one, [0, 1, 2])
-        separate = run_seeds(one, [0, 1, 2], vectorize=False)
-    finally:
-        registry.pm.unregister(name="fail-fewshot-seed-1")
+    stacked, separate = with_a_failing_seed(one, index=0, kind="meta_batch")
     assert [r.status for r in stacked] == [r.status for r in separate] == \
         ["completed", "failed", "completed"]
     assert stacked[1].error["message"] == separate[1].error["message"]

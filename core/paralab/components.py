@@ -94,7 +94,9 @@ class Component:
             values = list(value) if isinstance(value, (list, tuple)) else [value]
             for item in values:
                 wanted += list(by_value.get(item, ()))
-        return [m for m in dict.fromkeys(wanted) if not _installed(m)]
+        from paralab_registry import importable
+
+        return [m for m in dict.fromkeys(wanted) if not importable(m)]
 
     def load(self) -> Callable[..., Any]:
         """Import and return the factory named by ``"module:attribute"`` (or the callable)."""
@@ -130,6 +132,7 @@ class Component:
             for key, value in self._extra().items()
             if value or isinstance(value, bool)
         }
+        missing = self.missing_modules()
         return {
             "kind": self.kind,
             "name": self.name,
@@ -143,22 +146,12 @@ class Component:
                                   for o, by in self.requires_when.items()}}
                if self.requires_when else {}),
             **({"install": self.install} if self.install else {}),
-            **({"missing": self.missing_modules()} if self.missing_modules() else {}),
+            **({"missing": missing} if missing else {}),
             **extra,
         }
 
     def _extra(self) -> dict[str, Any]:
         return {}
-
-
-def _installed(module: str) -> bool:
-    """Whether ``module`` can be imported (looked up on ``sys.path``, not imported)."""
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
 
 
 @dataclass(frozen=True)

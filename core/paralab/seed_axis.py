@@ -148,14 +148,19 @@ class SeedAxis:
 
     @contextmanager
     def phases(self, kind: str, index: int,
-               info: Callable[[int], dict[str, Any]] | None = None) -> Iterator[dict[int, Phase]]:
+               info: Callable[[int], dict[str, Any]] | None = None,
+               positions: Sequence[int] | None = None) -> Iterator[dict[int, Phase]]:
         """Open phase ``(kind, index)`` in every running seed (``info(k)``: its info), yield
         ``{position: Phase}``; on exit close each one (numerical health, hooks, save), each
-        under :meth:`guard`. An error raised by the body itself (the stacked computation)
-        propagates: the caller fails every running seed."""
+        under :meth:`guard`. ``positions`` limits it to those seeds (federated seeds that
+        reached their target open no more rounds, as their separate runs stop). An error
+        raised by the body itself (the stacked computation) propagates: the caller fails
+        every running seed."""
         opened: dict[int, Any] = {}
         phases: dict[int, Phase] = {}
-        for k in self.active():
+        chosen = self.active() if positions is None else [
+            k for k in positions if k not in self.failed]
+        for k in chosen:
             with self.guard(k, "hook"):
                 manager = self.runs[k].phase(kind, index, **(info(k) if info else {}))
                 phases[k] = manager.__enter__()

@@ -30,8 +30,6 @@ middleware on client updates (DP-FedAvg, secure aggregation), or any other metho
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -118,7 +116,7 @@ class Federated(SingleFederated):
             def info(k: int, plans: dict[int, RoundPlan] = plans) -> dict[str, Any]:
                 return {"clients": plans[k].clients, "dropped": plans[k].dropped}
 
-            with _phases(axis, list(plans), "round", r, info) as phases:
+            with axis.phases("round", r, info, positions=list(plans)) as phases:
                 results = backend.train({k: plans[k] for k in phases},
                                         {k: seats[k].params for k in phases}, lr, mu)
                 for k, phase in phases.items():
@@ -208,28 +206,6 @@ def _plans(axis: SeedAxis, protocols: list[Federated], seats: dict[int, _Seat],
             partition = run.state[STATE_KEY]["partition"]
             plans[k] = protocols[k].plan(partition, r, seat.seed, seat.epochs, seat.batch_size)
     return plans
-
-
-@contextmanager
-def _phases(axis: SeedAxis, positions: list[int], kind: str, index: int,
-            info: Callable[[int], dict[str, Any]]) -> Iterator[dict[int, Phase]]:
-    """:meth:`SeedAxis.phases` for the seeds at ``positions`` only (seeds that stopped at
-    their target accuracy open no more phases, as their separate runs stop)."""
-    opened: dict[int, Any] = {}
-    phases: dict[int, Phase] = {}
-    for k in positions:
-        if k in axis.failed:
-            continue
-        with axis.guard(k, "hook"):
-            manager = axis.runs[k].phase(kind, index, **info(k))
-            phases[k] = manager.__enter__()
-            opened[k] = manager
-    yield phases
-    for k, manager in opened.items():
-        if k in axis.failed:
-            continue
-        with axis.guard(k, "protocol", axis.runs[k].spec.protocol.name):
-            manager.__exit__(None, None, None)
 
 
 def _own_copy(model: nn.Module) -> nn.Module:

@@ -10,6 +10,7 @@ from paralab_registry.manager import (
     UnknownComponentError,
     UnknownPluginError,
     api_compatible,
+    importable,
     suggest,
 )
 from paralab_registry.records import (
@@ -39,5 +40,6 @@ __all__ = [
     "UnknownComponentError",
     "UnknownPluginError",
     "api_compatible",
+    "importable",
     "suggest",
 ]
