@@ -124,3 +124,18 @@ def test_a_numeric_paralab_api_is_refused_naming_the_object() -> None:
     with pytest.raises(SpecError, match=r"callbacks\[0\] \(NumericApi\): PARALAB_API = 1.0 is "
                                         r"a float"):
         paralab.run(SPEC, callbacks=[NumericApi()])
+
+
+class Transforms:
+    PARALAB_API = "1.0"
+
+    @paralab.hookimpl(wrapper=True)
+    def paralab_process_update(self, run, update):  # noqa: ANN001, ANN201
+        return (yield)
+
+
+def test_a_callback_with_a_middleware_hook_is_refused() -> None:
+    """Under supervised nothing calls paralab_process_update: it would silently do nothing."""
+    with pytest.raises(SpecError, match=r"paralab_process_update transforms .* declare it as "
+                                        r"middleware"):
+        paralab.run(SPEC, callbacks=[Transforms()])

@@ -247,3 +247,10 @@ def test_the_outer_learning_rate_halves_on_schedule_alone_and_stacked() -> None:
         losses = [(p["metrics"]["meta_train/loss"], q["metrics"]["meta_train/loss"])
                   for p, q in zip(a.phases, b.phases) if p["kind"] == "meta_batch"]
         assert losses[0][0] == pytest.approx(losses[0][1], rel=1e-5)  # after the first phase
+
+
+def test_a_halving_schedule_longer_than_the_run_is_refused() -> None:
+    spec = digits_spec("protonet", meta_iterations=20, eval_every=10, lr_halving_every=20)
+    with pytest.raises(paralab.SpecError, match=r"lr_halving_every = 20 but meta_iterations = "
+                                                r"20: the learning rate would never be halved"):
+        paralab.run(spec)

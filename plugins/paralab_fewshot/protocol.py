@@ -147,6 +147,12 @@ class Episodic(Protocol):
                 "select = 'best_val' picks the model of the best meta-validation phase, but "
                 "val_episodes = 0 validates nothing; give val_episodes or use select = 'last'"
             )
+        if self.lr_halving_every and self.lr_halving_every >= self.meta_iterations:
+            raise EpisodeError(
+                f"lr_halving_every = {self.lr_halving_every} but meta_iterations = "
+                f"{self.meta_iterations}: the learning rate would never be halved; use fewer "
+                "steps between halvings, or 0 for a constant rate"
+            )
         if self.train_shape.ways == 1:
             raise EpisodeError(
                 "train_ways = 1: a 1-way episode has nothing to tell apart; use 0 (the same "

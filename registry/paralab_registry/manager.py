@@ -216,7 +216,7 @@ class PluginRegistry:
         named = list(self.settings.include) + list(self.settings.block)
         named += list(self.settings.only or ())
         for name in named:
-            if name in known or (name in self.settings.include and _importable(name)):
+            if name in known or (name in self.settings.include and importable(name)):
                 continue
             raise UnknownPluginError(
                 f"unknown plugin {name!r}{suggest(name, known)}: no entry point and no "
@@ -417,6 +417,13 @@ class PluginRegistry:
         if unknown:
             raise PluginLoadError(f"{name}: implements hooks that match no spec: "
                                   + "; ".join(f"{h}{suggest(h, known)}" for h in unknown))
+        transforming = sorted(h for h in marked if h in MIDDLEWARE_HOOKS)
+        if transforming:
+            raise PluginLoadError(
+                f"{name}: callbacks observe a run; {', '.join(transforming)} transforms what "
+                "training passes through middleware, which only protocols that call it would "
+                "run (elsewhere it would silently do nothing): declare it as middleware "
+                "(a MiddlewareSpec) and name it in the spec's middleware")
         contributing = sorted(set(marked) & set(self.contribution_hooks.values()))
         if contributing:
             raise PluginLoadError(
@@ -572,9 +579,9 @@ def _record_of(entry_point: metadata.EntryPoint) -> PluginRecord:
     return PluginRecord(name=entry_point.name, module=entry_point.value, **_dist_fields(entry_point))
 
 
-def _importable(module_name: str) -> bool:
-    """Whether ``-p NAME`` can load ``NAME`` as a module (found on sys.path, not imported;
-    dotted or not)."""
+def importable(module_name: str) -> bool:
+    """Whether ``NAME`` can be imported (found on sys.path, not imported; dotted or not):
+    ``-p NAME`` and the components' declared requirements ask it."""
     try:
         return importlib.util.find_spec(module_name) is not None
     except (ImportError, ValueError):  # a parent package that is missing, or an empty name
@@ -588,19 +595,23 @@ def _missing_requirements(contributed: dict[str, dict[str, Any]]) -> list[str]:
     lines = []
     for kind, specs in sorted(contributed.items()):
         for name, spec in sorted(specs.items()):
-            always = [m for m in getattr(spec, "requires", ()) if not _importable(m)]
+            always = [m for m in getattr(spec, "requires", ()) if not importable(m)]
             if always:
                 lines.append(f"missing {', '.join(always)} ({kind} {name})"
                              + (f": {spec.install}" if getattr(spec, "install", "") else ""))
             for option, by_value in (getattr(spec, "requires_when", None) or {}).items():
                 for value, modules in by_value.items():
-                    absent = [m for m in modules if not _importable(m) and m not in always]
+                    absent = [m for m in modules if not importable(m) and m not in always]
                     if absent:
                         lines.append(f"missing {', '.join(absent)} ({kind} {name} with "
                                      f"{option} = {value!r})"
                                      + (f": {spec.install}" if getattr(spec, "install", "")
                                         else ""))
     return lines
+
+
+MIDDLEWARE_HOOKS = ("paralab_process_update", "paralab_process_gradients")
+"""The hooks a run's middleware transforms through (a protocol calls them or not)."""
 
 
 def unmarked_hooks(plugin: object, project: str, pm: pluggy.PluginManager) -> str:
