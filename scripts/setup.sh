@@ -6,6 +6,8 @@
 #   --extras LIST  comma-separated extras of pyproject.toml, e.g. all,dev or
 #                  quantum,continual (default: all,dev,bench; "none" for the core only)
 #   --python PY    interpreter used to create the venv (default: python3.11, else python3)
+#   --wheel FILE   install this built paralab wheel instead of the editable checkout
+#                  (CI checks the wheel this way: a fresh venv, --extras none)
 #   --relock       regenerate the lock section of constraints.txt: DIR must not exist
 #                  yet; installs with only the hand-written pins, then rewrites the lock
 #                  from `pip freeze` of that fresh venv.
@@ -30,6 +32,7 @@ VENV="$ROOT/.venv"
 EXTRAS="all,dev,bench"
 PY=""
 RELOCK=0
+WHEEL=""
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -40,7 +43,9 @@ while [[ $# -gt 0 ]]; do
     --python) PY="$2"; shift 2 ;;
     --python=*) PY="${1#*=}"; shift ;;
     --relock) RELOCK=1; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    --wheel) WHEEL="$2"; shift 2 ;;
+    --wheel=*) WHEEL="${1#*=}"; shift ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -99,21 +104,39 @@ PIP_C=(-c "$CONSTRAINT_FILE" --build-constraint "$CONSTRAINT_FILE")
 # 3. torch first -----------------------------------------------------------------
 TORCH_V="$(pin_of torch)"; TV_V="$(pin_of torchvision)"
 [[ -n "$TORCH_V" && -n "$TV_V" ]] || die "constraints.txt must pin torch and torchvision"
-step "installing torch==$TORCH_V torchvision==$TV_V first"
-pip_ install "${PIP_C[@]}" "torch==$TORCH_V" "torchvision==$TV_V"
+if [[ -z "$EXTRAS" && $RELOCK -eq 0 ]]; then
+  # The core alone needs no torchvision: the CPU-only torch on the `# core-torch==` line of
+  # constraints.txt serves it (0.8 GB instead of the 5.6 GB CUDA pair). The other pins still
+  # apply; the torch/torchvision ones are dropped from this path's constraint file.
+  TORCH_V="$(grep -E '^# core-torch==' "$CONSTRAINTS" | head -n1 | cut -d= -f3 | tr -d '[:space:]')"
+  [[ -n "$TORCH_V" ]] || die "constraints.txt has no '# core-torch==VERSION' line"
+  TV_V=""
+  CONSTRAINT_FILE="$(mktemp "${TMPDIR:-/tmp}/paralab-core-pins.XXXXXX.txt")"
+  grep -viE '^(torch|torchvision)==' "$CONSTRAINTS" > "$CONSTRAINT_FILE"
+  PIP_C=(-c "$CONSTRAINT_FILE" --build-constraint "$CONSTRAINT_FILE")
+  step "installing the CPU-only torch==$TORCH_V first (core only: no torchvision)"
+  pip_ install "${PIP_C[@]}" "torch==$TORCH_V"
+else
+  step "installing torch==$TORCH_V torchvision==$TV_V first"
+  pip_ install "${PIP_C[@]}" "torch==$TORCH_V" "torchvision==$TV_V"
+fi
 
 torch_versions() {
   "$VENV/bin/python" - <<'PY'
-from importlib.metadata import version
-print(version("torch").split("+")[0], version("torchvision").split("+")[0])
+from importlib.metadata import PackageNotFoundError, version
+try:
+    vision = version("torchvision").split("+")[0]
+except PackageNotFoundError:
+    vision = ""
+print(version("torch").split("+")[0], vision)
 PY
 }
 check_torch() {
   local got
   got="$(torch_versions)"
   [[ "$got" == "$TORCH_V $TV_V" ]] \
-    || die "torch/torchvision were swapped: have '$got', want '$TORCH_V $TV_V' (after: $1)"
-  echo "torch check ok after $1: torch $TORCH_V, torchvision $TV_V"
+    || die "torch/torchvision were swapped: have '$got', want '$TORCH_V ${TV_V:-(none)}' (after: $1)"
+  echo "torch check ok after $1: torch $TORCH_V, torchvision ${TV_V:-(none)}"
 }
 check_torch "torch install"
 
@@ -131,10 +154,18 @@ case ",$EXTRAS," in
 esac
 
 # 5. the project -----------------------------------------------------------------
-TARGET="$ROOT"
-[[ -n "$EXTRAS" ]] && TARGET="$ROOT[$EXTRAS]"
-step "pip install -e \"$TARGET\""
-pip_ install "${PIP_C[@]}" -e "$TARGET"
+if [[ -n "$WHEEL" ]]; then
+  [[ -f "$WHEEL" ]] || die "--wheel $WHEEL: no such file"
+  TARGET="$(cd "$(dirname "$WHEEL")" && pwd)/$(basename "$WHEEL")"
+  [[ -n "$EXTRAS" ]] && TARGET="paralab[$EXTRAS] @ file://$TARGET"
+  step "pip install \"$TARGET\""
+  pip_ install "${PIP_C[@]}" "$TARGET"
+else
+  TARGET="$ROOT"
+  [[ -n "$EXTRAS" ]] && TARGET="$ROOT[$EXTRAS]"
+  step "pip install -e \"$TARGET\""
+  pip_ install "${PIP_C[@]}" -e "$TARGET"
+fi
 check_torch "project install"
 
 # 6. checks ----------------------------------------------------------------------

@@ -5,7 +5,7 @@ reproduction takes minutes here, so the pieces are tested)."""
 from __future__ import annotations
 
 import importlib.util
-import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -14,11 +14,6 @@ import paralab
 from paralab import get_registry
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: see conftest
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 FOLDER = Path(__file__).resolve().parents[1] / "papers" / "three_scenarios"
 

@@ -4,18 +4,13 @@
 from __future__ import annotations
 
 import importlib.util
-import sys
+import tomllib
 from pathlib import Path
 
 import torch
 
 from paralab.papers import find_papers_dir
 from tests.explain_helpers import trained_mlp
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 
 def _module(paper: str):

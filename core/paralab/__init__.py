@@ -13,7 +13,7 @@ True
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from paralab.components import (
     AuditorSpec,
@@ -54,6 +54,39 @@ from paralab.options import (
 from paralab.spec import ComponentRef, ExperimentSpec, SpecError
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # what mypy and IDEs see; at run time these load on first use (_LAZY)
+    from paralab.checkpoints import load_model, resume
+    from paralab.comparison import compare
+    from paralab.context import Batch, ComponentFailure, Evaluation, Phase, RunContext, Update
+    from paralab.data import DataNotFoundError, DatasetInfo, DataView, SharedDataset, load_dataset
+    from paralab.data.builtin import stratified_split
+    from paralab.evaluation import (
+        Predictions,
+        accuracy,
+        grouped_mean,
+        mean_confidence_interval,
+        predict,
+    )
+    from paralab.health import NumericalError, NumericalWarning
+    from paralab.host import get_registry
+    from paralab.methods import (
+        SGD,
+        Adam,
+        OptimizerMethod,
+        PerExampleGradients,
+        adam,
+        clear_gradients,
+    )
+    from paralab.models import AsImage, mlp
+    from paralab.overrides import apply_overrides
+    from paralab.protocols.stacked_supervised import ELEMENTWISE_OPTIMIZERS
+    from paralab.results import Result
+    from paralab.runner import RunError, run
+    from paralab.seed_axis import SeedAxis
+    from paralab.seeds import run_seeds
+    from paralab.stacked import STACKED_CHANNELS, STACKED_ROWS, StackedModel, Unstackable
+    from paralab.study import Study, StudyInfo, load_study, run_study
 
 
 def _absolute_data_root() -> None:

@@ -24,6 +24,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from paralab import __version__, host
@@ -102,6 +103,14 @@ def _parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--record", action="store_true",
                            help="write the result to papers/NAME/results/ and regenerate the "
                                 "table in papers/README.md")
+
+    init = commands.add_parser("init", help="write a starter spec, or a plugin skeleton")
+    init.add_argument("path", nargs="?",
+                      help="the spec file to write (default: experiment.toml), or with "
+                           "--plugin the folder for the skeleton (default: ./DIST-NAME)")
+    init.add_argument("--plugin", metavar="NAME",
+                      help="write a plugin package NAME (pyproject with its paralab entry "
+                           "point, components, a test with the kit) instead of a spec")
     return parser
 
 
@@ -163,6 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "show": _show,
             "check-plugin": _check_plugin,
             "reproduce": _reproduce,
+            "init": _init,
         }[args.command]
         code = handler(args, registry)
         sys.stdout.flush()  # a closed pipe shows here, inside the handler below
@@ -385,11 +395,24 @@ def _check_plugin(args: argparse.Namespace, registry: Any) -> int:
 
 
 def _reproduce(args: argparse.Namespace, registry: Any) -> int:
-    from paralab.papers import PaperError, available_papers, record, reproduce, update_readme
+    from paralab.papers import (
+        PaperError,
+        available_papers,
+        find_papers_dir,
+        record,
+        reproduce,
+        update_readme,
+    )
 
     try:
         if not args.paper:
-            for name, title in available_papers(args.papers_dir):
+            papers = available_papers(args.papers_dir)
+            if not papers:  # an empty list and exit 0 would read as "nothing to reproduce"
+                print(f"paralab: no papers found in {find_papers_dir(args.papers_dir)} (no "
+                      "*/paper.toml); pass --papers-dir or set PARALAB_PAPERS to the folder "
+                      "that holds the entries", file=sys.stderr)
+                return 2
+            for name, title in papers:
                 print(f"{name:<28} {title}")
             return 0
         report = reproduce(args.paper, papers_dir=args.papers_dir, quick=args.quick)
@@ -402,6 +425,23 @@ def _reproduce(args: argparse.Namespace, registry: Any) -> int:
         print(f"recorded in {record(report, args.papers_dir)}; table in "
               f"{update_readme(args.papers_dir)}")
     return 0 if report.passed else 1
+
+
+def _init(args: argparse.Namespace, registry: Any) -> int:
+    from paralab.scaffold import write_plugin, write_spec
+
+    try:
+        if args.plugin:
+            folder = write_plugin(args.plugin, Path(args.path) if args.path else None)
+            print(f"wrote plugin {args.plugin} in {folder}; next: pip install -e {folder} && "
+                  f"paralab check-plugin {args.plugin}")
+        else:
+            path = write_spec(Path(args.path or "experiment.toml"))
+            print(f"wrote {path}; run it with: paralab run {path}")
+    except (FileExistsError, ValueError) as error:
+        print(f"paralab init: {error}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

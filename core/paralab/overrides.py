@@ -21,16 +21,11 @@ import copy
 import json
 import math
 import re
-import sys
+import tomllib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from paralab_registry import suggest
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _STEP = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)((?:\[\d+\])*)")

@@ -43,16 +43,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import sys
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 PAPERS_ENV = "PARALAB_PAPERS"
 
@@ -61,14 +56,22 @@ class PaperError(LookupError):
     """A paper that does not exist or whose folder is malformed."""
 
 
+PACKAGED_PAPERS = Path(__file__).resolve().parent / "_papers"
+"""Where a wheel puts the reproductions (pyproject's ``force-include``): ``paralab
+reproduce`` works from an installed wheel, not only from a checkout."""
+
+
 def find_papers_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """``explicit``, else ``$PARALAB_PAPERS``, else the repository's ``papers/``, else ./papers."""
+    """``explicit``, else ``$PARALAB_PAPERS``, else the repository's ``papers/`` (a checkout),
+    else the copy inside the installed package, else ./papers."""
     if explicit:
         return Path(explicit)
     if os.environ.get(PAPERS_ENV):
         return Path(os.environ[PAPERS_ENV])
-    repository = Path(__file__).resolve().parents[2] / "papers"
-    return repository if repository.is_dir() else Path.cwd() / "papers"
+    for folder in (Path(__file__).resolve().parents[2] / "papers", PACKAGED_PAPERS):
+        if folder.is_dir():
+            return folder
+    return Path.cwd() / "papers"
 
 
 def available_papers(explicit: str | None = None) -> list[tuple[str, str]]:

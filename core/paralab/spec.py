@@ -25,7 +25,7 @@ TOML form (every component is a name, or a table with ``name`` and its options):
 from __future__ import annotations
 
 import os
-import sys
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -34,11 +34,6 @@ from typing import Any
 from paralab.components import supports
 from paralab.options import Option
 from paralab_registry import suggest
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 SINGLE = ("dataset", "model", "protocol", "method")
 MANY = {"metrics": "metric", "auditors": "auditor", "losses": "loss", "middleware": "middleware",

@@ -6,7 +6,9 @@ characters with rotations as extra classes, and a CPU. So meta-training uses 60%
 242 characters (seeded class split), meta-test episodes come from the 20% of characters held
 out, and Lake et al.'s 20 one-shot runs (characters of the *evaluation* alphabets, never seen)
 give a 20-way 1-shot figure. Networks are the papers' Conv-4 at the width and number of outer
-steps given by the caller.
+steps given by the caller. Omniglot is loaded with each character once (Greek and Latin are in
+both small sets) and, with ``rotations``, each character's quarter turns as three more classes
+(Vinyals et al.'s and Snell et al.'s augmentation), kept in the same split as the character.
 """
 
 from __future__ import annotations
@@ -28,11 +30,20 @@ def omniglot_spec(
     eval_episodes: int = 600,
     lake_runs: bool = True,
     out_features: int = 0,
+    rotations: bool = False,
+    val_every: int = 0,
+    val_episodes: int = 0,
+    lr_halving_every: int = 0,
 ) -> dict[str, Any]:
-    """An experiment spec: ``method`` on 5-way ``shots``-shot Omniglot episodes with Conv-4."""
+    """An experiment spec: ``method`` on 5-way ``shots``-shot Omniglot episodes with Conv-4.
+
+    With ``val_every`` and ``val_episodes``, meta-validation runs every ``val_every`` outer
+    steps and meta-test evaluates the phase best on it (``select = "auto"``)."""
+    dataset: str | dict[str, Any] = {"name": "omniglot", "rotations": True} if rotations \
+        else "omniglot"
     return {
         "name": f"omniglot-{method['name']}-{shots}shot",
-        "dataset": "omniglot",
+        "dataset": dataset,
         "model": {"name": "conv4", "hidden": hidden, "out_features": out_features},
         "protocol": {
             "name": "episodic",
@@ -42,8 +53,9 @@ def omniglot_spec(
             "train_ways": train_ways,
             "meta_batch": meta_batch,
             "meta_iterations": iterations,
-            "eval_every": iterations,
-            "val_episodes": 0,
+            "eval_every": val_every or iterations,
+            "val_episodes": val_episodes,
+            "lr_halving_every": lr_halving_every,
             "eval_episodes": eval_episodes,
             "eval_meta_batch": 50,
             "class_split": SPLIT,
@@ -65,5 +77,9 @@ def run_omniglot(specs: dict[str, dict[str, Any]]) -> dict[str, float]:
         ours[f"omniglot/{name}/ci95"] = float(result.metrics["meta_test/ci95"])
         if "lake_runs/accuracy" in result.metrics:
             ours[f"lake_runs/20way1shot/{name}_model"] = float(result.metrics["lake_runs/accuracy"])
+        if "meta_val/selected_phase" in result.metrics:
+            ours[f"omniglot/{name}/selected_phase"] = float(
+                result.metrics["meta_val/selected_phase"])
+            ours[f"omniglot/{name}/meta_val"] = float(result.metrics["meta_val/selected_accuracy"])
         ours[f"seconds/{name}"] = float(result.timings["total"])
     return ours

@@ -33,7 +33,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,10 +49,7 @@ from paralab.spec import (
 )
 from paralab_registry import suggest
 
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover
-    pass
+pass
 
 STUDY_FIELDS = ("name", "spec", "base", "seeds", "grid", "overrides", "search", "executor",
                 "workers", "ray_address", "output", "description")

@@ -73,6 +73,8 @@ class EarlyStopping(Protocol):
     def execute(self, run: RunContext) -> None:
         method: GradientMethod = run.method  # the host checked the interface at build
         model = run.model
+        if model is None:  # the spec check refuses a model-less run of a model protocol
+            raise ValueError("early_stopping trains a model; the spec names none")
         method.setup(run, model)
         best, waited = -1.0, 0
         for epoch in range(self.max_epochs):
