@@ -26,6 +26,11 @@ the separate runs' (``per_seed_accuracy_equal_5seeds``). Prints one JSON object 
 line, with the load average before and after (the machine may be shared):
 ``{"<benchmark>/<method>/speedup": avalanche_seconds / paralab_seconds, ...accuracies}``.
 
+The replay family (issue 21): DER++ and ER-ACE, native against Avalanche's ``DER`` and
+``ER_ACE`` on split digits with the same options (memory 200; DER++ alpha 0.1, beta 0.5;
+ER-ACE a memory batch of 10), one run per seed each: ``split_digits/der_pp/...`` and
+``split_digits/er_ace/...`` (seconds, speedup, mean accuracies; ``--skip-replay-family``).
+
     python benchmarks/continual.py [--threads 2] [--seeds 0 1 2 3 4] [--repeats 1]
 """
 
@@ -114,7 +119,7 @@ def avalanche_run(
     from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
     from avalanche.benchmarks.utils import _make_taskaware_tensor_classification_dataset
     from avalanche.evaluation.metrics import accuracy_metrics
-    from avalanche.training import EWC, Replay
+    from avalanche.training import DER, ER_ACE, EWC, Replay
     from avalanche.training.plugins import EvaluationPlugin
 
     torch.manual_seed(seed)
@@ -136,7 +141,7 @@ def avalanche_run(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         evaluator = EvaluationPlugin(accuracy_metrics(experience=True), loggers=[])
-    cls = {"EWC": EWC, "Replay": Replay}[strategy]
+    cls = {"EWC": EWC, "Replay": Replay, "DER": DER, "ER_ACE": ER_ACE}[strategy]
     learner = cls(
         model=model,
         optimizer=torch.optim.SGD(model.parameters(), lr=LR),
@@ -315,6 +320,42 @@ def compare(
     return out
 
 
+REPLAY_FAMILY = {
+    "der_pp": ({"name": "der", "buffer_size": 200, "alpha": 0.1, "beta": 0.5}, "DER",
+               {"mem_size": 200, "alpha": 0.1, "beta": 0.5}),
+    "er_ace": ({"name": "er_ace", "buffer_size": 200, "memory_batch_size": 10}, "ER_ACE",
+               {"mem_size": 200, "batch_size_mem": 10}),
+}
+"""paralab's native DER++ and ER-ACE and the Avalanche strategies they follow, same options."""
+
+
+def compare_replay_family(label: str, dataset_ref: dict[str, Any],
+                          shared: paralab.SharedDataset, seeds: list[int],
+                          epochs: int) -> dict[str, float]:
+    """DER++ and ER-ACE, paralab against Avalanche: the same work (stream, model, initial
+    weights, epochs, batch size, memory), one run per seed each; median seconds, mean
+    accuracies (the minibatch orders differ, so accuracies agree as means, not per seed)."""
+    out: dict[str, float] = {}
+    for key, (ours, theirs, their_options) in REPLAY_FAMILY.items():
+        ours_runs = [paralab_run(dataset_ref, ours, seed, epochs) for seed in seeds]
+        their_runs = [avalanche_run(shared, theirs, their_options, seed, epochs)
+                      for seed in seeds]
+        ours_s = statistics.median(t for t, _ in ours_runs)
+        theirs_s = statistics.median(t for t, _ in their_runs)
+        ours_acc = statistics.mean(a for _, a in ours_runs)
+        their_acc = statistics.mean(a for _, a in their_runs)
+        prefix = f"{label}/{key}"
+        out.update({f"{prefix}/paralab_seconds": ours_s, f"{prefix}/avalanche_seconds": theirs_s,
+                    f"{prefix}/speedup": theirs_s / ours_s,
+                    f"{prefix}/paralab_accuracy": ours_acc,
+                    f"{prefix}/avalanche_accuracy": their_acc,
+                    f"{prefix}/accuracy_gap": ours_acc - their_acc})
+        print(f"{prefix:<22} paralab {ours_s:7.3f} s acc {ours_acc:.3f} | avalanche "
+              f"{theirs_s:7.3f} s acc {their_acc:.3f} | speedup {theirs_s / ours_s:5.1f}x",
+              file=sys.stderr)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -324,6 +365,8 @@ def main() -> None:
     parser.add_argument("--mnist-epochs", type=int, default=1)
     parser.add_argument("--ewc-lambda", type=float, default=100.0)
     parser.add_argument("--skip-mnist", action="store_true")
+    parser.add_argument("--skip-replay-family", action="store_true",
+                        help="skip DER++ and ER-ACE against Avalanche's")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("PARALAB_QUIET", "1")
@@ -339,6 +382,9 @@ def main() -> None:
         compare("split_digits", {"name": "digits"}, digits, args.seeds, args.repeats,
                 args.digits_epochs, args.ewc_lambda)
     )
+    if not args.skip_replay_family:
+        results.update(compare_replay_family("split_digits", {"name": "digits"}, digits,
+                                             args.seeds, args.digits_epochs))
     if not args.skip_mnist:
         if os.environ.get("PARALAB_DATA"):
             mnist = load_dataset("mnist")

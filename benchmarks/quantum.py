@@ -7,7 +7,10 @@
    logits and gradients are compared before timing.
 2. Accuracy: the 4-qubit classifier trained on iris through ``paralab.run`` with the native
    backend and with PennyLane ``default.qubit``, same seed.
-3. A 200x200 fidelity-kernel Gram matrix (ZZ feature map, 2 reps) on qiskit-machine-learning's
+3. A noisy training step (depolarizing 0.01 and amplitude damping 0.01 after every gate, 2
+   layers, batch 32): paralab's density-matrix simulator against PennyLane ``default.mixed``
+   (backprop), logits and gradients compared first.
+4. A 200x200 fidelity-kernel Gram matrix (ZZ feature map, 2 reps) on qiskit-machine-learning's
    ``ad_hoc_data``: paralab's :class:`FidelityKernel` against ``FidelityStatevectorKernel``,
    then an SVC on each Gram matrix, tested on held-out points.
 
@@ -125,6 +128,47 @@ def training_steps(n_qubits: int, rounds: int, layers: int = 3, batch: int = 64,
     }
 
 
+def noisy_training_steps(n_qubits: int, steps: int = 5, layers: int = 2,
+                         batch: int = 32) -> dict[str, Any]:
+    from paralab import DatasetInfo
+    from paralab_quantum.models import vqc
+
+    info = DatasetInfo("bench", (n_qubits,), 2, n_qubits)
+    noise = {"noise_depolarizing": 0.01, "noise_amplitude_damping": 0.01}
+    models = {}
+    for backend in ("torch", "pennylane"):
+        torch.manual_seed(0)
+        models[backend] = vqc(info, n_qubits=n_qubits, layers=layers, backend=backend, **noise)
+    generator = torch.Generator().manual_seed(1)
+    x = torch.rand(batch, n_qubits, generator=generator) * torch.pi
+    y = torch.randint(0, 2, (batch,), generator=generator)
+    grads, logits = {}, {}
+    for backend, model in models.items():
+        model.zero_grad()
+        out = model(x)
+        F.cross_entropy(out, y).backward()
+        logits[backend] = out.detach().double()
+        grads[backend] = torch.cat([p.grad.reshape(-1).double() for p in model.parameters()])
+    times: dict[str, list[float]] = {b: [] for b in models}
+    optimizers = {b: torch.optim.Adam(m.parameters(), lr=0.01) for b, m in models.items()}
+    for _ in range(steps):
+        for backend, model in models.items():
+            started = time.perf_counter()
+            optimizers[backend].zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+            optimizers[backend].step()
+            times[backend].append(time.perf_counter() - started)
+    ms = {b: 1000 * statistics.median(t) for b, t in times.items()}
+    return {
+        "n_qubits": n_qubits, "layers": layers, "batch": batch,
+        "paralab_density_ms": round(ms["torch"], 3),
+        "default_mixed_ms": round(ms["pennylane"], 3),
+        "speedup_vs_default_mixed": round(ms["pennylane"] / ms["torch"], 2),
+        "max_logit_diff": float((logits["torch"] - logits["pennylane"]).abs().max()),
+        "max_grad_diff": float((grads["torch"] - grads["pennylane"]).abs().max()),
+    }
+
+
 def iris_accuracy(epochs: int = 10) -> dict[str, float]:
     import paralab
 
@@ -189,6 +233,7 @@ def main() -> None:
     parser.add_argument("--qubits", type=int, nargs="+", default=[4, 8, 12])
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--noisy-qubits", type=int, nargs="*", default=[4])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("PARALAB_QUIET", "1")
@@ -206,6 +251,12 @@ def main() -> None:
         report[f"train_{n_qubits}q"] = result
         for key in ("speedup_vs_fastest_pennylane", "speedup_min_vs_fastest_pennylane"):
             report[f"train_{n_qubits}q_{key}"] = result[key]
+    for n_qubits in args.noisy_qubits:
+        result = noisy_training_steps(n_qubits)
+        print(json.dumps(result), flush=True)
+        report[f"noisy_train_{n_qubits}q"] = result
+        report[f"noisy_train_{n_qubits}q_speedup_vs_default_mixed"] = result[
+            "speedup_vs_default_mixed"]
     accuracy = iris_accuracy(args.epochs)
     print(json.dumps({"iris_accuracy": accuracy}), flush=True)
     report["iris_vqc_accuracy_paralab"] = accuracy["paralab"]

@@ -31,3 +31,12 @@ class CountingLoss:
     def __call__(self, batch):
         type(self).calls += 1
         return self.weight * batch.logits.pow(2).mean()
+
+
+def small_continual_spec(method: Any = "naive", **protocol: Any) -> dict[str, Any]:
+    """A smaller run for comparisons of whole runs: 3 experiences x 1 epoch, a 32-unit MLP."""
+    spec = continual_spec(method, **{"experiences": 3, "epochs": 1, "plot": False, **protocol})
+    spec["model"] = {"name": "mlp", "hidden": [32]}
+    if isinstance(method, dict):
+        spec["method"] = {"lr": 0.05, **method}
+    return spec

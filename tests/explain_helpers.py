@@ -25,3 +25,23 @@ def linear_model(weights: torch.Tensor, bias: float = 0.0) -> nn.Module:
         layer.bias.zero_()
         layer.bias[1] = bias
     return layer
+
+
+def random_mlp(inputs: int, classes: int, hidden: int = 16, seed: int = 0) -> nn.Module:
+    """An untrained tanh MLP with seeded weights: parity tests need a model, not a good one."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(inputs, hidden), nn.Tanh(), nn.Linear(hidden, classes))
+
+
+def small_cnn(image_shape: tuple[int, int, int] = (1, 8, 8), classes: int = 10, seed: int = 0
+              ) -> nn.Module:
+    """A seeded LeNet-like network on flat rows: conv-ReLU-pool, conv-ReLU, linear head."""
+    from paralab import AsImage
+
+    torch.manual_seed(seed)
+    channels, height, width = image_shape
+    return nn.Sequential(
+        AsImage(image_shape), nn.Conv2d(channels, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(), nn.Flatten(),
+        nn.Linear(8 * (height // 2) * (width // 2), classes),
+    )

@@ -71,13 +71,16 @@ class PredictionProbe:
 
 
 @contextmanager
-def fairness_registry() -> Iterator[tuple[Any, PredictionProbe]]:
+def fairness_registry(*extra: tuple[str, object]) -> Iterator[tuple[Any, PredictionProbe]]:
+    """An isolated registry with the fairness plugin, the test stream, the probe and any
+    ``(name, plugin)`` pairs in ``extra`` (a test's own dataset or metric plugin)."""
     probe = PredictionProbe()
     registry = isolated_registry(
         ("paralab_fairness", paralab_fairness),
         ("paralab_tiny", TinyDataPlugin()),
         ("fairness_stream", StreamPlugin()),
         ("prediction_probe", probe),
+        *extra,
     )
     with use_registry(registry):
         yield registry, probe

@@ -19,7 +19,8 @@ from tests.continual_helpers import CountingLoss, continual_spec
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: see conftest
 
-NATIVE = ("naive", "joint", "ewc", "online_ewc", "si", "lwf", "replay", "agem")
+NATIVE = ("naive", "joint", "cumulative", "ewc", "online_ewc", "si", "lwf", "replay", "agem",
+          "der", "er_ace")
 
 
 def _components() -> list[Any]:
@@ -87,7 +88,7 @@ BAD_METHOD = [
     ("naive", "weight_decay", -1e-4), ("naive", "reset_optimizer", "no"),
     ("naive", "heads", "two"), ("ewc", "ewc_lambda", -1.0), ("ewc", "ewc_lambda", math.inf),
     ("ewc", "mode", "offline"), ("ewc", "decay", 0.0), ("ewc", "decay", 1.5),
-    ("ewc", "fisher_batch_size", 0), ("online_ewc", "decay", -0.2),
+    ("ewc", "fisher_batch_size", -1), ("online_ewc", "decay", -0.2),
     ("online_ewc", "fisher_batch_size", 8.0), ("si", "si_lambda", -1.0), ("si", "damping", 0.0),
     ("lwf", "alpha", -0.1), ("lwf", "temperature", 0.0), ("lwf", "temperature", math.nan),
     ("replay", "buffer_size", 0), ("replay", "policy", "fifo"),

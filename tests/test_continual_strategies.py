@@ -170,7 +170,7 @@ def test_ewc_fisher_equals_avalanche_compute_importances():
     ewc = EWC(ewc_lambda=1.0, fisher_batch_size=32)
     ewc.bind(stream)
     ewc.setup(None, model)
-    ours = ewc.importance(_Run(model, dataset), experience)
+    ours = ewc.plugin.importance(ewc, _Run(model, dataset), experience)
     rows = experience.train
     data = _make_taskaware_tensor_classification_dataset(
         dataset.x[rows], dataset.y[rows], task_labels=0, targets=dataset.y[rows].tolist()
@@ -195,7 +195,7 @@ def test_ewc_closed_form_gradient_equals_autograd_of_avalanches_penalty(mode):
     for _ in range(3):
         importance = [torch.rand(p.shape, generator=generator) for p in ewc.parameters]
         anchor = [torch.randn(p.shape, generator=generator) for p in ewc.parameters]
-        ewc._fold(importance, anchor, 0.7 if mode == "online" else None)
+        ewc.plugin._fold(importance, anchor, 0.7 if mode == "online" else None)
         saved.append((importance, anchor))
     # Avalanche's formula
     if mode == "separate":
@@ -216,7 +216,7 @@ def test_ewc_closed_form_gradient_equals_autograd_of_avalanches_penalty(mode):
     ewc.after_backward(None, model)
     for p, grad in zip(ewc.parameters, expected):
         assert torch.allclose(p.grad, grad, rtol=1e-5, atol=1e-5)
-    assert float(ewc.penalty()) == pytest.approx(float(3.0 * penalty.detach()), rel=1e-4)
+    assert float(ewc.plugin.penalty()) == pytest.approx(float(3.0 * penalty.detach()), rel=1e-4)
 
 
 def test_lwf_distillation_equals_avalanche():
@@ -236,9 +236,9 @@ def test_lwf_distillation_equals_avalanche():
             p.add_(0.05 * torch.randn_like(p))
     x = dataset.x[:40]
     logits = model(x)
-    ours = lwf.distillation(x, logits, model)
+    ours = lwf.plugin.distillation(x, logits, model)
     theirs_method = LearningWithoutForgetting(alpha=0.5, temperature=2.0)
-    theirs_method.prev_model = copy.deepcopy(lwf.teacher)
+    theirs_method.prev_model = copy.deepcopy(lwf.plugin.teacher)
     theirs_method.prev_classes_by_task[0] = {0, 1, 2, 3}
     theirs = theirs_method(x, logits, model)
     assert float(ours) == pytest.approx(float(theirs), rel=1e-5)
@@ -253,7 +253,7 @@ def test_agem_projection_equals_avalanche():
     generator = torch.Generator().manual_seed(2)
     reference = [torch.randn(p.shape, generator=generator) for p in agem.parameters]
     current = [-r + 0.1 * torch.randn(r.shape, generator=generator) for r in reference]
-    agem.reference = reference
+    agem.plugin.reference = reference
     for p, g in zip(agem.parameters, current):
         p.grad = g.clone()
     agem.after_backward(None, model)
@@ -300,10 +300,10 @@ def test_si_importance_is_the_path_integral_on_a_quadratic():
         si.optimizer.step()
         si.after_step(None, model)
         expected -= grad * (parameter.detach() - before)
-    assert torch.allclose(si.omega[0], expected)
+    assert torch.allclose(si.plugin.omega[0], expected)
     si.after_experience(None, Experience())
     delta = parameter.detach() - torch.tensor([2.0, -1.0])
-    assert torch.allclose(si.curvature[0], expected / (delta**2 + 0.5))
+    assert torch.allclose(si.plugin.curvature[0], expected / (delta**2 + 0.5))
 
 
 # ----------------------------------------------------------------------------- buffers

@@ -138,6 +138,15 @@ def test_faithfulness_scores_each_method(registry):
         ({"name": "faithfulness", "methods": ["saliency", "shap"]}, "entry [1] expected one of"),
         ({"name": "faithfulness", "noise": 0.0}, "auditors[0].noise = 0.0: must be > 0"),
         ({"name": "faithfulness", "points": 1}, "auditors[0].points = 1: must be >= 2"),
+        ({"name": "attributions", "target_error": 0.0}, "auditors[0].target_error = 0.0: must be > 0"),
+        ({"name": "attributions", "permutations": 1}, "auditors[0].permutations = 1: must be >= 2"),
+        ({"name": "attributions", "method": "exact_shapley", "background": "median:3"},
+         "background: 'median:3' unknown"),
+        ({"name": "attributions", "method": "gradcam"}, "has no nn.Conv2d layer"),
+        ({"name": "attributions", "method": "occlusion", "window": 20}, "window: 20 does not fit"),
+        ({"name": "sanity", "randomization": "shuffle"}, "auditors[0].randomization"),
+        ({"name": "attributions", "background": "kmeans:4"}, "background is set but no method"),
+        ({"name": "faithfulness", "layer": "0"}, "layer is set but no method here uses it"),
     ],
 )
 def test_bad_options_fail_before_training(registry, auditor, needle, tmp_path):
@@ -166,7 +175,8 @@ def test_one_name_may_stand_for_a_list(registry):
 
 def test_every_component_declares_its_factory_signature(registry):
     components = components_of(registry, "paralab_explain")
-    assert {component.name for component in components} == {"attributions", "faithfulness"}
+    assert {component.name for component in components} == {"attributions", "faithfulness",
+                                                             "sanity"}
     for component in components:
         assert signature_mismatches(component) == [], component.name
         for name, option in component.declared_options().items():

@@ -107,34 +107,3 @@ def test_every_problem_is_listed_at_once(tmp_path) -> None:
     assert fields == ["protocol.fraction", "protocol.backend", "method.lr",
                       "middleware[0].noise_multiplier", "middleware[0].delta"]
     assert list(tmp_path.iterdir()) == []
-
-
-def _bn_mlp(info, **options):
-    import torch
-
-    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(info.n_features, 16),
-                               torch.nn.BatchNorm1d(16), torch.nn.ReLU(),
-                               torch.nn.Linear(16, info.n_classes))
-
-
-class _BatchNormPlugin:
-    PARALAB_API = "1.0"
-
-    @paralab.hookimpl
-    def paralab_models(self):
-        return [paralab.ModelSpec("bn_mlp", _bn_mlp, "an MLP with batch norm")]
-
-
-def test_a_model_with_running_statistics_is_refused_until_buffers_are_federated(tmp_path):
-    # Issue 18: the global model's batch-norm statistics were never aggregated, so it was
-    # evaluated with mean 0 / variance 1 (0.839 against 0.922 without BN). Refused, not wrong.
-    from paralab import host
-    from paralab_registry import LoadSettings
-
-    registry = host.make_registry(LoadSettings()).load()
-    registry.add("bn_model", _BatchNormPlugin())
-    with pytest.raises(paralab.SpecError, match=r"model 'bn_mlp' has buffers \(2\.num_batches_tracked, 2\.running_mean"):
-        paralab.run({"dataset": "digits", "model": "bn_mlp", "output": str(tmp_path),
-                     "protocol": {"name": "federated", "rounds": 1, "clients": 4},
-                     "method": "fedavg"}, registry=registry)
-    assert not any(tmp_path.iterdir()), "rejected before the run's folder exists"

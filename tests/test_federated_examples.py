@@ -73,7 +73,7 @@ def test_fedavg_learns_the_real_mnist_file(data_root) -> None:
         "dataset": {"name": "mnist", "root": str(data_root / "mnist")},
         "model": {"name": "mlp", "hidden": [64]},
         "protocol": {"name": "federated", "clients": 50, "fraction": 0.2, "rounds": 3,
-                     "partition": "iid", "client_eval": True},
+                     "partition": "iid", "client_eval": True, "client_test_fraction": 0.2},
         "method": {"name": "fedavg", "lr": 0.1},
         "output": None,
         "device": "cpu",

@@ -89,7 +89,9 @@ def test_fedavg_learns_digits_and_reports_rounds() -> None:
     assert last["round/bytes_sent"] == 10 * 4 * n_params
     assert last["round/bytes_received"] == 10 * 4 * n_params
     assert result.metrics["comm/bytes_sent"] == 8 * 10 * 4 * n_params
-    assert 0 <= last["clients/accuracy_worst10"] <= last["clients/accuracy_mean"] <= 1
+    # No held-out rows (client_test_fraction = 0): the per-client metrics say "train".
+    assert 0 <= last["clients/train_accuracy_worst10"] <= last["clients/train_accuracy_mean"] <= 1
+    assert "clients/accuracy_mean" not in last and last["clients/rows"] == "train"
     assert "clients/accuracy" in last  # the pooled accuracy over all clients' rows
 
 

@@ -75,7 +75,7 @@ def test_every_declaration_matches_its_factory_and_meets_its_own_constraints() -
     specs = _specs()
     assert {(spec.kind, spec.name) for spec in specs} == {
         ("dataset", "class_hierarchy"), ("model", "lenet"), ("protocol", "addition"),
-        ("protocol", "hierarchical"), ("loss", "semantic_loss"),
+        ("protocol", "hierarchical"), ("protocol", "logic"), ("loss", "semantic_loss"),
         ("metric", "exactly_one_violations"), ("metric", "hierarchy_violations"),
     }
     for spec in specs:

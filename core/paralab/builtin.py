@@ -96,6 +96,15 @@ def paralab_models() -> list[ModelSpec]:
                                       help="output channels of each conv block"),
                    "hidden": count(128, help="width of the linear layer")}),
         ModelSpec("linear", "paralab.models:linear", "A linear (softmax regression) model.", {}),
+        ModelSpec("keras", "paralab.keras_models:keras_model",
+                  "A Keras 3 model on Keras's torch backend: builder(info, **options) returns a "
+                  "keras.Model (one logit per class); it trains under every protocol as any "
+                  "torch module does.",
+                  {"builder": Option("", type=str, min_length=1, required=True,
+                                     help="'package.module:function' building the Keras model"),
+                   "options": Option({}, type=dict, help="keyword arguments of the builder")},
+                  requires=("keras",), install="pip install 'paralab[keras]'",
+                  example={"builder": "paralab.keras_models:example_mlp"}),
     ]
 
 

@@ -179,6 +179,7 @@ class RunContext:
         result: Result,
         writer: ResultWriter,
         options: dict[str, dict[str, Any]],
+        registry: Any = None,
     ) -> None:
         self.spec = spec
         self.device = device
@@ -193,6 +194,11 @@ class RunContext:
         self.result = result
         self.writer = writer
         self.options = options
+        self.registry = registry
+        """The registry this run was built from (``paralab.run(..., registry=)`` or the
+        process registry): where a plugin looks up components by name during the run (the
+        fairness auditor's metrics, continual strategy plugins), so a run given its own
+        registry finds its own components."""
         self.seed = spec.seed
         self.generator = torch.Generator().manual_seed(spec.seed)
         self.current_phase: Phase | None = None

@@ -131,8 +131,9 @@ class ContinualStrategy(Interface):
 
     @abstractmethod
     def train_experience(self, run: RunContext, experience: Any, epochs: int,
-                         batch_size: int) -> float:
-        """Train on one experience; returns the mean training loss."""
+                         batch_size: int) -> float | None:
+        """Train on one experience; returns the mean training loss, or ``None`` when no rows
+        were trained (``joint`` after its one offline phase on the union)."""
 
     @abstractmethod
     def after_experience(self, run: RunContext, experience: Any) -> None:

@@ -405,6 +405,7 @@ def _context(spec: ExperimentSpec, registry: Any, built: _Built, device: torch.d
         result=result,
         writer=writer,
         options={path: dict(ref.options) for path, _, ref in spec.components()},
+        registry=registry,
     )
 
 

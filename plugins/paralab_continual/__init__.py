@@ -1,10 +1,12 @@
 """paralab_continual: continual learning as a paralab protocol.
 
 Contributes the ``continual`` protocol (class-, task- and domain-incremental streams as index
-views into the shared dataset), native strategies (``naive``, ``joint``, ``ewc``,
-``online_ewc``, ``si``, ``lwf``, ``replay``, ``agem``), the ``avalanche`` method that runs any
-Avalanche strategy on a paralab stream, and the accuracy matrix with average accuracy,
-forgetting, backward and forward transfer.
+views into the shared dataset), native strategies (``naive``, ``joint`` (offline, the upper
+bound), ``cumulative``, ``ewc``, ``online_ewc``, ``si``, ``lwf``, ``replay``, ``agem``,
+``der`` (DER/DER++), ``er_ace``), each a base loop plus strategy plugins that compose in the
+spec (``plugins = [...]``, :mod:`paralab_continual.composition`), the ``avalanche`` method that
+runs any Avalanche strategy on a paralab stream, and the accuracy matrix with average
+accuracy, forgetting, backward and forward transfer, and memory figures per experience.
 
 This module is the entry point: names, option declarations and ``"module:attribute"`` strings
 only, no torch. The choice tuples below are the one source of the valid values; the modules
@@ -47,6 +49,10 @@ installed Avalanche."""
 
 _PROTOCOLS = ("continual",)
 
+PLUGIN_FAMILY = "continual_plugin"
+"""The ``family`` of a method that can also be a strategy plugin (``method.plugins``); a
+third party's plugin-only component is a MethodSpec of this family with ``protocols = ()``."""
+
 _LR = positive(0.05, help="learning rate")
 _MOMENTUM = Option(0.0, ge=0, lt=1, help="SGD momentum (ignored by adam)")
 _OPTIMIZER_NAME = one_of("sgd", OPTIMIZERS, help="the torch optimizer")
@@ -60,16 +66,22 @@ _OPTIMIZER: dict[str, Any] = {
     "heads": one_of("auto", HEADS,
                     help="multi: outputs masked to the experience's classes (needs task labels); "
                          "auto: multi in task-incremental streams"),
+    "plugins": Option((), type=list, items=Option({}, type=dict),
+                      help="strategy plugins after the method's own, in callback order: "
+                           "[{name = 'replay', buffer_size = 200}, {name = 'ewc'}]"),
 }
 """The options every native strategy takes (those of ``strategies.ContinualStrategy``)."""
 
 _EWC_LAMBDA = non_negative(100.0, help="strength of the quadratic penalty")
 _DECAY = Option(1.0, gt=0, le=1, help="online: the old Fisher is multiplied by this")
-_FISHER_BATCH = count(32, help="minibatch size of the empirical Fisher")
+_FISHER_BATCH = count(0, low=0, help="minibatch size of the empirical Fisher (0: the protocol's "
+                                      "batch_size, as Avalanche's train_mb_size)")
 
 
 def _method(name: str, attribute: str, description: str, options: dict[str, Any],
-            example: dict[str, Any]) -> MethodSpec:
+            example: dict[str, Any], *, plugin: bool = True) -> MethodSpec:
+    """A native strategy; ``plugin``: also usable in another's ``plugins`` list (its own
+    options there are ``options``, without the base loop's)."""
     return MethodSpec(
         name,
         f"paralab_continual.strategies:{attribute}",
@@ -77,6 +89,7 @@ def _method(name: str, attribute: str, description: str, options: dict[str, Any]
         {**options, **_OPTIMIZER},
         protocols=_PROTOCOLS,
         example=example,
+        family=PLUGIN_FAMILY if plugin else "",
     )
 
 
@@ -130,39 +143,73 @@ def paralab_protocols() -> list[ProtocolSpec]:
 @hookimpl
 def paralab_methods() -> list[MethodSpec]:
     return [
-        _method("naive", "Naive", "Fine-tuning on each experience in turn (the lower bound).",
-                {}, {"lr": 0.05}),
+        _method("naive", "Naive", "Fine-tuning on each experience in turn (the lower bound); "
+                "with plugins, the base loop of a composed strategy.",
+                {}, {"lr": 0.05}, plugin=False),
         _method("joint", "Joint",
-                "Training on every experience seen so far at each experience (the upper bound).",
-                {}, {"lr": 0.05}),
-        _method("ewc", "EWC", "Elastic weight consolidation (Kirkpatrick et al. 2017).",
+                "Offline joint training on the union of every experience (the upper bound): "
+                "all of it in the first experience's phase, nothing after. Memory: the whole "
+                "stream's rows at once.",
+                {}, {"lr": 0.05}, plugin=False),
+        _method("cumulative", "Cumulative",
+                "Training on the union of every experience seen so far, at each experience. "
+                "Memory: every row seen so far.",
+                {}, {"lr": 0.05}, plugin=False),
+        _method("ewc", "EWC", "Elastic weight consolidation (Kirkpatrick et al. 2017). Memory: two model-sized "
+                "tensors (the folded penalty A, B), whatever the number of experiences.",
                 {"ewc_lambda": _EWC_LAMBDA,
                  "mode": one_of("separate", EWC_MODES,
                                 help="one penalty per experience, or one decayed (online)"),
                  "decay": _DECAY, "fisher_batch_size": _FISHER_BATCH},
                 {"ewc_lambda": 10.0}),
         _method("online_ewc", "OnlineEWC",
-                "Online EWC (Schwarz et al. 2018): one decayed Fisher around the newest weights.",
+                "Online EWC (Schwarz et al. 2018): one decayed Fisher around the newest weights. "
+                "Memory: two model-sized tensors.",
                 {"ewc_lambda": _EWC_LAMBDA, "decay": _DECAY, "fisher_batch_size": _FISHER_BATCH},
                 {"ewc_lambda": 10.0}),
-        _method("si", "SI", "Synaptic intelligence (Zenke et al. 2017).",
+        _method("si", "SI", "Synaptic intelligence (Zenke et al. 2017). Memory: four model-sized tensors "
+                "(A, B, the summed importance, the start of the experience).",
                 {"si_lambda": non_negative(1.0, help="strength of the quadratic penalty"),
                  "damping": positive(0.1, help="added to the squared parameter change")},
                 {"si_lambda": 1.0}),
-        _method("lwf", "LwF", "Learning without forgetting (Li and Hoiem 2016): distillation.",
+        _method("lwf", "LwF", "Learning without forgetting (Li and Hoiem 2016): distillation. Memory: one "
+                "frozen copy of the model.",
                 {"alpha": non_negative(1.0, help="weight of the distillation loss"),
                  "temperature": positive(2.0, help="softmax temperature of the distillation")},
                 {"alpha": 1.0}),
         _method("replay", "Replay",
                 "Experience replay from a memory of indices into the shared data "
-                "(reservoir, class-balanced or experience-balanced).",
+                "(reservoir, class-balanced or experience-balanced). Memory: buffer_size rows, "
+                "stored as two int64 indices each (memory/buffer_bytes: their size as copies).",
                 {"buffer_size": count(200, help="rows the memory holds"),
                  "policy": one_of("reservoir", POLICIES, help="which rows the memory keeps"),
                  "memory_batch_size": count(0, low=0,
                                             help="memory rows per minibatch (0: batch size)")},
                 {"buffer_size": 20}),
+        _method("der", "DER",
+                "Dark experience replay (Buzzega et al. 2020), Avalanche's variant: a "
+                "class-balanced memory with the outputs stored when each row's experience "
+                "ended; alpha * MSE to them + beta * CE on a memory batch (beta = 0: DER, "
+                "> 0: DER++). Memory: buffer_size rows as indices plus their output vectors.",
+                {"buffer_size": count(200, help="rows the memory holds"),
+                 "alpha": non_negative(0.1, help="weight of the MSE to the stored outputs"),
+                 "beta": non_negative(0.5, help="weight of the memory's cross-entropy "
+                                                "(0: DER, > 0: DER++)"),
+                 "memory_batch_size": count(0, low=0,
+                                            help="memory rows per step (0: batch size)")},
+                {"buffer_size": 20}),
+        _method("er_ace", "ERACE",
+                "ER-ACE (Caccia et al. 2022), Avalanche's offline variant: a class-balanced "
+                "memory that takes each experience's rows before it is trained; the loss "
+                "averages the memory batch's CE and the current batch's CE over the classes "
+                "present in it. Memory: buffer_size rows as indices.",
+                {"buffer_size": count(200, help="rows the memory holds"),
+                 "memory_batch_size": count(10, help="memory rows per step (Avalanche's "
+                                                     "batch_size_mem)")},
+                {"buffer_size": 20}),
         _method("agem", "AGEM",
-                "Averaged gradient episodic memory (Chaudhry et al. 2019): gradient projection.",
+                "Averaged gradient episodic memory (Chaudhry et al. 2019): gradient projection. "
+                "Memory: patterns_per_experience rows per experience, as indices.",
                 {"patterns_per_experience": count(100, help="memory rows kept per experience"),
                  "sample_size": count(64, help="memory rows of each reference gradient")},
                 {"patterns_per_experience": 10, "sample_size": 16}),

@@ -29,6 +29,7 @@ import torch
 
 from paralab import Predictions, Protocol, accuracy, predict
 from paralab_continual import metrics
+from paralab_continual.memory import PeakMemory, strategy_figures
 from paralab_continual.scenarios import Experience, Stream, build_stream
 
 if TYPE_CHECKING:
@@ -172,10 +173,15 @@ class Continual(Protocol):
             with run.phase(
                 "experience", i, scenario=stream.scenario, **experience.describe()
             ) as phase:
+                peak = PeakMemory(run.device)
+                peak.start()
                 method.before_experience(run, experience)
                 loss = method.train_experience(run, experience, self.epochs, self.batch_size)
                 method.after_experience(run, experience)
-                phase.metrics["train/loss"] = loss
+                if loss is not None:  # None: the strategy trained no rows (joint, later)
+                    phase.metrics["train/loss"] = loss
+                phase.metrics.update(strategy_figures(method, run.dataset))
+                peak.record(run, i)
                 matrix[i] = self.evaluate_stream(run, stream)
                 self._live["rows"] = matrix[: i + 1]
                 run.record("average_accuracy", metrics.average_accuracy(matrix, after=i))

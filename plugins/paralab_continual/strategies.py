@@ -1,4 +1,4 @@
-"""Continual strategies, native: the method interface of the ``continual`` protocol.
+"""Continual strategies, native: a base training loop plus strategy plugins.
 
 Every strategy implements :class:`paralab.ContinualStrategy` (the interface the protocol drives)
 and is a :class:`paralab.OptimizerMethod`, so its loss is the cross-entropy plus the spec's
@@ -7,31 +7,39 @@ model the spec names (an MLP, a CNN, a quantum classifier from another plugin). 
 calls ``check`` and ``bind`` once the stream is built, ``setup``, then per experience
 ``before_experience`` -> ``train_experience`` -> ``after_experience``.
 
+What a strategy does against forgetting lives in its **plugins**
+(:mod:`paralab_continual.composition`): ``ewc`` is the base loop with the ``ewc`` plugin,
+``replay`` with the ``replay`` plugin, and any strategy takes more through its ``plugins``
+option (``naive`` + ``[replay, ewc]`` is replay and EWC); the loop calls every plugin at each
+callback point, in list order, so no consolidation is skipped.
+
 Options are declared, with their constraints, in ``paralab_continual/__init__.py``; the spec
 check rejects bad values before anything is built, so the constructors trust their
 arguments. What depends on the stream (``heads = 'multi'`` without task labels, a memory
-larger than the data) is checked in :meth:`ContinualStrategy.check`, before any run folder.
+larger than the data) and the plugins' names and options are checked in
+:meth:`ContinualStrategy.check`, before any run folder.
 
 Why native: each experience's rows are gathered from the shared tensors once (its transform
 applied once, on the device), then minibatches are slices of a permutation: no Dataset, no
-DataLoader, no collate. Quadratic penalties (EWC, online EWC, SI) are added to the gradient in
-closed form, ``2 * lambda * (A * theta - B)``, with ``A`` and ``B`` folded over all previous
-experiences, so a step costs the same after 2 or 20 experiences and builds no autograd graph
-for the penalty (tests check the gradient equals autograd's on Avalanche's formula).
+DataLoader, no collate.
 """
 
 from __future__ import annotations
 
-import copy
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
 
-from paralab import Batch, OptimizerMethod, adam
+from paralab import Batch, OptimizerMethod, OptionError, adam
 from paralab import ContinualStrategy as StrategyInterface
 from paralab import clear_gradients as clear_optimizer_gradients
-from paralab_continual.buffers import IndexBuffer
+from paralab_continual import composition
+from paralab_continual.composition import FIELD
+from paralab_continual.dark import DERPlugin
+from paralab_continual.regularization import EWCPlugin, LwFPlugin, QuadraticPenalty, SIPlugin
+from paralab_continual.rehearsal import AGEMPlugin, ERACEPlugin, ReplayPlugin
+from paralab_continual.rows import fused_sgd_step, gather
 from paralab_continual.scenarios import Experience, ScenarioError, Stream
 
 if TYPE_CHECKING:
@@ -39,51 +47,8 @@ if TYPE_CHECKING:
 
     from paralab import RunContext, SharedDataset
 
-
-def _detached(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-    return [t.detach().clone() for t in tensors]
-
-
-def _on(tensors: list[torch.Tensor], like: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Checkpointed tensors back on the devices of the parameters they belong to."""
-    return [t.to(p.device) for t, p in zip(tensors, like)]
-
-
-def gather(
-    dataset: SharedDataset, stream: Stream, rows: torch.Tensor, experience_ids: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs and targets of ``rows``, each transformed as its experience dictates."""
-    x = dataset.x[rows]
-    y = dataset.y[rows]
-    transformed = [e for e in stream if e.transform is not None]
-    if not transformed:
-        return x, y
-    ids = experience_ids.to(x.device)
-    first = int(ids[0]) if len(ids) else 0
-    if len(ids) and bool((ids == first).all()):
-        transform = stream[first].transform
-        return (transform(x, rows) if transform is not None else x), y
-    x = x.clone()
-    for experience in transformed:
-        where = (ids == experience.index).nonzero().flatten()
-        if len(where):
-            assert experience.transform is not None
-            x[where] = experience.transform(x[where], rows[where])
-    return x, y
-
-
-def fused_sgd_step(parameters: list[torch.Tensor], lr: float, weight_decay: float) -> None:
-    """Plain SGD as one fused ``_foreach_add_`` over the parameters that have gradients (the
-    update ``torch.optim.SGD`` makes without momentum, minus its per-step dispatch)."""
-    with torch.no_grad():
-        pairs = [(p, p.grad) for p in parameters if p.grad is not None]
-        if not pairs:
-            return
-        params = [p for p, _ in pairs]
-        grads = [g for _, g in pairs]
-        if weight_decay:
-            grads = torch._foreach_add(grads, params, alpha=weight_decay)
-        torch._foreach_add_(params, grads, alpha=-lr)
+__all__ = ["AGEM", "DER", "ERACE", "EWC", "SI", "ContinualStrategy", "Cumulative", "Joint", "LwF", "Naive",
+           "OnlineEWC", "QuadraticPenalty", "Replay", "fused_sgd_step", "gather"]
 
 
 class ContinualStrategy(OptimizerMethod, StrategyInterface):
@@ -103,9 +68,12 @@ class ContinualStrategy(OptimizerMethod, StrategyInterface):
     :param heads: ``multi`` trains with the output units masked to the experience's classes
         (multi-head), which needs task labels at test time; ``shared`` trains all units;
         ``auto`` is ``multi`` in a task-incremental stream and ``shared`` otherwise.
+    :param plugins: strategy plugins (``[{name = "replay", buffer_size = 200}, ...]``), called
+        after the strategy's own plugin, in list order, at every callback point.
     """
 
     name = "naive"
+    own_count = 0
 
     def __init__(
         self,
@@ -115,8 +83,12 @@ class ContinualStrategy(OptimizerMethod, StrategyInterface):
         weight_decay: float = 0.0,
         reset_optimizer: bool = True,
         heads: str = "auto",
+        plugins: Sequence[Any] = (),
     ) -> None:
         super().__init__(lr, weight_decay)
+        self.plugin_specs = [dict(entry) if isinstance(entry, dict) else entry for entry in plugins]
+        self.plugins: list[Any] | None = None  # resolved on first use (check, setup)
+        self.callbacks: dict[str, list[Any]] = {}
         self.optimizer_name = optimizer
         self.momentum = momentum
         self.reset_optimizer = reset_optimizer
@@ -124,6 +96,73 @@ class ContinualStrategy(OptimizerMethod, StrategyInterface):
         self.stream: Stream | None = None
         self.train_masked = False
         self.parameters: list[torch.nn.Parameter] = []
+        self.batch_size = 0  # the protocol's, set by train_experience
+
+    # ------------------------------------------------------------------------ plugins
+
+    def make_plugins(self) -> list[Any]:
+        """The strategy's own plugins (none for the base loop); subclasses say which."""
+        return []
+
+    def resolve_plugins(self) -> list[Any]:
+        """The plugins, own first, then those the ``plugins`` option names (resolved through
+        the registry once; an unknown name or a bad option is an :class:`paralab.OptionError`
+        naming ``method.plugins[i]``)."""
+        if self.plugins is None:
+            plugins = [*self.make_plugins(), *composition.resolve(self.plugin_specs)]
+            self.own_count = len(plugins) - len(self.plugin_specs)
+            self.plugins = plugins
+            self.callbacks = composition.callback_table(plugins)
+        return self.plugins
+
+    @property
+    def plugin(self) -> Any:
+        """The strategy's own plugin (``ewc``'s EWC plugin); None for the base loop."""
+        plugins = self.resolve_plugins()
+        return plugins[0] if self.own_count else None
+
+    def where(self, plugin: Any) -> str:
+        """How an error names ``plugin``: ``method 'replay'`` for the strategy's own, else
+        ``method 'naive', plugin 'replay' (method.plugins[0])``."""
+        plugins = self.resolve_plugins()
+        position = next(i for i, p in enumerate(plugins) if p is plugin)
+        if position < self.own_count:
+            return f"method {self.name!r}"
+        listed = position - self.own_count
+        return (f"method {self.name!r}, plugin {getattr(plugin, 'name', '?')!r} "
+                f"(method.plugins[{listed}])")
+
+    def plugin_names(self) -> list[str]:
+        return composition.describe(self.resolve_plugins())
+
+    def memory_bytes(self) -> int:
+        """What the plugins keep between experiences (memories, importances, teachers)."""
+        return composition.memory_bytes(self.resolve_plugins())
+
+    def memory_report(self, dataset: SharedDataset) -> dict[str, int]:
+        """The memory figures of :mod:`paralab_continual.memory`: bytes kept, and the
+        rehearsal memory's rows and their bytes as copies of the examples."""
+        rows = 0
+        for plugin in self.resolve_plugins():
+            count = getattr(plugin, "buffer_rows", None)
+            rows += int(count()) if callable(count) else 0
+        per_row = dataset.x[0].numel() * dataset.x.element_size() + dataset.y.element_size()
+        return {"memory/strategy_bytes": self.memory_bytes(), "memory/buffer_rows": rows,
+                "memory/buffer_bytes": rows * int(per_row)}
+
+    def validate(self, run: RunContext) -> None:
+        """Resolve the plugins (the host calls this before any run folder); a checkpointed
+        run needs every plugin's state."""
+        plugins = self.resolve_plugins()
+        if run.spec.checkpoint_every:
+            lacking = [getattr(p, "name", type(p).__name__) for p in plugins
+                       if not callable(getattr(p, "state_dict", None))
+                       or not callable(getattr(p, "load_state_dict", None))]
+            if lacking:
+                raise OptionError(FIELD, (
+                    f"checkpoint_every = {run.spec.checkpoint_every}: strategy plugins "
+                    f"{lacking} keep no state_dict()/load_state_dict(), so a resumed run "
+                    f"would lose what they learned; set checkpoint_every = 0"))
 
     # ------------------------------------------------------------------------- checking
 
@@ -135,6 +174,9 @@ class ContinualStrategy(OptimizerMethod, StrategyInterface):
                 f"scenario {stream.scenario!r} has none; use scenario = 'task_incremental' or "
                 "heads = 'shared'"
             )
+        self.resolve_plugins()
+        for callback in self.callbacks["check"]:
+            callback(self, stream, dataset)
 
     # ------------------------------------------------------------------------ lifecycle
 
@@ -148,17 +190,34 @@ class ContinualStrategy(OptimizerMethod, StrategyInterface):
     def setup(self, run: RunContext | None, model: torch.nn.Module) -> None:
         self.parameters = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = self.make_optimizer(self.parameters)
+        self.resolve_plugins()
+        for callback in self.callbacks["setup"]:
+            callback(self, run, model)
 
     def state_dict(self) -> dict[str, Any]:
         """What the strategy learned between experiences (its optimizer's state, and what
         each strategy adds: penalty terms, a teacher, memories), for the protocol's
         checkpoints; tensors and plain data only. Checkpoints close experiences, so what lives
         only inside one (SI's running path integral, a gathered replay batch) is not in it."""
-        return super().state_dict()
+        plugins = self.resolve_plugins()
+        state = super().state_dict()
+        for plugin in plugins[: self.own_count]:  # the strategy's own: flat, as ever
+            state.update(plugin.state_dict())
+        state["plugins"] = [p.state_dict() if callable(getattr(p, "state_dict", None)) else {}
+                            for p in plugins[self.own_count:]]
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Take back :meth:`state_dict` after :meth:`setup` (and after the model's weights)."""
+        plugins = self.resolve_plugins()
+        state = dict(state)
+        listed = state.pop("plugins", [])
         super().load_state_dict(state)
+        for plugin in plugins[: self.own_count]:
+            plugin.load_state_dict(state, self)
+        for plugin, plugin_state in zip(plugins[self.own_count:], listed):
+            if callable(getattr(plugin, "load_state_dict", None)):
+                plugin.load_state_dict(plugin_state, self)
 
     @property
     def device(self) -> torch.device:
@@ -174,9 +233,13 @@ class ContinualStrategy(OptimizerMethod, StrategyInterface):
     def before_experience(self, run: RunContext, experience: Experience) -> None:
         if self.reset_optimizer and experience.index > 0:
             self.optimizer = self.make_optimizer(self.parameters)
+        for callback in self.callbacks["before_experience"]:
+            callback(self, run, experience)
 
     def after_experience(self, run: RunContext, experience: Experience) -> None:
-        """Consolidate what was learned (importances, memories, a teacher)."""
+        """Consolidate what was learned (importances, memories, a teacher): every plugin's."""
+        for callback in self.callbacks["after_experience"]:
+            callback(self, run, experience)
 
     # ------------------------------------------------------------------------- training
 
@@ -187,9 +250,11 @@ class ContinualStrategy(OptimizerMethod, StrategyInterface):
 
     def train_experience(
         self, run: RunContext, experience: Experience, epochs: int, batch_size: int
-    ) -> float:
-        """Minibatch epochs over the experience's pre-gathered rows; returns the mean loss."""
+    ) -> float | None:
+        """Minibatch epochs over the experience's pre-gathered rows; returns the mean loss
+        (None: no rows to train on)."""
         assert self.stream is not None, "bind(stream) before training"
+        self.batch_size = batch_size  # what plugins sized "as the training batch" read
         model = run.model
         model.train()
         rows, ids = self.training_rows(experience)
@@ -208,9 +273,9 @@ class ContinualStrategy(OptimizerMethod, StrategyInterface):
                         rows_epoch[start:stop], ids_epoch[start:stop],
                     )
                 )
-        total = torch.stack(losses).sum() if losses else torch.zeros(())
-        steps = len(losses)
-        return float(total) / max(steps, 1)
+        if not losses:  # nothing to train on (joint after its offline phase)
+            return None
+        return float(torch.stack(losses).sum()) / len(losses)
 
     def augment(
         self,
@@ -220,7 +285,10 @@ class ContinualStrategy(OptimizerMethod, StrategyInterface):
         rows: torch.Tensor,
         ids: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The batch to train on (replay appends memory rows here)."""
+        """The batch to train on: each plugin's ``augment`` in turn (replay appends memory
+        rows here)."""
+        for callback in self.callbacks["augment"]:
+            x, y, rows, ids = callback(self, run, x, y, rows, ids)
         return x, y, rows, ids
 
     def forward(
@@ -238,11 +306,16 @@ class ContinualStrategy(OptimizerMethod, StrategyInterface):
             return self.stream.read_outputs(logits, y, ids)
         return logits, y
 
-    def regularizer(self, x: torch.Tensor, raw: torch.Tensor,
+    def regularizer(self, run: RunContext | None, x: torch.Tensor, raw: torch.Tensor,
                     model: torch.nn.Module) -> torch.Tensor | None:
-        """A term added to the batch loss from the inputs and the model's raw (unmasked)
-        outputs, such as LwF's distillation; None: nothing."""
-        return None
+        """The plugins' terms added to the batch loss, from the inputs and the model's raw
+        (unmasked) outputs, such as LwF's distillation; None: nothing."""
+        total = None
+        for callback in self.callbacks["regularizer"]:
+            term = callback(self, run, x, raw, model)
+            if term is not None:
+                total = term if total is None else total + term
+        return total
 
     def train_step(
         self,
@@ -254,11 +327,16 @@ class ContinualStrategy(OptimizerMethod, StrategyInterface):
         ids: torch.Tensor,
     ) -> torch.Tensor:
         """One optimizer step; returns the batch loss as a tensor (no device sync)."""
+        for callback in self.callbacks["before_step"]:
+            callback(self, run, model, x, y, rows, ids)
         x, y, rows, ids = self.augment(run, x, y, rows, ids)
         raw = model(x)
         logits, targets = self.read_outputs(raw, y, ids)
-        loss = self.loss(run, Batch(x, targets, rows, logits, model, run))
-        extra = self.regularizer(x, raw, model)
+        objective = None
+        for callback in self.callbacks["objective"]:  # at most one (callback_table checks)
+            objective = callback(self, run, ids)
+        loss = self.loss(run, Batch(x, targets, rows, logits, model, run, objective=objective))
+        extra = self.regularizer(run, x, raw, model)
         if extra is not None:
             loss = loss + extra
         self.clear_gradients()
@@ -285,24 +363,30 @@ class ContinualStrategy(OptimizerMethod, StrategyInterface):
 
     def after_backward(self, run: RunContext, model: torch.nn.Module) -> None:
         """Change the gradients before the optimizer applies them (penalties, projections)."""
+        for callback in self.callbacks["after_backward"]:
+            callback(self, run, model)
 
     def after_step(self, run: RunContext, model: torch.nn.Module) -> None:
         """Observe the parameters after the optimizer step (SI's path integral)."""
+        for callback in self.callbacks["after_step"]:
+            callback(self, run, model)
 
     def describe(self) -> dict[str, Any]:
-        return {"strategy": self.name, "optimizer": self.optimizer_name, "lr": self.lr}
+        return {"strategy": self.name, "optimizer": self.optimizer_name, "lr": self.lr,
+                "plugins": self.plugin_names()}
 
 
 class Naive(ContinualStrategy):
-    """Fine-tuning: train on each experience in turn, nothing against forgetting (lower bound)."""
+    """Fine-tuning: train on each experience in turn, nothing against forgetting (lower bound);
+    with ``plugins``, the base loop of any composition."""
 
     name = "naive"
 
 
-class Joint(ContinualStrategy):
-    """Train on the union of every experience seen so far at each experience (upper bound)."""
+class Cumulative(ContinualStrategy):
+    """Train on the union of every experience seen so far at each experience."""
 
-    name = "joint"
+    name = "cumulative"
 
     def training_rows(self, experience: Experience) -> tuple[torch.Tensor, torch.Tensor]:
         assert self.stream is not None
@@ -312,433 +396,170 @@ class Joint(ContinualStrategy):
         return rows, ids
 
 
-class _Quadratic(ContinualStrategy):
-    """A penalty ``strength * sum_k A_k (theta_k - anchor)^2`` folded into ``A`` and ``B``:
-    its gradient ``2 * strength * (A * theta - B)`` is added after the backward pass."""
+class Joint(ContinualStrategy):
+    """Offline joint training, the upper bound papers report: in the first experience's
+    phase the model trains ``epochs`` over the union of **every** experience of the stream,
+    then nothing more (its later experiences train no rows), so every row of R is the model
+    trained on all the data. Forgetting is 0 by construction and forward transfer means
+    nothing here; ``cumulative`` is the experience-by-experience union."""
 
-    strength_name = "strength"
+    name = "joint"
 
-    def __init__(self, strength: float, **options: Any) -> None:
-        super().__init__(**options)
-        self.strength = float(strength)
-        self.curvature: list[torch.Tensor] = []  # A
-        self.pull: list[torch.Tensor] = []  # B = A * anchor (summed)
-        self.offset = 0.0  # C = sum A * anchor^2, only to report the penalty's value
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "curvature": _detached(self.curvature),
-                "pull": _detached(self.pull), "offset": self.offset}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.curvature = _on(state["curvature"], self.parameters)
-        self.pull = _on(state["pull"], self.parameters)
-        self.offset = float(state["offset"])
-
-    def after_backward(self, run: RunContext, model: torch.nn.Module) -> None:
-        if not self.curvature or self.strength == 0:
-            return
-        with torch.no_grad():
-            # 2 * strength * (A * theta - B), added to the gradients in four fused calls.
-            params = [p.detach() for p in self.parameters]
-            penalty_grads = torch._foreach_mul(self.curvature, params)
-            torch._foreach_sub_(penalty_grads, self.pull)
-            torch._foreach_mul_(penalty_grads, 2.0 * self.strength)
-            missing = [i for i, p in enumerate(self.parameters) if p.grad is None]
-            for i in missing:
-                self.parameters[i].grad = torch.zeros_like(self.parameters[i])
-            torch._foreach_add_([p.grad for p in self.parameters], penalty_grads)
-
-    def penalty(self) -> torch.Tensor:
-        """The penalty's value ``strength * sum A theta^2 - 2 B theta + C``."""
-        if not self.curvature:
-            return torch.zeros(())
-        value = sum(
-            (a * p.detach() ** 2 - 2 * b * p.detach()).sum()
-            for p, a, b in zip(self.parameters, self.curvature, self.pull)
-        )
-        return self.strength * (value + self.offset)
-
-    def _fold(self, importance: list[torch.Tensor], anchor: list[torch.Tensor], decay: float | None) -> None:
-        """Add ``importance`` around ``anchor``; with ``decay``, replace by one online penalty."""
-        if decay is None and self.curvature:
-            self.curvature = [a + imp for a, imp in zip(self.curvature, importance)]
-            self.pull = [b + imp * t for b, imp, t in zip(self.pull, importance, anchor)]
-            self.offset += float(sum((imp * t * t).sum() for imp, t in zip(importance, anchor)))
-            return
-        if decay is not None and self.curvature:
-            # Online: the old importance decays and moves to the newest anchor.
-            importance = [decay * a + imp for a, imp in zip(self.curvature, importance)]
-        self.curvature = list(importance)
-        self.pull = [imp * t for imp, t in zip(importance, anchor)]
-        self.offset = float(sum((imp * t * t).sum() for imp, t in zip(importance, anchor)))
-
-
-class _FisherPenalty(_Quadratic):
-    """The empirical-Fisher penalty that ``ewc`` and ``online_ewc`` share.
-
-    After each experience the empirical Fisher is the mean over minibatches (in row order, of
-    ``fisher_batch_size``) of the squared gradient of the mean cross-entropy; ``mode =
-    'separate'`` adds one penalty per experience, ``'online'`` keeps one penalty around the
-    newest parameters with ``F <- decay * F + F_new`` (Schwarz et al. 2018). No defaults here:
-    each method's constructor supplies them."""
-
-    strength_name = "ewc_lambda"
-
-    def __init__(self, ewc_lambda: float, mode: str, decay: float, fisher_batch_size: int,
-                 **options: Any) -> None:
-        super().__init__(ewc_lambda, **options)
-        self.mode = mode
-        self.decay = float(decay)
-        self.fisher_batch_size = int(fisher_batch_size)
-
-    def importance(self, run: RunContext, experience: Experience) -> list[torch.Tensor]:
-        """The empirical Fisher of ``experience``'s training rows.
-
-        One backward per minibatch, as Avalanche. (A ``torch.func.vmap`` over the minibatches
-        was measured 2x slower on a CPU: its batched matmuls lose to plain ones.)"""
+    def training_rows(self, experience: Experience) -> tuple[torch.Tensor, torch.Tensor]:
         assert self.stream is not None
-        model = run.model
-        was_training = model.training
-        model.eval()
-        rows = experience.train
-        ids = torch.full_like(rows, experience.index)
-        x_all, y_all = gather(run.dataset, self.stream, rows, ids)
-        size = self.fisher_batch_size
-        fisher = [torch.zeros_like(p) for p in self.parameters]
-        batches = 0
-        for start in range(0, len(rows), size):
-            x, y = x_all[start : start + size], y_all[start : start + size]
-            logits, targets = self.forward(model, x, y, ids[start : start + size])
-            grads = torch.autograd.grad(
-                F.cross_entropy(logits, targets), self.parameters, allow_unused=True
-            )
-            for total, grad in zip(fisher, grads):
-                if grad is not None:
-                    total.add_(grad.detach() ** 2)
-            batches += 1
-        model.train(was_training)
-        return [total / max(batches, 1) for total in fisher]
-
-    def after_experience(self, run: RunContext, experience: Experience) -> None:
-        fisher = self.importance(run, experience)
-        anchor = [p.detach().clone() for p in self.parameters]
-        self._fold(fisher, anchor, self.decay if self.mode == "online" else None)
+        if experience.index > 0:  # everything was learned offline, in the first phase
+            empty = experience.train[:0]
+            return empty, empty.clone()
+        every = self.stream.experiences
+        rows = torch.cat([e.train for e in every])
+        ids = torch.cat([torch.full_like(e.train, e.index) for e in every])
+        return rows, ids
 
 
-class EWC(_FisherPenalty):
+class _WithPlugin(ContinualStrategy):
+    """A named strategy: the base loop with one plugin of its own (built by ``plugin_from``
+    from the strategy's own options), then any the ``plugins`` option lists."""
+
+    _own_options: dict[str, Any]
+
+    @classmethod
+    def plugin_from(cls, **own: Any) -> Any:
+        """The plugin of this strategy from its own options (also what ``plugins = [{name =
+        ...}]`` builds)."""
+        raise NotImplementedError
+
+    def make_plugins(self) -> list[Any]:
+        return [self.plugin_from(**self._own_options)]
+
+
+class EWC(_WithPlugin):
     """Elastic weight consolidation (Kirkpatrick et al. 2017), Avalanche's formulation: the
     penalty is ``ewc_lambda * sum_e sum_k F_e,k (theta_k - theta*_e,k)^2`` (``mode =
     'separate'``) or one decayed penalty (``mode = 'online'``, as ``online_ewc``)."""
 
     name = "ewc"
 
-    def __init__(
-        self,
-        ewc_lambda: float = 100.0,
-        mode: str = "separate",
-        decay: float = 1.0,
-        fisher_batch_size: int = 32,
-        **options: Any,
-    ) -> None:
-        super().__init__(ewc_lambda, mode, decay, fisher_batch_size, **options)
+    def __init__(self, ewc_lambda: float = 100.0, mode: str = "separate", decay: float = 1.0,
+                 fisher_batch_size: int = 0, **options: Any) -> None:
+        super().__init__(**options)
+        self._own_options = {"ewc_lambda": ewc_lambda, "mode": mode, "decay": decay,
+                             "fisher_batch_size": fisher_batch_size}
+
+    @classmethod
+    def plugin_from(cls, **own: Any) -> EWCPlugin:
+        return EWCPlugin(**own)
 
 
-class OnlineEWC(_FisherPenalty):
+class OnlineEWC(_WithPlugin):
     """Online EWC (Schwarz et al. 2018): one running Fisher, decayed, around the newest weights."""
 
     name = "online_ewc"
 
-    def __init__(
-        self,
-        ewc_lambda: float = 100.0,
-        decay: float = 1.0,
-        fisher_batch_size: int = 32,
-        **options: Any,
-    ) -> None:
-        super().__init__(ewc_lambda, "online", decay, fisher_batch_size, **options)
+    def __init__(self, ewc_lambda: float = 100.0, decay: float = 1.0,
+                 fisher_batch_size: int = 0, **options: Any) -> None:
+        super().__init__(**options)
+        self._own_options = {"ewc_lambda": ewc_lambda, "decay": decay,
+                             "fisher_batch_size": fisher_batch_size}
+
+    @classmethod
+    def plugin_from(cls, **own: Any) -> EWCPlugin:
+        plugin = EWCPlugin(mode="online", **own)
+        plugin.name = "online_ewc"
+        return plugin
 
 
-class SI(_Quadratic):
-    """Synaptic intelligence (Zenke et al. 2017).
-
-    During an experience each parameter's contribution to the drop of the task loss is summed
-    along the optimisation path, ``omega -= grad * delta``; at its end
-    ``Omega += omega / (total_delta^2 + damping)`` and the penalty is
-    ``si_lambda * sum Omega (theta - theta_end)^2``.
-    """
+class SI(_WithPlugin):
+    """Synaptic intelligence (Zenke et al. 2017): see :class:`~paralab_continual.
+    regularization.SIPlugin`."""
 
     name = "si"
-    strength_name = "si_lambda"
 
     def __init__(self, si_lambda: float = 1.0, damping: float = 0.1, **options: Any) -> None:
-        super().__init__(si_lambda, **options)
-        self.damping = float(damping)
-        self.omega: list[torch.Tensor] = []
-        self.start: list[torch.Tensor] = []
-        self.before: list[torch.Tensor] = []
-        self.task_grad: list[torch.Tensor] = []
-        self.total_importance: list[torch.Tensor] = []
+        super().__init__(**options)
+        self._own_options = {"si_lambda": si_lambda, "damping": damping}
 
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "total_importance": _detached(self.total_importance)}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.total_importance = _on(state["total_importance"], self.parameters)
-
-    def before_experience(self, run: RunContext, experience: Experience) -> None:
-        super().before_experience(run, experience)
-        self.omega = [torch.zeros_like(p) for p in self.parameters]
-        self.start = [p.detach().clone() for p in self.parameters]
-
-    def after_backward(self, run: RunContext, model: torch.nn.Module) -> None:
-        # The task loss's gradient and the parameters before the step, for the path integral.
-        self.task_grad = [
-            p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
-            for p in self.parameters
-        ]
-        self.before = [p.detach().clone() for p in self.parameters]
-        super().after_backward(run, model)
-
-    def after_step(self, run: RunContext, model: torch.nn.Module) -> None:
-        for omega, grad, before, p in zip(self.omega, self.task_grad, self.before, self.parameters):
-            omega.sub_(grad * (p.detach() - before))
-
-    def after_experience(self, run: RunContext, experience: Experience) -> None:
-        end = [p.detach().clone() for p in self.parameters]
-        importance = [
-            omega / ((e - s) ** 2 + self.damping)
-            for omega, e, s in zip(self.omega, end, self.start)
-        ]
-        if self.total_importance:
-            importance = [old + new for old, new in zip(self.total_importance, importance)]
-        self.total_importance = importance
-        # One penalty around the newest parameters with the accumulated importance.
-        self._fold(importance, end, decay=0.0)
+    @classmethod
+    def plugin_from(cls, **own: Any) -> SIPlugin:
+        return SIPlugin(**own)
 
 
-class LwF(ContinualStrategy):
-    """Learning without forgetting (Li and Hoiem 2016), as in Avalanche: a frozen copy of the
-    model after the previous experience teaches the current one on the current inputs, by
-    ``alpha * KL(teacher || student)`` at ``temperature`` over the previously seen output units
-    (per previous task's units in a task-incremental stream)."""
+class LwF(_WithPlugin):
+    """Learning without forgetting (Li and Hoiem 2016), as in Avalanche: see
+    :class:`~paralab_continual.regularization.LwFPlugin`."""
 
     name = "lwf"
 
     def __init__(self, alpha: float = 1.0, temperature: float = 2.0, **options: Any) -> None:
         super().__init__(**options)
-        self.alpha = float(alpha)
-        self.temperature = float(temperature)
-        self.teacher: torch.nn.Module | None = None
-        self.unit_groups: list[torch.Tensor] = []
-        self.model: torch.nn.Module | None = None
+        self._own_options = {"alpha": alpha, "temperature": temperature}
 
-    def setup(self, run: RunContext | None, model: torch.nn.Module) -> None:
-        super().setup(run, model)
-        self.model = model  # the teacher is a frozen copy of it
-
-    def state_dict(self) -> dict[str, Any]:
-        teacher = None if self.teacher is None else self.teacher.state_dict()
-        return {**super().state_dict(), "teacher": teacher,
-                "unit_groups": [u.clone() for u in self.unit_groups]}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.teacher = None
-        if state["teacher"] is not None:
-            assert self.model is not None, "setup(run, model) before load_state_dict"
-            self.teacher = self._freeze(copy.deepcopy(self.model))
-            self.teacher.load_state_dict(state["teacher"])
-        self.unit_groups = [units.to(self.device) for units in state["unit_groups"]]
-
-    @staticmethod
-    def _freeze(model: torch.nn.Module) -> torch.nn.Module:
-        model.eval()
-        for parameter in model.parameters():
-            parameter.requires_grad_(False)
-        return model
-
-    def after_experience(self, run: RunContext, experience: Experience) -> None:
-        assert self.stream is not None
-        self.teacher = self._freeze(copy.deepcopy(run.model))
-        seen = self.stream.experiences[: experience.index + 1]
-        if self.stream.has_task_labels:
-            self.unit_groups = [self.stream.unit_mask[e.index].nonzero().flatten() for e in seen]
-        else:
-            active = self.stream.unit_mask[[e.index for e in seen]].any(dim=0)
-            if not self.stream.masked:
-                # Class-incremental: only the units of classes seen so far carry knowledge.
-                active = torch.zeros_like(active)
-                active[[c for e in seen for c in e.classes]] = True
-            self.unit_groups = [active.nonzero().flatten()]
-
-    def distillation(self, x: torch.Tensor, logits: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:
-        assert self.teacher is not None
-        with torch.no_grad():
-            teacher_logits = self.teacher(x)
-        total = torch.zeros((), device=logits.device)
-        for units in self.unit_groups:
-            units = units.to(logits.device)
-            log_p = F.log_softmax(logits[:, units] / self.temperature, dim=1)
-            q = F.softmax(teacher_logits[:, units] / self.temperature, dim=1)
-            total = total + F.kl_div(log_p, q, reduction="batchmean")
-        return self.alpha * total
-
-    def regularizer(self, x: torch.Tensor, raw: torch.Tensor,
-                    model: torch.nn.Module) -> torch.Tensor | None:
-        """The distillation from the previous experience's model (none before it ends)."""
-        return None if self.teacher is None else self.distillation(x, raw, model)
+    @classmethod
+    def plugin_from(cls, **own: Any) -> LwFPlugin:
+        return LwFPlugin(**own)
 
 
-class Replay(ContinualStrategy):
-    """Experience replay: each minibatch is joined by as many rows drawn from a memory of
-    indices into the shared data (``reservoir``, ``class_balanced`` or
-    ``experience_balanced``), updated when an experience ends."""
+class Replay(_WithPlugin):
+    """Experience replay from a memory of indices: see :class:`~paralab_continual.rehearsal.
+    ReplayPlugin`."""
 
     name = "replay"
 
-    def __init__(
-        self,
-        buffer_size: int = 200,
-        policy: str = "reservoir",
-        memory_batch_size: int = 0,
-        **options: Any,
-    ) -> None:
+    def __init__(self, buffer_size: int = 200, policy: str = "reservoir",
+                 memory_batch_size: int = 0, **options: Any) -> None:
         super().__init__(**options)
-        self.buffer = IndexBuffer(buffer_size, policy)
-        self.memory_batch_size = int(memory_batch_size)
-        self.memory: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._own_options = {"buffer_size": buffer_size, "policy": policy,
+                             "memory_batch_size": memory_batch_size}
 
-    def state_dict(self) -> dict[str, Any]:
-        """The memory as index tensors (rows of the shared data and their experience ids)
-        and where its shuffled pass stands; the gathered rows are rebuilt from them."""
-        return {**super().state_dict(), "buffer": self.buffer.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.buffer.load_state_dict(state["buffer"], self.device)
-
-    def check(self, stream: Stream, dataset: SharedDataset) -> None:
-        super().check(stream, dataset)
-        available = sum(len(e.train) for e in stream)
-        if self.buffer.size > available:
-            raise ScenarioError(
-                f"method {self.name!r}: buffer_size = {self.buffer.size} is larger than the "
-                f"{available} training rows of the whole stream; use buffer_size <= {available}"
-            )
-
-    def augment(
-        self,
-        run: RunContext,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        rows: torch.Tensor,
-        ids: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        if self.memory is None:
-            return x, y, rows, ids
-        memory_x, memory_y = self.memory
-        slots = self.buffer.next_slots(self.memory_batch_size or len(rows), run.generator)
-        return (
-            torch.cat([x, memory_x[slots]]),
-            torch.cat([y, memory_y[slots]]),
-            torch.cat([rows, self.buffer.indices[slots]]),
-            torch.cat([ids, self.buffer.experiences[slots]]),
-        )
-
-    def before_experience(self, run: RunContext, experience: Experience) -> None:
-        """Gather the memory's rows (transformed as their experience) once per experience:
-        the memory changes only between experiences, so each step is one slice of them."""
-        super().before_experience(run, experience)
-        self.memory = None
-        if len(self.buffer):
-            assert self.stream is not None
-            self.memory = gather(run.dataset, self.stream, self.buffer.indices, self.buffer.experiences)
-
-    def after_experience(self, run: RunContext, experience: Experience) -> None:
-        rows = experience.train
-        self.buffer.add_experience(rows, experience.index, run.dataset.y[rows], run.generator)
+    @classmethod
+    def plugin_from(cls, **own: Any) -> ReplayPlugin:
+        return ReplayPlugin(**own)
 
 
-class AGEM(ContinualStrategy):
-    """Averaged gradient episodic memory (Chaudhry et al. 2019): when the minibatch gradient
-    points against the gradient on a memory sample, project it onto the sample's half-space.
-    The memory keeps ``patterns_per_experience`` random rows of each experience (indices)."""
+class AGEM(_WithPlugin):
+    """Averaged gradient episodic memory (Chaudhry et al. 2019): see
+    :class:`~paralab_continual.rehearsal.AGEMPlugin`."""
 
     name = "agem"
 
-    def __init__(self, patterns_per_experience: int = 100, sample_size: int = 64, **options: Any) -> None:
+    def __init__(self, patterns_per_experience: int = 100, sample_size: int = 64,
+                 **options: Any) -> None:
         super().__init__(**options)
-        self.patterns_per_experience = int(patterns_per_experience)
-        self.sample_size = int(sample_size)
-        self.memory_rows = torch.empty(0, dtype=torch.long)
-        self.memory_ids = torch.empty(0, dtype=torch.long)
-        self.reference: list[torch.Tensor] | None = None
+        self._own_options = {"patterns_per_experience": patterns_per_experience,
+                             "sample_size": sample_size}
 
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "memory_rows": self.memory_rows.clone(),
-                "memory_ids": self.memory_ids.clone()}
+    @classmethod
+    def plugin_from(cls, **own: Any) -> AGEMPlugin:
+        return AGEMPlugin(**own)
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.memory_rows = state["memory_rows"].to(self.device)
-        self.memory_ids = state["memory_ids"].to(self.device)
 
-    def check(self, stream: Stream, dataset: SharedDataset) -> None:
-        super().check(stream, dataset)
-        smallest = min(len(e.train) for e in stream)
-        if self.patterns_per_experience > smallest:
-            raise ScenarioError(
-                f"method {self.name!r}: patterns_per_experience = {self.patterns_per_experience} "
-                f"is larger than the smallest experience ({smallest} training rows); use "
-                f"patterns_per_experience <= {smallest}"
-            )
+class DER(_WithPlugin):
+    """Dark experience replay, DER (``beta = 0``) and DER++ (Buzzega et al. 2020): see
+    :class:`~paralab_continual.dark.DERPlugin`."""
 
-    def train_step(
-        self,
-        run: RunContext,
-        model: torch.nn.Module,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        rows: torch.Tensor,
-        ids: torch.Tensor,
-    ) -> torch.Tensor:
-        self.reference = None
-        if len(self.memory_rows):
-            assert self.stream is not None
-            pick = torch.randint(
-                len(self.memory_rows), (self.sample_size,), generator=run.generator
-            ).to(self.memory_rows.device)
-            memory_rows, memory_ids = self.memory_rows[pick], self.memory_ids[pick]
-            memory_x, memory_y = gather(run.dataset, self.stream, memory_rows, memory_ids)
-            logits, targets = self.forward(model, memory_x, memory_y, memory_ids)
-            grads = torch.autograd.grad(
-                F.cross_entropy(logits, targets), self.parameters, allow_unused=True
-            )
-            self.reference = [
-                g.detach() if g is not None else torch.zeros_like(p)
-                for g, p in zip(grads, self.parameters)
-            ]
-        return super().train_step(run, model, x, y, rows, ids)
+    name = "der"
 
-    @torch.no_grad()
-    def after_backward(self, run: RunContext, model: torch.nn.Module) -> None:
-        if self.reference is None:
-            return
-        current = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.parameters]
-        dot = sum((g * r).sum() for g, r in zip(current, self.reference))
-        if float(dot) < 0:
-            norm = sum((r * r).sum() for r in self.reference)
-            scale = dot / norm
-            for p, g, r in zip(self.parameters, current, self.reference):
-                p.grad = g - scale * r
+    def __init__(self, buffer_size: int = 200, alpha: float = 0.1, beta: float = 0.5,
+                 memory_batch_size: int = 0, **options: Any) -> None:
+        super().__init__(**options)
+        self._own_options = {"buffer_size": buffer_size, "alpha": alpha, "beta": beta,
+                             "memory_batch_size": memory_batch_size}
 
-    def after_experience(self, run: RunContext, experience: Experience) -> None:
-        rows = experience.train
-        pick = torch.randperm(len(rows), generator=run.generator)[: self.patterns_per_experience]
-        chosen = rows[pick.to(rows.device)]
-        self.memory_rows = torch.cat([self.memory_rows.to(rows.device), chosen])
-        self.memory_ids = torch.cat(
-            [self.memory_ids.to(rows.device), torch.full_like(chosen, experience.index)]
-        )
+    @classmethod
+    def plugin_from(cls, **own: Any) -> DERPlugin:
+        return DERPlugin(**own)
+
+
+class ERACE(_WithPlugin):
+    """Experience replay with asymmetric cross-entropy, ER-ACE (Caccia et al. 2022): see
+    :class:`~paralab_continual.rehearsal.ERACEPlugin`."""
+
+    name = "er_ace"
+
+    def __init__(self, buffer_size: int = 200, memory_batch_size: int = 10,
+                 **options: Any) -> None:
+        super().__init__(**options)
+        self._own_options = {"buffer_size": buffer_size, "memory_batch_size": memory_batch_size}
+
+    @classmethod
+    def plugin_from(cls, **own: Any) -> ERACEPlugin:
+        return ERACEPlugin(**own)

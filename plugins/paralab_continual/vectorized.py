@@ -16,7 +16,7 @@ gradient ``2 * lambda * (A * theta - B)`` added after the backward pass (EWC, on
 ``A`` and ``B`` stacked from each seed's strategy), and the same update (the fused plain-SGD
 step, or the torch optimizer, fresh at each experience when ``reset_optimizer``). EWC's
 Fisher is computed stacked too, in the row order and minibatches of
-:meth:`~paralab_continual.strategies._FisherPenalty.importance`.
+:meth:`~paralab_continual.regularization.EWCPlugin.importance`.
 
 SI's path integral is kept stacked (``omega``, the task gradient and the parameters before
 each step) and handed to each seed's strategy when the experience ends; LwF's teachers are
@@ -24,9 +24,10 @@ stacked into one frozen model whose outputs each seed's distillation reads (its 
 A-GEM draws each seed's memory sample with the seed's generator, computes the K reference
 gradients in one stacked pass and projects each seed's gradient by its own dot product.
 
-Stacked: ``naive``, ``joint``, ``ewc``, ``online_ewc``, ``si``, ``lwf``, ``replay``,
-``agem``. The Avalanche adapter (and any subclass of a native strategy, which may change the
-step) runs its seeds one after another, and ``seed_axis_why_not`` says so.
+Stacked: ``naive``, ``joint``, ``cumulative``, ``ewc``, ``online_ewc``, ``si``, ``lwf``,
+``replay``, ``agem``, each with its own plugin only. A composed strategy (``plugins = [...]``
+listing any), the Avalanche adapter and any subclass of a native strategy (which may change
+the step) run their seeds one after another, and ``seed_axis_why_not`` says so.
 """
 
 from __future__ import annotations
@@ -39,21 +40,22 @@ import torch.nn.functional as F
 
 from paralab import Predictions
 from paralab_continual import metrics
+from paralab_continual.memory import PeakMemory, strategy_figures
 from paralab_continual.protocol import Continual as SingleContinual
+from paralab_continual.regularization import EWCPlugin, LwFPlugin, QuadraticPenalty, SIPlugin
+from paralab_continual.rehearsal import AGEMPlugin, ReplayPlugin
+from paralab_continual.rows import fused_sgd_step, gather
 from paralab_continual.strategies import (
     AGEM,
     EWC,
     SI,
     ContinualStrategy,
+    Cumulative,
     Joint,
     LwF,
     Naive,
     OnlineEWC,
     Replay,
-    _FisherPenalty,
-    _Quadratic,
-    fused_sgd_step,
-    gather,
 )
 
 if TYPE_CHECKING:
@@ -61,7 +63,7 @@ if TYPE_CHECKING:
     from paralab_continual.scenarios import Experience, Stream
 
 STACKED_STRATEGIES: tuple[type[ContinualStrategy], ...] = (
-    Naive, Joint, EWC, OnlineEWC, SI, LwF, Replay, AGEM)
+    Naive, Joint, Cumulative, EWC, OnlineEWC, SI, LwF, Replay, AGEM)
 """Strategies whose step :class:`Continual` reproduces stacked (the exact classes: a subclass
 may change the step)."""
 
@@ -78,6 +80,11 @@ class Continual(SingleContinual):
                 names = ", ".join(s.name for s in STACKED_STRATEGIES)
                 return (f"method {run.spec.method.name!r} ({type(run.method).__name__}) has no "
                         f"stacked step yet (stacked: {names})")
+            method = run.method
+            if len(method.resolve_plugins()) > method.own_count:
+                return (f"method {run.spec.method.name!r} composes strategy plugins "
+                        f"{method.plugin_names()}: composed strategies have no stacked step "
+                        f"yet (each seed runs on its own, with every plugin)")
             if run.loss_terms:
                 return f"loss terms {sorted(run.loss_terms)} are not stacked yet"
         streams = [self_of(run).stream_of(run) for run in runs]
@@ -114,11 +121,18 @@ class Continual(SingleContinual):
                 for k in list(phases):
                     with axis.guard(k, "method", runs[k].spec.method.name):
                         methods[k].before_experience(runs[k], streams[k][i])
+                peak = PeakMemory(runs[0].device)
+                peak.start()
                 losses = trainer.train_experience(i, self.epochs, self.batch_size)
                 trainer.after_experience(i)
                 for k, phase in phases.items():
-                    if k not in axis.failed:
+                    if k in axis.failed:
+                        continue
+                    if losses[k] is not None:
                         phase.metrics["train/loss"] = losses[k]
+                    phase.metrics.update(strategy_figures(methods[k], runs[k].dataset))
+                    # One process trains the stacked chunk: its peak is every seed's.
+                    peak.record(runs[k], i, stacked=len(runs))
                 for k, row in self.evaluate_streams(axis, runs, streams).items():
                     with axis.guard(k, "protocol", runs[k].spec.protocol.name):
                         matrix = matrices[k]
@@ -192,6 +206,9 @@ class _StackedTrainer:
         self.methods = methods
         self.streams = streams
         self.first = methods[0]
+        # Each seed's own plugin (the strategies stacked have at most one, their own).
+        self.plugins: list[Any] = [m.plugin for m in methods]
+        self.plugin = self.plugins[0]
         self.parameters: list[torch.Tensor] = self.model.parameters
         self.optimizer = self.first.make_optimizer(self.parameters)
         self.curvature: list[torch.Tensor] = []
@@ -204,17 +221,19 @@ class _StackedTrainer:
 
     # ------------------------------------------------------------------------- training
 
-    def train_experience(self, i: int, epochs: int, batch_size: int) -> list[float]:
+    def train_experience(self, i: int, epochs: int, batch_size: int) -> list[float | None]:
         """Every seed's :meth:`ContinualStrategy.train_experience` of experience ``i``;
         returns each seed's mean batch loss."""
         first = self.first
+        for method in self.methods:  # as each single run's train_experience records it
+            method.batch_size = batch_size
         if first.reset_optimizer and i > 0:
             self.optimizer = first.make_optimizer(self.parameters)
         self._stack_penalty()
-        if isinstance(first, SI):
+        if isinstance(self.plugin, SIPlugin):
             self.omega = [torch.zeros_like(p) for p in self.parameters]
-        if isinstance(first, LwF):
-            teachers = [m.teacher for m in self.methods]
+        if isinstance(self.plugin, LwFPlugin):
+            teachers = [p.teacher for p in self.plugins]
             self.teacher = None
             if all(t is not None for t in teachers):
                 self.teacher = self.axis.stack(teachers).eval()
@@ -241,8 +260,8 @@ class _StackedTrainer:
                 ys.append(y)
         n = len(rows[0])
         device = dataset.x.device if direct else xs[0].device
-        augments = type(first).augment is not ContinualStrategy.augment
-        memory = self._stacked_memory() if isinstance(first, Replay) else None
+        augments = bool(first.callbacks["augment"])
+        memory = self._stacked_memory() if isinstance(self.plugin, ReplayPlugin) else None
         losses: list[torch.Tensor] = []
         for _ in range(epochs):
             orders = [torch.randperm(n, generator=run.generator).to(device) for run in self.runs]
@@ -264,8 +283,8 @@ class _StackedTrainer:
                 elif augments:
                     x, y, r, e = self._augment(x, y, r, e)
                 losses.append(self._step(x, y, e))
-        if not losses:
-            return [0.0] * len(self.runs)
+        if not losses:  # no rows to train on (joint after its offline phase)
+            return [None] * len(self.runs)
         table = torch.stack(losses)
         # Each seed's sum as its single run sums it: one contiguous column, summed.
         return [float(table[:, k].contiguous().sum()) / len(losses)
@@ -276,15 +295,15 @@ class _StackedTrainer:
         stacked ``(K, M, ...)``: a step then takes each seed's slots in one gather. None
         before any memory, or when the seeds' memories differ in size (then each seed's
         ``augment`` runs on its own)."""
-        methods = self.methods
-        if not all(isinstance(m, Replay) and m.memory is not None for m in methods):
+        plugins = self.plugins
+        if not all(isinstance(p, ReplayPlugin) and p.memory is not None for p in plugins):
             return None
-        sizes = {len(m.buffer) for m in methods}  # type: ignore[attr-defined]
+        sizes = {len(p.buffer) for p in plugins}
         if len(sizes) != 1:
             return None
-        return (torch.stack([m.memory[0] for m in methods]),  # type: ignore[attr-defined]
-                torch.stack([m.memory[1] for m in methods]),  # type: ignore[attr-defined]
-                torch.stack([m.buffer.experiences for m in methods]))  # type: ignore[attr-defined]
+        return (torch.stack([p.memory[0] for p in plugins]),
+                torch.stack([p.memory[1] for p in plugins]),
+                torch.stack([p.buffer.experiences for p in plugins]))
 
     def _replay_epoch(self, memory: tuple[torch.Tensor, ...], n: int,
                       batch_size: int) -> tuple[torch.Tensor | None, ...]:
@@ -295,10 +314,10 @@ class _StackedTrainer:
         order was drawn before), and ``next_slots(a + b)`` is ``next_slots(a)`` then
         ``next_slots(b)`` (the same reshuffles at the same places), so every seed draws what
         its single run draws."""
-        size = self.first.memory_batch_size  # type: ignore[attr-defined]
+        size = self.plugin.memory_batch_size
         total = sum(size or min(batch_size, n - start) for start in range(0, n, batch_size))
-        slots = torch.stack([method.buffer.next_slots(total, run.generator)  # type: ignore[attr-defined]
-                             for method, run in zip(self.methods, self.runs)])
+        slots = torch.stack([plugin.buffer.next_slots(total, run.generator)
+                             for plugin, run in zip(self.plugins, self.runs)])
         seeds = torch.arange(len(self.methods), device=slots.device).unsqueeze(1)
         memory_x, memory_y, memory_ids = memory
         ids = memory_ids[seeds, slots] if self.first.train_masked else None
@@ -309,7 +328,7 @@ class _StackedTrainer:
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
         """The next step's memory rows (as many as ``memory_batch_size``, or as the batch)
         appended to every seed's batch; returns the batch and the memory rows used so far."""
-        size = self.first.memory_batch_size or x.shape[1]  # type: ignore[attr-defined]
+        size = self.plugin.memory_batch_size or x.shape[1]
         memory_x, memory_y, memory_ids = replayed
         assert memory_x is not None and memory_y is not None
         stop = used + size
@@ -344,7 +363,7 @@ class _StackedTrainer:
     def _step(self, x: torch.Tensor, y: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """One training step of every seed (:meth:`ContinualStrategy.train_step`); ``(K,)``
         batch losses (no device sync)."""
-        reference = self._reference() if isinstance(self.first, AGEM) else None
+        reference = self._reference() if isinstance(self.plugin, AGEMPlugin) else None
         raw = self.model(x)
         logits, targets = self._outputs(raw, y, ids)
         per_seed = _mean_cross_entropy(logits, targets)
@@ -353,14 +372,14 @@ class _StackedTrainer:
         for parameter in self.parameters:
             parameter.grad = None
         per_seed.sum().backward()
-        if isinstance(self.first, SI):  # the task gradient and the weights before the step
+        if isinstance(self.plugin, SIPlugin):  # the task gradient and the weights before the step
             task_grad = [p.grad.detach().clone() for p in self.parameters]
             before = [p.detach().clone() for p in self.parameters]
         if reference is not None:
             self._project(reference)
         self._penalty_gradient()
         self._update()
-        if isinstance(self.first, SI):
+        if isinstance(self.plugin, SIPlugin):
             for omega, grad, old, p in zip(self.omega, task_grad, before, self.parameters):
                 omega.sub_(grad * (p.detach() - old))
         return per_seed.detach()
@@ -370,8 +389,8 @@ class _StackedTrainer:
         with torch.no_grad():
             teacher = self.teacher(x)
         values = []
-        for k, method in enumerate(self.methods):
-            assert isinstance(method, LwF)
+        for k, method in enumerate(self.plugins):
+            assert isinstance(method, LwFPlugin)
             total = torch.zeros((), device=raw.device)
             for units in method.unit_groups:
                 units = units.to(raw.device)
@@ -384,12 +403,12 @@ class _StackedTrainer:
     def _reference(self) -> list[torch.Tensor] | None:
         """A-GEM's reference gradients: each seed's memory sample (its own draw), one
         stacked pass; None before any memory."""
-        methods = self.methods
-        if not all(len(m.memory_rows) for m in methods):  # type: ignore[attr-defined]
+        plugins = self.plugins
+        if not all(len(p.memory_rows) for p in plugins):
             return None
         xs, ys, ids = [], [], []
-        for method, run, stream in zip(methods, self.runs, self.streams):
-            assert isinstance(method, AGEM)
+        for method, run, stream in zip(plugins, self.runs, self.streams):
+            assert isinstance(method, AGEMPlugin)
             pick = torch.randint(len(method.memory_rows), (method.sample_size,),
                                  generator=run.generator).to(method.memory_rows.device)
             rows, experience_ids = method.memory_rows[pick], method.memory_ids[pick]
@@ -424,21 +443,22 @@ class _StackedTrainer:
         """``A`` and ``B`` of every seed's quadratic penalty, stacked (empty: no penalty)."""
         self.curvature, self.pull = [], []
         active = self.axis.active()
-        if not active or not isinstance(self.first, _Quadratic) or self.first.strength == 0:
+        if (not active or not isinstance(self.plugin, QuadraticPenalty)
+                or self.plugin.strength == 0):
             return
-        reference = self.methods[active[0]]
-        assert isinstance(reference, _Quadratic)
+        reference = self.plugins[active[0]]
+        assert isinstance(reference, QuadraticPenalty)
         if not reference.curvature:
             return
         zeros = [torch.zeros_like(a) for a in reference.curvature]
         # A failed seed's slice is still computed (and ignored): give it no penalty.
         self.curvature = self.model.stack(
-            [m.curvature if k in active else zeros for k, m in enumerate(self.methods)])
+            [p.curvature if k in active else zeros for k, p in enumerate(self.plugins)])
         self.pull = self.model.stack(
-            [m.pull if k in active else zeros for k, m in enumerate(self.methods)])
+            [p.pull if k in active else zeros for k, p in enumerate(self.plugins)])
 
     def _penalty_gradient(self) -> None:
-        """:meth:`_Quadratic.after_backward`, stacked: the same four fused calls, in the same
+        """:meth:`QuadraticPenalty.after_backward`, stacked: the same four fused calls, in the same
         order, so each element's penalty gradient is rounded as its single run rounds it
         (Adam turns last-bit differences of near-zero gradients into steps of ``lr``; measured
         1e-3 apart with ``grad += (2 lambda A) theta - 2 lambda B`` instead)."""
@@ -448,7 +468,7 @@ class _StackedTrainer:
             params = [p.detach() for p in self.parameters]
             penalty = torch._foreach_mul(self.curvature, params)
             torch._foreach_sub_(penalty, self.pull)
-            torch._foreach_mul_(penalty, 2.0 * self.first.strength)
+            torch._foreach_mul_(penalty, 2.0 * self.plugin.strength)
             for p in self.parameters:
                 if p.grad is None:
                     p.grad = torch.zeros_like(p)
@@ -469,26 +489,25 @@ class _StackedTrainer:
         axis = self.axis
         experiences = self.experiences(i)
         fisher: list[list[torch.Tensor]] | None = None
-        omega = self.model.unstack(self.omega) if isinstance(self.first, SI) else []
-        if isinstance(self.first, _FisherPenalty):
+        omega = self.model.unstack(self.omega) if isinstance(self.plugin, SIPlugin) else []
+        if isinstance(self.plugin, EWCPlugin):
             fisher = self._fisher(experiences)
         for k, run in axis.each():
-            method = self.methods[k]
+            method, plugin = self.methods[k], self.plugins[k]
             with axis.guard(k, "method", run.spec.method.name):
-                if isinstance(method, SI):  # the path integral, this seed's slice
-                    method.omega = omega[k]
+                if isinstance(plugin, SIPlugin):  # the path integral, this seed's slice
+                    plugin.omega = omega[k]
                 if fisher is None:
                     method.after_experience(run, experiences[k])
                     continue
-                assert isinstance(method, _FisherPenalty)
-                anchor = [p.detach().clone() for p in method.parameters]
-                method._fold(fisher[k], anchor, method.decay if method.mode == "online" else None)
+                assert isinstance(plugin, EWCPlugin)
+                plugin.consolidate(method, fisher[k])
 
     def _fisher(self, experiences: list[Experience]) -> list[list[torch.Tensor]]:
-        """Every seed's :meth:`_FisherPenalty.importance`: the mean over row-order minibatches
+        """Every seed's :meth:`EWCPlugin.importance`: the mean over row-order minibatches
         of the squared gradient of the mean cross-entropy, in eval mode."""
-        first = self.first
-        assert isinstance(first, _FisherPenalty)
+        first = self.plugin
+        assert isinstance(first, EWCPlugin)
         self.model.eval()
         rows = [e.train for e in experiences]
         ids = [torch.full_like(r, e.index) for r, e in zip(rows, experiences)]
@@ -497,7 +516,7 @@ class _StackedTrainer:
         x_all = torch.stack([g[0] for g in gathered])
         y_all = torch.stack([g[1] for g in gathered])
         id_all = torch.stack(ids)
-        size = first.fisher_batch_size
+        size = first.fisher_batch(self.first)
         fisher = [torch.zeros_like(p) for p in self.parameters]
         batches = 0
         n = len(rows[0])

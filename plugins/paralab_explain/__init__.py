@@ -1,15 +1,21 @@
 """paralab_explain: explainable AI as an auditor of any run, with SHAP, LIME and Captum.
 
-Two auditors read any run's predictions, whatever its paradigm (supervised, continual,
+Three auditors read any run's predictions, whatever its paradigm (supervised, continual,
 federated, a quantum model ...):
 
 * ``attributions`` — which features (or feature groups) drive the decisions: global, per class,
   per sensitive group, and how that drifts across epochs, experiences or rounds; plots in the
   run's folder. Methods: integrated gradients (paralab's batched code, parity with Captum),
   saliency, DeepLift, GradientSHAP (Captum), exact Shapley values (every coalition in one
-  batched pass), KernelSHAP (shap) and LIME (lime).
+  batched pass), permutation-sampling Shapley values with standard errors (any number of
+  players), KernelSHAP (shap) and LIME (lime); the Shapley estimators take a background
+  distribution (sampled or k-means rows), as SHAP does; for convolutional models SmoothGrad,
+  occlusion, Grad-CAM and layer integrated gradients (paralab's batched code, parity with
+  Captum).
 * ``faithfulness`` — how well each method explains the model: completeness, deletion and
   insertion areas, Captum's infidelity and sensitivity.
+* ``sanity`` — do the attributions depend on the model? The model-parameter randomisation
+  test of Adebayo et al. 2018 (rank correlation before and after re-initialising layers).
 
 Every option is declared here with its constraints, so a bad value is a spec error before
 anything is built. ``baseline``, ``groups``, ``samples`` and ``per_group`` take values of
@@ -25,7 +31,14 @@ are imported when a run uses an auditor. The Python API is :func:`paralab_explai
 from __future__ import annotations
 
 from paralab import AuditorSpec, Option, count, hookimpl, one_of, positive
-from paralab_explain.choices import MAX_PLAYERS, METHODS, OUTPUTS, QUADRATURES, TARGETS
+from paralab_explain.choices import (
+    MAX_PLAYERS,
+    METHODS,
+    OUTPUTS,
+    QUADRATURES,
+    RANDOMIZATIONS,
+    TARGETS,
+)
 
 PARALAB_API = "1.0"
 
@@ -44,6 +57,18 @@ _SHARED = {
     "output": one_of("probability", OUTPUTS, help="explain the probability or the logit"),
     "max_players": count(MAX_PLAYERS, help="exact Shapley values refuse more players"),
     "seed": count(0, low=0, help="seed of the row choice and the sampling methods"),
+    "background": Option(None, type=(str, None), min_length=1,
+                         help="Shapley estimators: 'sample:N', 'kmeans:K', 'train' (None: baseline)"),
+    "permutations": count(256, low=2, help="permutation_shapley: most orders per row"),
+    "antithetic": Option(True, help="permutation_shapley: pair each order with its reverse"),
+    "target_error": Option(None, type=(float, None), gt=0,
+                           help="permutation_shapley: stop a row at this standard error"),
+    "stdev": positive(0.1, help="smoothgrad(_ig): standard deviation of the input noise"),
+    "noise_samples": count(16, help="smoothgrad(_ig): noisy copies of each row"),
+    "window": count(2, help="occlusion: side of the square window (all channels of an image)"),
+    "stride": count(1, help="occlusion: step of the window"),
+    "layer": Option(None, type=(str, None), min_length=1,
+                    help="gradcam / layer_integrated_gradients: module name (None: last Conv2d)"),
 }
 
 
@@ -64,7 +89,9 @@ def paralab_auditors() -> list[AuditorSpec]:
                 "Feature attributions of the run's model at each evaluation point: global, per "
                 "class and per sensitive group importance, drift across phases, bar charts or "
                 "image heat maps. method: integrated_gradients | saliency | deeplift | "
-                "gradient_shap | exact_shapley | kernel_shap | lime."
+                "gradient_shap | smoothgrad | smoothgrad_ig | occlusion | gradcam | "
+                "layer_integrated_gradients | exact_shapley | permutation_shapley | kernel_shap | "
+                "lime."
             ),
             options={
                 "method": one_of("integrated_gradients", METHODS, help="attribution method"),
@@ -100,6 +127,27 @@ def paralab_auditors() -> list[AuditorSpec]:
             },
             example={"rows": 4, "steps": 8, "perturbations": 2},
             requires=("captum",),  # infidelity and sensitivity_max are Captum's
+            requires_when={"methods": _METHOD_LIBRARIES},
+            install=_INSTALL,
+        ),
+        AuditorSpec(
+            name="sanity",
+            factory="paralab_explain.sanity_auditor:Sanity",
+            description=(
+                "Sanity check of attribution methods (Adebayo et al. 2018): Spearman rank "
+                "correlation of each method's attributions before and after re-initialising the "
+                "model's layers (cascading from the output, independent, full, or none)."
+            ),
+            options={
+                "methods": Option(("integrated_gradients", "saliency"), type=(str, list),
+                                  min_length=1, items=one_of("integrated_gradients", METHODS),
+                                  help="attribution methods to check (one name or a list)"),
+                "randomization": one_of("cascading", RANDOMIZATIONS,
+                                        help="which layers are re-initialised"),
+                **_SHARED,
+                "rows": count(32, help="rows explained at each evaluation"),
+            },
+            example={"rows": 4, "steps": 8, "randomization": "full"},
             requires_when={"methods": _METHOD_LIBRARIES},
             install=_INSTALL,
         ),

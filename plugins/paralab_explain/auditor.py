@@ -20,19 +20,23 @@ import torch
 
 from paralab import Auditor
 from paralab_explain import plots, summaries
+from paralab_explain.background import Background, parse_background, resolve_background
 from paralab_explain.baselines import resolve_baseline
-from paralab_explain.choices import GRADIENT_METHODS, MAX_PLAYERS
+from paralab_explain.choices import GRADIENT_METHODS, LAYER_METHODS, MAX_PLAYERS, PLAYER_METHODS
+from paralab_explain.convolutional import find_layer, occlusion_shape
 from paralab_explain.errors import ExplainError
 from paralab_explain.explainers import Attribution, explain
 from paralab_explain.faithfulness import completeness_gap
 from paralab_explain.model_output import ClassOutput, require_differentiable
+from paralab_explain.permutation import check_sampling
 from paralab_explain.players import Players, resolve_players
 from paralab_explain.shapley import check_player_count
 
 if TYPE_CHECKING:
     from paralab import Phase, Predictions, RunContext
 
-ADDITIVE = ("integrated_gradients", "deeplift", "gradient_shap", "exact_shapley", "kernel_shap")
+ADDITIVE = ("integrated_gradients", "deeplift", "gradient_shap", "exact_shapley", "kernel_shap",
+            "permutation_shapley", "layer_integrated_gradients")
 """Methods whose attributions should sum to f(x) - f(baseline)."""
 
 
@@ -53,15 +57,31 @@ class ExplainingAuditor(Auditor):
         output: str,
         max_players: int,
         seed: int,
+        background: str | None = None,
+        permutations: int = 256,
+        antithetic: bool = True,
+        target_error: float | None = None,
+        stdev: float = 0.1,
+        noise_samples: int = 16,
+        window: int = 2,
+        stride: int = 1,
+        layer: str | None = None,
     ) -> None:
         baseline = "mean" if baseline is None else baseline
+        self.stdev, self.noise_samples, self.window, self.stride, self.layer = (
+            stdev, noise_samples, window, stride, layer)
         samples = "auto" if samples is None else samples
         self.rows, self.baseline_option, self.groups = rows, baseline, groups
         self.steps, self.integration, self.samples = steps, integration, samples
         self.target, self.output, self.max_players, self.seed = target, output, max_players, seed
+        self.background_option = background
+        self.permutations, self.antithetic, self.target_error = (permutations, antithetic,
+                                                                 target_error)
         self.players: Players | None = None
         self.baseline: torch.Tensor | None = None
         self.reference: torch.Tensor | None = None
+        self.background: Background | None = None
+        """Resolved once in ``validate`` (the same background rows at every phase)."""
 
     def validate(self, run: RunContext) -> None:
         """Resolve players and baseline on the run's data; probe the model. Fails clearly,
@@ -77,6 +97,15 @@ class ExplainingAuditor(Auditor):
                 f"(protocol {run.spec.protocol.name!r} uses no model); audit a run whose "
                 "protocol trains a torch model (supervised, continual, federated, ...)"
             )
+        unused = [(option, users) for option, value, users in (
+            ("background", self.background_option, PLAYER_METHODS),
+            ("target_error", self.target_error, ("permutation_shapley",)),
+            ("layer", self.layer, LAYER_METHODS)) if value is not None and not any(
+                method in users for method in self.methods)]
+        for option, users in unused:
+            raise ExplainError(
+                f"auditor {self.name!r}: {option} is set but no method here uses it (methods: "
+                f"{', '.join(self.methods)}); it applies to {', '.join(users)}")
         dataset = run.dataset
         info = dataset.info
         flat = dataset.x.reshape(len(dataset), -1)
@@ -89,9 +118,18 @@ class ExplainingAuditor(Auditor):
             self.baseline = resolve_baseline(
                 self.baseline_option, info.n_features, self.reference, dataset.device
             )
+            parse_background(self.background_option)  # a bad name fails before any k-means
+            self.background = resolve_background(self.background_option, self.reference,
+                                                 seed=self.seed, n_features=info.n_features)
             for method in self.methods:
                 if method == "exact_shapley":
                     check_player_count(self.players.count, self.max_players)
+                if method == "permutation_shapley":
+                    check_sampling(self.permutations, 32, self.antithetic, self.target_error)
+                if method in LAYER_METHODS:
+                    find_layer(run.model, self.layer)
+                if method == "occlusion":
+                    occlusion_shape(info.image_shape or info.input_shape, self.window, self.stride)
                 if method in GRADIENT_METHODS:
                     function = ClassOutput(run.model, info.input_shape, self.output)
                     require_differentiable(function, flat[:2].float(), method)
@@ -135,16 +173,35 @@ class ExplainingAuditor(Auditor):
             run.log(f"{self.name}: {report['warning']}")
         return report
 
-    def _explain(self, run: RunContext, method: str, x: torch.Tensor, target: torch.Tensor
-                 ) -> Attribution:
+    def _explain(self, run: RunContext, method: str, x: torch.Tensor, target: torch.Tensor,
+                 model: torch.nn.Module | None = None) -> Attribution:
+        """Attributions by ``model`` (default ``run.model``) with the auditor's options."""
         info = run.dataset.info
         return explain(
-            run.model, x.reshape(len(x), *info.input_shape), method=method, target=target,
+            model if model is not None else run.model, x.reshape(len(x), *info.input_shape), method=method, target=target,
             baseline=self.baseline, reference=self.reference, steps=self.steps,
             integration=self.integration, samples=self.samples, output=self.output,
             max_players=self.max_players, seed=self.seed, players=self.players,
-            feature_names=info.feature_names,
+            feature_names=info.feature_names, background=self.background,
+            permutations=self.permutations, antithetic=self.antithetic,
+            target_error=self.target_error, stdev=self.stdev, noise_samples=self.noise_samples,
+            window=self.window, stride=self.stride, layer=self.layer,
+            image_shape=info.image_shape,
         )
+
+
+def sampling_report(attribution: Attribution) -> dict[str, Any]:
+    """Standard errors, orders spent and convergence of a sampled estimate (empty otherwise)."""
+    if attribution.standard_error is None:
+        return {}
+    error = attribution.standard_error
+    assert attribution.permutations is not None and attribution.converged is not None
+    return {
+        "standard_error_max": float(error.max()),
+        "standard_error_mean": float(error.mean()),
+        "permutations_mean": float(attribution.permutations.float().mean()),
+        "converged": float(attribution.converged.float().mean()),
+    }
 
 
 class Attributions(ExplainingAuditor):
@@ -169,9 +226,19 @@ class Attributions(ExplainingAuditor):
         plots: bool = True,
         top: int = 10,
         seed: int = 0,
+        background: str | None = None,
+        permutations: int = 256,
+        antithetic: bool = True,
+        target_error: float | None = None,
+        stdev: float = 0.1,
+        noise_samples: int = 16,
+        window: int = 2,
+        stride: int = 1,
+        layer: str | None = None,
     ) -> None:
         super().__init__(rows, baseline, groups, steps, integration, samples, target, output,
-                         max_players, seed)
+                         max_players, seed, background, permutations, antithetic, target_error,
+                         stdev, noise_samples, window, stride, layer)
         self.method = method
         if isinstance(per_group, str):
             per_group = [per_group]
@@ -222,7 +289,11 @@ class Attributions(ExplainingAuditor):
         if self.method in ADDITIVE:
             function = ClassOutput(run.model, run.dataset.info.input_shape, self.output)
             report.update(completeness_gap(function, x.float(), attribution.baseline, target,
-                                           values, attribution.references))
+                                           values, attribution.references,
+                                           attribution.reference_weights))
+        if attribution.references is not None and self.method != "gradient_shap":
+            report["background_rows"] = len(attribution.references)
+        report.update(sampling_report(attribution))
         sensitive = self.per_group if self.per_group is not None else list(run.dataset.sensitive)
         groups = {}
         for feature in sensitive:

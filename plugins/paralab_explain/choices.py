@@ -7,11 +7,19 @@ explainers can never disagree on what is valid.
 
 from __future__ import annotations
 
-GRADIENT_METHODS = ("integrated_gradients", "saliency", "deeplift", "gradient_shap")
-PLAYER_METHODS = ("exact_shapley", "kernel_shap")
+CONVOLUTIONAL_METHODS = ("smoothgrad", "smoothgrad_ig", "occlusion", "gradcam",
+                         "layer_integrated_gradients")
+"""paralab's batched SmoothGrad (of saliency or integrated gradients), occlusion, Grad-CAM and
+layer integrated gradients (:mod:`paralab_explain.convolutional`)."""
+LAYER_METHODS = ("gradcam", "layer_integrated_gradients")
+"""Methods that read a layer of the model (the ``layer`` option)."""
+GRADIENT_METHODS = ("integrated_gradients", "saliency", "deeplift", "gradient_shap",
+                    "smoothgrad", "smoothgrad_ig", "gradcam", "layer_integrated_gradients")
+PLAYER_METHODS = ("exact_shapley", "kernel_shap", "permutation_shapley")
 """Methods whose players are the groups themselves (a group is present or absent as a whole);
-the others attribute to single features and a group gets the sum of its members."""
-METHODS = GRADIENT_METHODS + PLAYER_METHODS + ("lime",)
+the others attribute to single features and a group gets the sum of its members. These are
+also the methods a ``background`` distribution applies to (:mod:`paralab_explain.background`)."""
+METHODS = GRADIENT_METHODS + PLAYER_METHODS + ("occlusion", "lime")
 
 QUADRATURES = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right",
                "riemann_middle", "trapezoid")
@@ -25,3 +33,7 @@ TARGETS = ("predicted", "true")
 
 MAX_PLAYERS = 16
 """Above this many players, enumeration (2^M model evaluations per row) is refused by default."""
+
+RANDOMIZATIONS = ("cascading", "independent", "full", "none")
+"""Model-parameter randomisations of the sanity check (Adebayo et al. 2018): layers re-initialised
+from the output backwards one more at a time, each alone, all at once, or none (a control)."""

@@ -28,11 +28,13 @@ def completeness_gap(
     target: torch.Tensor,
     values: torch.Tensor,
     references: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """Mean ``|sum(attr) - (f(x) - f(b))|``, absolute and relative to mean ``|f(x) - f(b)|``.
 
-    With ``references`` (rows a method averaged over, like GradientSHAP's background),
-    ``f(b)`` is their mean output for each row's target.
+    With ``references`` (rows a method averaged over, like GradientSHAP's or a Shapley
+    estimator's background), ``f(b)`` is their mean output (weighted by ``weights`` when given)
+    for each row's target.
     """
     with torch.no_grad():
         at_x = function.target_values(x, target)
@@ -40,7 +42,10 @@ def completeness_gap(
             at_base = function.target_values(baseline.expand_as(x), target)
         else:
             outputs = function(references)  # (K, C)
-            at_base = outputs.mean(dim=0)[target]
+            if weights is None:
+                at_base = outputs.mean(dim=0)[target]
+            else:
+                at_base = (weights.to(outputs.dtype) @ outputs)[target]
     difference = (at_x - at_base).double()
     gap = (values.double().sum(dim=1) - difference).abs()
     scale = float(difference.abs().mean())

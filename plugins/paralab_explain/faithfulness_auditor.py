@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from paralab_explain.auditor import ADDITIVE, ExplainingAuditor
+from paralab_explain.auditor import ADDITIVE, ExplainingAuditor, sampling_report
 from paralab_explain.choices import MAX_PLAYERS
 from paralab_explain.errors import ExplainError
 from paralab_explain.explainers import check_method
@@ -52,11 +52,21 @@ class Faithfulness(ExplainingAuditor):
         perturbations: int = 8,
         sensitivity: bool = True,
         seed: int = 0,
+        background: str | None = None,
+        permutations: int = 256,
+        antithetic: bool = True,
+        target_error: float | None = None,
+        stdev: float = 0.1,
+        noise_samples: int = 16,
+        window: int = 2,
+        stride: int = 1,
+        layer: str | None = None,
     ) -> None:
         if isinstance(methods, str):
             methods = [methods]
         super().__init__(rows, baseline, groups, steps, integration, samples, target, output,
-                         max_players, seed)
+                         max_players, seed, background, permutations, antithetic, target_error,
+                         stdev, noise_samples, window, stride, layer)
         self._methods = list(methods)
         self.points, self.noise, self.perturbations = points, noise, perturbations
         self.with_sensitivity = sensitivity
@@ -100,7 +110,9 @@ class Faithfulness(ExplainingAuditor):
         scores: dict[str, Any] = {}
         if method in ADDITIVE:
             scores.update(completeness_gap(function, x, attribution.baseline, target,
-                                           attribution.values, attribution.references))
+                                           attribution.values, attribution.references,
+                                           attribution.reference_weights))
+        scores.update(sampling_report(attribution))
         scores.update(deletion_insertion(function, x, attribution.baseline, target,
                                          attribution.values, self.players, max_points=self.points))
         features = attribution.features

@@ -4,7 +4,10 @@ Both explain the same scalar as every other method, ``f(x)[target]`` of :class:`
 KernelSHAP works in the players' presence space: a coalition ``z`` in {0, 1}^M becomes the input
 ``baseline + mask(z) * (x - baseline)``, the background is the empty coalition and the explained
 point the full one. That is exactly the game :func:`paralab_explain.shapley.exact_shapley`
-enumerates, so with enough samples the two agree (Lundberg and Lee 2017, Theorem 2).
+enumerates, so with enough samples the two agree (Lundberg and Lee 2017, Theorem 2). With a
+:class:`~paralab_explain.background.Background` of several rows, a coalition's value is the
+weighted mean of that input built against each background row: the game KernelExplainer itself
+plays with that background data.
 """
 
 from __future__ import annotations
@@ -12,22 +15,26 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from paralab_explain.background import Background, single
 from paralab_explain.model_output import ClassOutput
 from paralab_explain.players import Players
 
 
 def _presence_game(
-    function: ClassOutput, row: torch.Tensor, baseline: torch.Tensor, target: int, players: Players
+    function: ClassOutput, row: torch.Tensor, background: Background, target: int,
+    players: Players
 ):
-    """``z (n, M) numpy -> f(masked inputs)[target] (n,) numpy`` for one row."""
+    """``z (n, M) numpy -> E_b f(masked inputs)[target] (n,) numpy`` for one row."""
     membership = players.to(row.device)
+    rows = background.rows.to(row.dtype)  # (B, F)
 
     def game(z: np.ndarray) -> np.ndarray:
         coalitions = torch.as_tensor(np.asarray(z), dtype=row.dtype, device=row.device)
-        mask = membership.feature_mask(coalitions).to(row.dtype)
-        inputs = torch.addcmul(baseline, mask, (row - baseline).unsqueeze(0))
+        mask = membership.feature_mask(coalitions).to(row.dtype).unsqueeze(1)  # (n, 1, F)
+        inputs = torch.addcmul(rows, mask, row - rows).reshape(-1, row.shape[0])  # (n * B, F)
         index = torch.full((len(inputs),), target, device=row.device)
-        return function.target_values(inputs, index).double().cpu().numpy()
+        values = function.target_values(inputs, index).double().view(len(coalitions), -1)
+        return background.expected(values).cpu().numpy()
 
     return game
 
@@ -35,7 +42,7 @@ def _presence_game(
 def kernel_shap(
     function: ClassOutput,
     x: torch.Tensor,
-    baseline: torch.Tensor,
+    baseline: torch.Tensor | Background,
     target: torch.Tensor,
     players: Players,
     *,
@@ -49,10 +56,12 @@ def kernel_shap(
     """
     import shap
 
+    background = baseline if isinstance(baseline, Background) else single(baseline)
+    background = background.to(x.device)
     results = []
     empty, full = np.zeros((1, players.count)), np.ones((1, players.count))
     for position in range(len(x)):
-        game = _presence_game(function, x[position], baseline, int(target[position]), players)
+        game = _presence_game(function, x[position], background, int(target[position]), players)
         np.random.seed(seed + position)
         explainer = shap.KernelExplainer(game, empty)
         values = explainer.shap_values(full, nsamples=samples, l1_reg=False, silent=True)

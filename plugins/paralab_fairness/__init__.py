@@ -5,6 +5,8 @@ Contributes (factories are ``"module:attribute"`` strings, so listing costs noth
 * auditor ``fairness``: per-group metrics (single and intersectional groups), disparities with
   bootstrap intervals, a table and plots, at every evaluation of any protocol;
 * dataset ``biased_synthetic``: embedded data whose label bias is an option;
+* datasets ``decorrelated`` and ``reweighed``: pre-processing of any dataset (fairlearn's
+  correlation remover; Kamiran and Calders' reweighing, as a redrawn train split);
 * loss ``fairness_penalty``: demographic parity or equalized odds as a differentiable term
   under any protocol that applies loss terms (supervised, federated, continual ...);
 * protocol ``audit`` with methods ``threshold`` and ``positive_labels``: audits of decisions
@@ -43,6 +45,7 @@ from paralab import (
 from paralab_fairness.choices import (
     ESTIMATORS,
     MOMENTS,
+    MULTICLASS,
     PENALTY_CONSTRAINTS,
     THRESHOLD_CONSTRAINTS,
     THRESHOLD_OBJECTIVES,
@@ -56,6 +59,8 @@ _SENSITIVE = Option((), type=(str, list), items=Option("", type=str, min_length=
                     help="sensitive features (one name or a list); empty: the dataset's declared")
 _POSITIVE_CLASS = count(1, low=0, help="the class counted as the favourable outcome")
 _SEED = count(0, low=0, help="random seed")
+_BASE = Option("biased_synthetic", type=str, min_length=1, help="the dataset transformed")
+_BASE_OPTIONS = Option(None, type=(dict, None), help="options of the base dataset")
 MIN_GROUP_SIZE = 30
 """The auditor's default smallest group in a disparity: a rate of fewer rows is mostly
 noise (the 95% Wilson interval of a rate of 0.5 on 30 rows is 0.33-0.67), and the largest
@@ -80,10 +85,12 @@ def paralab_auditors() -> list[AuditorSpec]:
         AuditorSpec(
             "fairness",
             "paralab_fairness.auditor:FairnessAuditor",
-            "Per-group metrics (count, selection rate, accuracy, TPR, FPR, FNR, precision, "
-            "calibration error) for each sensitive feature and their intersection; demographic "
-            "parity, equalized odds and equal opportunity gaps with bootstrap intervals; CSV and "
-            "plots, including the disparities over the run.",
+            "Per-group metrics (count, base rate, selection rate, accuracy, TPR, FPR, FNR, "
+            "precision, calibration error, generalised entropy and Theil indices, disparate "
+            "impact and average odds against a reference group) for each sensitive feature and "
+            "their intersection; demographic parity, equalized odds, equal opportunity, "
+            "disparate impact, average odds and between-group entropy disparities with bootstrap "
+            "intervals; CSV and plots, including the disparities over the run.",
             {"sensitive": _SENSITIVE,
              "intersectional": Option(True, help="also audit the intersection of the features"),
              "positive_class": _POSITIVE_CLASS,
@@ -94,7 +101,28 @@ def paralab_auditors() -> list[AuditorSpec]:
              "plots": Option(True, help="write the PNGs (the CSVs are always written)"),
              "min_group_size": count(MIN_GROUP_SIZE, low=0,
                                      help="smaller groups are reported (with their n and "
-                                          "intervals) but left out of the disparities")},
+                                          "intervals) but left out of the disparities"),
+             "alpha": Option(2.0, type=float, gt=0,
+                             help="the generalised entropy index's parameter (> 0; 1: Theil)"),
+             "reference": Option(None, type=(dict, None),
+                                 help="per grouping ('race', 'race*sex'), the label of the group "
+                                      "every group is compared with (AIF360's privileged "
+                                      "group, e.g. 'White' or 'Male & White'); unnamed: the "
+                                      "group with the highest selection rate"),
+             "metrics": Option((), type=list, items=Option("", type=(str, dict)),
+                               help="metrics of any plugin (MetricSpec) evaluated per group: "
+                                    "names, or tables {name = ..., <its options>}"),
+             "counterfactual": Option(False, help="also run the flip test: the model again with "
+                                                  "each sensitive feature's one-hot input "
+                                                  "columns set to every other value"),
+             "multiclass": one_of("positive_class", MULTICLASS,
+                                  help="positive_class: one audit of positive_class against "
+                                       "the rest; one_vs_rest: one per class and their macro "
+                                       "average ('race|<class>', 'race|macro')"),
+             "metric_bootstrap": count(0, low=0,
+                                       help="resamples of rows for the intervals of those "
+                                            "metrics' group differences (each calls the "
+                                            "metric once per group); 0 disables")},
             example={"bootstrap": 20},
         )
     ]
@@ -119,7 +147,29 @@ def paralab_datasets() -> list[DatasetSpec]:
              "seed": _SEED},
             sensitive=("group", "age_band"),
             example={"n": 400},
-        )
+        ),
+        DatasetSpec(
+            "decorrelated",
+            "paralab_fairness.transforms:decorrelated",
+            "Another dataset with its inputs decorrelated from the sensitive groups (fairlearn's "
+            "CorrelationRemover, fitted on fit_split) and the columns encoding them dropped.",
+            {"base": _BASE, "base_options": _BASE_OPTIONS, "sensitive": _SENSITIVE,
+             "alpha": fraction(1.0, help="1: remove all linear correlation; 0: none"),
+             "fit_split": Option("train", type=str, min_length=1,
+                                 help="the split the regression is fitted on")},
+            example={"base_options": {"n": 400}},
+        ),
+        DatasetSpec(
+            "reweighed",
+            "paralab_fairness.transforms:reweighed",
+            "Another dataset whose train split is redrawn by Kamiran and Calders' reweighing "
+            "weights (group and label independent); the weights are the feature "
+            "reweighing_weight.",
+            {"base": _BASE, "base_options": _BASE_OPTIONS, "sensitive": _SENSITIVE,
+             "split": Option("train", type=str, min_length=1, help="the split redrawn"),
+             "seed": _SEED},
+            example={"base_options": {"n": 400}},
+        ),
     ]
 
 

@@ -9,7 +9,8 @@ ended.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,8 @@ import torch
 
 from paralab import Auditor
 from paralab_fairness import MIN_GROUP_SIZE
+from paralab_fairness.multiclass import macro_table
+from paralab_fairness.plugin_metrics import GroupedMetric, add_metrics, build_metrics
 from paralab_fairness.table import FairnessTable, fairness_table
 
 if TYPE_CHECKING:
@@ -63,6 +66,39 @@ def resolve_sensitive(
     return names
 
 
+def check_reference(
+    reference: Mapping[str, str], groupings: Sequence[tuple[str, ...]], dataset: SharedDataset
+) -> None:
+    """Each key of the ``reference`` option is a grouping the auditor audits and each value
+    one of its group labels (when the dataset names its codes).
+
+    :raises ValueError: naming the key or label and what would be valid.
+    """
+    keys = ["*".join(grouping) for grouping in groupings]
+    for key, label in reference.items():
+        if key not in keys:
+            raise ValueError(
+                f"auditor fairness: option reference names grouping {key!r}, which this audit "
+                f"does not have; its groupings: {keys}"
+            )
+        if not isinstance(label, str) or not label:
+            raise ValueError(
+                f"auditor fairness: option reference[{key!r}] = {label!r}; it must be a group "
+                "label (a string)"
+            )
+        features = key.split("*")
+        if not all(dataset.categories.get(name) for name in features):
+            continue  # labels are the codes as strings; the table warns if it is absent
+        labels = [" & ".join(parts) for parts in itertools.product(
+            *(tuple(str(v) for v in dataset.categories[name]) for name in features))]
+        if label not in labels:
+            shown = labels if len(labels) <= 12 else [*labels[:12], "..."]
+            raise ValueError(
+                f"auditor fairness: option reference[{key!r}] = {label!r} is not a group of "
+                f"{key}; its groups: {shown}"
+            )
+
+
 def as_names(sensitive: Sequence[str] | str) -> tuple[str, ...]:
     """The ``sensitive`` option as a tuple of names (one name may be given as a string)."""
     return (sensitive,) if isinstance(sensitive, str) else tuple(sensitive)
@@ -103,6 +139,12 @@ class FairnessAuditor(Auditor):
         seed: int = 0,
         plots: bool = True,
         min_group_size: int = MIN_GROUP_SIZE,
+        alpha: float = 2.0,
+        reference: Mapping[str, str] | None = None,
+        metrics: Sequence[str | Mapping[str, Any]] = (),
+        metric_bootstrap: int = 0,
+        multiclass: str = "positive_class",
+        counterfactual: bool = False,
     ) -> None:
         self.sensitive = as_names(sensitive)
         self.intersectional = intersectional
@@ -113,12 +155,25 @@ class FairnessAuditor(Auditor):
         self.seed = seed
         self.plots = plots
         self.min_group_size = min_group_size
+        self.alpha = float(alpha)
+        self.reference = dict(reference or {})
+        self.metric_entries = list(metrics)
+        self.metric_bootstrap = metric_bootstrap
+        self.multiclass = multiclass
+        self.counterfactual = counterfactual
+        self.plugin_metrics: list[GroupedMetric] = []
         self.history: list[AuditPoint] = []
 
     def validate(self, run: RunContext) -> None:
         """The sensitive features and ``positive_class`` against the run's dataset."""
-        resolve_sensitive(self.sensitive, run.dataset, "auditor fairness")
+        names = resolve_sensitive(self.sensitive, run.dataset, "auditor fairness")
         check_positive_class(self.positive_class, run.dataset, "auditor fairness")
+        check_reference(self.reference, self.groupings(names), run.dataset)
+        self.plugin_metrics = build_metrics(self.metric_entries, run)
+        if self.counterfactual:
+            from paralab_fairness.counterfactual import check_counterfactual
+
+            check_counterfactual(run, names)
 
     def groupings(self, names: tuple[str, ...]) -> list[tuple[str, ...]]:
         single = [(name,) for name in names]
@@ -131,24 +186,42 @@ class FairnessAuditor(Auditor):
             raise ValueError("auditor fairness: these predictions carry no dataset")
         names = resolve_sensitive(self.sensitive, dataset, "auditor fairness")
         features = {name: predictions.feature(name) for name in names}
-        scores = positive_scores(predictions, self.positive_class)
+        if self.metric_entries and not self.plugin_metrics:
+            raise RuntimeError("auditor fairness: validate(run) builds the option metrics; "
+                               "call it before auditing")
+        classes = (list(range(dataset.info.n_classes)) if self.multiclass == "one_vs_rest"
+                   else [self.positive_class])
         tables = []
         for position, grouping in enumerate(self.groupings(names)):
-            tables.append(
-                fairness_table(
+            seed = self.seed + position + 7919 * len(self.history)
+            rows = {name: features[name] for name in grouping}
+            for positive in classes:
+                table = fairness_table(
                     predictions.targets,
                     predictions.labels,
-                    {name: features[name] for name in grouping},
-                    scores=scores,
+                    rows,
+                    scores=positive_scores(predictions, positive),
                     categories=dataset.categories,
-                    positive_class=self.positive_class,
+                    positive_class=positive,
                     bootstrap=self.bootstrap,
                     confidence=self.confidence,
-                    seed=self.seed + position + 7919 * len(self.history),
+                    seed=seed + (104729 * positive if len(classes) > 1 else 0),
                     bins=self.bins,
                     min_group_size=self.min_group_size,
+                    alpha=self.alpha,
+                    reference=self.reference.get("*".join(grouping)),
                 )
-            )
+                if self.multiclass == "one_vs_rest":
+                    table.variant = str(dataset.class_names[positive])
+                tables.append(table)
+            if self.multiclass == "one_vs_rest":
+                tables.append(macro_table(
+                    predictions.targets, predictions.labels, rows, dataset.info.n_classes,
+                    categories=dataset.categories, bootstrap=self.bootstrap,
+                    confidence=self.confidence, seed=seed, min_group_size=self.min_group_size,
+                    alpha=self.alpha, class_names=dataset.class_names))
+            add_metrics(tables[-1], self.plugin_metrics, predictions, dataset,
+                        bootstrap=self.metric_bootstrap, confidence=self.confidence, seed=seed)
         return tables
 
     def audit(self, run: RunContext, phase: Phase | None, predictions: Predictions) -> dict[str, Any]:
@@ -161,7 +234,13 @@ class FairnessAuditor(Auditor):
                 tables=tables,
             )
         )
-        return {table.key: table.to_dict() for table in tables}
+        out: dict[str, Any] = {table.key: table.to_dict() for table in tables}
+        if self.counterfactual:
+            from paralab_fairness.counterfactual import flip_audit
+
+            names = resolve_sensitive(self.sensitive, run.dataset, "auditor fairness")
+            out["counterfactual"] = flip_audit(run, predictions, names, self.positive_class)
+        return out
 
     def finalize(self, run: RunContext) -> dict[str, Any]:
         """Write the table and plots to the run's folder; return the last and the history."""

@@ -28,3 +28,7 @@ EQUALIZED_ODDS_OBJECTIVES = ("accuracy_score", "balanced_accuracy_score")
 
 PENALTY_CONSTRAINTS = ("demographic_parity", "equalized_odds")
 """What the differentiable ``fairness_penalty`` relaxes."""
+
+MULTICLASS = ("positive_class", "one_vs_rest")
+"""How the auditor treats several classes: one positive class against the rest, or every class
+one-vs-rest with their macro average."""

@@ -10,16 +10,33 @@ from __future__ import annotations
 
 import torch
 
+from paralab_fairness.inequality import between_group_entropy, generalized_entropy
+from paralab_fairness.reference import (
+    impact_ratios,
+    odds_differences,
+    reference_index,
+    worst_difference,
+    worst_position,
+    worst_ratio,
+)
+
 METRICS = (
     "count",
+    "base_rate",
     "selection_rate",
     "accuracy",
     "true_positive_rate",
     "false_positive_rate",
     "false_negative_rate",
     "precision",
+    "generalized_entropy_index",
+    "theil_index",
 )
-"""The per-group metrics computed from counts (calibration error needs scores as well)."""
+"""The per-group metrics computed from counts (calibration error needs scores as well).
+The two inequality indices are within the group (AIF360's over the group's rows)."""
+
+RELATIVE = ("disparate_impact", "average_odds_difference")
+"""Per-group comparisons with the reference group (see :mod:`paralab_fairness.reference`)."""
 
 DENOMINATORS = {
     "selection_rate": "no rows",
@@ -29,6 +46,12 @@ DENOMINATORS = {
     "false_negative_rate": "no rows with a positive label",
     "precision": "no positive predictions",
     "calibration_error": "no rows",
+    "base_rate": "no rows",
+    "generalized_entropy_index": "no rows, or every row a false negative (mean benefit 0)",
+    "theil_index": "no rows, or every row a false negative (mean benefit 0)",
+    "disparate_impact": "the reference group selects no one, or is absent or excluded",
+    "average_odds_difference": "a rate of the group or of the reference is undefined, or the "
+                               "reference is absent or excluded",
 }
 """Why each rate can be undefined, for the warning."""
 
@@ -37,6 +60,10 @@ DISPARITIES = (
     "demographic_parity_ratio",
     "equalized_odds_difference",
     "equal_opportunity_difference",
+    "disparate_impact_ratio",
+    "average_odds_difference",
+    "between_group_generalized_entropy_index",
+    "between_group_theil_index",
 )
 
 
@@ -45,20 +72,24 @@ def _divide(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
     return torch.where(denominator > 0, numerator / denominator.clamp(min=1e-300), nan)
 
 
-def rates(counts: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Every metric of :data:`METRICS` per group, float64, from ``(..., groups, 4)`` counts."""
+def rates(counts: torch.Tensor, alpha: float = 2.0) -> dict[str, torch.Tensor]:
+    """Every metric of :data:`METRICS` per group, float64, from ``(..., groups, 4)`` counts;
+    ``alpha`` is the generalised entropy index's (> 0)."""
     counts = counts.double()
     tn, fp, fn, tp = counts.unbind(dim=-1)
     n = tn + fp + fn + tp
     positives, negatives, predicted = tp + fn, tn + fp, tp + fp
     return {
         "count": n,
+        "base_rate": _divide(positives, n),
         "selection_rate": _divide(predicted, n),
         "accuracy": _divide(tn + tp, n),
         "true_positive_rate": _divide(tp, positives),
         "false_positive_rate": _divide(fp, negatives),
         "false_negative_rate": _divide(fn, positives),
         "precision": _divide(tp, predicted),
+        "generalized_entropy_index": generalized_entropy(counts, alpha),
+        "theil_index": generalized_entropy(counts, 1.0),
     }
 
 
@@ -92,19 +123,46 @@ def ratio(values: torch.Tensor) -> torch.Tensor:
     return _divide(low, high)
 
 
-def disparities(metrics: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Demographic parity (difference, ratio), equalized odds and equal opportunity differences.
+def relative(
+    metrics: dict[str, torch.Tensor], reference: int | None = None
+) -> dict[str, torch.Tensor]:
+    """Each group against the reference group (``reference``: its position; ``None``: the
+    highest selection rate): :data:`RELATIVE`."""
+    index = reference_index(metrics["selection_rate"], reference)
+    return {
+        "disparate_impact": impact_ratios(metrics["selection_rate"], index),
+        "average_odds_difference": odds_differences(
+            metrics["true_positive_rate"], metrics["false_positive_rate"], index),
+    }
+
+
+def disparities(
+    metrics: dict[str, torch.Tensor], *, alpha: float = 2.0, reference: int | None = None
+) -> dict[str, torch.Tensor]:
+    """Every disparity of :data:`DISPARITIES` over the groups of ``metrics``.
 
     Equalized odds difference is the larger of the true- and false-positive-rate differences,
-    as in fairlearn's ``equalized_odds_difference`` (``agg="worst_case"``).
+    as in fairlearn's ``equalized_odds_difference`` (``agg="worst_case"``). The disparate
+    impact ratio and average odds difference compare each group with the reference
+    (``reference``: its position among the groups; ``None``: the highest selection rate) and
+    keep the worst (see :mod:`paralab_fairness.reference`). The between-group indices replace
+    each row's benefit by its group's mean ``1 + selection_rate - base_rate``.
     """
     tpr_gap = difference(metrics["true_positive_rate"])
     fpr_gap = difference(metrics["false_positive_rate"])
+    index = reference_index(metrics["selection_rate"], reference)
+    compared = relative(metrics, reference)
+    benefit = 1.0 + metrics["selection_rate"] - metrics["base_rate"]
     return {
         "demographic_parity_difference": difference(metrics["selection_rate"]),
         "demographic_parity_ratio": ratio(metrics["selection_rate"]),
         "equalized_odds_difference": torch.fmax(tpr_gap, fpr_gap),
         "equal_opportunity_difference": tpr_gap,
+        "disparate_impact_ratio": worst_ratio(compared["disparate_impact"], index),
+        "average_odds_difference": worst_difference(compared["average_odds_difference"], index),
+        "between_group_generalized_entropy_index": between_group_entropy(
+            metrics["count"], benefit, alpha),
+        "between_group_theil_index": between_group_entropy(metrics["count"], benefit, 1.0),
     }
 
 
@@ -113,6 +171,9 @@ def bootstrap_intervals(
     resamples: int,
     confidence: float = 0.95,
     generator: torch.Generator | None = None,
+    *,
+    alpha: float = 2.0,
+    reference: int | None = None,
 ) -> dict[str, tuple[float, float]]:
     """Percentile bootstrap intervals of every disparity, resampling rows (Poisson bootstrap).
 
@@ -126,7 +187,7 @@ def bootstrap_intervals(
         raise ValueError(f"fairness: confidence must be in (0, 1), got {confidence}")
     expanded = counts.double().unsqueeze(0).expand(resamples, *counts.shape).contiguous()
     drawn = torch.poisson(expanded, generator=generator)
-    replicated = disparities(rates(drawn))
+    replicated = disparities(rates(drawn, alpha), alpha=alpha, reference=reference)
     tail = (1.0 - confidence) / 2.0
     levels = torch.tensor([tail, 1.0 - tail], dtype=torch.float64, device=counts.device)
     intervals = {}
@@ -178,9 +239,13 @@ def wilson_intervals(counts: torch.Tensor, confidence: float) -> dict[str, list[
     return out
 
 
-def set_by(metrics: dict[str, torch.Tensor], labels: list[str]) -> dict[str, list[str]]:
+def set_by(
+    metrics: dict[str, torch.Tensor], labels: list[str], reference: int | None = None
+) -> dict[str, list[str]]:
     """Per disparity, the groups that set it: ``[highest, lowest]`` of the metric it compares
-    (for equalized odds, of the larger of the two gaps); empty when it is undefined."""
+    (for equalized odds, of the larger of the two gaps; for the between-group indices, of the
+    mean benefit); for a comparison with the reference, ``[the worst group, the reference]``;
+    empty when it is undefined."""
 
     def ends(values: torch.Tensor) -> list[str]:
         defined = ~torch.isnan(values)
@@ -193,9 +258,21 @@ def set_by(metrics: dict[str, torch.Tensor], labels: list[str]) -> dict[str, lis
     tpr, fpr = metrics["true_positive_rate"], metrics["false_positive_rate"]
     odds = fpr if float(torch.nan_to_num(difference(fpr), nan=-1.0)) > float(
         torch.nan_to_num(difference(tpr), nan=-1.0)) else tpr
+    index = reference_index(metrics["selection_rate"], reference)
+    compared = relative(metrics, reference)
+
+    def against_reference(name: str, signed_size: bool) -> list[str]:
+        worst = worst_position(compared[name], index, signed_size=signed_size)
+        return [] if worst is None else [labels[worst], labels[int(index)]]
+
+    benefit = 1.0 + metrics["selection_rate"] - metrics["base_rate"]
     return {
         "demographic_parity_difference": ends(metrics["selection_rate"]),
         "demographic_parity_ratio": ends(metrics["selection_rate"]),
         "equalized_odds_difference": ends(odds),
         "equal_opportunity_difference": ends(tpr),
+        "disparate_impact_ratio": against_reference("disparate_impact", False),
+        "average_odds_difference": against_reference("average_odds_difference", True),
+        "between_group_generalized_entropy_index": ends(benefit),
+        "between_group_theil_index": ends(benefit),
     }

@@ -51,7 +51,12 @@ def write_groups_csv(history: Sequence[AuditPoint], path: Path) -> None:
 
 def write_history_csv(history: Sequence[AuditPoint], path: Path) -> None:
     columns = ["point", "phase", "index", "split", "grouping"]
-    for name in DISPARITIES:
+    # The auditor's disparities, then those of metrics from other plugins (``<name>_difference``).
+    names = list(DISPARITIES)
+    for point in history:
+        for table in point.tables:
+            names += [name for name in table.disparities if name not in names]
+    for name in names:
         columns += [name, f"{name}_low", f"{name}_high"]
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, columns)
@@ -65,9 +70,9 @@ def write_history_csv(history: Sequence[AuditPoint], path: Path) -> None:
                     "split": point.split,
                     "grouping": table.key,
                 }
-                for name in DISPARITIES:
+                for name in names:
                     low, high = table.intervals.get(name, (math.nan, math.nan))
-                    row.update({name: table.disparities[name], f"{name}_low": low,
+                    row.update({name: table.disparities.get(name, math.nan), f"{name}_low": low,
                                 f"{name}_high": high})
                 writer.writerow(row)
 
@@ -89,6 +94,8 @@ def plot_groups(point: AuditPoint, path: Path) -> None:
     for axis, table in zip(axes[:, 0], tables):
         positions = range(len(table.groups))
         for offset, metric in enumerate(BAR_METRICS):
+            if metric not in table.metrics:
+                continue  # a macro table has no selection rate (its class mean is 1 / K)
             values = table.metrics[metric]
             bounds = table.rate_intervals.get(metric)
             errors = None

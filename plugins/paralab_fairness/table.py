@@ -22,14 +22,19 @@ from paralab_fairness.groups import encode_groups, group_label
 from paralab_fairness.rates import (
     DENOMINATORS,
     DISPARITIES,
+    RELATIVE,
     bootstrap_intervals,
     calibration_error,
     denominators,
     disparities,
     rates,
+    relative,
     set_by,
     wilson_intervals,
 )
+
+REFERENCED = ("disparate_impact_ratio", "average_odds_difference")
+"""The disparities that compare each group with the reference group."""
 
 
 class FairnessWarning(UserWarning):
@@ -47,6 +52,9 @@ class FairnessTable:
     rate also carries, per group, the rows it is computed from (``denominators``: a false
     positive rate's are the group's negatives) and its Wilson interval (``rate_intervals``),
     and each disparity names the two groups that set it (``set_by``: highest, lowest).
+    ``variant`` is the class of a one-vs-rest table or ``"macro"``; ``reference`` is the
+    group the disparate impact and average odds compare with (empty when
+    the named reference is absent or excluded: those values are then NaN).
     """
 
     features: tuple[str, ...]
@@ -60,12 +68,16 @@ class FairnessTable:
     denominators: dict[str, list[int]] = field(default_factory=dict)
     rate_intervals: dict[str, list[list[float]]] = field(default_factory=dict)
     set_by: dict[str, list[str]] = field(default_factory=dict)
+    reference: str = ""
+    variant: str = ""
     _labels: list[str] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def key(self) -> str:
-        """``"race"`` or, for an intersection, ``"race*sex"``."""
-        return "*".join(self.features)
+        """``"race"`` or, for an intersection, ``"race*sex"``; a multiclass audit adds its
+        class or ``macro``: ``"race|High"``, ``"race|macro"``."""
+        key = "*".join(self.features)
+        return f"{key}|{self.variant}" if self.variant else key
 
     @property
     def labels(self) -> list[str]:
@@ -91,6 +103,7 @@ class FairnessTable:
             "rate_intervals": {name: [list(pair) for pair in values]
                                for name, values in self.rate_intervals.items()},
             "set_by": {name: list(groups) for name, groups in self.set_by.items()},
+            "reference": self.reference,
         }
 
 
@@ -156,6 +169,8 @@ def fairness_table(
     seed: int = 0,
     bins: int = 10,
     min_group_size: int = 0,
+    alpha: float = 2.0,
+    reference: str | None = None,
 ) -> FairnessTable:
     """Audit predictions over the groups of ``sensitive`` (their intersection when several).
 
@@ -168,13 +183,18 @@ def fairness_table(
     :param bootstrap: resamples for the disparities' percentile intervals (0: none).
     :param min_group_size: groups with fewer rows are reported but left out of the
         disparities (with a warning naming them), so two people cannot decide a gap.
+    :param alpha: the generalised entropy index's parameter (> 0; 1 is the Theil index).
+    :param reference: the label of the group that the disparate impact and average odds
+        compare every group with (AIF360's privileged group); ``None``: the compared group
+        with the highest selection rate.
     :raises ValueError: mismatched lengths, NaN scores, non-integer codes, a single group.
     """
     with one_cpu_thread(y_true.device):
         return _fairness_table(
             y_true, y_pred, sensitive, scores=scores, categories=categories,
             positive_class=positive_class, bootstrap=bootstrap, confidence=confidence,
-            seed=seed, bins=bins, min_group_size=min_group_size,
+            seed=seed, bins=bins, min_group_size=min_group_size, alpha=alpha,
+            reference=reference,
         )
 
 
@@ -191,6 +211,8 @@ def _fairness_table(
     seed: int,
     bins: int,
     min_group_size: int,
+    alpha: float,
+    reference: str | None,
 ) -> FairnessTable:
     n = int(y_true.numel())
     if int(y_pred.numel()) != n:
@@ -200,6 +222,11 @@ def _fairness_table(
         )
     if n == 0:
         raise ValueError("fairness: no rows to audit")
+    if not (math.isfinite(alpha) and alpha > 0):
+        raise ValueError(
+            f"fairness: alpha = {alpha} but the generalised entropy index needs a finite alpha "
+            "> 0 (at alpha <= 0 one false negative makes it infinite)"
+        )
     device = y_true.device
     truth = _binary(y_true.to(device), positive_class, "targets")
     predicted = _binary(y_pred.to(device), positive_class, "predictions")
@@ -216,8 +243,8 @@ def _fairness_table(
             f"fairness: sensitive feature {'*'.join(codes.names)!r} has a single group "
             f"({only!r}) in these {n} rows; a disparity needs at least two groups"
         )
-    per_group = rates(counted.counts)
-    overall = rates(counted.counts.sum(dim=0, keepdim=True))
+    per_group = rates(counted.counts, alpha)
+    overall = rates(counted.counts.sum(dim=0, keepdim=True), alpha)
     if counted.calibration_gap is not None:
         per_group["calibration_error"] = calibration_error(
             counted.calibration_gap, per_group["count"]
@@ -246,13 +273,32 @@ def _fairness_table(
             stacklevel=3,
         )
     compared = {name: values[kept] for name, values in per_group.items()}
-    gaps = ({name: float(value) for name, value in disparities(compared).items()} if comparable
+    labels = [group_label(g) for g, keep in zip(groups, kept.tolist()) if keep]
+    position = _reference_position(reference, labels, groups, codes.names)
+    usable = position != -1
+    known = position if position != -1 else None
+    gaps = ({name: float(value) for name, value in
+             disparities(compared, alpha=alpha, reference=known).items()} if comparable
             else dict.fromkeys(DISPARITIES, math.nan))
     generator = torch.Generator(device=device).manual_seed(seed)
-    intervals = (bootstrap_intervals(counted.counts[kept], bootstrap, confidence, generator)
+    intervals = (bootstrap_intervals(counted.counts[kept], bootstrap, confidence, generator,
+                                     alpha=alpha, reference=known)
                  if comparable else {})
     metrics = {name: values.cpu().tolist() for name, values in per_group.items()}
-    labels = [group_label(g) for g, keep in zip(groups, kept.tolist()) if keep]
+    chosen = ""
+    if comparable and usable:
+        at = known if known is not None else int(torch.nan_to_num(
+            compared["selection_rate"], nan=-math.inf).argmax())
+        chosen = labels[at]
+        everywhere = int(torch.nonzero(kept).flatten()[at])
+        metrics.update({name: values.cpu().tolist()
+                        for name, values in relative(per_group, everywhere).items()})
+    else:
+        metrics.update({name: [math.nan] * len(groups) for name in RELATIVE})
+        for name in REFERENCED:
+            gaps[name] = math.nan
+            if name in intervals:
+                intervals[name] = (math.nan, math.nan)
     table = FairnessTable(
         features=codes.names,
         groups=groups,
@@ -263,10 +309,36 @@ def _fairness_table(
         excluded=small,
         denominators=denominators(counted.counts),
         rate_intervals=wilson_intervals(counted.counts, confidence),
-        set_by=set_by(compared, labels) if comparable else {},
+        set_by=set_by(compared, labels, known) if comparable else {},
+        reference=chosen,
     )
+    if comparable and not chosen:
+        for name in REFERENCED:
+            table.set_by[name] = []
     _warn_undefined(table)
     return table
+
+
+def _reference_position(
+    reference: str | None, labels: list[str], groups: list[tuple[str, ...]],
+    names: tuple[str, ...],
+) -> int | None:
+    """The named reference's position among the compared groups; ``None`` for the default;
+    ``-1`` (with a warning) when it is absent from these rows or excluded as small."""
+    if reference is None or reference == "":
+        return None
+    if reference in labels:
+        return labels.index(reference)
+    present = [group_label(g) for g in groups]
+    why = ("has fewer than min_group_size rows" if reference in present
+           else f"is not among the groups present {present}")
+    warnings.warn(
+        f"fairness: the reference group {reference!r} of {'*'.join(names)} {why}; "
+        f"{', '.join(REFERENCED)} are undefined (NaN)",
+        FairnessWarning,
+        stacklevel=4,
+    )
+    return -1
 
 
 def _warn_undefined(table: FairnessTable) -> None:
@@ -275,6 +347,8 @@ def _warn_undefined(table: FairnessTable) -> None:
         if not missing:
             continue
         table.undefined[metric] = missing
+        if metric in RELATIVE and not table.reference:
+            continue  # no reference to compare with: said once, by its own warning
         warnings.warn(
             f"fairness: {metric} is undefined ({DENOMINATORS.get(metric, 'no rows')}) for "
             f"{table.key} group(s) {missing}; reported as NaN and left out of the disparities",

@@ -35,6 +35,14 @@ BACKENDS = ("vmap", "loop", "ray")
 """Where a round's client updates are computed (see :mod:`paralab_federated.backends`)."""
 ACCOUNTANTS = ("rdp", "pld")
 """``dp_accounting`` engines for the privacy budget."""
+SAMPLINGS = ("auto", "fixed", "poisson")
+"""Client sampling per round (see :mod:`paralab_federated.schedule`); ``auto``: Poisson when
+the ``dp`` middleware is on (the sampling DP-FedAvg's accountant assumes), else fixed."""
+
+AGGREGATIONS = ("mean", "median", "trimmed_mean", "krum", "multi_krum")
+"""How the server combines a round's client deltas (see :mod:`paralab_federated.robust`)."""
+ATTACKS = ("sign_flip", "scale", "label_flip")
+"""The ``byzantine`` middleware's attacks (see :mod:`paralab_federated.byzantine`)."""
 
 _PROTOCOLS = ("federated",)
 
@@ -58,15 +66,30 @@ _FEDERATED_OPTIONS = {
     "alpha": positive(0.5, help="Dirichlet concentration (dirichlet, quantity); smaller: more skew"),
     "classes_per_client": count(2, help="label-sorted shards per client (shards)"),
     "fraction": Option(0.1, gt=0, le=1, help="share of the clients sampled each round"),
+    "client_sampling": one_of(
+        "auto", SAMPLINGS, help="fixed: round(fraction * clients) each round; poisson: each "
+                                "client with probability fraction; auto: poisson under dp"),
     "rounds": count(20, help="communication rounds"),
     "local_epochs": count(1, help="local epochs of each client per round"),
     "batch_size": count(16, help="local minibatch size"),
     "stragglers": Option(0.0, ge=0, lt=1, help="probability that a sampled client drops out"),
+    "aggregation": one_of(
+        "mean", AGGREGATIONS, help="mean: example-weighted (FedAvg); median, trimmed_mean, "
+                                   "krum, multi_krum: robust to Byzantine clients"),
+    "trim_fraction": Option(0.1, ge=0, lt=0.5,
+                            help="trimmed_mean: share of values cut at each end"),
+    "krum_malicious": count(0, low=0, help="krum, multi_krum: assumed Byzantine clients f"),
+    "multi_krum_keep": count(0, low=0,
+                             help="multi_krum: deltas averaged (0: the round's clients - f)"),
     "max_client_failures": fraction(
         0.5, help="share of a round's clients that may fail; more (or all) fails the run"),
     "backend": one_of("vmap", BACKENDS, help="vmap: one vectorized computation; loop; ray"),
     "eval_every": count(1, help="rounds between evaluations (the last is always evaluated)"),
     "client_eval": Option(True, help="evaluate the per-client accuracy distribution"),
+    "client_test_fraction": Option(
+        0.0, ge=0, lt=1, help="share of each client's rows held out as its own test set, where "
+                              "clients/accuracy_* are computed (0: none; the per-client metrics "
+                              "are then clients/train_accuracy_*, on the training rows)"),
     "seed": Option(None, type=(int, None),
                    help="seed of partition, sampling, stragglers, minibatches; None: the run's"),
     "ray_address": Option("", type=str, help="Ray cluster address; empty: a local instance"),
@@ -113,6 +136,11 @@ def paralab_methods() -> list[MethodSpec]:
                "(McMahan et al. 2017).", {"lr": _client_lr(0.1), "server_lr": _SERVER_LR}),
         method("fedavg", "FedAvg", "FedAvg: local SGD epochs, example-weighted mean of the "
                "deltas (McMahan et al. 2017).", {"lr": _client_lr(0.05), "server_lr": _SERVER_LR}),
+        method("fedavgm", "FedAvgM", "FedAvgM: FedAvg with server momentum on the mean delta "
+               "(Hsu et al. 2019).",
+               {"lr": _client_lr(0.05), "server_lr": _SERVER_LR,
+                "server_momentum": Option(0.9, ge=0, lt=1,
+                                          help="decay of the server's momentum buffer")}),
         method("fedprox", "FedProx", "FedProx: FedAvg with a proximal term mu/2 ||w - w_global||^2 "
                "(Li et al. 2020).",
                {"lr": _client_lr(0.05),
@@ -150,6 +178,21 @@ def paralab_middleware() -> list[MiddlewareSpec]:
             hooks=("paralab_process_update", "paralab_process_gradients"),
             requires=("dp_accounting",),
             install="pip install 'paralab[federated]'",
+        ),
+        MiddlewareSpec(
+            "byzantine", "paralab_federated.byzantine:Byzantine",
+            "Attacks for testing defences: a fixed fraction of clients send sign-flipped or "
+            "scaled updates, or train on flipped labels (Blanchard et al. 2017; Fang et al. "
+            "2020). Records byzantine/clients.",
+            {"attack": one_of("sign_flip", ATTACKS,
+                              help="sign_flip: -scale * delta; scale: scale * delta; "
+                                   "label_flip: train on n_classes - 1 - y"),
+             "fraction": Option(0.2, gt=0, lt=1, help="share of the clients that attack"),
+             "scale": positive(5.0, help="factor of sign_flip and scale"),
+             "seed": Option(None, type=(int, None),
+                            help="seed of which clients attack (None: the run's seed)")},
+            example={"attack": "sign_flip", "fraction": 0.2},
+            hooks=("paralab_process_update",),
         ),
         MiddlewareSpec(
             "secure_aggregation", "paralab_federated.secure_aggregation:SecureAggregation",

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from paralab_federated import BACKENDS
-from paralab_federated.local_training import ExtraLoss, Params, VmapTrainer, train_client
+from paralab_federated.local_training import ExtraLoss, Params, VmapTrainer, train_client_state
 from paralab_federated.schedule import RoundPlan, padded
 
 __all__ = ["BACKENDS", "ClientResults", "LoopBackend", "SeedsVmapBackend", "VmapBackend",
@@ -37,6 +37,9 @@ class ClientResults:
 
     deltas: dict[int, Params] = field(default_factory=dict)
     losses: dict[int, float] = field(default_factory=dict)
+    buffers: dict[int, Params] = field(default_factory=dict)
+    """Client id -> its buffers after training (models with buffers only; they are
+    aggregated beside the deltas: :mod:`paralab_federated.buffers`)."""
     failures: dict[int, str] = field(default_factory=dict)
     errors: dict[int, BaseException] = field(default_factory=dict)
 
@@ -61,17 +64,29 @@ class LoopBackend:
         self.x, self.y, self.extra = x, y, extra
 
     def train(self, plan: RoundPlan, global_params: Params, lr: float, mu: float,
-              clients: list[int] | None = None) -> ClientResults:
+              clients: list[int] | None = None,
+              buffers: dict[int, Params] | None = None) -> ClientResults:
+        """``buffers``: client id -> the buffers that client starts from (the global ones,
+        or with ``buffers = "local"`` its own); None or empty: the model has none."""
         results = ClientResults()
         for k in plan.clients if clients is None else clients:
+            start = start_buffers(buffers, k)
             try:
-                delta, loss = train_client(self.model, global_params, self.x, self.y,
-                                           plan.batches[k], lr, mu, self.extra)
+                delta, loss, final = train_client_state(self.model, global_params, start,
+                                                        self.x, self.y, plan.batches[k], lr,
+                                                        mu, self.extra)
             except Exception as error:  # noqa: BLE001 - reported with the client id, round goes on
                 results.fail(k, error)
                 continue
             results.deltas[k], results.losses[k] = delta, loss
+            if final:
+                results.buffers[k] = final
         return results
+
+
+def start_buffers(buffers: dict[int, Params] | None, client: int) -> Params | None:
+    """The buffers ``client`` starts from (None: the model has none)."""
+    return buffers.get(client) if buffers else None
 
 
 class VmapBackend:
@@ -85,10 +100,13 @@ class VmapBackend:
         self.loop = LoopBackend(model, x, y)
         self.x, self.y = x, y
 
-    def train(self, plan: RoundPlan, global_params: Params, lr: float, mu: float) -> ClientResults:
+    def train(self, plan: RoundPlan, global_params: Params, lr: float, mu: float,
+              buffers: dict[int, Params] | None = None) -> ClientResults:
         clients = plan.clients
         if not clients:
             return ClientResults()
+        if buffers:  # vmap_unsupported sends such models to the loop; never vmap them
+            return self.loop.train(plan, global_params, lr, mu, buffers=buffers)
         try:
             rows, mask = padded(plan, clients)
             rows, mask = rows.to(self.x.device), mask.to(self.x.device)

@@ -40,6 +40,18 @@ def load_parameters(model: nn.Module, params: Params) -> None:
             named[name].copy_(value)
 
 
+def buffers_of(model: nn.Module) -> Params:
+    """The model's buffers (batch-norm running statistics and counters), detached copies."""
+    return {name: b.detach().clone() for name, b in model.named_buffers()}
+
+
+def load_buffers(model: nn.Module, buffers: Params) -> None:
+    with torch.no_grad():
+        named = dict(model.named_buffers())
+        for name, value in buffers.items():
+            named[name].copy_(value)
+
+
 def proximal(params: Params | dict[str, nn.Parameter], anchor: Params, mu: float) -> torch.Tensor:
     """FedProx's term ``mu/2 * sum ||w - w_global||^2`` (Li et al. 2020)."""
     return 0.5 * mu * sum(((params[n] - anchor[n]) ** 2).sum() for n in anchor)
@@ -52,7 +64,22 @@ def train_client(model: nn.Module, global_params: Params, x: torch.Tensor, y: to
 
     ``model`` is a scratch copy the caller owns: its parameters are overwritten.
     """
+    delta, loss, _ = train_client_state(model, global_params, None, x, y, batches, lr, mu,
+                                        extra)
+    return delta, loss
+
+
+def train_client_state(model: nn.Module, global_params: Params, start_buffers: Params | None,
+                       x: torch.Tensor, y: torch.Tensor, batches: list[torch.Tensor], lr: float,
+                       mu: float = 0.0, extra: ExtraLoss | None = None
+                       ) -> tuple[Params, float, Params]:
+    """:func:`train_client` for a model with buffers: the scratch model's buffers are set to
+    ``start_buffers`` first (else one client would start from the statistics the previous
+    client left in the scratch copy) and the client's buffers after training come back as a
+    third value (``{}`` for a model without buffers)."""
     load_parameters(model, global_params)
+    if start_buffers:
+        load_buffers(model, start_buffers)
     model.train()
     named = {n: p for n, p in model.named_parameters() if n in global_params}
     optimizer = torch.optim.SGD(named.values(), lr=lr)
@@ -71,7 +98,7 @@ def train_client(model: nn.Module, global_params: Params, x: torch.Tensor, y: to
         optimizer.step()
         total += float(loss.detach())
     delta = {n: named[n].detach() - global_params[n] for n in global_params}
-    return delta, total / max(len(batches), 1)
+    return delta, total / max(len(batches), 1), buffers_of(model) if start_buffers else {}
 
 
 class VmapTrainer:
@@ -167,7 +194,15 @@ class VmapTrainer:
 
 
 def vmap_unsupported(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> str:
-    """Why this model cannot train under vmap (``""`` when it can), from one tiny probe step."""
+    """Why this model cannot train under vmap (``""`` when it can), from one tiny probe step.
+
+    A model with buffers (batch-norm running statistics) trains on the loop: the vmap path
+    pads short minibatches with masked rows, which batch norm would count in its batch
+    statistics and running averages, so its clients would not train as the loop's do."""
+    buffers = [name for name, _ in model.named_buffers()]
+    if buffers:
+        return (f"the model has buffers ({', '.join(buffers[:3])}{', ...' if len(buffers) > 3 else ''}"
+                f"), whose batch statistics would count the padded rows of the vmap path")
     try:
         probe = VmapTrainer(model)
         params = parameters_of(probe.model)

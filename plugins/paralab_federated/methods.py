@@ -129,3 +129,32 @@ class FedYogi(_AdaptiveServer):
 
     def second_moment(self, v: torch.Tensor, square: torch.Tensor) -> torch.Tensor:
         return v - (1 - self.beta2) * square * torch.sign(v - square)
+
+
+class FedAvgM(FederatedMethod):
+    """FedAvg with server momentum (Hsu et al. 2019): ``m <- server_momentum * m + delta``,
+    ``w <- w + server_lr * m``; Flower's ``FedAvgM`` computes the same (a test checks it)."""
+
+    def __init__(self, lr: float = 0.05, server_lr: float = 1.0,
+                 server_momentum: float = 0.9) -> None:
+        super().__init__(lr, server_lr)
+        self.server_momentum = float(server_momentum)
+        self.m: Params = {}
+
+    def setup(self, params: Params) -> None:
+        self.m = {n: torch.zeros_like(p) for n, p in params.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The server's momentum buffer."""
+        return {"m": dict(self.m)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        devices = {n: m.device for n, m in self.m.items()}
+        self.m = {n: t.to(devices.get(n, t.device)) for n, t in state["m"].items()}
+
+    def server_step(self, params: Params, delta: Params, round_index: int) -> Params:
+        if not self.m:
+            self.setup(params)
+        for n in params:
+            self.m[n] = self.server_momentum * self.m[n] + delta[n]
+        return {n: params[n] + self.server_lr * self.m[n] for n in params}

@@ -172,3 +172,24 @@ def _quantity(n: int, clients: int, alpha: float, generator: torch.Generator) ->
     sizes += 1
     order = torch.randperm(n, generator=generator)
     return list(torch.split(order, sizes.tolist()))
+
+
+def hold_out(partition: Partition, fraction: float,
+             generator: torch.Generator) -> tuple[Partition, Partition]:
+    """Each client's rows split at random into ``(training, held-out)`` partitions: about
+    ``fraction`` of every client's rows (``round(fraction * n_k)``, at most ``n_k - 1``, so
+    every client keeps a row to train on) are held out. The held-out rows are the client's
+    own test set: never in its minibatches, where the per-client metrics are computed. A
+    client too small to spare a row has no held-out rows (it is left out of the per-client
+    distribution)."""
+    train_groups, test_groups = [], []
+    positions = torch.arange(len(partition.rows))
+    for k in range(partition.n_clients):
+        start, stop = int(partition.offsets[k]), int(partition.offsets[k + 1])
+        n = stop - start
+        n_test = min(round(fraction * n), max(n - 1, 0))
+        order = positions[start:stop][torch.randperm(n, generator=generator)]
+        test_groups.append(order[:n_test])
+        train_groups.append(order[n_test:])
+    return (_from_groups(partition.rows, train_groups, partition.scheme),
+            _from_groups(partition.rows, test_groups, partition.scheme))

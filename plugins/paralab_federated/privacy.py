@@ -10,8 +10,11 @@ The one ``dp`` middleware acts wherever the spec's protocol lets it:
   moves the average by at most ``clip / m``). Here each of the ``m`` clients of a round adds
   ``N(0, (noise_multiplier * clip)^2 / m)``: the sum carries exactly the central noise, and with
   secure aggregation the server never sees a less noisy sum (distributed DP, as in Kairouz et
-  al. 2021). Each round is one Poisson-subsampled Gaussian event at rate
-  ``clients per round / clients`` (the usual approximation of fixed-size client sampling).
+  al. 2021). Under ``dp`` the protocol samples clients by Poisson (``client_sampling =
+  "auto"``: each client independently with probability ``fraction``, thinned by
+  ``stragglers``), and the average divides the noisy sum by the *expected* number of reporting
+  clients (McMahan et al.'s fixed-denominator estimator); each round is then one
+  Poisson-subsampled Gaussian event at that rate, add-or-remove-one adjacency.
 * **supervised** (``paralab_process_gradients``), DP-SGD of Abadi et al. 2016: each example's
   gradient is clipped to L2 norm ``clip`` (over all parameters together), the clipped gradients
   are summed, ``N(0, (noise_multiplier * clip)^2)`` is added to every coordinate of the sum and
@@ -23,9 +26,9 @@ The one ``dp`` middleware acts wherever the spec's protocol lets it:
 
 ``privacy/epsilon`` (for ``delta``) and ``privacy/delta`` are recorded after every round or
 epoch: ``accountant = "rdp"`` (Renyi DP, Mironov 2017) or ``"pld"`` (privacy loss
-distributions, tighter; DP-SGD only). A federated round samples a fixed number of clients, so
-rounds are accounted as sampling without replacement (:func:`epsilon_fixed_size`), not as the
-Poisson sampling of DP-SGD's batches.
+distributions, tighter). With ``client_sampling = "fixed"`` a federated round samples a fixed
+number of clients, and rounds are accounted as sampling without replacement
+(:func:`epsilon_fixed_size`, RDP only, replace-one adjacency), not as Poisson sampling.
 
 The noise comes from torch's generator seeded by a secret drawn from the operating system
 (``secrets.randbits``) when the run starts: no one who knows the spec, the run's seed or
@@ -129,7 +132,13 @@ def epsilon_fixed_size(noise_multiplier: float, rounds: dict[tuple[int, int], in
     it is what its epsilon must account; the Poisson accountant of :func:`epsilon` would
     understate it (50 rounds of 10 of 100 clients at z = 1: 5.9 for Poisson against 9.4 for
     fixed-size sampling). Renyi DP under replace-one adjacency (dp_accounting's
-    ``SampledWithoutReplacementDpEvent``; its PLD accountant does not support the event)."""
+    ``SampledWithoutReplacementDpEvent``; its PLD accountant does not support the event).
+
+    Under replace-one, replacing one client's clipped update moves the sum by up to
+    ``2 * clip`` (two opposite updates of norm ``clip``), so the event's Gaussian has noise
+    multiplier ``noise_multiplier / 2`` relative to that sensitivity (dp_accounting's
+    ``noise_multiplier`` is the noise's std over the l2-sensitivity). Until 2026-12-02 the
+    sensitivity was taken as ``clip``, which understated epsilon."""
     import dp_accounting
     from dp_accounting.rdp import rdp_privacy_accountant
 
@@ -144,7 +153,7 @@ def epsilon_fixed_size(noise_multiplier: float, rounds: dict[tuple[int, int], in
         for (population, size), count in sorted(rounds.items()):
             engine.compose(dp_accounting.SelfComposedDpEvent(
                 dp_accounting.SampledWithoutReplacementDpEvent(
-                    population, size, dp_accounting.GaussianDpEvent(noise_multiplier)),
+                    population, size, dp_accounting.GaussianDpEvent(noise_multiplier / 2)),
                 count))
         return float(engine.get_epsilon(delta))
     finally:
@@ -177,6 +186,9 @@ class DPFedAvg(Middleware):
         self.round_sizes: dict[int, tuple[int, int]] = {}
         """Round -> (clients, clients sampled): the fixed-size sampling the accountant
         composes (federated)."""
+        self.poisson_rates: dict[int, float] = {}
+        """Round -> its Poisson client sampling rate (federated, ``client_sampling`` Poisson,
+        the default under dp): each round one Poisson-subsampled Gaussian event."""
         self.steps = 0
         """DP-SGD steps taken (supervised)."""
         self.step_rate = 0.0
@@ -203,11 +215,13 @@ class DPFedAvg(Middleware):
                 "private (privacy/noise in result.json says so); use it to debug or compare runs",
                 UserWarning, stacklevel=2,
             )
-        if self.accountant == "pld" and run.spec.protocol.name == "federated":
+        if (self.accountant == "pld" and run.spec.protocol.name == "federated"
+                and getattr(run.protocol, "client_sampling", "auto") == "fixed"):
             raise ValueError(
-                "accountant = 'pld': the federated protocol samples a fixed number of clients "
-                "per round (without replacement), which dp_accounting's PLD accountant cannot "
-                "account; use accountant = 'rdp'"
+                "accountant = 'pld': client_sampling = 'fixed' samples a fixed number of "
+                "clients per round (without replacement), which dp_accounting's PLD "
+                "accountant cannot account; use accountant = 'rdp', or client_sampling = "
+                "'auto' (Poisson under dp)"
             )
         if self.noise_multiplier == 0:
             warnings.warn(
@@ -225,6 +239,7 @@ class DPFedAvg(Middleware):
         return {
             "sample_rates": {int(r): float(q) for r, q in self.sample_rates.items()},
             "round_sizes": {int(r): [int(n), int(m)] for r, (n, m) in self.round_sizes.items()},
+            "poisson_rates": {int(r): float(q) for r, q in self.poisson_rates.items()},
             "steps": self.steps,
             "step_rate": self.step_rate,
             "clipped": list(self.clipped),
@@ -235,6 +250,8 @@ class DPFedAvg(Middleware):
     def restore_state(self, run: RunContext, state: dict[str, Any]) -> None:
         self.sample_rates = {int(r): float(q) for r, q in state["sample_rates"].items()}
         self.round_sizes = {int(r): (int(n), int(m)) for r, (n, m) in state["round_sizes"].items()}
+        self.poisson_rates = {int(r): float(q)
+                              for r, q in state.get("poisson_rates", {}).items()}
         self.steps = int(state["steps"])
         self.step_rate = float(state["step_rate"])
         self.clipped = [int(c) for c in state["clipped"]]
@@ -275,17 +292,29 @@ class DPFedAvg(Middleware):
         clients = info.get("round_clients") or [update.source]
         total = int(info.get("num_clients", len(clients)))
         sampled = len(info.get("round_sampled", clients))
+        sampling = info.get("sampling") or {"kind": "fixed"}
         clipped, norm = clip_delta(update.delta, self.clip)
         std = self.noise_multiplier * self.clip / math.sqrt(len(clients))
         source = update.source if isinstance(update.source, int) else 0
         generator = seeded(self.noise_seed(run), round_index, source, NOISE_STREAM)
+        # Poisson: the average divides the noisy sum by the *expected* number of reporting
+        # clients, a public constant (McMahan et al. 2018's fixed-denominator estimator): the
+        # mean below divides by the actual number, so each update is scaled by actual/expected.
+        scale = (len(clients) / float(sampling["expected_clients"])
+                 if sampling["kind"] == "poisson" else 1.0)
         noisy = {
-            n: v + std * torch.randn(v.shape, generator=generator, dtype=v.dtype).to(v.device)
+            n: (v + std * torch.randn(v.shape, generator=generator, dtype=v.dtype).to(v.device))
+            * scale
             for n, v in clipped.items()
         }
-        self.sample_rates[round_index] = sampled / max(total, 1)
-        self.round_sizes[round_index] = (max(total, 1), sampled)
-        info["dp"] = {"norm": norm, "clipped": norm > self.clip, "noise_std": std}
+        if sampling["kind"] == "poisson":
+            self.poisson_rates[round_index] = float(sampling["rate"])
+            self.sample_rates[round_index] = float(sampling["rate"])
+        else:
+            self.sample_rates[round_index] = sampled / max(total, 1)
+            self.round_sizes[round_index] = (max(total, 1), sampled)
+        info["dp"] = {"norm": norm, "clipped": norm > self.clip, "noise_std": std,
+                      "sampling": sampling["kind"]}
         # A fixed weight per client bounds one client's influence on the average by clip / m.
         return update.replace(delta=noisy, weight=1.0, info=info)
 
@@ -326,10 +355,13 @@ class DPFedAvg(Middleware):
         if self.steps:
             return epsilon(self.noise_multiplier, self.step_rate, self.steps, self.delta,
                            self.accountant)
-        if not self.round_sizes:
+        if not (self.round_sizes or self.poisson_rates):
             return 0.0
         if self.noise_multiplier == 0:
             return math.inf
+        if self.poisson_rates:  # one rate per run (fraction * (1 - stragglers))
+            return epsilon(self.noise_multiplier, max(self.poisson_rates.values()),
+                           len(self.poisson_rates), self.delta, self.accountant)
         counts: dict[tuple[int, int], int] = {}
         for sizes in self.round_sizes.values():
             counts[sizes] = counts.get(sizes, 0) + 1
@@ -337,7 +369,7 @@ class DPFedAvg(Middleware):
 
     @hookimpl
     def paralab_after_phase(self, run: RunContext, phase: Phase) -> None:
-        federated = phase.kind == "round" and bool(self.round_sizes)
+        federated = phase.kind == "round" and bool(self.round_sizes or self.poisson_rates)
         if not (federated or self.steps):
             return
         run.record("privacy/epsilon", self.epsilon())

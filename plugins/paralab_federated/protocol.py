@@ -1,10 +1,13 @@
 """The ``federated`` protocol: rounds of sampled clients training locally, a server aggregate.
 
-One round = ``run.phase("round", r)``: sample clients (some drop out as stragglers), train
-them on the chosen backend, pass every client's :class:`paralab.Update` through the run's
-middleware (``run.process_update``: DP, secure aggregation), aggregate, let the method's server
-step move the global model, then evaluate it on the test split and on every client's rows
-(the per-client accuracy distribution) and record the bytes sent and received.
+One round = ``run.phase("round", r)``: sample clients (a fixed number, or by Poisson under
+``dp``: ``client_sampling``; some drop out as stragglers), train them on the chosen backend
+from the global parameters and buffers, pass every client's :class:`paralab.Update` through
+the run's middleware (``run.process_update``: DP, secure aggregation, attacks), aggregate (the
+weighted mean or a robust rule: ``aggregation``), let the method's server step move the global
+model, set the global buffers (:mod:`paralab_federated.buffers`), then evaluate it on the test
+split and on every client's held-out rows (``client_test_fraction``; else its training rows,
+recorded as ``clients/train_accuracy_*``) and record the bytes sent and received.
 
 Failures are told apart by who raised. A client whose *local training* raises is skipped with
 a warning and the round aggregates the others, unless more than ``max_client_failures`` of
@@ -42,13 +45,24 @@ from paralab import (
 from paralab_federated import partitions
 from paralab_federated.aggregation import weighted_mean
 from paralab_federated.backends import ClientResults, LoopBackend, VmapBackend
-from paralab_federated.local_training import load_parameters, parameters_of, vmap_unsupported
-from paralab_federated.schedule import RoundPlan, plan_round
+from paralab_federated.buffers import aggregate_buffers
+from paralab_federated.local_training import (
+    buffers_of,
+    load_buffers,
+    load_parameters,
+    parameters_of,
+    vmap_unsupported,
+)
+from paralab_federated.robust import robust_aggregate
+from paralab_federated.schedule import RoundPlan, plan_round, seeded
 
 if TYPE_CHECKING:
     from paralab import RunContext
 
 STATE_KEY = "paralab_federated"
+UPDATE_HOOK = "paralab_process_update"
+HOLD_OUT_STREAM = -2
+"""Tag of the held-out split's generator in the seed chain (``seeded(seed, HOLD_OUT_STREAM)``)."""
 PLOT_FILE = "federated_accuracy.png"
 
 
@@ -85,14 +99,20 @@ class Federated(Protocol):
         alpha: float = 0.5,
         classes_per_client: int = 2,
         fraction: float = 0.1,
+        client_sampling: str = "auto",
         rounds: int = 20,
         local_epochs: int = 1,
         batch_size: int = 16,
         stragglers: float = 0.0,
+        aggregation: str = "mean",
+        trim_fraction: float = 0.1,
+        krum_malicious: int = 0,
+        multi_krum_keep: int = 0,
         max_client_failures: float = 0.5,
         backend: str = "vmap",
         eval_every: int = 1,
         client_eval: bool = True,
+        client_test_fraction: float = 0.0,
         seed: int | None = None,
         ray_address: str = "",
         ray_num_cpus: int = 0,
@@ -105,14 +125,23 @@ class Federated(Protocol):
         self.alpha = float(alpha)
         self.classes_per_client = int(classes_per_client)
         self.fraction = float(fraction)
+        self.client_sampling = client_sampling
+        self._poisson = client_sampling == "poisson"
+        """Resolved in :meth:`validate` (``auto``: Poisson when the ``dp`` middleware is on)."""
+        self._dp = False
         self.rounds = int(rounds)
         self.local_epochs = int(local_epochs)
         self.batch_size = int(batch_size)
         self.stragglers = float(stragglers)
+        self.aggregation = aggregation
+        self.trim_fraction = float(trim_fraction)
+        self.krum_malicious = int(krum_malicious)
+        self.multi_krum_keep = int(multi_krum_keep)
         self.max_client_failures = float(max_client_failures)
         self.backend = backend
         self.eval_every = int(eval_every)
         self.client_eval = bool(client_eval)
+        self.client_test_fraction = float(client_test_fraction)
         self.seed = seed
         self.ray_address = ray_address
         self.ray_num_cpus = int(ray_num_cpus)
@@ -120,6 +149,8 @@ class Federated(Protocol):
         self.train_split = train_split
         self.eval_splits = tuple(eval_splits)
         self._partition: partitions.Partition | None = None
+        self._held_out: partitions.Partition | None = None
+        """Each client's held-out rows (``client_test_fraction > 0``), never trained on."""
         self._restored: dict[str, Any] | None = None
         self._live: dict[str, Any] = {}
         """What a checkpoint needs besides the model: rounds done, totals, history, failures."""
@@ -136,15 +167,29 @@ class Federated(Protocol):
         made from the train split (it is made here, once, and reused), and the backend can
         run this spec."""
         run.dataset.check_splits(self.train_split, self.eval_splits)
+        self._resolve_sampling(run)
+        if self.aggregation != "mean":
+            blocking = sorted({ref.name for ref in run.spec.middleware}
+                              & {"dp", "secure_aggregation"})
+            if blocking:
+                raise ValueError(
+                    f"aggregation = {self.aggregation!r} cannot run with middleware "
+                    f"{blocking}: secure aggregation reveals only the sum of the updates, and "
+                    f"DP-FedAvg's guarantee (and epsilon) holds for the noisy sum, not for a "
+                    f"{self.aggregation} of individually noised updates; use aggregation = "
+                    f"'mean' or remove them"
+                )
         buffers = sorted(name for name, _ in run.model.named_buffers()) if run.model else []
-        if buffers:
+        acting = run.hooks.middleware_for(UPDATE_HOOK)
+        if buffers and acting:
             raise ValueError(
                 f"model {run.spec.model.name!r} has buffers ({', '.join(buffers[:4])}"
                 f"{', ...' if len(buffers) > 4 else ''}: batch-norm running statistics), which "
-                f"the federated protocol does not aggregate yet: the global model would be "
-                f"evaluated with its initial statistics (mean 0, variance 1). Use a model "
-                f"without them (group or layer norm, or batch norm with "
-                f"track_running_stats=False)"
+                f"the server aggregates beside the client updates, so middleware "
+                f"{[name.split(':')[-1] for name in acting]} acting on the updates would not "
+                f"act on them (DP would leave the clients' data statistics unclipped and "
+                f"noiseless, secure aggregation unmasked). Use a model without them (group or "
+                f"layer norm, or batch norm with track_running_stats=False)"
             )
         if self.backend == "ray":
             if run.loss_terms:
@@ -166,6 +211,20 @@ class Federated(Protocol):
                 f"state; set checkpoint_every = 0 or give the method those two methods"
             )
         self._partition = self.make_partition(run)  # ValueError naming the option
+        if self._held_out is not None and not len(self._held_out.rows):
+            smallest = int(self._partition.sizes.min())
+            raise ValueError(
+                f"client_test_fraction = {self.client_test_fraction:g} holds out no row of any "
+                f"client (the smallest client has {smallest} rows; each keeps at least one "
+                f"to train on): raise it or use fewer clients"
+            )
+
+    def _resolve_sampling(self, run: RunContext) -> None:
+        """``client_sampling = "auto"``: Poisson when the spec lists the ``dp`` middleware
+        (the sampling its accountant assumes), else a fixed number per round."""
+        self._dp = any(ref.name == "dp" for ref in run.spec.middleware)
+        self._poisson = self.client_sampling == "poisson" or (
+            self.client_sampling == "auto" and self._dp)
 
     # ------------------------------------------------------------------------ checkpoints
 
@@ -184,6 +243,8 @@ class Federated(Protocol):
             "method": run.method.state_dict(),
             "partition": {"rows": partition.rows, "offsets": partition.offsets,
                           "scheme": partition.scheme},
+            "held_out": None if self._held_out is None else {
+                "rows": self._held_out.rows, "offsets": self._held_out.offsets},
             "totals": dict(live["totals"]),
             "history": [dict(h) for h in run.state[STATE_KEY]["history"]],
             "failures": [dict(f) for f in run.state[STATE_KEY]["failures"]],
@@ -193,6 +254,9 @@ class Federated(Protocol):
         self._restored = state
         saved = state["partition"]
         self._partition = partitions.Partition(saved["rows"], saved["offsets"], saved["scheme"])
+        held = state.get("held_out")
+        self._held_out = None if held is None else partitions.Partition(
+            held["rows"], held["offsets"], saved["scheme"])
 
     # --------------------------------------------------------------------------- building
 
@@ -203,16 +267,22 @@ class Federated(Protocol):
         train = run.dataset.split(self.train_split)
         generator = torch.Generator().manual_seed(self._seed(run))
         # Index tensors stay on the CPU: minibatch plans are built there and moved once.
-        return partitions.make_partition(
+        whole = partitions.make_partition(
             train.indices.cpu(), train.y, self.clients, self.partition, alpha=self.alpha,
             classes_per_client=self.classes_per_client, generator=generator,
         )
+        if not self.client_test_fraction:
+            return whole
+        # Its own stream: the same seed deals the same clients with or without held-out rows.
+        trained, self._held_out = partitions.hold_out(
+            whole, self.client_test_fraction, seeded(self._seed(run), HOLD_OUT_STREAM))
+        return trained
 
     def _seed(self, run: RunContext) -> int:
         return run.seed if self.seed is None else int(self.seed)
 
     def _backend(self, run: RunContext) -> Any:
-        x, y = run.dataset.x, run.dataset.y
+        x, y = run.dataset.x, self._training_labels(run)
         extra = None
         if run.loss_terms:
             def extra(logits: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor,
@@ -234,6 +304,20 @@ class Federated(Protocol):
             run.state.setdefault(STATE_KEY, {})["vmap_fallback"] = reason
         return LoopBackend(run.model, x, y, extra)
 
+    def _training_labels(self, run: RunContext) -> torch.Tensor:
+        """The labels clients train on: the dataset's, except that the ``byzantine``
+        middleware's label-flipping clients see their rows relabelled (evaluation keeps the
+        true labels)."""
+        attack = run.state.get(STATE_KEY, {}).get("byzantine")
+        if attack is None or attack.attack != "label_flip":
+            return run.dataset.y
+        from paralab_federated.byzantine import flipped_labels
+
+        partition = self.make_partition(run)
+        attacking = attack.attacking(run, partition.n_clients)
+        rows = torch.cat([partition.client(k) for k in attacking])
+        return flipped_labels(run.dataset.y, rows, run.dataset.info.n_classes)
+
     # ---------------------------------------------------------------------------- running
 
     def execute(self, run: RunContext) -> None:
@@ -248,7 +332,7 @@ class Federated(Protocol):
             run.model.load_state_dict(restored["model"])
         params = parameters_of(run.model)
         method.setup(params)
-        model_bytes = _bytes(params)
+        model_bytes = _bytes(params) + _bytes(buffers_of(run.model))
         totals = {"sent": 0, "received": 0}
         start, stopped = 0, False
         if restored is not None:
@@ -262,7 +346,10 @@ class Federated(Protocol):
         for r in run.progress(rounds, desc="rounds", total=self.rounds, done=start):
             plan = self.plan(partition, r, seed, epochs, batch_size)
             with run.phase("round", r, clients=plan.clients, dropped=plan.dropped) as phase:
-                results = backend.train(plan, params, method.lr, method.mu)
+                buffers = buffers_of(run.model)  # the global ones, every client starts there
+                results = backend.train(plan, params, method.lr, method.mu,
+                                        buffers={k: buffers for k in plan.clients}
+                                        if buffers else None)
                 params, reached = self.conclude_round(run, phase.metrics, plan, results, params,
                                                       model_bytes)
             if reached:
@@ -276,9 +363,11 @@ class Federated(Protocol):
     def _begin(self, run: RunContext, partition: partitions.Partition,
                backend: str) -> dict[str, Any]:
         """The run's federated state before the first round (and the backend recorded)."""
+        self._resolve_sampling(run)  # also on a resumed run, whatever validated it
         state = run.state.setdefault(STATE_KEY, {})
         state.update(partition=partition, backend=backend, failures=[], history=[])
         run.record("federated/backend", backend)
+        run.record("federated/client_sampling", "poisson" if self._poisson else "fixed")
         if "vmap_fallback" in state:
             run.record("federated/vmap_fallback", state["vmap_fallback"])
         return state
@@ -287,7 +376,8 @@ class Federated(Protocol):
              batch_size: int | None) -> RoundPlan:
         """Round ``round_index``'s sampled clients, stragglers and minibatches."""
         return plan_round(partition, round_index=round_index, seed=seed, fraction=self.fraction,
-                          stragglers=self.stragglers, epochs=epochs, batch_size=batch_size)
+                          stragglers=self.stragglers, epochs=epochs, batch_size=batch_size,
+                          poisson=self._poisson)
 
     def conclude_round(self, run: RunContext, metrics: dict[str, Any], plan: RoundPlan,
                        results: ClientResults, params: dict[str, torch.Tensor],
@@ -305,13 +395,19 @@ class Federated(Protocol):
         self._check_failures(run, plan, results)
         updates = self._process(run, plan, results, partition.n_clients)
         if updates:
-            params = method.server_step(params, weighted_mean(updates), r)
+            params = method.server_step(params, self.aggregate(updates), r)
             load_parameters(run.model, params)
-        received = sum(_bytes(u.delta) for u in updates)
+        reported = {u.source: results.buffers[u.source] for u in updates
+                    if u.source in results.buffers}
+        if reported:
+            load_buffers(run.model, aggregate_buffers(buffers_of(run.model), reported,
+                                                      plan.weights))
+        received = (sum(_bytes(u.delta) for u in updates if u.source != -1)
+                    + sum(map(_bytes, reported.values())))
         totals["sent"] += model_bytes * len(plan.sampled)
         totals["received"] += received
         metrics.update({
-            "round/clients": len(updates),
+            "round/clients": sum(u.source != -1 for u in updates),
             "round/dropped": len(plan.dropped),
             "round/failed": len(results.failures),
             "round/bytes_sent": model_bytes * len(plan.sampled),
@@ -331,6 +427,13 @@ class Federated(Protocol):
         run.state[STATE_KEY]["history"].append(dict(metrics))
         self._live.update(rounds_done=r + 1, stopped=reached)
         return params, reached
+
+    def aggregate(self, updates: list[Update]) -> dict[str, torch.Tensor]:
+        """The round's aggregate delta: the weighted mean, or a robust rule (``aggregation``)."""
+        if self.aggregation == "mean":
+            return weighted_mean(updates)
+        return robust_aggregate(updates, self.aggregation, trim_fraction=self.trim_fraction,
+                                malicious=self.krum_malicious, keep=self.multi_krum_keep)
 
     def finish(self, run: RunContext) -> None:
         """After the last round: the communication totals, the failures, the plot."""
@@ -385,15 +488,38 @@ class Federated(Protocol):
     def _process(self, run: RunContext, plan: RoundPlan, results: ClientResults,
                  n_clients: int) -> list[Update]:
         """Every trained client's update through the run's middleware (all of them know the
-        round's reporting clients, so secure aggregation's pairwise masks cancel)."""
+        round's reporting clients, so secure aggregation's pairwise masks cancel, and how
+        clients were sampled, which DP-FedAvg accounts).
+
+        Under ``dp`` with Poisson sampling a round in which no client reports still releases
+        the noise (a zero update of source ``-1`` goes through the middleware): a model left
+        unchanged would say, noiselessly, that the round's sum was empty."""
         survivors = [k for k in plan.clients if k in results.deltas]
+        sampling = self.sampling_info(n_clients, len(plan.sampled))
+        if not survivors and self._dp and self._poisson:
+            template = {n: torch.zeros_like(p) for n, p in parameters_of(run.model).items()}
+            info = {"round": plan.round, "round_clients": [-1], "round_sampled": [],
+                    "num_clients": n_clients, "sampling": sampling}
+            return [self._through_middleware(
+                run, Update(delta=template, source=-1, weight=1.0, info=info))]
 
         def update(k: int) -> Update:
             info = {"round": plan.round, "round_clients": list(survivors),
-                    "round_sampled": list(plan.sampled), "num_clients": n_clients}
+                    "round_sampled": list(plan.sampled), "num_clients": n_clients,
+                    "sampling": sampling}
             return Update(delta=results.deltas[k], source=k, weight=plan.weights[k], info=info)
 
         return [self._through_middleware(run, update(k)) for k in survivors]
+
+    def sampling_info(self, n_clients: int, sampled: int) -> dict[str, Any]:
+        """How this round's reporting clients were drawn (``Update.info["sampling"]``):
+        Poisson at rate ``fraction * (1 - stragglers)`` (a sampled client's independent
+        dropout thins the Poisson sample to a Poisson sample), with the expected number of
+        reporting clients, or a fixed-size sample of ``sampled`` out of ``n_clients``."""
+        if self._poisson:
+            rate = self.fraction * (1.0 - self.stragglers)
+            return {"kind": "poisson", "rate": rate, "expected_clients": rate * n_clients}
+        return {"kind": "fixed", "population": n_clients, "sample_size": sampled}
 
     @staticmethod
     def _through_middleware(run: RunContext, update: Update) -> Update:
@@ -421,16 +547,18 @@ class Federated(Protocol):
 
     def _with_client_feature(self, run: RunContext,
                              partition: partitions.Partition) -> SharedDataset:
-        """The run's dataset plus a sensitive feature ``client`` (the client id of each row),
-        sharing every tensor: auditors of the ``clients`` evaluation (fairness) can then group
-        by client as by any sensitive attribute. Rows outside the partition get the extra code
-        ``n_clients`` ("not a client")."""
+        """The run's dataset plus a sensitive feature ``client`` (the client id of each row,
+        training and held-out rows alike), sharing every tensor: auditors of the ``clients``
+        evaluation (fairness) can then group by client as by any sensitive attribute. Rows
+        outside the partition get the extra code ``n_clients`` ("not a client")."""
         state = run.state[STATE_KEY]
         if "client_dataset" not in state:
             base = run.dataset
             codes = torch.full((len(base),), partition.n_clients, dtype=torch.long,
                                device=base.device)
-            codes[partition.rows.to(base.device)] = partition.client_of_row.to(base.device)
+            for part in (partition, self._held_out):
+                if part is not None:
+                    codes[part.rows.to(base.device)] = part.client_of_row.to(base.device)
             labels = tuple(f"client {k}" for k in range(partition.n_clients)) + ("not a client",)
             state["client_dataset"] = SharedDataset(
                 name=base.name, x=base.x, y=base.y, splits=base.splits,
@@ -442,20 +570,32 @@ class Federated(Protocol):
             )
         return state["client_dataset"]
 
+    def client_metric_prefix(self) -> str:
+        """``clients/accuracy_`` on held-out rows; ``clients/train_accuracy_`` without them
+        (the name says the rows were trained on: fit, not generalisation)."""
+        return "clients/accuracy_" if self._held_out is not None else "clients/train_accuracy_"
+
     def _evaluate_clients(self, run: RunContext, partition: partitions.Partition) -> None:
-        """Global model accuracy on each client's rows, which are its *training* rows (there is
-        no per-client held-out split yet): one prediction pass, one scatter."""
+        """Global model accuracy on each client's held-out rows (``client_test_fraction``),
+        else on its training rows: one prediction pass, one scatter. Clients with no
+        held-out row are left out of the distribution (``clients/evaluated`` counts those in)."""
         dataset = self._with_client_feature(run, partition)
-        predictions = predict(run.model, dataset, partition.rows,
+        rows = self._held_out if self._held_out is not None else partition
+        predictions = predict(run.model, dataset, rows.rows,
                               batch_size=run.spec.eval_batch_size, split="clients")
         evaluation = run.evaluate(self.train_split, name="clients", predictions=predictions)
         correct = evaluation.predictions.correct
-        ids = partition.client_of_row.to(correct.device)
-        per_client = grouped_mean(correct, ids, partition.n_clients).float()
-        worst = max(1, math.ceil(0.1 * partition.n_clients))
-        run.record("clients/accuracy_mean", float(per_client.mean()))
-        run.record("clients/accuracy_worst10", float(per_client.sort().values[:worst].mean()))
-        run.record("clients/accuracy_std", float(per_client.std()) if len(per_client) > 1 else 0.0)
+        ids = rows.client_of_row.to(correct.device)
+        present = rows.sizes > 0
+        per_client = grouped_mean(correct, ids, rows.n_clients).float()[present.to(
+            correct.device)]
+        worst = max(1, math.ceil(0.1 * len(per_client)))
+        prefix = self.client_metric_prefix()
+        run.record(prefix + "mean", float(per_client.mean()))
+        run.record(prefix + "worst10", float(per_client.sort().values[:worst].mean()))
+        run.record(prefix + "std", float(per_client.std()) if len(per_client) > 1 else 0.0)
+        run.record("clients/evaluated", int(present.sum()))
+        run.record("clients/rows", "held_out" if self._held_out is not None else "train")
 
     def _plot(self, run: RunContext, history: list[dict[str, Any]]) -> None:
         """A PNG of test accuracy and the per-client mean and worst 10% per round."""
@@ -467,9 +607,11 @@ class Federated(Protocol):
         import matplotlib.pyplot as plt
 
         split = self.eval_splits[0] if self.eval_splits else "test"
+        prefix = self.client_metric_prefix()
+        rows = "held-out" if self._held_out is not None else "training"
         series = {f"{split}/accuracy": f"global model on {split}",
-                  "clients/accuracy_mean": "clients, mean",
-                  "clients/accuracy_worst10": "clients, worst 10%"}
+                  prefix + "mean": f"clients ({rows} rows), mean",
+                  prefix + "worst10": f"clients ({rows} rows), worst 10%"}
         figure, axes = plt.subplots(figsize=(6, 3.5), dpi=100)
         for key, label in series.items():
             points = [(r, h[key]) for r, h in enumerate(history) if key in h]

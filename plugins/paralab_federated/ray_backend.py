@@ -21,20 +21,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from paralab_federated.backends import ClientResults
-from paralab_federated.local_training import Params, train_client
+from paralab_federated.backends import ClientResults, start_buffers
+from paralab_federated.local_training import Params, train_client_state
 from paralab_federated.schedule import RoundPlan
 
 
-def _client_task(model: nn.Module, global_params: Params, x: np.ndarray, y: np.ndarray,
-                 batches: list[torch.Tensor], lr: float, mu: float,
-                 threads: int) -> tuple[Params, float]:
+def _client_task(model: nn.Module, global_params: Params, buffers: Params | None,
+                 x: np.ndarray, y: np.ndarray, batches: list[torch.Tensor], lr: float, mu: float,
+                 threads: int) -> tuple[Params, float, Params]:
     """One client's local training inside a Ray worker (CPU)."""
     torch.set_num_threads(threads)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # object-store arrays are read-only
         inputs, targets = torch.from_numpy(x), torch.from_numpy(y)
-    return train_client(copy.deepcopy(model), global_params, inputs, targets, batches, lr, mu)
+    return train_client_state(copy.deepcopy(model), global_params, buffers, inputs, targets,
+                              batches, lr, mu)
 
 
 def connect(address: str = "", num_cpus: int = 0) -> Any:
@@ -65,20 +66,28 @@ class RayBackend:
         self.y_ref = self.ray.put(y.detach().cpu().numpy())
         self.threads = torch.get_num_threads()
 
-    def train(self, plan: RoundPlan, global_params: Params, lr: float, mu: float) -> ClientResults:
+    def train(self, plan: RoundPlan, global_params: Params, lr: float, mu: float,
+              buffers: dict[int, Params] | None = None) -> ClientResults:
         params_ref = self.ray.put({n: p.detach().cpu() for n, p in global_params.items()})
+
+        def start(k: int) -> Params | None:
+            own = start_buffers(buffers, k)
+            return None if own is None else {n: b.detach().cpu() for n, b in own.items()}
+
         futures = {
-            k: self.remote.remote(self.model_ref, params_ref, self.x_ref, self.y_ref,
+            k: self.remote.remote(self.model_ref, params_ref, start(k), self.x_ref, self.y_ref,
                                   [b.cpu() for b in plan.batches[k]], lr, mu, self.threads)
             for k in plan.clients
         }
         results = ClientResults()
         for k, future in futures.items():
             try:
-                delta, loss = self.ray.get(future)
+                delta, loss, final = self.ray.get(future)
             except Exception as error:  # noqa: BLE001 - a failed task is that client's failure
                 results.fail(k, getattr(error, "cause", None) or error)
                 continue
             results.deltas[k] = {n: v.to(self.device) for n, v in delta.items()}
             results.losses[k] = loss
+            if final:
+                results.buffers[k] = {n: v.to(self.device) for n, v in final.items()}
         return results

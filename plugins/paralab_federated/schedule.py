@@ -37,12 +37,19 @@ class RoundPlan:
 
 
 def sample_clients(n_clients: int, fraction: float, stragglers: float, seed: int,
-                   round_index: int) -> tuple[list[int], list[int], list[int]]:
+                   round_index: int,
+                   poisson: bool = False) -> tuple[list[int], list[int], list[int]]:
     """``(sampled, training, dropped)``: ``max(1, round(fraction * n))`` clients drawn without
-    replacement; each drops out with probability ``stragglers``."""
+    replacement, or with ``poisson`` each client independently with probability ``fraction``
+    (a round may then have none); each sampled client drops out with probability
+    ``stragglers``."""
     generator = seeded(seed, round_index, -1)
-    m = max(1, round(fraction * n_clients))
-    sampled = sorted(torch.randperm(n_clients, generator=generator)[:m].tolist())
+    if poisson:
+        sampled = torch.nonzero(torch.rand(n_clients, generator=generator) < fraction)
+        sampled = sampled.flatten().tolist()
+    else:
+        m = max(1, round(fraction * n_clients))
+        sampled = sorted(torch.randperm(n_clients, generator=generator)[:m].tolist())
     drop = torch.rand(len(sampled), generator=generator) < stragglers
     training = [k for k, gone in zip(sampled, drop.tolist()) if not gone]
     dropped = [k for k, gone in zip(sampled, drop.tolist()) if gone]
@@ -62,9 +69,10 @@ def client_batches(rows: torch.Tensor, epochs: int, batch_size: int | None, seed
 
 
 def plan_round(partition: Partition, *, round_index: int, seed: int, fraction: float,
-               stragglers: float, epochs: int, batch_size: int | None) -> RoundPlan:
+               stragglers: float, epochs: int, batch_size: int | None,
+               poisson: bool = False) -> RoundPlan:
     sampled, training, dropped = sample_clients(
-        partition.n_clients, fraction, stragglers, seed, round_index
+        partition.n_clients, fraction, stragglers, seed, round_index, poisson
     )
     plan = RoundPlan(round_index, sampled, training, dropped)
     for k in training:

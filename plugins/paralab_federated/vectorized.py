@@ -20,7 +20,7 @@ batched kernels may sum in another order: the tests measure the difference), and
 after the clients' training goes through the single run's own code
 (:meth:`~paralab_federated.protocol.Federated.conclude_round`).
 
-Stacked: ``fedsgd``, ``fedavg``, ``fedprox``, ``fedadam`` and ``fedyogi`` (the exact classes:
+Stacked: ``fedsgd``, ``fedavg``, ``fedavgm``, ``fedprox``, ``fedadam`` and ``fedyogi`` (the exact classes:
 their client step is the shared local SGD and their server step is each seed's own) on the
 ``vmap`` backend. Seeds run one after another (``seed_axis_why_not`` says why) with the
 ``loop`` or ``ray`` backend, a model the vmap backend would train on the loop, loss terms,
@@ -38,7 +38,7 @@ from torch import nn
 
 from paralab_federated.backends import ClientResults, SeedsVmapBackend, VmapBackend
 from paralab_federated.local_training import Params, vmap_unsupported
-from paralab_federated.methods import FedAdam, FedAvg, FedProx, FedSGD, FedYogi
+from paralab_federated.methods import FedAdam, FedAvg, FedAvgM, FedProx, FedSGD, FedYogi
 from paralab_federated.protocol import STATE_KEY, _bytes, _untouched_rng
 from paralab_federated.protocol import Federated as SingleFederated
 
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 UPDATE_HOOK = "paralab_process_update"
 
-STACKED_METHODS = (FedSGD, FedAvg, FedProx, FedAdam, FedYogi)
+STACKED_METHODS = (FedSGD, FedAvg, FedAvgM, FedProx, FedAdam, FedYogi)
 """Strategies whose client step is the shared local SGD at ``lr`` (FedProx: plus its proximal
 term at ``mu``) and whose server step reads only that seed's own state (the exact classes: a
 subclass may change either)."""

@@ -4,6 +4,9 @@ Contributes (names only here; the code is imported when an experiment uses it):
 
 * protocol ``addition``: MNIST addition (Manhaeve et al. 2018), learning a digit classifier
   from sums of N-digit numbers through exact (or approximate) probabilistic inference;
+* protocol ``logic``: a task written as a program file (``program = "task.pl"`` or the
+  built-in ``mnist_addition``), its query template and a label expression; neural predicates
+  bound to the spec's model by name;
 * protocol ``hierarchical``: classification that must respect a class DAG from a knowledge
   base, reporting constraint violations;
 * model ``lenet`` (DeepProbLog's MNIST network);
@@ -34,7 +37,7 @@ from paralab import (
 
 PARALAB_API = "1.0"
 
-INFERENCE_MODES = ("exact", "auto", "topk", "sample")
+INFERENCE_MODES = ("exact", "auto", "topk", "sample", "sdd")
 """The ``inference`` choices: ``paralab_neurosymbolic.logic.MODES``, repeated here so that
 listing the plugin imports no torch (a test keeps the two equal)."""
 
@@ -104,7 +107,8 @@ def paralab_protocols() -> list[ProtocolSpec]:
                 "batch_size": count(32, help="examples (sums) per step"),
                 "inference": Option("exact", type=str, choices=INFERENCE_MODES,
                                     help="exact; auto (exact within exact_budget, else topk); "
-                                         "topk; sample"),
+                                         "topk; sample; sdd (knowledge compilation with "
+                                         "PySDD, exact)"),
                 "top_k": count(64, help="proofs kept by topk inference"),
                 "samples": count(1000, help="worlds drawn by sample inference"),
                 "exact_budget": count(10_000_000, help="work units exact inference may take "
@@ -113,6 +117,43 @@ def paralab_protocols() -> list[ProtocolSpec]:
                 "eval_splits": _EVAL_SPLITS,
             },
             example={"epochs": 1, "pairs": 40, "test_pairs": 20, "batch_size": 8},
+            **_GRADIENT,
+        ),
+        ProtocolSpec(
+            "logic",
+            "paralab_neurosymbolic.logic_protocol:LogicTask",
+            "A task from a program file: examples are (inputs: images bound to the query "
+            "template's constants, query, label); trains the network named in the program's "
+            "nn(...) through probabilistic inference of the labelled query.",
+            {
+                "program": Option("mnist_addition", type=str, min_length=1,
+                                  help="a .pl program file, or a built-in: mnist_addition"),
+                "label": Option("A + B", type=str, min_length=1,
+                                help="the observed output of an example: an arithmetic "
+                                     "expression over its inputs' classes, named by the "
+                                     "upper-cased input constants (A for a)"),
+                "query": Option("", type=str,
+                                help="the query template, e.g. addition(a, b, Z); empty: the "
+                                     "program's one query(...) directive"),
+                "network": Option("", type=str,
+                                  help="the network name in the program's nn(...) that the "
+                                       "spec's model implements; empty: the program's only one"),
+                "examples": count(0, low=0, help="training examples per epoch; 0: one pass"),
+                "test_examples": count(0, low=0, help="test examples per eval split; 0: one "
+                                                      "pass"),
+                "epochs": count(1),
+                "batch_size": count(32, help="examples (queries) per step"),
+                "inference": Option("exact", type=str, choices=INFERENCE_MODES,
+                                    help="as the addition protocol's"),
+                "top_k": count(64, help="proofs kept by topk inference"),
+                "samples": count(1000, help="worlds drawn by sample inference"),
+                "exact_budget": count(10_000_000, help="work units exact inference may take "
+                                                       "per example"),
+                "train_split": _TRAIN_SPLIT,
+                "eval_splits": _EVAL_SPLITS,
+            },
+            example={"program": "mnist_addition", "label": "A + B", "epochs": 1,
+                     "examples": 40, "test_examples": 20, "batch_size": 8},
             **_GRADIENT,
         ),
         ProtocolSpec(

@@ -115,11 +115,14 @@ def sum_distribution(
     query: Query,
     names: Sequence[str],
     logits: torch.Tensor,
+    keys: Sequence[str] | None = None,
     **options: Any,
 ) -> torch.Tensor:
-    """P(sum) for a batch: ``logits`` is ``(batch, 2N, 10)``, one row of digit logits per image."""
+    """P(sum) for a batch: ``logits`` is ``(batch, 2N, 10)``, one row of digit logits per image
+    (``keys``: the neural variables of the images, ``digit(name)`` unless given)."""
     probs = torch.softmax(logits, dim=-1)
-    tables = {f"digit({name})": probs[:, position] for position, name in enumerate(names)}
+    keys = keys or [f"digit({name})" for name in names]
+    tables = {key: probs[:, position] for position, key in enumerate(keys)}
     return query.distribution(tables, **options).probs
 
 
@@ -128,11 +131,13 @@ def sum_probability(
     names: Sequence[str],
     logits: torch.Tensor,
     sums: torch.Tensor,
+    keys: Sequence[str] | None = None,
     **options: Any,
 ) -> torch.Tensor:
     """P(observed sum) for a batch (top-k: the k best proofs of that sum)."""
     probs = torch.softmax(logits, dim=-1)
-    tables = {f"digit({name})": probs[:, position] for position, name in enumerate(names)}
+    keys = keys or [f"digit({name})" for name in names]
+    tables = {key: probs[:, position] for position, key in enumerate(keys)}
     return query.probability(tables, sums, **options)
 
 
@@ -151,18 +156,21 @@ class SumObjective:
     names: Sequence[str]
     sums: torch.Tensor
     options: Mapping[str, Any]
+    keys: Sequence[str] | None = None
 
     def __call__(self, batch: Batch) -> torch.Tensor:
         logits = batch.logits
         batch.targets = logits.detach().argmax(dim=-1)
         likelihood = sum_probability(
             self.query, self.names, logits.reshape(len(self.sums), len(self.names), -1),
-            self.sums, **self.options,
+            self.sums, self.keys, **self.options,
         )
         return -likelihood.clamp_min(1e-12).log().mean()
 
 
 class Addition(Protocol):
+    protocol_name = "addition"
+    accuracy_metric = "sum_accuracy"
     """The ``addition`` protocol: epochs over sum-labelled examples; evaluation of the sum
     accuracy on test examples and of the digit accuracy on the single-digit test split.
 
@@ -184,6 +192,7 @@ class Addition(Protocol):
         eval_splits: Sequence[str] = ("test",),
     ) -> None:
         self.query, self.names = addition_query(digits_per_number, exact_budget)
+        self.keys: list[str] | None = None  # the neural variables per input; digit(name)
         self.n = digits_per_number
         self.pairs, self.test_pairs = pairs, test_pairs
         self.epochs, self.batch_size = epochs, batch_size
@@ -209,19 +218,20 @@ class Addition(Protocol):
         inference within ``exact_budget`` (unless ``inference`` is approximate or auto)."""
         require_checkpointable(run)
         dataset = run.dataset
-        if dataset.info.n_classes != 10:
+        classes = len(self.query.neural_variables[0].domain)
+        if dataset.info.n_classes != classes:
             raise ValueError(
-                f"the addition protocol needs a 10-class digit dataset (digits, mnist): its "
-                f"neural predicate reads digits 0..9, but dataset {dataset.name!r} has "
-                f"{dataset.info.n_classes} classes"
+                f"the {self.protocol_name} protocol needs a {classes}-class digit dataset "
+                f"(digits, mnist): its neural predicate reads {classes} values, but dataset "
+                f"{dataset.name!r} has {dataset.info.n_classes} classes"
             )
-        width = 2 * self.n
+        width = len(self.names)
         for option, split in dataset.check_splits(self.train_split, self.eval_splits):
             size = len(dataset.splits[split])
             if size < width:
                 raise ValueError(
                     f"{option} = {split!r} has {size} images, fewer than the {width} that one "
-                    f"example of two {self.n}-digit numbers needs (digits_per_number = {self.n})"
+                    f"example needs ({self.example_text()})"
                 )
         mode = self.options["mode"]
         try:
@@ -232,20 +242,28 @@ class Addition(Protocol):
                 f"this protocol's `inference` option)"
             ) from None
 
+    def example_text(self) -> str:
+        return f"two {self.n}-digit numbers, digits_per_number = {self.n}"
+
+    def make_examples(self, indices: torch.Tensor, labels: torch.Tensor, count: int,
+                      generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(count, inputs)`` image indices and each example's observed output (the sum)."""
+        return make_examples(indices, labels, count, self.n, generator)
+
     def execute(self, run: RunContext) -> None:
         method: GradientMethod = run.method
         model, dataset = run.model, run.dataset
         train = dataset.split(self.train_split)
         restored, self._restored = self._restored, None
         if restored is None:
-            train_examples, train_sums = make_examples(
-                train.indices, dataset.y, self.pairs, self.n, run.generator
+            train_examples, train_sums = self.make_examples(
+                train.indices, dataset.y, self.pairs, run.generator
             )
             tests = {}
             for split in self.eval_splits:
                 view = dataset.split(split)
-                tests[split] = make_examples(view.indices, dataset.y, self.test_pairs, self.n,
-                                             run.generator)
+                tests[split] = self.make_examples(view.indices, dataset.y, self.test_pairs,
+                                                  run.generator)
         else:  # paralab resume: the examples the interrupted run drew
             device = train.indices.device
             train_examples, train_sums = (t.to(device) for t in restored["train"])
@@ -285,7 +303,7 @@ class Addition(Protocol):
         network's guesses. Returns the step's loss."""
         images = examples.reshape(-1)
         unknown = torch.full_like(images, -1)
-        objective = SumObjective(self.query, self.names, sums, self.options)
+        objective = SumObjective(self.query, self.names, sums, self.options, self.keys)
         return method.step(run, run.model, run.dataset.x[images], unknown, images,
                            objective=objective)
 
@@ -298,9 +316,11 @@ class Addition(Protocol):
         correct = 0
         for start in range(0, len(examples), batch_size):
             chunk = examples[start : start + batch_size]
-            logits = model(x[chunk.reshape(-1)]).reshape(len(chunk), 2 * self.n, -1)
-            p = sum_distribution(self.query, self.names, logits, **self.options)
-            correct += int((p.argmax(dim=1) == sums[start : start + batch_size]).sum())
+            logits = model(x[chunk.reshape(-1)]).reshape(len(chunk), len(self.names), -1)
+            p = sum_distribution(self.query, self.names, logits, self.keys, **self.options)
+            values = torch.tensor([float(v) for v in self.query.values], device=p.device)
+            predicted = values[p.argmax(dim=1)]
+            correct += int((predicted == sums[start : start + batch_size].to(p.device)).sum())
         return correct / max(len(examples), 1)
 
     def evaluate(self, run: RunContext, tests: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
@@ -310,6 +330,6 @@ class Addition(Protocol):
             started = time.perf_counter()
             accuracy = self.sum_accuracy(model, run.dataset.x, examples, sums)
             run.record(f"{split}/sum_seconds", time.perf_counter() - started)
-            run.record(f"{split}/sum_accuracy", accuracy)
+            run.record(f"{split}/{self.accuracy_metric}", accuracy)
             run.evaluate(split)  # digit accuracy that emerged, on single digits
         model.train()

@@ -40,6 +40,7 @@ from paralab_quantum.choices import (
     SVC_KERNELS,
     ZZ_ENTANGLEMENTS,
 )
+from paralab_quantum.observables import ObservablesOption
 
 PARALAB_API = "1.0"
 
@@ -52,6 +53,14 @@ _QUANTUM_LAYER = {
                       help="torch simulator, PennyLane default.qubit or lightning.qubit"),
     "precision": one_of("single", PRECISIONS, help="complex64 or complex128 statevectors"),
     "memory_limit_gb": non_negative(0.0, help="statevector memory limit; 0: the free memory"),
+    "noise_depolarizing": Option(0.0, ge=0, le=1, help=(
+        "depolarizing strength after every gate (density-matrix simulation); 0: none")),
+    "noise_amplitude_damping": Option(0.0, ge=0, le=1, help=(
+        "amplitude damping after every gate (density-matrix simulation); 0: none")),
+    "noise_phase_damping": Option(0.0, ge=0, le=1, help=(
+        "phase damping after every gate (density-matrix simulation); 0: none")),
+    "observables": ObservablesOption(
+        (), help="Pauli sums measured instead of Z per qubit, e.g. ['Z0 Z1', '0.5*X0 + X1']"),
 }
 _N_QUBITS_AUTO = count(0, low=0, help="qubits; 0: the fewest that hold every feature")
 _BACKEND_LIBRARIES = {"backend": {"pennylane": ("pennylane",),
@@ -73,7 +82,8 @@ def paralab_models() -> list[ModelSpec]:
              "input_scale": Option(1.0, help="angle = input_scale * feature (angle embedding)"),
              "reps": count(2, help="repetitions of the zz feature map"),
              "measurement": one_of("expval", MEASUREMENTS,
-                                   help="Pauli-Z of each qubit, or basis-state probabilities"),
+                                   help="expectation or variance of each observable (default "
+                                        "Pauli-Z of each qubit), or basis-state probabilities"),
              "readout": one_of("linear", READOUTS,
                                help="a linear layer on the outputs, or one output per class"),
              **_QUANTUM_LAYER},

@@ -22,30 +22,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-# name -> (number of wires, takes an angle)
+from paralab_quantum.observables import Observable, ObservableError, as_observables
+from paralab_quantum.operations import OPERATIONS
+
 GATES: dict[str, tuple[int, bool]] = {
-    "H": (1, False),
-    "X": (1, False),
-    "Y": (1, False),
-    "Z": (1, False),
-    "S": (1, False),
-    "T": (1, False),
-    "RX": (1, True),
-    "RY": (1, True),
-    "RZ": (1, True),
-    "P": (1, True),
-    "CNOT": (2, False),
-    "CZ": (2, False),
-    "SWAP": (2, False),
-    "CRZ": (2, True),
+    name: (op.n_wires, op.parametric) for name, op in OPERATIONS.items()
 }
-"""The elementary gates every backend implements, with their arity and whether they take an
-angle. ``P`` is the phase gate diag(1, e^{iφ})."""
+"""Every gate's arity and whether it takes parameters, read from the operation table
+(:mod:`paralab_quantum.operations`, the one place a gate is defined)."""
 
 ROTATIONS = ("RX", "RY", "RZ")
 ENTANGLERS = ("cnot_ring", "cnot_chain", "cz_ring", "none")
 EMBEDDINGS = ("angle", "amplitude", "zz")
-MEASUREMENTS = ("expval", "probs")
+MEASUREMENTS = ("expval", "probs", "var")
 ZZ_ENTANGLEMENTS = ("full", "linear", "circular")
 
 
@@ -71,18 +60,35 @@ class Angle:
 
 @dataclass(frozen=True)
 class Gate:
+    """One elementary gate: a record of :data:`~paralab_quantum.operations.OPERATIONS` on
+    ``wires``, with one :class:`Angle` per parameter. ``angle`` is the one parameter of a
+    single-parameter gate (``Gate("RY", (0,), angle)``); ``params`` takes several
+    (``Gate("U3", (0,), params=(a, b, c))``); each fills in the other."""
+
     name: str
     wires: tuple[int, ...]
     angle: Angle | None = None
+    params: tuple[Angle, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.name not in GATES:
+        op = OPERATIONS.get(self.name)
+        if op is None:
             raise CircuitError(f"gate {self.name!r} is unknown; valid gates: {', '.join(GATES)}")
-        arity, parametric = GATES[self.name]
-        if len(self.wires) != arity or len(set(self.wires)) != arity:
-            raise CircuitError(f"gate {self.name} acts on {arity} distinct wire(s), got {self.wires}")
-        if parametric and self.angle is None:
-            raise CircuitError(f"gate {self.name} needs an angle")
+        object.__setattr__(self, "wires", tuple(self.wires))
+        if self.angle is not None and not self.params:
+            object.__setattr__(self, "params", (self.angle,))
+        elif self.params and self.angle is None:
+            object.__setattr__(self, "params", tuple(self.params))
+            object.__setattr__(self, "angle", self.params[0])
+        elif self.params and self.angle is not None and self.params[0] != self.angle:
+            raise CircuitError(f"gate {self.name}: give angle or params, not both")
+        if len(self.wires) != op.n_wires or len(set(self.wires)) != op.n_wires:
+            raise CircuitError(
+                f"gate {self.name} acts on {op.n_wires} distinct wire(s), got {self.wires}")
+        if len(self.params) != op.n_params:
+            raise CircuitError(
+                f"gate {self.name} takes {op.n_params} parameter(s), got {len(self.params)}"
+                + (f" ({', '.join(op.param_names)})" if op.param_names else ""))
 
 
 @dataclass(frozen=True)
@@ -224,6 +230,9 @@ class Circuit:
 
     ``gates`` are extra elementary gates after the ansatz (random circuits in the parity tests
     use them); their ``("w", i)`` angles index the weights that follow the ansatz's.
+    ``measurement`` ``expval`` / ``var``: the expectation / variance of each of ``observables``
+    (:class:`~paralab_quantum.observables.Observable` s or their text, e.g. ``"0.5*Z0 Z1 + X2"``;
+    default Pauli Z of every qubit); ``probs``: the basis-state probabilities.
     """
 
     n_qubits: int
@@ -231,11 +240,22 @@ class Circuit:
     ansatz: Ansatz | None = field(default_factory=Ansatz)
     gates: tuple[Gate, ...] = ()
     measurement: str = "expval"
+    observables: tuple[Observable, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_qubits, int) or self.n_qubits < 1:
             raise CircuitError(f"n_qubits must be a positive integer, got {self.n_qubits!r}")
         _choice("measurement", self.measurement, MEASUREMENTS)
+        try:
+            observables = as_observables(self.observables)
+            for observable in observables:
+                observable.check(self.n_qubits)
+        except ObservableError as error:
+            raise CircuitError(f"observables: {error}") from None
+        if observables and self.measurement == "probs":
+            raise CircuitError("observables are measured by measurement 'expval' or 'var', "
+                               "not 'probs'")
+        object.__setattr__(self, "observables", observables)
         for gate in self.gates:
             if max(gate.wires) >= self.n_qubits:
                 raise CircuitError(
@@ -255,12 +275,19 @@ class Circuit:
     @property
     def n_weights(self) -> int:
         ansatz = self.ansatz.n_weights(self.n_qubits) if self.ansatz else 0
-        free = [g.angle.index + 1 for g in self.gates if g.angle and g.angle.source == "w"]
+        free = [a.index + 1 for g in self.gates for a in g.params if a.source == "w"]
         return ansatz + max(free, default=0)
 
     @property
     def n_outputs(self) -> int:
-        return self.n_qubits if self.measurement == "expval" else 2**self.n_qubits
+        if self.measurement == "probs":
+            return 2**self.n_qubits
+        return len(self.observables) or self.n_qubits
+
+    @property
+    def measured(self) -> tuple[Observable, ...]:
+        """The observables ``expval``/``var`` measure: the given ones, or Z of every qubit."""
+        return self.observables or tuple(Observable.pauli_z(q) for q in range(self.n_qubits))
 
     @property
     def amplitude(self) -> bool:
@@ -296,8 +323,10 @@ class Circuit:
             gates += self.ansatz.gates(self.n_qubits)
             offset = self.ansatz.n_weights(self.n_qubits)
         for gate in self.gates:
-            if gate.angle is not None and gate.angle.source == "w":
-                gate = Gate(gate.name, gate.wires, Angle("w", gate.angle.index + offset))
+            if offset and any(a.source == "w" for a in gate.params):
+                params = tuple(Angle("w", a.index + offset) if a.source == "w" else a
+                               for a in gate.params)
+                gate = Gate(gate.name, gate.wires, params=params)
             gates.append(gate)
         return gates
 
@@ -327,16 +356,16 @@ def random_circuit(
     n_free = 0
     for _ in range(depth):
         name = rng.choice(names)
-        arity, parametric = GATES[name]
-        wires = tuple(rng.sample(range(n_qubits), arity))
-        angle = None
-        if parametric:
+        op = OPERATIONS[name]
+        wires = tuple(rng.sample(range(n_qubits), op.n_wires))
+        params = []
+        for _ in range(op.n_params):
             if rng.random() < 0.5:
-                angle = Angle("w", n_free)
+                params.append(Angle("w", n_free))
                 n_free += 1
             else:
-                angle = Angle("const", value=rng.uniform(-math.pi, math.pi))
-        gates.append(Gate(name, wires, angle))
+                params.append(Angle("const", value=rng.uniform(-math.pi, math.pi)))
+        gates.append(Gate(name, wires, params=tuple(params)))
     rotations = tuple(rng.sample(ROTATIONS, rng.randint(1, 3)))
     entangler = rng.choice(ENTANGLERS)
     kind = embedding

@@ -39,7 +39,8 @@ class QuantumLayer(nn.Module):
     measured outputs ``(batch, circuit.n_outputs)``."""
 
     def __init__(self, circuit: Circuit, *, backend: str = "torch", precision: str = "single",
-                 memory_limit: int | None = None, generator: torch.Generator | None = None) -> None:
+                 memory_limit: int | None = None, generator: torch.Generator | None = None,
+                 noise: Any = None) -> None:
         super().__init__()
         if backend not in BACKENDS:
             raise ValueError(
@@ -52,17 +53,26 @@ class QuantumLayer(nn.Module):
         self.backend = backend
         initial = (torch.rand(circuit.n_weights, generator=generator) * 2 - 1) * math.pi
         self.weights = nn.Parameter(initial)
-        if backend == "torch":
+        noisy = noise is not None and bool(noise.channels())
+        if noisy and backend == "lightning":
+            raise ValueError("noise needs a density-matrix simulator: backend 'torch' (paralab's) "
+                             "or 'pennylane' (default.mixed), not 'lightning'")
+        if backend == "torch" and noisy:
+            from paralab_quantum.density import DensityMatrixSimulator
+
+            self._run: Any = DensityMatrixSimulator(circuit, noise, dtype=PRECISIONS[precision],
+                                                    memory_limit=memory_limit)
+        elif backend == "torch":
             from paralab_quantum.simulator import TorchSimulator
 
-            self._run: Any = TorchSimulator(circuit, dtype=PRECISIONS[precision],
-                                            memory_limit=memory_limit)
+            self._run = TorchSimulator(circuit, dtype=PRECISIONS[precision],
+                                       memory_limit=memory_limit)
         else:
             check_statevector(circuit.n_qubits, bytes_per_amplitude=16, simulator=backend,
                               limit_bytes=memory_limit)
             from paralab_quantum.pennylane_backend import make_qnode
 
-            self._run = make_qnode(circuit, backend)
+            self._run = make_qnode(circuit, backend, noise=noise if noisy else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.backend == "torch":
@@ -162,10 +172,17 @@ class HybridNetwork(_QuantumSequential):
 
 
 def _layer(name: str, circuit: Circuit, backend: str, precision: str,
-           memory_limit_gb: float) -> QuantumLayer:
+           memory_limit_gb: float, noise: tuple[float, float, float] = (0.0, 0.0, 0.0)
+           ) -> QuantumLayer:
     limit = int(memory_limit_gb * 2**30) if memory_limit_gb else None
+    channels = None
+    if any(noise):
+        from paralab_quantum.density import Noise
+
+        channels = Noise(*noise)
     try:
-        return QuantumLayer(circuit, backend=backend, precision=precision, memory_limit=limit)
+        return QuantumLayer(circuit, backend=backend, precision=precision, memory_limit=limit,
+                            noise=channels)
     except QubitMemoryError as error:
         raise QubitMemoryError(f"model {name!r} option n_qubits={circuit.n_qubits}: {error}") from None
 
@@ -180,15 +197,23 @@ def vqc(
     input_scale: float = 1.0,
     reps: int = 2,
     measurement: str = "expval",
+    observables: Sequence[str] = (),
     readout: str = "linear",
     backend: str = "torch",
     precision: str = "single",
     memory_limit_gb: float = 0.0,
+    noise_depolarizing: float = 0.0,
+    noise_amplitude_damping: float = 0.0,
+    noise_phase_damping: float = 0.0,
 ) -> nn.Module:
     """A variational quantum classifier on ``info``'s flattened features.
 
     ``n_qubits`` 0 picks the fewest qubits that hold every feature (one per feature for the
-    angle and ZZ embeddings, ``ceil(log2(features))`` for the amplitude embedding). Options are
+    angle and ZZ embeddings, ``ceil(log2(features))`` for the amplitude embedding).
+    ``observables`` (Pauli sums as text, e.g. ``["Z0 Z1", "0.5*X0 + 0.5*X1"]``) replace the
+    per-qubit Z readout: one output each, their expectation (``measurement = "expval"``) or
+    variance (``"var"``). A ``noise_*`` strength above 0 trains on the density-matrix
+    simulator with that channel after every gate (:mod:`paralab_quantum.density`). Options are
     declared (and checked) in :mod:`paralab_quantum`; more features than the embedding takes,
     or a ``direct`` readout with fewer outputs than classes, is the model's
     ``validate(run)`` error, before any training.
@@ -201,8 +226,9 @@ def vqc(
             else info.n_features
         )
     circuit = Circuit(int(n_qubits), embed, Ansatz(layers, tuple(rotations), entangler),
-                      measurement=measurement)
-    quantum = _layer("vqc", circuit, backend, precision, memory_limit_gb)
+                      measurement=measurement, observables=tuple(observables))
+    quantum = _layer("vqc", circuit, backend, precision, memory_limit_gb,
+                     (noise_depolarizing, noise_amplitude_damping, noise_phase_damping))
     head = _readout(readout, circuit.n_outputs, info.n_classes)
     return VariationalClassifier(nn.Flatten(), quantum, head)
 
@@ -217,13 +243,20 @@ def hybrid(
     backend: str = "torch",
     precision: str = "single",
     memory_limit_gb: float = 0.0,
+    observables: Sequence[str] = (),
+    noise_depolarizing: float = 0.0,
+    noise_amplitude_damping: float = 0.0,
+    noise_phase_damping: float = 0.0,
 ) -> nn.Module:
     """A hybrid network: ``Linear``+``ReLU`` per hidden width, a linear map to one angle per
     qubit, the quantum layer (angle embedding + ansatz), and a linear head on its Pauli-Z
-    expectations. Options are declared (and checked) in :mod:`paralab_quantum`."""
+    expectations (or on the expectations of ``observables``). Options are declared (and
+    checked) in :mod:`paralab_quantum`."""
     circuit = Circuit(int(n_qubits), Embedding("angle"),
-                      Ansatz(layers, tuple(rotations), entangler))
-    quantum = _layer("hybrid", circuit, backend, precision, memory_limit_gb)
+                      Ansatz(layers, tuple(rotations), entangler),
+                      observables=tuple(observables))
+    quantum = _layer("hybrid", circuit, backend, precision, memory_limit_gb,
+                     (noise_depolarizing, noise_amplitude_damping, noise_phase_damping))
     front: list[nn.Module] = []
     width = info.n_features
     for size in hidden:

@@ -12,8 +12,10 @@ from typing import Any
 
 import torch
 
-from paralab_quantum.circuit import Circuit
+from paralab_quantum.circuit import Angle, Circuit
 from paralab_quantum.memory import check_statevector
+from paralab_quantum.observables import Observable
+from paralab_quantum.operations import OPERATIONS
 
 DEVICES = {
     "pennylane": ("default.qubit", "backprop"),
@@ -21,20 +23,17 @@ DEVICES = {
 }
 """paralab backend name -> (PennyLane device, differentiation method)."""
 
-_OPERATIONS = {
-    "H": "Hadamard", "X": "PauliX", "Y": "PauliY", "Z": "PauliZ", "S": "S", "T": "T",
-    "RX": "RX", "RY": "RY", "RZ": "RZ", "P": "PhaseShift",
-    "CNOT": "CNOT", "CZ": "CZ", "SWAP": "SWAP", "CRZ": "CRZ",
-}
-
-
 def make_qnode(circuit: Circuit, backend: str = "pennylane", *, output: str | None = None,
-               diff_method: str | None = None) -> Callable[[Any, Any], Any]:
+               diff_method: str | None = None, noise: Any = None) -> Callable[[Any, Any], Any]:
     """A qnode ``f(x, weights)`` for ``circuit``; ``x`` is ``(batch, features)``.
 
     :param backend: ``pennylane`` (default.qubit, backprop) or ``lightning`` (lightning.qubit,
         adjoint).
-    :param output: ``"expval"``, ``"probs"`` or ``"state"``; default the circuit's measurement.
+    :param output: ``"expval"``, ``"var"`` (of the circuit's observables, default Z of each
+        qubit), ``"probs"`` or ``"state"``; default the circuit's measurement.
+    :param noise: a :class:`~paralab_quantum.density.Noise`: run on ``default.mixed`` with its
+        channels after every gate on each of the gate's wires (``"state"`` is then the density
+        matrix).
     :return: a function returning a ``(batch, outputs)`` torch tensor.
     """
     if backend not in DEVICES:
@@ -43,34 +42,41 @@ def make_qnode(circuit: Circuit, backend: str = "pennylane", *, output: str | No
     import pennylane as qml
 
     device_name, method = DEVICES[backend]
+    channels = noise.channels() if noise is not None else []
+    if noise is not None:
+        device_name = "default.mixed"
     device = qml.device(device_name, wires=circuit.n_qubits)
+    pennylane_channels = {"depolarizing": qml.DepolarizingChannel,
+                          "amplitude_damping": qml.AmplitudeDamping,
+                          "phase_damping": qml.PhaseDamping}
     program = circuit.program()
     wires = list(range(circuit.n_qubits))
     output = output or circuit.measurement
-    operations = {name: getattr(qml, op) for name, op in _OPERATIONS.items()}
+    operations = {name: getattr(qml, op.pennylane) for name, op in OPERATIONS.items()}
+    observables = [to_pennylane(o) for o in circuit.measured]
 
     @qml.qnode(device, interface="torch", diff_method=diff_method or method)
     def qnode(x: Any, angles: Any, weights: Any) -> Any:
         if circuit.amplitude:
             qml.AmplitudeEmbedding(x, wires=wires, pad_with=0.0, normalize=True)
         for gate in program:
-            operation = operations[gate.name]
-            if gate.angle is None:
-                operation(wires=list(gate.wires))
-                continue
-            source = gate.angle.source
-            if source == "x":
-                value = angles[..., gate.angle.index]
-            elif source == "w":
-                value = weights[gate.angle.index]
-            else:
-                value = gate.angle.value
-            operation(value, wires=list(gate.wires))
+            values = [_value(a, angles, weights) for a in gate.params]
+            if len(values) > 1:  # PennyLane's Rot/U3 need one kind of number: constants too
+                values = [torch.as_tensor(v, dtype=torch.float64) for v in values]
+            word = OPERATIONS[gate.name].pauli_word
+            if word is not None:  # a Pauli rotation PennyLane names by its word
+                values.append(word)
+            operations[gate.name](*values, wires=list(gate.wires))
+            for wire in gate.wires:
+                for name, strength in channels:
+                    pennylane_channels[name](strength, wires=wire)
         if output == "state":
             return qml.state()
         if output == "probs":
             return qml.probs(wires=wires)
-        return [qml.expval(qml.PauliZ(q)) for q in wires]
+        if output == "var":
+            return [qml.var(o) for o in observables]
+        return [qml.expval(o) for o in observables]
 
     def run(x: torch.Tensor | None, weights: torch.Tensor) -> torch.Tensor:
         angles = None
@@ -87,3 +93,30 @@ def make_qnode(circuit: Circuit, backend: str = "pennylane", *, output: str | No
         return result
 
     return run
+
+
+def _value(angle: Angle, angles: Any, weights: Any) -> Any:
+    """A gate parameter's value in the qnode: an embedding angle column, a weight, a constant."""
+    if angle.source == "x":
+        return angles[..., angle.index]
+    if angle.source == "w":
+        return weights[angle.index]
+    return angle.value
+
+
+def to_pennylane(observable: Observable) -> Any:
+    """The same Hamiltonian in PennyLane: a ``LinearCombination`` of Pauli products (a single
+    unit-weight Pauli string stays a plain operator)."""
+    import pennylane as qml
+
+    paulis = {"X": qml.PauliX, "Y": qml.PauliY, "Z": qml.PauliZ}
+    coefficients, operators = [], []
+    for term in observable.terms:
+        factors = [paulis[letter](wire) for wire, letter in term.paulis]
+        operator = (qml.Identity(0) if not factors else
+                    factors[0] if len(factors) == 1 else qml.prod(*factors))
+        coefficients.append(term.coefficient)
+        operators.append(operator)
+    if len(operators) == 1 and coefficients[0] == 1.0:
+        return operators[0]
+    return qml.ops.LinearCombination(coefficients, operators)

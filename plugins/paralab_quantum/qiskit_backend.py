@@ -15,12 +15,8 @@ import numpy as np
 
 from paralab_quantum.circuit import Circuit
 from paralab_quantum.memory import check_statevector
-
-_METHODS = {
-    "H": "h", "X": "x", "Y": "y", "Z": "z", "S": "s", "T": "t",
-    "RX": "rx", "RY": "ry", "RZ": "rz", "P": "p",
-    "CNOT": "cx", "CZ": "cz", "SWAP": "swap", "CRZ": "crz",
-}
+from paralab_quantum.observables import Observable
+from paralab_quantum.operations import OPERATIONS
 
 
 def to_qiskit(circuit: Circuit, x: Sequence[float] | None = None,
@@ -62,23 +58,33 @@ def to_qiskit(circuit: Circuit, x: Sequence[float] | None = None,
         qc.append(StatePreparation(vector / norm), list(reversed(range(n))))
     angles = circuit.angle_terms(columns)
     for gate in circuit.program():
-        method = getattr(qc, _METHODS[gate.name])
-        if gate.angle is None:
-            method(*gate.wires)
-            continue
-        source = gate.angle.source
-        if source == "x":
-            value = angles[gate.angle.index]
-        elif source == "w":
-            value = weights[gate.angle.index]  # type: ignore[index]
-        else:
-            value = gate.angle.value
-        if isinstance(value, (np.floating, np.integer)):
-            value = float(value)
-        method(value, *gate.wires)
+        values = []
+        for angle in gate.params:
+            if angle.source == "x":
+                value = angles[angle.index]
+            elif angle.source == "w":
+                value = weights[angle.index]  # type: ignore[index]
+            else:
+                value = angle.value
+            if isinstance(value, (np.floating, np.integer)):
+                value = float(value)
+            values.append(value)
+        append_gate(qc, gate.name, list(gate.wires), values)
     if measure:
         qc.measure_all()
     return qc
+
+
+def append_gate(qc: Any, name: str, wires: Sequence[int], values: Sequence[Any]) -> None:
+    """Append the record ``name`` to ``qc``: its ``QuantumCircuit`` method, or (a gate Qiskit
+    lacks, such as ``Rot``) its decomposition from the operation table."""
+    op = OPERATIONS[name]
+    if op.qiskit is not None:
+        getattr(qc, op.qiskit)(*values, *wires)
+        return
+    for step in op.decomposition:
+        params = [values[p] if isinstance(p, int) else p for p in step.params]
+        append_gate(qc, step.name, [wires[w] for w in step.wires], params)
 
 
 def statevector(circuit: Circuit, x: Any = None, weights: Any = None) -> np.ndarray:
@@ -96,6 +102,38 @@ def statevector(circuit: Circuit, x: Any = None, weights: Any = None) -> np.ndar
     return np.stack(states)
 
 
+def to_sparse_pauli(observable: Observable, n_qubits: int) -> Any:
+    """The observable as a Qiskit ``SparsePauliOp`` (labels little-endian: wire 0 last)."""
+    from qiskit.quantum_info import SparsePauliOp
+
+    observable.check(n_qubits)
+    return SparsePauliOp([t.word(n_qubits)[::-1] for t in observable.terms],
+                         [t.coefficient for t in observable.terms])
+
+
+def expectations(circuit: Circuit, x: Any = None, weights: Any = None, *,
+                 variance: bool = False) -> np.ndarray:
+    """Exact expectations (or variances) of the circuit's observables (default Z of each
+    qubit) from Qiskit ``Statevector`` s, ``(batch, n_observables)``."""
+    from qiskit.quantum_info import Statevector
+
+    n = circuit.n_qubits
+    operators = [to_sparse_pauli(o, n) for o in circuit.measured]
+    rows = [None] if x is None else [list(map(float, row)) for row in _rows(x)]
+    weights = None if weights is None else [float(w) for w in _flat(weights)]
+    values = np.zeros((len(rows), len(operators)))
+    for r, row in enumerate(rows):
+        state = Statevector(to_qiskit(circuit, row, weights))
+        for k, operator in enumerate(operators):
+            mean = float(np.real(state.expectation_value(operator)))
+            if variance:
+                second = float(np.real(state.expectation_value(operator.dot(operator).simplify())))
+                values[r, k] = second - mean**2
+            else:
+                values[r, k] = mean
+    return values
+
+
 def depolarizing_noise(single: float = 0.01, double: float = 0.02) -> Any:
     """An Aer ``NoiseModel``: a depolarizing channel of strength ``single`` after every one-qubit
     gate and ``double`` after every two-qubit gate (``rho -> (1-p) rho + p I/d``)."""
@@ -108,10 +146,13 @@ def depolarizing_noise(single: float = 0.01, double: float = 0.02) -> Any:
     if single:
         model.add_all_qubit_quantum_error(
             depolarizing_error(single, 1),
-            ["h", "x", "y", "z", "s", "t", "rx", "ry", "rz", "p", "u", "sx"],
+            sorted({OPERATIONS[n].qiskit for n in OPERATIONS  # type: ignore[misc]
+                    if OPERATIONS[n].n_wires == 1 and OPERATIONS[n].qiskit} | {"u", "sx"}),
         )
     if double:
-        model.add_all_qubit_quantum_error(depolarizing_error(double, 2), ["cx", "cz", "swap", "crz"])
+        model.add_all_qubit_quantum_error(
+            depolarizing_error(double, 2),
+            sorted({op.qiskit for op in OPERATIONS.values() if op.n_wires == 2 and op.qiskit}))
     return model
 
 
@@ -154,12 +195,23 @@ def sample_expvals(circuit: Circuit, x: Any = None, weights: Any = None, *, shot
 
 def to_qasm3(circuit: Circuit, x: Sequence[float] | None = None,
              weights: Sequence[float] | None = None) -> str:
-    """OpenQASM 3 text of the circuit (inputs left out stay ``input float`` parameters)."""
+    """OpenQASM 3 text of the circuit (inputs left out stay ``input float`` parameters).
+
+    Written from the operation table by :func:`paralab_quantum.qasm.to_qasm3`; the amplitude
+    embedding (a state preparation, no gate) goes through Qiskit's decomposition instead.
+    Lists, arrays and tensors are all accepted."""
+    if x is not None and (hasattr(x, "detach") or isinstance(x, np.ndarray)):
+        x = _flat(x)
+    if weights is not None and (hasattr(weights, "detach") or isinstance(weights, np.ndarray)):
+        weights = _flat(weights)
+    if not circuit.amplitude:
+        from paralab_quantum.qasm import to_qasm3 as export
+
+        return export(circuit, x, weights)
     from qiskit import qasm3, transpile
 
     qc = to_qiskit(circuit, x, weights)
-    if circuit.amplitude:  # a state preparation is no OpenQASM gate: decompose it
-        qc = transpile(qc, basis_gates=["u", "cx"], optimization_level=0)
+    qc = transpile(qc, basis_gates=["u", "cx"], optimization_level=0)
     return qasm3.dumps(qc)
 
 
@@ -174,9 +226,12 @@ def _flat(values: Any) -> list[float]:
 
 
 __all__ = [
+    "append_gate",
     "depolarizing_noise",
+    "expectations",
     "sample_expvals",
     "statevector",
     "to_qasm3",
     "to_qiskit",
+    "to_sparse_pauli",
 ]

@@ -13,8 +13,11 @@ loop):
   (Kronecker products, the entangler folded in) and applied to the batch with *one* matmul;
   on more qubits each layer is :data:`KRON_BLOCK`-wire Kronecker blocks (one matmul each) and
   one gather for a CNOT entangler;
-* free gates: a run of single-qubit gates is fused per wire into one 2x2 matrix, a run of
-  CNOT/SWAP gates is one permutation of the basis (a single gather);
+* free gates dispatch on the structure their record *declares* in the operation table
+  (:mod:`paralab_quantum.operations`): a run of single-qubit gates is fused per wire into one
+  2x2 matrix, a run of permutations (CNOT, SWAP, Toffoli, CSWAP) is one gather, a diagonal
+  gate (CZ, CRZ, CP, RZZ) one multiply, any other gate (CRY, ISWAP, RXX, ...) one matmul on its
+  wires; every matrix is built from the record, never from a guess by name;
 * the ZZ feature map is Hadamard layers and one *diagonal* phase per repetition, computed with
   one matrix product of the embedding angles.
 """
@@ -24,11 +27,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from paralab_quantum.circuit import GATES, Circuit, Gate
+from paralab_quantum.circuit import Angle, Circuit, Gate
 from paralab_quantum.memory import check_statevector
+from paralab_quantum.operations import OPERATIONS, PAULI, local_permutation, pauli_word_matrix
 
 KRON_BLOCK = 4
 """Wires whose fused 2x2 matrices are combined into one Kronecker matrix on large circuits:
@@ -41,8 +46,6 @@ GATHER_QUBITS = 6
 UNITARY_QUBITS = 6
 """Up to this many qubits the ansatz's whole 2**n x 2**n unitary is built and applied once."""
 
-_PERMUTATIONS = ("CNOT", "SWAP")
-_DIAGONALS = ("CZ", "CRZ")
 
 
 def _vectorised(tensor: torch.Tensor) -> bool:
@@ -55,42 +58,70 @@ def real_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.complex128 else torch.float32
 
 
-def gate_matrices(name: str, theta: torch.Tensor | None, dtype: torch.dtype, device: torch.device,
-                  shape: Sequence[int] = ()) -> torch.Tensor:
-    """The 2x2 matrices of a single-qubit gate, shape ``(*theta.shape, 2, 2)`` (or ``shape``)."""
-    if theta is None:
-        constant = _CONSTANT[name]
-        matrix = torch.tensor(constant, dtype=dtype, device=device)
-        return matrix.expand(*shape, 2, 2)
+_CONSTANTS: dict[tuple[str, torch.dtype, torch.device], torch.Tensor] = {}
+
+
+def _constant(key: str, value: object, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A cached constant tensor; created outside inference mode so training can save it."""
+    cache_key = (key, dtype, device)
+    if cache_key not in _CONSTANTS:
+        with torch.inference_mode(False):
+            _CONSTANTS[cache_key] = torch.tensor(value, dtype=dtype, device=device)
+    return _CONSTANTS[cache_key]
+
+
+def op_matrices(name: str, theta: torch.Tensor | None, dtype: torch.dtype, device: torch.device,
+                shape: Sequence[int] = ()) -> torch.Tensor:
+    """The matrices of gate ``name`` from its record: ``(*lead, d, d)`` for parameters
+    ``theta`` of shape ``(*lead, n_params)`` (a parameter-free gate: ``(*shape, d, d)``)."""
+    op = OPERATIONS[name]
+    size = 2**op.n_wires
+    if op.controls:
+        assert op.target is not None
+        inner = op_matrices(op.target, theta, dtype, device, shape)
+        lead, small = inner.shape[:-2], inner.shape[-1]
+        free = size - small
+        eye = _constant(f"eye-{free}", [[float(i == j) for j in range(free)] for i in range(free)],
+                        dtype, device).expand(*lead, free, free)
+        zeros = inner.new_zeros(*lead, free, small)
+        return torch.cat([torch.cat([eye, zeros], -1), torch.cat([zeros.mT, inner], -1)], -2)
+    if op.constant is not None:
+        return _constant(f"op-{name}", op.constant, dtype, device).expand(*shape, size, size)
+    assert theta is not None, f"gate {name} needs parameters"
+    if len(op.rotations) == 1 and len(op.rotations[0].word) == 1 and not op.phase:
+        return _axis_rotation(op.rotations[0].word, theta[..., op.rotations[0].index], dtype)
+    result: torch.Tensor | None = None
+    eye = _constant(f"eye-{size}", [[float(i == j) for j in range(size)] for i in range(size)],
+                    dtype, device)
+    for rotation in op.rotations:
+        half = (theta[..., rotation.index] / 2)[..., None, None]
+        generator = _constant(f"-iP-{rotation.word}",
+                              [[-1j * v for v in row] for row in pauli_word_matrix(rotation.word)],
+                              dtype, device)
+        factor = torch.cos(half) * eye + torch.sin(half) * generator
+        result = factor if result is None else factor @ result
+    assert result is not None
+    if op.phase:
+        angle = sum(c * theta[..., k] for k, c in enumerate(op.phase) if c)
+        result = result * torch.polar(torch.ones_like(angle), angle)[..., None, None]
+    return result.to(dtype)
+
+
+def _axis_rotation(axis: str, theta: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """RX, RY or RZ written out entry by entry, ``(*theta.shape, 2, 2)``: fewer ops than the
+    generic ``cos I - i sin P`` (RY stays real until the end); the embedding of large circuits
+    builds one per wire on every step."""
     half = theta / 2
     cos, sin = torch.cos(half), torch.sin(half)
     zero = torch.zeros_like(cos)
-    if name == "RY":
+    if axis == "Y":
         return torch.stack([cos, -sin, sin, cos], -1).to(dtype).unflatten(-1, (2, 2))
-    if name == "RX":
-        real = torch.stack([cos, zero, zero, cos], -1)
+    real = torch.stack([cos, zero, zero, cos], -1)
+    if axis == "X":
         imag = torch.stack([zero, -sin, -sin, zero], -1)
-    elif name == "RZ":
-        real = torch.stack([cos, zero, zero, cos], -1)
-        imag = torch.stack([-sin, zero, zero, sin], -1)
-    elif name == "P":
-        one = torch.ones_like(cos)
-        real = torch.stack([one, zero, zero, torch.cos(theta)], -1)
-        imag = torch.stack([zero, zero, zero, torch.sin(theta)], -1)
     else:
-        raise ValueError(f"gate {name!r} is not a parametrised single-qubit gate")
+        imag = torch.stack([-sin, zero, zero, sin], -1)
     return torch.complex(real, imag).to(dtype).unflatten(-1, (2, 2))
-
-
-_S2 = 1 / math.sqrt(2)
-_CONSTANT = {
-    "H": [[_S2, _S2], [_S2, -_S2]],
-    "X": [[0, 1], [1, 0]],
-    "Y": [[0, -1j], [1j, 0]],
-    "Z": [[1, 0], [0, -1]],
-    "S": [[1, 0], [0, 1j]],
-    "T": [[1, 0], [0, complex(math.cos(math.pi / 4), math.sin(math.pi / 4))]],
-}
 
 
 def _bits(n_qubits: int) -> torch.Tensor:
@@ -101,16 +132,20 @@ def _bits(n_qubits: int) -> torch.Tensor:
 
 
 def permutation(gates: Sequence[Gate], n_qubits: int) -> torch.Tensor:
-    """The gather index of a run of CNOT/SWAP gates: ``new = state[:, index]``."""
+    """The gather index of a run of permutation gates (records declared ``permutation``):
+    ``new = state[:, index]``."""
     index = torch.arange(2**n_qubits)
+    bits = _bits(n_qubits)
     combined = index.clone()
     for gate in gates:
-        a, b = (n_qubits - 1 - w for w in gate.wires)
-        if gate.name == "CNOT":
-            step = index ^ (((index >> a) & 1) << b)
-        else:  # SWAP
-            differ = ((index >> a) & 1) ^ ((index >> b) & 1)
-            step = index ^ ((differ << a) | (differ << b))
+        local_map = torch.tensor(local_permutation(gate.name))
+        k = len(gate.wires)
+        local = sum(bits[:, w] << (k - 1 - j) for j, w in enumerate(gate.wires))
+        new_local = local_map[local]
+        step = index.clone()
+        for j, w in enumerate(gate.wires):
+            shift = n_qubits - 1 - w
+            step = (step & ~(1 << shift)) | (((new_local >> (k - 1 - j)) & 1) << shift)
         combined = combined[step]
     return combined
 
@@ -175,6 +210,7 @@ class TorchSimulator:
                           limit_bytes=memory_limit)
         self.steps = self._compile(circuit)
         self._constants: dict[tuple[str, torch.device], torch.Tensor] = _Constants()
+        self._measurement: Any = None
 
     # --------------------------------------------------------------------------- compile
 
@@ -192,7 +228,7 @@ class TorchSimulator:
         if ansatz is not None and ansatz.layers > 0:
             entangler = tuple(ansatz.entangling_gates(self.n))
             index = None
-            if entangler and entangler[0].name in _PERMUTATIONS:
+            if entangler and OPERATIONS[entangler[0].name].permutation:
                 index = permutation(entangler, self.n)
             steps.append(_Step("ansatz", entangler, index))
         skip = len(embedding.gates(self.n)) if embedding is not None else 0
@@ -207,6 +243,8 @@ class TorchSimulator:
             run = tuple(gates[position:end])
             if kind == "perm":
                 steps.append(_Step("perm", run, permutation(run, self.n)))
+            elif kind in ("diag", "dense"):
+                steps += [_Step(kind, (gate,)) for gate in run]
             else:
                 steps.append(_Step(kind, run))
             position = end
@@ -214,9 +252,13 @@ class TorchSimulator:
 
     @staticmethod
     def _kind(gate: Gate) -> str:
-        if GATES[gate.name][0] == 1:
+        """The step a gate compiles to, from its record's *declared* structure."""
+        op = OPERATIONS[gate.name]
+        if op.n_wires == 1:
             return "single"
-        return "perm" if gate.name in _PERMUTATIONS else "diag"
+        if op.permutation:
+            return "perm"
+        return "diag" if op.diagonal else "dense"
 
     # ------------------------------------------------------------------------------- run
 
@@ -254,8 +296,10 @@ class TorchSimulator:
             elif step.kind == "perm":
                 index = self._on(step.index, device)
                 state = _Permute.apply(state, index, self._inverse(step.index, device))
-            else:
+            elif step.kind == "diag":
                 state = self._diagonal(state, step.gates, angles, weights)
+            else:
+                state = self._dense(state, step.gates, angles, weights)
         assert state is not None
         return state.expand(batch, -1) if state.shape[0] != batch else state
 
@@ -279,11 +323,23 @@ class TorchSimulator:
         return batch, device, weights, self.angles(x)
 
     def measure(self, state: torch.Tensor) -> torch.Tensor:
-        """Pauli-Z expectations ``(batch, n)`` or probabilities ``(batch, 2**n)``."""
-        probabilities = torch.view_as_real(state).square().sum(-1)
-        if self.circuit.measurement == "probs":
-            return probabilities
-        return probabilities @ self._constant("zsign", probabilities.device, probabilities.dtype)
+        """Pauli-Z expectations ``(batch, n)``, probabilities ``(batch, 2**n)``, or the
+        expectations / variances of the circuit's observables ``(batch, len(observables))``."""
+        circuit = self.circuit
+        if circuit.measurement == "probs" or (circuit.measurement == "expval"
+                                              and not circuit.observables):
+            probabilities = torch.view_as_real(state).square().sum(-1)
+            if circuit.measurement == "probs":
+                return probabilities
+            return probabilities @ self._constant("zsign", probabilities.device,
+                                                  probabilities.dtype)
+        if self._measurement is None:
+            from paralab_quantum.expectations import Measurement
+
+            self._measurement = Measurement(circuit.measured, self.n)
+        if circuit.measurement == "var":
+            return self._measurement.var(state)
+        return self._measurement.expval(state)
 
     # --------------------------------------------------------------------------- pieces
 
@@ -336,31 +392,34 @@ class TorchSimulator:
             per_wire.setdefault(gate.wires[0], []).append(gate)
         groups: dict[tuple[tuple[str, str], ...], list[int]] = {}
         for wire, wire_gates in per_wire.items():
-            signature = tuple((g.name, g.angle.source if g.angle else "") for g in wire_gates)
+            signature = tuple((g.name, tuple(a.source for a in g.params)) for g in wire_gates)
             groups.setdefault(signature, []).append(wire)
         fused: dict[int, torch.Tensor] = {}
         for signature, wires in groups.items():
             matrix: torch.Tensor | None = None
-            for position, (name, source) in enumerate(signature):
+            for position, (name, sources) in enumerate(signature):
                 members = [per_wire[w][position] for w in wires]
-                if not source:
-                    step = gate_matrices(name, None, self.dtype, device, (1, len(wires)))
+                if not sources:
+                    step = op_matrices(name, None, self.dtype, device, (1, len(wires)))
                 else:
-                    theta = self._gather(members, source, angles, weights, device)
-                    step = gate_matrices(name, theta, self.dtype, device)
+                    thetas = [self._gather([g.params[k] for g in members], source, angles,
+                                           weights, device) for k, source in enumerate(sources)]
+                    theta = (thetas[0][..., None] if len(thetas) == 1 else
+                             torch.stack(torch.broadcast_tensors(*thetas), -1))
+                    step = op_matrices(name, theta, self.dtype, device)
                 matrix = step if matrix is None else step @ matrix
             assert matrix is not None
             for column, wire in enumerate(wires):
                 fused[wire] = matrix[:, column]
         return fused
 
-    def _gather(self, gates: Sequence[Gate], source: str, angles: torch.Tensor | None,
+    def _gather(self, params: Sequence[Angle], source: str, angles: torch.Tensor | None,
                 weights: torch.Tensor | None, device: torch.device) -> torch.Tensor:
-        """The angles of ``gates`` (all from ``source``) as ``(P, len(gates))``."""
+        """The values of ``params`` (all from ``source``) as ``(P, len(params))``."""
         if source == "const":
-            values = [g.angle.value for g in gates]  # type: ignore[union-attr]
+            values = [a.value for a in params]
             return torch.tensor([values], dtype=real_dtype(self.dtype), device=device)
-        index = torch.tensor([g.angle.index for g in gates], device=device)  # type: ignore[union-attr]
+        index = torch.tensor([a.index for a in params], device=device)
         if source == "w":
             assert weights is not None
             return weights.index_select(0, index)[None, :]
@@ -505,7 +564,7 @@ class TorchSimulator:
         """The identity and ``-i P`` for each rotation's Pauli ``P``, ``(k, 2, 2)`` each."""
         keys = (("identities", device), ("generators", device))
         if keys[1] not in self._constants:
-            pauli = {"RX": [[0, 1], [1, 0]], "RY": [[0, -1j], [1j, 0]], "RZ": [[1, 0], [0, -1]]}
+            pauli = {name: PAULI[OPERATIONS[name].rotations[0].word] for name in rotations}
             eye = torch.eye(2, dtype=self.dtype).expand(len(rotations), 2, 2).contiguous()
             minus_i_p = -1j * torch.tensor([pauli[r] for r in rotations], dtype=self.dtype)
             self._constants[keys[0]] = eye.to(device)
@@ -604,17 +663,47 @@ class TorchSimulator:
             self._constants[key] = index.to(device)
         return self._constants[key]
 
+    def _params(self, gate: Gate, angles: torch.Tensor | None, weights: torch.Tensor | None,
+                device: torch.device) -> torch.Tensor | None:
+        """A gate's parameters ``(P, n_params)`` (``P`` 1 or the batch), ``None`` if it has none."""
+        if not gate.params:
+            return None
+        values = [self._gather([a], a.source, angles, weights, device) for a in gate.params]
+        return torch.cat(torch.broadcast_tensors(*values), -1)
+
+    def _local_index(self, wires: Sequence[int], device: torch.device) -> torch.Tensor:
+        """For every basis state, the index its bits on ``wires`` select in a gate's matrix."""
+        key = (f"local-{tuple(wires)}", device)
+        if key not in self._constants:
+            bits = _bits(self.n)
+            k = len(wires)
+            local = sum(bits[:, w] << (k - 1 - j) for j, w in enumerate(wires))
+            self._constants[key] = torch.as_tensor(local).to(device)
+        return self._constants[key]
+
     def _diagonal(self, state: torch.Tensor, gates: Sequence[Gate], angles: torch.Tensor | None,
                   weights: torch.Tensor | None) -> torch.Tensor:
-        bits = _bits(self.n).to(state.device)
+        """Gates declared diagonal: the state times the diagonal each basis state selects."""
         for gate in gates:
-            control, target = (bits[:, w] for w in gate.wires)
-            if gate.name == "CZ":
-                sign = 1 - 2 * (control & target)
-                state = state * sign.to(state.dtype)
-                continue
-            theta = self._gather([gate], gate.angle.source, angles, weights,  # type: ignore[union-attr]
-                                 state.device)  # (P, 1)
-            phase = theta * (target.to(theta.dtype) - 0.5)[None, :] * control.to(theta.dtype)
-            state = state * torch.polar(torch.ones_like(phase), phase).to(state.dtype)
+            theta = self._params(gate, angles, weights, state.device)
+            matrix = op_matrices(gate.name, theta, self.dtype, state.device, (1,))
+            diagonal = matrix.diagonal(dim1=-2, dim2=-1)  # (P, 2**k)
+            state = state * diagonal[:, self._local_index(gate.wires, state.device)]
+        return state
+
+    def _dense(self, state: torch.Tensor, gates: Sequence[Gate], angles: torch.Tensor | None,
+               weights: torch.Tensor | None) -> torch.Tensor:
+        """Any other gate: its wires moved last, one (batched) matmul, moved back."""
+        n = self.n
+        for gate in gates:
+            theta = self._params(gate, angles, weights, state.device)
+            matrix = op_matrices(gate.name, theta, self.dtype, state.device, (1,))  # (P, d, d)
+            k = len(gate.wires)
+            source = [1 + w for w in gate.wires]
+            target = list(range(n + 1 - k, n + 1))
+            moved = state.reshape(state.shape[0], *([2] * n)).movedim(source, target)
+            shape = moved.shape[1:]
+            out = moved.reshape(state.shape[0], -1, 2**k) @ matrix.mT
+            state = out.reshape(out.shape[0], *shape).movedim(target, source).reshape(
+                out.shape[0], -1)
         return state

@@ -14,6 +14,9 @@ each value of the query's output variable. Strategies:
 * ``topk`` (approximate, differentiable): a beam keeps the ``k`` most probable joint
   assignments; P is the mass of those among them that prove each value, a lower bound.
 * ``sample`` (approximate, unbiased, not differentiable): Monte Carlo over worlds.
+* ``sdd`` (exact, differentiable): the general engine (:class:`.solver.Solver`) compiles the
+  query's ground answers into one SDD with PySDD, once, and re-evaluates it for each batch;
+  grounding is value by value (as ProbLog/DeepProbLog do), so it suits small supports.
 
 ``mode="exact"`` raises :class:`InferenceBudgetError` when the exact strategy would exceed
 ``exact_budget`` work units; ``mode="auto"`` switches to ``topk`` instead.
@@ -32,7 +35,7 @@ from paralab_neurosymbolic.logic.grounding import Proof, ground
 from paralab_neurosymbolic.logic.program import Program, ProgramError
 from paralab_neurosymbolic.logic.terms import Const, Expr, RandomVar, Struct, Term, Var
 
-MODES = ("exact", "auto", "topk", "sample")
+MODES = ("exact", "auto", "topk", "sample", "sdd")
 
 
 class InferenceBudgetError(ValueError):
@@ -109,6 +112,13 @@ class Query:
     ) -> None:
         self.program = program
         self.goal = program.check_goal(goal)
+        limits = program.symbolic_limits()
+        if limits:
+            raise ProgramError(
+                f"query {self.goal}: the batched symbolic engine cannot run this program ("
+                f"{'; '.join(limits)}); use the general engine, "
+                "paralab_neurosymbolic.logic.Solver (tabled, with negation and disjunctions)"
+            )
         if exact_budget < 1:
             raise ValueError(f"exact_budget must be >= 1, got {exact_budget}")
         self.exact_budget = exact_budget
@@ -163,7 +173,7 @@ class Query:
         """The strategy ``mode`` resolves to; raises when exact inference is over budget."""
         if mode not in MODES:
             raise ValueError(f"inference mode {mode!r} unknown; choose from {', '.join(MODES)}")
-        if mode in ("topk", "sample"):
+        if mode in ("topk", "sample", "sdd"):
             return mode
         exact = "linear" if self._linear is not None else "enumerate"
         cost = self.cost(exact)
@@ -197,6 +207,8 @@ class Query:
             probs = self._run_linear(tables)
         elif strategy == "enumerate":
             probs = self._run_enumerate(tables)
+        elif strategy == "sdd":
+            probs = self._run_sdd(probabilities)
         elif strategy == "topk":
             if k < 1:
                 raise ValueError(f"top-k inference needs k >= 1, got {k}")
@@ -440,6 +452,35 @@ class Query:
         table = torch.tensor([float(v) for v in self.values], device=device)
         position = torch.searchsorted(table, result.contiguous()).clamp(max=len(table) - 1)
         return torch.where(table[position] == result, position, -1)
+
+    def _run_sdd(self, probabilities: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """P(each output value) from the SDD of the query's ground answers (compiled on the
+        first call, then only re-evaluated)."""
+        from paralab_neurosymbolic.logic.solver import Solver
+        from paralab_neurosymbolic.logic.tabling import unify, walk
+
+        if getattr(self, "_solver", None) is None:
+            solver = Solver(self.program, queries=[self.goal], compiler="sdd")
+            columns = []
+            for answer in solver.queries:
+                if self.output is None:
+                    columns.append(0)
+                    continue
+                value = walk(self.output, unify(self.goal, answer, {}) or {})
+                column = self._column.get(_key(value.value), -1) if isinstance(value, Const) \
+                    else -1
+                if column < 0:
+                    raise ProgramError(f"query {self.goal}: the answer {answer} lies outside "
+                                       "the support computed from the program")
+                columns.append(column)
+            self._solver, self._sdd_columns = solver, columns
+        reference = next(iter(probabilities.values()), None)
+        batch = reference.shape[0] if reference is not None else 1
+        probs = (reference.new_zeros(batch, len(self.values)) if reference is not None
+                 else torch.zeros(1, len(self.values)))
+        for column, p in zip(self._sdd_columns, self._solver.evaluate(probabilities)):
+            probs[:, column] = probs[:, column] + p
+        return probs
 
     def _run_enumerate(self, tables: list[torch.Tensor]) -> torch.Tensor:
         if not tables:  # a deterministic query: one world

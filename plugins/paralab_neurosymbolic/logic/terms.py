@@ -46,6 +46,13 @@ class Struct:
         return f"{self.functor}/{len(self.args)}"
 
     def __str__(self) -> str:
+        if self.functor == "." and len(self.args) == 2:
+            items, tail = [], self
+            while isinstance(tail, Struct) and tail.functor == "." and len(tail.args) == 2:
+                items.append(str(tail.args[0]))
+                tail = tail.args[1]
+            rest = "" if tail == NIL else f"|{tail}"
+            return f"[{', '.join(items)}{rest}]"
         if not self.args:
             return self.functor
         return f"{self.functor}({', '.join(str(a) for a in self.args)})"
@@ -82,9 +89,35 @@ class Expr:
 
 Term = Union[Var, Const, Struct, RandomVar, Expr]  # noqa: UP007 - a runtime alias on 3.10
 
+NIL = Const("[]")
+"""The empty list; a non-empty list is ``Struct(".", (head, tail))``, as in Prolog."""
+
+
+def make_list(items: list[Term] | tuple[Term, ...], tail: Term = NIL) -> Term:
+    """The list term ``[items... | tail]``."""
+    for item in reversed(items):
+        tail = Struct(".", (item, tail))
+    return tail
+
+
+def list_items(term: Term) -> list[Term] | None:
+    """The items of a proper list term, or ``None`` when ``term`` is not one."""
+    items: list[Term] = []
+    while isinstance(term, Struct) and term.functor == "." and len(term.args) == 2:
+        items.append(term.args[0])
+        term = term.args[1]
+    return items if term == NIL else None
+
+
 ARITHMETIC = ("+", "-", "*", "//", "mod")
 COMPARISONS = {"=:=": "==", "=\\=": "!=", "<": "<", ">": ">", "=<": "=<", ">=": ">="}
 BUILTINS = {"is/2", "=/2", "=:=/2", "=\\=/2", "</2", ">/2", "=</2", ">=/2"}
+"""The built-ins the symbolic (batched) engine evaluates."""
+
+GENERAL_BUILTINS = BUILTINS | {"\\=/2", "==/2", "\\==/2", "true/0", "fail/0", "false/0",
+                               "between/3", "\\+/1"}
+"""The built-ins of the general (tabled) engine: also ``\\=``, ``==``, ``\\==``, ``true``,
+``fail``, ``between/3`` and negation as failure ``\\+``."""
 
 
 def random_vars(term: Term) -> list[RandomVar]:

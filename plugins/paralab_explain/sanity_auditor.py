@@ -1,0 +1,107 @@
+"""The ``sanity`` auditor: the model-parameter randomisation test (Adebayo et al. 2018) of
+attribution methods on the run's model, at each evaluation point.
+
+For each method, the same rows and classes are explained by the run's model and by copies
+whose layers are re-initialised (:mod:`paralab_explain.sanity`); the report is the Spearman
+rank correlation between the attributions before and after. A method whose attributions stay
+highly correlated with those of a random model explains the inputs, not the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from paralab_explain.auditor import ExplainingAuditor
+from paralab_explain.choices import MAX_PLAYERS
+from paralab_explain.errors import ExplainError
+from paralab_explain.explainers import check_method
+from paralab_explain.sanity import layers, parameter_randomization
+
+if TYPE_CHECKING:
+    from paralab import Phase, Predictions, RunContext
+
+
+class Sanity(ExplainingAuditor):
+    """Rank correlation of each method's attributions before and after randomising the
+    model's parameters (cascading from the output layer, independent, full, or none)."""
+
+    name = "sanity"
+
+    def __init__(
+        self,
+        methods: Sequence[str] | str = ("integrated_gradients", "saliency"),
+        randomization: str = "cascading",
+        rows: int = 32,
+        baseline: Any = None,
+        groups: Any = None,
+        steps: int = 50,
+        integration: str = "gausslegendre",
+        samples: Any = None,
+        target: str = "predicted",
+        output: str = "probability",
+        max_players: int = MAX_PLAYERS,
+        seed: int = 0,
+        background: str | None = None,
+        permutations: int = 256,
+        antithetic: bool = True,
+        target_error: float | None = None,
+        stdev: float = 0.1,
+        noise_samples: int = 16,
+        window: int = 2,
+        stride: int = 1,
+        layer: str | None = None,
+    ) -> None:
+        if isinstance(methods, str):
+            methods = [methods]
+        super().__init__(rows, baseline, groups, steps, integration, samples, target, output,
+                         max_players, seed, background, permutations, antithetic, target_error,
+                         stdev, noise_samples, window, stride, layer)
+        self._methods = list(methods)
+        self.randomization = randomization
+        self.last: dict[str, Any] = {}
+
+    @property
+    def methods(self) -> Sequence[str]:
+        return self._methods
+
+    def validate(self, run: RunContext) -> None:
+        for method in self._methods:
+            try:
+                check_method(method)
+            except ExplainError as error:
+                raise ExplainError(f"methods = {method!r}: {error}") from None
+        super().validate(run)
+        if self.randomization != "none" and not layers(run.model):
+            raise ExplainError(
+                f"auditor 'sanity': randomization = {self.randomization!r}, but the model "
+                f"{type(run.model).__name__} has no layer with reset_parameters() to "
+                "re-initialise")
+
+    def audit(self, run: RunContext, phase: Phase | None, predictions: Predictions) -> dict[str, Any]:
+        positions, target = self._rows(run, predictions)
+        if len(positions) == 0:
+            return {}
+        indices = predictions.indices[positions]
+        x = run.dataset.x[indices.to(run.dataset.device)].reshape(len(indices), -1).float()
+        report: dict[str, Any] = {"rows": len(positions)}
+        for method in self._methods:
+            def attribute(model: torch.nn.Module, method: str = method) -> torch.Tensor:
+                return self._explain(run, method, x, target, model=model).values
+
+            report[method] = parameter_randomization(
+                run.model, attribute, randomization=self.randomization, seed=self.seed)
+        self.last = report
+        return report
+
+    def finalize(self, run: RunContext) -> dict[str, Any]:
+        """The last evaluation's correlations, methods ranked most model-sensitive first."""
+        if not self.last:
+            return {}
+        scored = [(entry["rank_correlation_abs"], method) for method, entry in self.last.items()
+                  if isinstance(entry, dict) and entry["rank_correlation_abs"] ==
+                  entry["rank_correlation_abs"]]
+        return {"scores": self.last,
+                "most_sensitive_first": [method for _, method in sorted(scored)]}
