@@ -93,7 +93,10 @@ class Component:
             value = options.get(option, self.defaults().get(option))
             values = list(value) if isinstance(value, (list, tuple)) else [value]
             for item in values:
-                wanted += list(by_value.get(item, ()))
+                try:
+                    wanted += list(by_value.get(item, ()))
+                except TypeError:  # unhashable: not a declared value; validation names it
+                    continue
         from paralab_registry import importable
 
         return [m for m in dict.fromkeys(wanted) if not importable(m)]
