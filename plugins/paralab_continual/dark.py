@@ -17,16 +17,16 @@ import torch
 import torch.nn.functional as F
 
 from paralab_continual.buffers import IndexBuffer
-from paralab_continual.composition import StrategyPlugin, tensor_bytes
+from paralab_continual.composition import tensor_bytes
+from paralab_continual.rehearsal import MemoryPlugin
 from paralab_continual.rows import gather
-from paralab_continual.scenarios import ScenarioError
 
 if TYPE_CHECKING:
-    from paralab import RunContext, SharedDataset
-    from paralab_continual.scenarios import Experience, Stream
+    from paralab import RunContext
+    from paralab_continual.scenarios import Experience
 
 
-class DERPlugin(StrategyPlugin):
+class DERPlugin(MemoryPlugin):
     """DER / DER++: replay of stored outputs (``alpha``) and labels (``beta``)."""
 
     name = "der"
@@ -49,16 +49,6 @@ class DERPlugin(StrategyPlugin):
 
     def memory_bytes(self) -> int:
         return tensor_bytes(self.buffer.indices, self.buffer.experiences, self.logits)
-
-    def buffer_rows(self) -> int:
-        return len(self.buffer)
-
-    def check(self, strategy: Any, stream: Stream, dataset: SharedDataset) -> None:
-        available = sum(len(e.train) for e in stream)
-        if self.buffer.size > available:
-            raise ScenarioError(
-                f"{strategy.where(self)}: buffer_size = {self.buffer.size} is larger than the "
-                f"{available} training rows of the whole stream; use buffer_size <= {available}")
 
     def before_experience(self, strategy: Any, run: RunContext, experience: Experience) -> None:
         self.memory = None

@@ -21,18 +21,14 @@ if TYPE_CHECKING:
     from paralab_continual.scenarios import Experience, Stream
 
 
-class ReplayPlugin(StrategyPlugin):
-    """Experience replay: each minibatch is joined by as many rows drawn from a memory of
-    indices into the shared data (``reservoir``, ``class_balanced`` or
-    ``experience_balanced``), updated when an experience ends."""
+class MemoryPlugin(StrategyPlugin):
+    """What the plugins that keep an index memory share (replay, ER-ACE, DER): its state, its
+    size in bytes and rows, and the check that it fits in the stream. Subclasses set
+    ``self.buffer`` (an :class:`IndexBuffer`) and ``self.memory_batch_size``."""
 
-    name = "replay"
-
-    def __init__(self, buffer_size: int = 200, policy: str = "reservoir",
-                 memory_batch_size: int = 0) -> None:
-        self.buffer = IndexBuffer(buffer_size, policy)
-        self.memory_batch_size = int(memory_batch_size)
-        self.memory: tuple[torch.Tensor, torch.Tensor] | None = None
+    buffer: IndexBuffer
+    memory_batch_size: int
+    memory: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def state_dict(self) -> dict[str, Any]:
         """The memory as index tensors (rows of the shared data and their experience ids)
@@ -57,6 +53,20 @@ class ReplayPlugin(StrategyPlugin):
                 f"{strategy.where(self)}: buffer_size = {self.buffer.size} is larger than the "
                 f"{available} training rows of the whole stream; use buffer_size <= {available}"
             )
+
+
+class ReplayPlugin(MemoryPlugin):
+    """Experience replay: each minibatch is joined by as many rows drawn from a memory of
+    indices into the shared data (``reservoir``, ``class_balanced`` or
+    ``experience_balanced``), updated when an experience ends."""
+
+    name = "replay"
+
+    def __init__(self, buffer_size: int = 200, policy: str = "reservoir",
+                 memory_batch_size: int = 0) -> None:
+        self.buffer = IndexBuffer(buffer_size, policy)
+        self.memory_batch_size = int(memory_batch_size)
+        self.memory: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def augment(self, strategy: Any, run: RunContext, x: torch.Tensor, y: torch.Tensor,
                 rows: torch.Tensor, ids: torch.Tensor
@@ -175,7 +185,7 @@ class AGEMPlugin(StrategyPlugin):
         )
 
 
-class ERACEPlugin(StrategyPlugin):
+class ERACEPlugin(MemoryPlugin):
     """ER-ACE (Caccia et al. 2022), Avalanche's offline variant (``ER_ACE``): the memory
     (class-balanced, indices) takes the new experience's rows **before** training on it;
     from the second experience on, each step's task loss is
@@ -189,25 +199,6 @@ class ERACEPlugin(StrategyPlugin):
         self.buffer = IndexBuffer(buffer_size, "class_balanced")
         self.memory_batch_size = int(memory_batch_size)
         self.memory: tuple[torch.Tensor, torch.Tensor] | None = None
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"buffer": self.buffer.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any], strategy: Any) -> None:
-        self.buffer.load_state_dict(state["buffer"], strategy.device)
-
-    def memory_bytes(self) -> int:
-        return tensor_bytes(self.buffer.indices, self.buffer.experiences)
-
-    def buffer_rows(self) -> int:
-        return len(self.buffer)
-
-    def check(self, strategy: Any, stream: Stream, dataset: SharedDataset) -> None:
-        available = sum(len(e.train) for e in stream)
-        if self.buffer.size > available:
-            raise ScenarioError(
-                f"{strategy.where(self)}: buffer_size = {self.buffer.size} is larger than the "
-                f"{available} training rows of the whole stream; use buffer_size <= {available}")
 
     def before_experience(self, strategy: Any, run: RunContext, experience: Experience) -> None:
         rows = experience.train
