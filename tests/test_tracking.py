@@ -212,6 +212,8 @@ def test_tensorboard_events_hold_the_metrics_the_spec_and_the_hparams(tmp_path: 
     assert start.hparams["method.lr"].number_value == 0.1
     assert start.hparams["model.hidden"].string_value == "[16]"
     assert start.hparams["protocol.epochs"].number_value == EPOCHS
+    assert "activation" not in result.spec["model"]  # a default is a hyperparameter too
+    assert start.hparams["model.activation"].string_value == "relu"
     experiment = plugin_data_pb2.HParamsPluginData.FromString(
         content["_hparams_/experiment"]).experiment
     assert {info.name.tag for info in experiment.metric_infos} == set(expected)

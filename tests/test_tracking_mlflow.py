@@ -106,6 +106,9 @@ def test_metrics_params_and_tags_read_back_through_mlflow(tracked: paralab.Resul
     assert params["model.hidden"] == "[16]"
     assert params["metrics.0.name"] == "accuracy"
     assert params["trackers"] == "csv,tensorboard,mlflow"
+    # Options the spec leaves at their defaults are parameters too, with the value used.
+    assert "activation" not in tracked.spec["model"]
+    assert params["model.activation"] == tracked.settings["model"]["activation"] == "relu"
     tags = run.data.tags
     assert tags["paralab.status"] == "completed"
     assert tags["paralab.seed"] == "0"

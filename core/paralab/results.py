@@ -47,6 +47,12 @@ class Result:
     paralab's git commit (with a dirty flag) when run from a checkout."""
     study: dict[str, Any] | None = None
     """The study this run belongs to (its name, folder, configuration), if any."""
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Every component's options as the run used them (the spec's values over the declared
+    defaults), keyed by the spec path (``"method"``, ``"auditors[0]"``)."""
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    """Each distinct warning of the run: category, message, where, count
+    (see :mod:`paralab.run_warnings`)."""
     path: str = ""
     model: Any = field(default=None, repr=False, compare=False)
     """The trained ``torch.nn.Module`` (Python API only; :func:`paralab.load_model` rebuilds
@@ -120,6 +126,8 @@ class Result:
                 "error": self.error,
                 "provenance": self.provenance,
                 "study": self.study,
+                "settings": self.settings,
+                "warnings": self.warnings,
             }
         )
 
@@ -227,30 +235,18 @@ class ResultWriter:
         if self.output is None:
             return
         folder = self._claimed_for(result)
-        points = result.curve()
-        if len(points) >= 1:
-            self.plot(result, points)
+        if result.phases or result.scalars():
+            self.plot(result)
         result.artifacts.setdefault("summary", SUMMARY_FILE)
         write_atomic(folder / SUMMARY_FILE, summary(result))
         self.save(result)
 
-    def plot(self, result: Result, points: list[tuple[int, float]]) -> None:
-        import matplotlib
+    def plot(self, result: Result) -> None:
+        """``curve.png``: the main curve, or a figure that says there is none
+        (:mod:`paralab.plots`)."""
+        from paralab.plots import save_curve
 
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
-        kinds = {phase["kind"] for phase in result.phases}
-        figure, axes = plt.subplots(figsize=(6, 3.5), dpi=100)
-        axes.plot([p for p, _ in points], [v for _, v in points], marker="o")
-        axes.set_xlabel(" / ".join(sorted(kinds)) or "phase")
-        axes.set_ylabel(result.main_metric)
-        axes.set_title(result.name)
-        axes.grid(alpha=0.3)
-        figure.tight_layout()
-        path = self.folder / PLOT_FILE
-        figure.savefig(path)
-        plt.close(figure)
+        save_curve(result, self.folder / PLOT_FILE)
         result.artifacts["curve"] = PLOT_FILE
 
 
@@ -280,4 +276,26 @@ def summary(result: Result) -> str:
     lines += [f"| {key} | {_format(value)} |" for key, value in sorted(result.metrics.items())]
     if result.artifacts:
         lines += ["", "Artifacts: " + ", ".join(f"[{k}]({v})" for k, v in sorted(result.artifacts.items()))]
+    if result.settings:
+        lines += ["", "## Settings", "", "Every option as the run used it (defaults included).", "",
+                  "| component | option | value |", "|---|---|---|"]
+        for path, options in result.settings.items():
+            name = options.get("name", "")
+            rest = {key: value for key, value in options.items() if key != "name"}
+            lines.append(f"| {path} | (name) | `{name}` |")
+            lines += [f"| {path} | {key} | {_setting(value)} |" for key, value in rest.items()]
+    if result.warnings:
+        lines += ["", "## Warnings", "", "| category | count | message |", "|---|---|---|"]
+        lines += [f"| {w['category']} | {w['count']} | {_cell(w['message'])} |"
+                  for w in result.warnings]
     return "\n".join(lines) + "\n"
+
+
+def _setting(value: Any) -> str:
+    """An option's value in a table cell: short values as written, long ones cut."""
+    text = json.dumps(_clean(value)) if not isinstance(value, str) else repr(value)
+    return _cell(text if len(text) <= 80 else text[:77] + "...")
+
+
+def _cell(text: str) -> str:
+    return str(text).splitlines()[0].replace("|", "\\|") if text else ""

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from paralab import run_warnings
 from paralab.context import ComponentFailure, RunContext, logger
 from paralab.data.cache import load_dataset
 from paralab.data.files import DataNotFoundError
@@ -255,7 +256,7 @@ def run(spec: ExperimentSpec | dict[str, Any] | str | Path, *, registry: Any = N
     spec, stage, writer, result, started = (start.spec, start.stage, start.writer,
                                             start.result, start.started)
     context: RunContext | None = None
-    with _signals_interrupt():
+    with _signals_interrupt(), run_warnings.collect(result.warnings):
         try:
             built, context = _assemble(start)
             writer.claim()  # the spec is accepted: now the run has a folder of its own
@@ -324,8 +325,20 @@ def _start(spec: Any, registry: Any, overrides: Sequence[str],
     seed_everything(spec.seed)
     writer = ResultWriter(spec.output, spec.name, folder=folder)
     result = Result(name=spec.name, spec=spec.to_dict(), seed=spec.seed, device=str(device),
-                    provenance=provenance(), study=dict(study) if study else None)
+                    provenance=provenance(), study=dict(study) if study else None,
+                    settings=resolved_settings(spec, registry))
     return _Start(spec, registry, device, _Stage(registry), writer, result, started)
+
+
+def resolved_settings(spec: ExperimentSpec, registry: Any) -> dict[str, dict[str, Any]]:
+    """Each component's options as the run uses them: the declared defaults, then the spec's
+    values (what ``summary.md`` and a tracker's parameters show; the spec keeps what was
+    written)."""
+    resolved = {}
+    for path, kind, ref in spec.components():
+        declared = registry.component(kind, ref.name).defaults()
+        resolved[path] = {"name": ref.name, **declared, **ref.options}
+    return resolved
 
 
 def _assemble(start: _Start) -> tuple[_Built, RunContext]:

@@ -5,7 +5,8 @@
 * ``fairness_groups.png``: bars of selection rate, TPR and FPR per group with their Wilson
   intervals, at the last evaluation (``fairness_groups_<split>.png``, one per split, when
   several splits are evaluated).
-* ``fairness_over_time.png``: disparities over the run's evaluation points, the drift curve.
+* ``fairness_over_time.png``: disparities over the run's evaluation points, the drift curve:
+  one panel per disparity of :data:`OVER_TIME` and split.
 """
 
 from __future__ import annotations
@@ -121,41 +122,59 @@ def plot_groups(point: AuditPoint, path: Path) -> None:
     plt.close(figure)
 
 
+OVER_TIME = (
+    "demographic_parity_difference",
+    "equalized_odds_difference",
+    "equal_opportunity_difference",
+    "disparate_impact_ratio",
+)
+"""The disparities drawn over the run, one panel each (the CSV has them all)."""
+
+
 def plot_over_time(history: Sequence[AuditPoint], path: Path) -> None:
+    """One panel per disparity (columns) and evaluated split (rows); in each, one line per
+    grouping with its bootstrap interval. One panel holding every disparity of every grouping
+    was unreadable (issue 23)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     splits = list(dict.fromkeys(point.split for point in history))
-    figure, axes = plt.subplots(1, len(splits), figsize=(6 * len(splits), 4), squeeze=False)
-    for axis, split in zip(axes[0], splits):
-        points = [(n, p) for n, p in enumerate(history) if p.split == split]
-        keys = list(dict.fromkeys(t.key for _, p in points for t in p.tables))
-        for key in keys:
-            for name, style in (("demographic_parity_difference", "-"),
-                                ("equalized_odds_difference", "--")):
+    figure, axes = plt.subplots(len(splits), len(OVER_TIME), sharex="row",
+                                figsize=(3.6 * len(OVER_TIME), 3.0 * len(splits) + 0.6),
+                                squeeze=False)
+    for row, split in enumerate(splits):
+        points = [point for point in history if point.split == split]
+        keys = list(dict.fromkeys(t.key for p in points for t in p.tables))
+        for column, name in enumerate(OVER_TIME):
+            axis = axes[row][column]
+            for key in keys:
                 xs, ys, lows, highs = [], [], [], []
-                for step, (_, point) in enumerate(points):
+                for step, point in enumerate(points):
                     table = next((t for t in point.tables if t.key == key), None)
-                    if table is None:
+                    if table is None or name not in table.disparities:
                         continue
                     xs.append(step)
                     ys.append(table.disparities[name])
                     low, high = table.intervals.get(name, (math.nan, math.nan))
                     lows.append(low)
                     highs.append(high)
-                line = axis.plot(xs, ys, style, marker="o", label=f"{key}: {name[:-11]}")[0]
+                if not xs:
+                    continue
+                line = axis.plot(xs, ys, marker="o", markersize=3, label=key)[0]
                 if not all(math.isnan(v) for v in lows):
                     axis.fill_between(xs, lows, highs, alpha=0.15, color=line.get_color())
-        axis.set_xticks(range(len(points)))
-        axis.set_xticklabels([f"{p.phase_kind} {p.phase_index}" for _, p in points],
-                             rotation=45, ha="right", fontsize=7)
-        axis.set_ylabel("disparity")
-        axis.set_title(f"fairness over the run: {split}")
-        axis.legend(fontsize=6)
+            axis.set_xticks(range(len(points)))
+            axis.set_xticklabels([f"{p.phase_kind} {p.phase_index}" for p in points],
+                                 rotation=45, ha="right", fontsize=6)
+            axis.set_title(f"{split}: {name.replace('_', ' ')}", fontsize=8)
+            axis.tick_params(axis="y", labelsize=7)
+            axis.grid(alpha=0.3)
+        axes[row][0].legend(fontsize=6, title="grouping", title_fontsize=6)
+    figure.suptitle("fairness over the run (bands: bootstrap intervals)", fontsize=10)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=100)
     plt.close(figure)
 
 

@@ -2,8 +2,9 @@
 
 What an MLflow run holds:
 
-* **params**: the resolved spec (after overrides), flattened: ``method.lr``, ``model.hidden``,
-  ``protocol.epochs``, ``seed`` ... (:func:`paralab_tracking.values.flat_spec`);
+* **params**: the resolved spec (after overrides, every option's default filled in),
+  flattened: ``method.lr``, ``model.hidden``, ``protocol.epochs``, ``seed`` ...
+  (:func:`paralab_tracking.values.resolved_spec`, :func:`~paralab_tracking.values.flat_spec`);
 * **metrics**: every scalar phase metric, step = phase position from 0, as ``result.json``
   holds it (double precision: the values are equal, not close);
 * **tags**: ``paralab.plugin.<name>`` = version for every active plugin,
@@ -37,7 +38,7 @@ from typing import Any
 
 from paralab import Tracker, hookimpl
 from paralab_tracking import mlflow_store as store
-from paralab_tracking.values import flat_spec, scalars, study_value
+from paralab_tracking.values import flat_spec, resolved_spec, scalars, study_value
 
 RUN_FILE = "mlflow_run.json"
 """In a run folder: which MLflow run records it (a resumed run continues that one)."""
@@ -104,7 +105,7 @@ class MlflowTracker(Tracker):
         name = self.run_name or self._run_name(run, folder)
         created = client.create_run(experiment, run_name=name, tags=self._tags(run, folder))
         self.run_id = created.info.run_id
-        store.log(client, self.run_id, params=flat_spec(run.spec.to_dict()))
+        store.log(client, self.run_id, params=flat_spec(resolved_spec(run.result)))
         if folder is not None:
             _write(folder / RUN_FILE, {"tracking_uri": self.uri, "experiment_id": experiment,
                                        "run_id": self.run_id,

@@ -24,7 +24,7 @@ from typing import Any
 
 from paralab import Tracker, hookimpl
 from paralab_tracking.paths import check_relative
-from paralab_tracking.values import Scalar, flat_spec, scalars
+from paralab_tracking.values import Scalar, flat_spec, resolved_spec, scalars
 
 
 class TensorBoardTracker(Tracker):
@@ -88,7 +88,7 @@ class TensorBoardTracker(Tracker):
             if tag not in self._last:  # measured outside any phase: one point at the end
                 self._scalar(tag, value, len(result.phases))
         values = {key: value if isinstance(value, (bool, int, float, str)) else str(value)
-                  for key, value in flat_spec(result.spec).items()}
+                  for key, value in flat_spec(resolved_spec(result)).items()}
         # Written into this run's own file (SummaryWriter.add_hparams would open a new run
         # folder and log the metrics a second time): the HParams tab reads the last value of
         # each metric from the scalars above.

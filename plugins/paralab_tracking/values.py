@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,6 +41,24 @@ def scalars(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, Scalar]:
 
 def finite(value: Scalar) -> bool:
     return not (isinstance(value, float) and not math.isfinite(value))
+
+
+def resolved_spec(result: Any) -> dict[str, Any]:
+    """The run's spec with each component's table as the run used it: its declared defaults
+    filled in (``result.settings``), so two runs whose specs differ only in leaving an option
+    at its default show the same parameter, and a changed default shows."""
+    spec = json.loads(json.dumps(result.spec, default=str))
+    for path, options in (getattr(result, "settings", None) or {}).items():
+        match = re.fullmatch(r"(\w+)\[(\d+)\]", path)
+        if match is None:
+            if isinstance(spec.get(path), Mapping):
+                spec[path] = dict(options)
+        elif match.group(1) != "trackers":
+            listed = spec.get(match.group(1))
+            position = int(match.group(2))
+            if isinstance(listed, list) and position < len(listed):
+                listed[position] = dict(options)
+    return spec
 
 
 def flat_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
