@@ -172,6 +172,8 @@ def test_run_folders_are_what_separate_runs_write(tmp_path: Path) -> None:
         assert on_disk["metrics"]["test/accuracy"] == pytest.approx(
             reference["metrics"]["test/accuracy"], abs=1 / 360)
         assert on_disk["provenance"]["seed_axis"]["stacked"] == 2
+        assert on_disk["settings"] == reference["settings"]
+        assert on_disk["settings"]["method"]["momentum"] == 0.9
         assert reference["provenance"]["seed_axis"]["stacked"] == 1
         saved = paralab.load_model(a.path)
         assert max_difference(saved.state_dict(), b.model.state_dict()) <= 1e-5

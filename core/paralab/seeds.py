@@ -140,7 +140,7 @@ def _executor(protocol: Any) -> Any:
 def _stacked(chunk: list[Any], estimate: int) -> tuple[list[Result], str]:
     """Run the prepared seeds of ``chunk`` stacked; ``([], why)`` when they cannot be (then
     nothing ran and no folder was claimed)."""
-    from paralab import runner
+    from paralab import run_warnings, runner
     from paralab.seed_axis import SeedAxis, cuda_device, execute, interrupted
     from paralab.stacked import StackedModel, Unstackable
 
@@ -173,7 +173,10 @@ def _stacked(chunk: list[Any], estimate: int) -> tuple[list[Result], str]:
     for p in chunk:
         p.result.provenance[SEED_AXIS] = record
     started = time.perf_counter()
-    with runner._signals_interrupt():
+    shared = chunk[0].result.warnings  # one computation: its warnings are every seed's
+    for p in chunk:
+        p.result.warnings = shared
+    with runner._signals_interrupt(), run_warnings.collect(shared):
         try:
             execute(axis, executor)
         except KeyboardInterrupt as interrupt:
