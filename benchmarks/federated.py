@@ -8,6 +8,13 @@ is timed too, as the simplest honest baseline.
 
     python benchmarks/federated.py [--rounds 20] [--skip-flower]
 
+``--strategies`` adds (``--strategies-only``: runs only) the strategy comparison of issue 18 on
+digits under label skew (20 clients, Dirichlet(0.1), 10 per round, 5 local epochs, lr 0.05):
+test accuracy over ``--seeds`` seeds of paralab's FedAvg, SCAFFOLD and FedMedian
+(``aggregation = "median"``) beside Flower's ``FedMedian`` and ``FedAvg`` on the same
+partition, initial model and local SGD (SCAFFOLD is not in flwr 1.42 and flwr-baselines is not
+a package: paralab's FedAvg is its reference).
+
 Prints a table, then one JSON object as the last line; every ``*speedup*`` field is the
 peer's wall time over paralab's (above 1: paralab is faster). The ``dp_sgd_*`` fields give the
 cost of the ``dp`` middleware's DP-SGD under the supervised protocol (per-example gradients,
@@ -55,25 +62,26 @@ def time_paralab(dataset: str, rounds: int, backend: str, seed: int = 0) -> tupl
     return time.perf_counter() - started, float(result.metrics["test/accuracy"])
 
 
-def shared_setup(dataset_name: str, seed: int = 0) -> dict[str, Any]:
+def shared_setup(dataset_name: str, seed: int = 0, clients: int = CLIENTS,
+                 partition: str = "iid", alpha: float = 0.5) -> dict[str, Any]:
     """The data, the partition and the initial model both peers start from."""
     from paralab import mlp
     from paralab_federated.partitions import make_partition
 
     data = paralab.load_dataset(dataset_name)
     train, test = data.splits["train"], data.splits["test"]
-    partition = make_partition(train, data.y[train], CLIENTS, "iid",
-                               generator=torch.Generator().manual_seed(seed))
+    dealt = make_partition(train, data.y[train], clients, partition, alpha=alpha,
+                           generator=torch.Generator().manual_seed(seed))
     torch.manual_seed(seed)
     model = mlp(data.info, hidden=HIDDEN)
-    clients = [partition.client(k) for k in range(CLIENTS)]
-    return {"x": data.x, "y": data.y, "test": test, "clients": clients, "model": model}
+    rows = [dealt.client(k) for k in range(clients)]
+    return {"x": data.x, "y": data.y, "test": test, "clients": rows, "model": model}
 
 
 def local_sgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor,
-              generator: torch.Generator) -> None:
-    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
-    for _ in range(EPOCHS):
+              generator: torch.Generator, epochs: int = EPOCHS, lr: float = LR) -> None:
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    for _ in range(epochs):
         order = rows[torch.randperm(len(rows), generator=generator)]
         for batch in torch.split(order, BATCH):
             optimizer.zero_grad()
@@ -111,16 +119,21 @@ def time_plain_loop(setup: dict[str, Any], rounds: int, seed: int = 0) -> tuple[
     return time.perf_counter() - started, final
 
 
-def time_flower(setup: dict[str, Any], rounds: int) -> tuple[float, float]:
-    """Flower's simulation engine (Ray): ServerApp with FedAvg, one ClientApp per client."""
+def time_flower(setup: dict[str, Any], rounds: int, strategy: str = "FedAvg",
+                fraction: float = FRACTION, epochs: int = EPOCHS,
+                lr: float = LR) -> tuple[float, float]:
+    """Flower's simulation engine (Ray): ServerApp with ``strategy`` (a name in
+    ``flwr.server.strategy``), one ClientApp per client."""
     import copy
 
+    import flwr.server.strategy as strategies
     import numpy as np
     from flwr.client import ClientApp, NumPyClient
     from flwr.common import Context, ndarrays_to_parameters
     from flwr.server import ServerApp, ServerAppComponents, ServerConfig
-    from flwr.server.strategy import FedAvg
     from flwr.simulation import run_simulation
+
+    n_clients = len(setup["clients"])
 
     for name in ("flwr", "ray"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -143,7 +156,7 @@ def time_flower(setup: dict[str, Any], rounds: int) -> tuple[float, float]:
         def fit(self, parameters: Any, config: Any) -> Any:
             set_weights(self.model, parameters)
             generator = torch.Generator().manual_seed(self.pid)
-            local_sgd(self.model, x, y, clients[self.pid], generator)
+            local_sgd(self.model, x, y, clients[self.pid], generator, epochs, lr)
             return get_weights(self.model), len(clients[self.pid]), {}
 
     def client_fn(context: Context) -> Any:
@@ -156,18 +169,19 @@ def time_flower(setup: dict[str, Any], rounds: int) -> tuple[float, float]:
         return 0.0, {"accuracy": finals[server_round]}
 
     def server_fn(context: Context) -> ServerAppComponents:
-        strategy = FedAvg(fraction_fit=FRACTION, fraction_evaluate=0.0,
-                          min_fit_clients=max(1, round(FRACTION * CLIENTS)),
-                          min_evaluate_clients=0, min_available_clients=CLIENTS,
-                          initial_parameters=ndarrays_to_parameters(get_weights(template)),
-                          evaluate_fn=evaluate)
-        return ServerAppComponents(strategy=strategy, config=ServerConfig(num_rounds=rounds))
+        chosen = getattr(strategies, strategy)(
+            fraction_fit=fraction, fraction_evaluate=0.0,
+            min_fit_clients=max(1, round(fraction * n_clients)),
+            min_evaluate_clients=0, min_available_clients=n_clients,
+            initial_parameters=ndarrays_to_parameters(get_weights(template)),
+            evaluate_fn=evaluate)
+        return ServerAppComponents(strategy=chosen, config=ServerConfig(num_rounds=rounds))
 
     started = time.perf_counter()
     run_simulation(
         server_app=ServerApp(server_fn=server_fn),
         client_app=ClientApp(client_fn=client_fn),
-        num_supernodes=CLIENTS,
+        num_supernodes=n_clients,
         backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
                         "init_args": {"num_cpus": 2, "include_dashboard": False}},
     )
@@ -215,6 +229,45 @@ def compare(dataset: str, rounds: int, skip_flower: bool) -> dict[str, Any]:
     return row
 
 
+SKEW = {"clients": 20, "fraction": 0.5, "partition": "dirichlet", "alpha": 0.1,
+        "local_epochs": 5, "batch_size": BATCH, "lr": 0.05}
+"""The strategy comparison's setting: label skew where client drift matters (SCAFFOLD's case)."""
+
+
+def strategy_rows(rounds: int, seeds: int, skip_flower: bool) -> dict[str, Any]:
+    """Test accuracy on digits after ``rounds`` rounds, mean and per seed, of paralab's FedAvg,
+    SCAFFOLD and FedMedian and of Flower's FedMedian and FedAvg (same partition, same initial
+    model, same local SGD; Flower samples clients with its own generator)."""
+    protocol = {key: value for key, value in SKEW.items() if key != "lr"}
+    runs: dict[str, list[float]] = {}
+    paralab_rows = {"paralab_fedavg": ("fedavg", "mean"), "paralab_scaffold": ("scaffold", "mean"),
+                    "paralab_fedmedian": ("fedavg", "median")}
+    for key, (method, aggregation) in paralab_rows.items():
+        runs[key] = [float(paralab.run({
+            "dataset": "digits", "model": {"name": "mlp", "hidden": HIDDEN}, "seed": seed,
+            "protocol": {"name": "federated", "rounds": rounds, "client_eval": False,
+                         "aggregation": aggregation, **protocol},
+            "method": {"name": method, "lr": SKEW["lr"]}, "output": None, "device": "cpu",
+        }).metrics["test/accuracy"]) for seed in range(seeds)]
+    row: dict[str, Any] = {}
+    if skip_flower:
+        row["flower_error"] = "skipped (--skip-flower)"
+    else:
+        try:
+            for strategy in ("FedMedian", "FedAvg"):
+                runs[f"flower_{strategy.lower()}"] = [time_flower(
+                    shared_setup("digits", seed, SKEW["clients"], "dirichlet", SKEW["alpha"]),
+                    rounds, strategy, SKEW["fraction"], SKEW["local_epochs"], SKEW["lr"])[1]
+                    for seed in range(seeds)]
+        except Exception as error:  # noqa: BLE001 - record exactly why Flower could not run
+            row["flower_error"] = "".join(
+                traceback.format_exception_only(type(error), error)).strip()
+    for key, values in runs.items():
+        row[f"{key}_accuracy_mean"] = sum(values) / len(values)
+        row[f"{key}_accuracies"] = values
+    return row
+
+
 def time_dp_sgd(epochs: int = 3, batch_size: int = 64) -> dict[str, float]:
     """Supervised SGD on digits with and without DP-SGD (``dp``, noise multiplier 1.1)."""
     base = {"dataset": "digits", "model": {"name": "mlp", "hidden": HIDDEN}, "output": None,
@@ -237,6 +290,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--skip-flower", action="store_true")
+    parser.add_argument("--strategies", action="store_true",
+                        help="add the strategy comparison (SCAFFOLD, FedMedian, Flower's)")
+    parser.add_argument("--strategies-only", action="store_true",
+                        help="run only the strategy comparison")
+    parser.add_argument("--strategy-rounds", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=3, help="seeds of the strategy comparison")
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
     os.environ.setdefault("PARALAB_QUIET", "1")
@@ -248,6 +307,16 @@ def main() -> None:
                      "torch_threads": THREADS},
         "load_average": os.getloadavg()[0],
     }
+    if args.strategies or args.strategies_only:
+        row = strategy_rows(args.strategy_rounds, args.seeds, args.skip_flower)
+        report["strategies_settings"] = {**SKEW, "rounds": args.strategy_rounds,
+                                         "seeds": args.seeds, "dataset": "digits"}
+        report.update({f"strategies_{key}": value for key, value in row.items()})
+        print("strategies (digits, Dirichlet 0.1): " + ", ".join(
+            f"{k}={v:.3f}" for k, v in row.items() if k.endswith("_mean")), flush=True)
+        if args.strategies_only:
+            print(json.dumps(report))
+            return
     for dataset in datasets:
         row = compare(dataset, args.rounds, args.skip_flower)
         for key, value in row.items():

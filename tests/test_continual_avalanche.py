@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 import paralab
-from tests.continual_helpers import continual_spec
+from paralab_continual.avalanche_adapter import UNSUPPORTED
+from tests.continual_helpers import continual_spec, small_continual_spec
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: see conftest
 
@@ -89,3 +90,78 @@ def test_declared_strategies_are_the_installed_avalanches():
         and value is not SupervisedTemplate
     }
     assert set(AVALANCHE_STRATEGIES) == installed | set(ALIASES)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "options", "learned"),
+    [
+        ("ICaRL", {"memory_size": 100}, 0.5),
+        ("GDumb", {"mem_size": 100}, 0.0),  # 3 epochs on 100 rows: see the GDumb test below
+        ("FromScratchTraining", {}, 0.3),
+        ("GenerativeReplay", {}, 0.0),  # a 2-d VAE of Avalanche's default: a weak replay
+    ],
+)
+def test_strategies_that_crashed_or_replaced_the_model_now_run_and_are_evaluated_as_avalanche(
+        strategy, options, learned):
+    """ICaRL (NCM classifier over a split model), GDumb and FromScratchTraining (which put a
+    copy of the initial model in ``strategy.model``) and GenerativeReplay (a VAE sized to the
+    inputs) run, and paralab's accuracy of every experience after every experience is
+    Avalanche's own evaluation of its model: no stale or wrong model is evaluated."""
+    method = {"name": "avalanche", "strategy": strategy, "strategy_options": options,
+              "avalanche_metrics": True}
+    result = paralab.run(small_continual_spec(method, epochs=3))
+    assert result.status == "completed"
+    for phase in result.phases[1:]:
+        ours = phase["metrics"]["accuracy_matrix_row"]
+        theirs = phase["metrics"]["avalanche/experience_accuracy"]
+        assert theirs == pytest.approx(ours, abs=1e-6)
+    matrix = result.metrics["accuracy_matrix"]
+    # The final model knows classes it met only after the first experience.
+    assert max(matrix[-1][1:]) >= learned
+
+
+def test_gdumb_through_the_adapter_evaluates_the_retrained_model():
+    """GDumb retrains a copy of the initial model each experience: before the fix paralab
+    evaluated the model as it was after the first experience, so its later rows of R were
+    the first row's accuracies on the old classes and chance elsewhere."""
+    method = {"name": "avalanche", "strategy": "GDumb", "strategy_options": {"mem_size": 150}}
+    result = paralab.run(small_continual_spec(method, epochs=10))
+    matrix = result.metrics["accuracy_matrix"]
+    assert matrix[1][1] > 0.3 and matrix[2][1] > 0.3  # not the first experience's model
+
+
+@pytest.mark.parametrize("strategy", sorted(UNSUPPORTED))
+def test_strategies_the_adapter_cannot_run_are_spec_errors_naming_them(strategy, tmp_path):
+    spec = small_continual_spec({"name": "avalanche", "strategy": strategy})
+    spec["output"] = str(tmp_path)
+    with pytest.raises(paralab.SpecError,
+                       match=rf"strategy '{strategy}' \(avalanche.training.{strategy}\) "
+                             r"cannot run through the adapter: \w+"):
+        paralab.run(spec)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_required_arguments_and_icarl_outside_class_il_are_spec_errors(monkeypatch):
+    spec = small_continual_spec({"name": "avalanche", "strategy": "ICaRL"},
+                                scenario="task_incremental")
+    with pytest.raises(paralab.SpecError, match=r"ICaRL learns new classes.*'task_incremental'"):
+        paralab.run(spec)
+    from paralab_continual import avalanche_adapter
+
+    monkeypatch.setitem(avalanche_adapter.REQUIRED_DEFAULTS, "MIR", {})
+    with pytest.raises(paralab.SpecError,
+                       match=r"avalanche.training.MIR needs \['mem_size', 'subsample'\]"):
+        paralab.run(small_continual_spec({"name": "avalanche", "strategy": "MIR"}))
+
+
+def test_icarl_needs_a_model_it_can_split():
+    import torch
+
+    from paralab_continual.icarl import split_model
+    from paralab_continual.scenarios import ScenarioError
+
+    features, head = split_model(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2)),
+                                 "x")
+    assert isinstance(head, torch.nn.Linear) and isinstance(features[0], torch.nn.Flatten)
+    with pytest.raises(ScenarioError, match=r"who: needs .*nn.Sequential ending in an nn.Linear"):
+        split_model(torch.nn.Linear(4, 2), "who")

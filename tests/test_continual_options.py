@@ -20,7 +20,7 @@ from tests.continual_helpers import CountingLoss, continual_spec
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: see conftest
 
 NATIVE = ("naive", "joint", "cumulative", "ewc", "online_ewc", "si", "lwf", "replay", "agem",
-          "der", "er_ace")
+          "der", "er_ace", "gdumb", "icarl", "bic")
 
 
 def _components() -> list[Any]:
@@ -93,7 +93,9 @@ BAD_METHOD = [
     ("lwf", "alpha", -0.1), ("lwf", "temperature", 0.0), ("lwf", "temperature", math.nan),
     ("replay", "buffer_size", 0), ("replay", "policy", "fifo"),
     ("replay", "memory_batch_size", -1), ("agem", "patterns_per_experience", 0),
-    ("agem", "sample_size", 0), ("avalanche", "strategy", "Nieve"), ("avalanche", "lr", -1.0),
+    ("agem", "sample_size", 0), ("gdumb", "buffer_size", 0), ("icarl", "memory_size", 0),
+    ("bic", "val_fraction", 1.0), ("bic", "bias_steps", 0),
+    ("avalanche", "strategy", "Nieve"), ("avalanche", "lr", -1.0),
     ("avalanche", "optimizer", "rmsprop"), ("avalanche", "momentum", 2.0),
     ("avalanche", "strategy_options", [1, 2]), ("avalanche", "avalanche_metrics", "on"),
 ]

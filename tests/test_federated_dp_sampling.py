@@ -8,6 +8,7 @@ import logging
 import pytest
 import torch
 
+import paralab
 from paralab_federated.partitions import make_partition
 from paralab_federated.schedule import plan_round
 from tests.federated_helpers import final_parameters, parameters_after, run
@@ -93,3 +94,22 @@ def test_an_empty_poisson_round_still_releases_noise() -> None:
         silent = final_parameters(middleware=[{**dp, "noise_multiplier": 0.0}], rounds=1,
                                   clients=4, fraction=0.001)
     assert max(float((noisy[n] - silent[n]).abs().max()) for n in noisy) > 1e-3
+
+
+def test_federated_noise_is_secret_by_default_and_reproducible_noise_is_recorded() -> None:
+    """Two runs of one spec and seed: other noise (seeded from the operating system), and
+    result.json says so; ``reproducible_noise`` gives equal models and records NOT private."""
+    import json
+
+    results: list[paralab.Result] = []
+    first = parameters_after(lambda: results.append(run(middleware=[DP], rounds=2)))
+    second = final_parameters(middleware=[DP], rounds=2)
+    assert max(float((first[n] - second[n]).abs().max()) for n in first) > 1e-4
+    assert results[0].metrics["privacy/noise"] == "seeded from the operating system"
+    same = {**DP, "reproducible_noise": True}
+    with pytest.warns(UserWarning, match="NOT private"):
+        a = parameters_after(lambda: results.append(run(middleware=[same], rounds=2)))
+        b = final_parameters(middleware=[same], rounds=2)
+    assert all(torch.equal(a[n], b[n]) for n in a)
+    recorded = json.loads(json.dumps(results[-1].to_dict(), default=str))  # result.json's
+    assert recorded["metrics"]["privacy/noise"] == "reproducible from a seed: NOT private"

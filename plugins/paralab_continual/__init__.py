@@ -3,7 +3,7 @@
 Contributes the ``continual`` protocol (class-, task- and domain-incremental streams as index
 views into the shared dataset), native strategies (``naive``, ``joint`` (offline, the upper
 bound), ``cumulative``, ``ewc``, ``online_ewc``, ``si``, ``lwf``, ``replay``, ``agem``,
-``der`` (DER/DER++), ``er_ace``), each a base loop plus strategy plugins that compose in the
+``der`` (DER/DER++), ``er_ace``, ``gdumb``, ``icarl``, ``bic``), each a base loop plus strategy plugins that compose in the
 spec (``plugins = [...]``, :mod:`paralab_continual.composition`), the ``avalanche`` method that
 runs any Avalanche strategy on a paralab stream, and the accuracy matrix with average
 accuracy, forgetting, backward and forward transfer, and memory figures per experience.
@@ -126,6 +126,13 @@ def paralab_protocols() -> list[ProtocolSpec]:
                 "forward_transfer": Option(True, help="evaluate the untrained model first "
                                                       "(the baseline of FWT)"),
                 "plot": Option(True, help="write accuracy_matrix.png to the run folder"),
+                "online": Option(False, help="one pass, a minibatch at a time: online and "
+                                             "anytime accuracy (epochs must be 1)"),
+                "eval_every": count(0, low=0, help="online: training steps between anytime "
+                                                   "evaluations (0: at experience ends only)"),
+                "blurry": Option(0.0, type=float, ge=0, lt=1,
+                                 help="fraction of each experience's training rows moved to "
+                                      "the others (blurry boundaries, class-incremental)"),
             },
             example={"experiences": 2, "epochs": 1},
             main_metric="average_accuracy",
@@ -207,6 +214,37 @@ def paralab_methods() -> list[MethodSpec]:
                  "memory_batch_size": count(10, help="memory rows per step (Avalanche's "
                                                      "batch_size_mem)")},
                 {"buffer_size": 20}),
+        _method("gdumb", "GDumb",
+                "GDumb (Prabhu et al. 2020): a class-balanced memory filled greedily; at each "
+                "experience the model restarts from its initial weights and trains on the "
+                "memory alone. Memory: buffer_size rows as indices and a copy of the initial "
+                "weights.",
+                {"buffer_size": count(200, help="rows the memory holds")},
+                {"buffer_size": 20}, plugin=False),
+        _method("icarl", "ICaRL",
+                "iCaRL (Rebuffi et al. 2017), as Avalanche's: exemplars chosen by herding "
+                "(memory_size in all, fixed), sigmoid cross-entropy with distillation of the old "
+                "classes, nearest-mean-of-exemplars classification; class-incremental, a model "
+                "ending in a linear head. Memory: memory_size rows as indices, the class means "
+                "and a frozen copy of the model.",
+                {"memory_size": count(2000, help="exemplars kept in all (ceil(memory_size / "
+                                                 "classes seen) per class)")},
+                {"memory_size": 20}, plugin=False),
+        _method("bic", "BiC",
+                "BiC (Wu et al. 2019): replay of a class-balanced memory with distillation "
+                "((1 - lam) CE + lam KD, lam = old classes / classes seen), then alpha * o + "
+                "beta on the newest classes' logits fitted on a small balanced validation "
+                "split; class-incremental. Memory: memory_size rows as indices, a frozen "
+                "copy of the model and two numbers per experience.",
+                {"memory_size": count(500, help="rows the class-balanced memory holds (the "
+                                                "paper's 2,000 is more than small streams have)"),
+                 "val_fraction": Option(0.1, gt=0, lt=1,
+                                        help="of each old class's exemplars, held out to fit "
+                                             "the correction (as many rows of each new class)"),
+                 "temperature": positive(2.0, help="temperature of the distillation"),
+                 "bias_lr": positive(1.0, help="L-BFGS step of the correction's fit"),
+                 "bias_steps": count(100, help="L-BFGS iterations of the correction's fit")},
+                {"memory_size": 60}, plugin=False),
         _method("agem", "AGEM",
                 "Averaged gradient episodic memory (Chaudhry et al. 2019): gradient projection. "
                 "Memory: patterns_per_experience rows per experience, as indices.",

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from paralab import ContinualStrategy
+from paralab_continual.icarl import split_model
 from paralab_continual.scenarios import Experience, ScenarioError, Stream
 from paralab_continual.strategies import gather
 
@@ -47,8 +48,53 @@ REQUIRED_DEFAULTS: dict[str, dict[str, Any]] = {
     "GEM": {"patterns_per_exp": 100},
     "AGEM": {"patterns_per_exp": 100},
     "MAS": {},
+    "ICaRL": {"memory_size": 2000, "buffer_transform": None, "fixed_memory": True},
+    "MIR": {"mem_size": 200, "subsample": 50},
 }
-"""Values for Avalanche constructor arguments that have no default there."""
+"""Values for Avalanche constructor arguments that have no default there (ICaRL's are the
+paper's memory of 2000 exemplars, fixed, no buffer transform)."""
+
+UNSUPPORTED: dict[str, str] = {
+    "PackNet": "PackNet isolates parameters per task: its model (avalanche.models.PackNetModel) "
+               "needs the task label in every forward pass, and paralab evaluates a model on "
+               "rows alone; use a native strategy",
+    "BiC": "Avalanche 0.6's BiC assigns experience.dataset, which the experiences of "
+           "benchmark_from_datasets (the streams the adapter builds) do not allow "
+           "(AttributeError: property 'dataset' ... has no setter); paralab's native "
+           "method 'bic' implements it",
+    "JointTraining": "JointTraining trains once on the whole stream, not experience by "
+                     "experience; use paralab's method 'joint' (offline, the upper bound)",
+    "AR1": "AR1 downloads a pretrained MobileNet, and runs have no network",
+    "AETraining": "AETraining trains an autoencoder, not a classifier paralab can evaluate",
+    "VAETraining": "VAETraining trains a generator, not a classifier paralab can evaluate "
+                   "(GenerativeReplay uses it inside)",
+    "ExpertGateStrategy": "ExpertGateStrategy needs an avalanche.models.ExpertGate model",
+    "PNNStrategy": "PNNStrategy needs an avalanche.models.PNN model (columns per task, "
+                   "called with task labels)",
+    "SCR": "SCR needs an avalanche.models.SCRModel (a projection head)",
+    "LearningToPrompt": "LearningToPrompt builds a pretrained vision transformer (model_name), "
+                        "not the run's model",
+    "StreamingLDA": "StreamingLDA needs its own slda_model and trains no run model",
+    "FeatureReplay": "FeatureReplay needs a model with a `classifier` attribute, which "
+                     "paralab's models do not have",
+    "ER_AML": "ER_AML needs a separate feature_extractor module the adapter does not build",
+    "CWRStar": "CWRStar needs cwr_layer_name, the name of a layer of avalanche's own model "
+               "families, and freezes the others",
+    "CoPE": "CoPE's prototype size (p_size) and memory must match the model's output, which "
+            "the adapter does not set up",
+    "LFL": "LFL calls model.get_features(), which only avalanche's BaseModel subclasses have",
+    "GSS_greedy": "GSS_greedy needs input_size and a gradient memory sized to the model, "
+                  "which the adapter does not set up",
+}
+"""Avalanche strategies that cannot run (or would not give a result paralab can evaluate)
+through the adapter, and why: :meth:`AvalancheStrategy.check` rejects them before anything
+runs, naming the strategy, instead of a crash inside Avalanche in the middle of a run."""
+
+SUPPLIED = {"self", "model", "optimizer", "criterion", "train_mb_size", "train_epochs",
+            "eval_mb_size", "device", "evaluator", "eval_every", "plugins",
+            "feature_extractor", "classifier", "generator_strategy"}
+"""Constructor arguments the adapter fills itself (ICaRL's feature extractor and classifier
+are the run's model split before its last linear layer)."""
 
 
 def _strategy_class(name: str) -> type:
@@ -107,7 +153,13 @@ class AvalancheStrategy(ContinualStrategy):
         """The strategy must exist in the installed Avalanche and take every key of
         ``strategy_options``."""
         cls = _strategy_class(self.strategy_name)
-        accepted = set(inspect.signature(cls.__init__).parameters)
+        if cls.__name__ in UNSUPPORTED:
+            raise ScenarioError(
+                f"method 'avalanche': strategy {self.strategy_name!r} "
+                f"(avalanche.training.{cls.__name__}) cannot run through the adapter: "
+                f"{UNSUPPORTED[cls.__name__]}")
+        parameters = inspect.signature(cls.__init__).parameters
+        accepted = set(parameters)
         unknown = sorted(set(self.strategy_options) - accepted)
         if unknown:
             raise ScenarioError(
@@ -115,6 +167,26 @@ class AvalancheStrategy(ContinualStrategy):
                 f"avalanche.training.{cls.__name__}; it accepts "
                 f"{', '.join(sorted(accepted - {'self', 'model', 'optimizer', 'device'}))}"
             )
+        given = set(self.strategy_options) | set(REQUIRED_DEFAULTS.get(cls.__name__, {}))
+        missing = sorted(
+            name for name, parameter in parameters.items()
+            if parameter.default is inspect.Parameter.empty
+            and parameter.kind in (parameter.KEYWORD_ONLY, parameter.POSITIONAL_OR_KEYWORD)
+            and name not in SUPPLIED and name not in given)
+        if missing:
+            raise ScenarioError(
+                f"method 'avalanche': avalanche.training.{cls.__name__} needs {missing}, "
+                f"which have no default; give them in strategy_options")
+        if cls.__name__ == "ICaRL" and stream.scenario != "class_incremental":
+            raise ScenarioError(
+                f"method 'avalanche': avalanche.training.ICaRL learns new classes per "
+                f"experience (class-incremental) and uses no task labels; scenario "
+                f"{stream.scenario!r} is not one: use scenario = 'class_incremental'")
+
+    def validate(self, run: RunContext) -> None:
+        """What needs the built model: ICaRL splits it before its last linear layer."""
+        if _strategy_class(self.strategy_name).__name__ == "ICaRL":
+            split_model(run.model, "method 'avalanche' (ICaRL)")
 
     def bind(self, stream: Stream) -> None:
         self.stream = stream
@@ -127,6 +199,11 @@ class AvalancheStrategy(ContinualStrategy):
         test = [self._dataset(run, e, e.test) for e in self.stream]
         scenario = benchmark_from_datasets(train=train, test=test)
         self.train_stream, self.test_stream = scenario.train_stream, scenario.test_stream
+        if self.strategy_name == "ICaRL":
+            # Its NCM classifier reads each evaluated experience's classes.
+            for avalanche_stream in (self.train_stream, self.test_stream):
+                for index, experience in enumerate(self.stream):
+                    avalanche_stream[index].classes_in_this_experience = list(experience.classes)
 
     def _dataset(self, run: RunContext, experience: Experience, rows: torch.Tensor) -> Any:
         from avalanche.benchmarks.utils import _make_taskaware_tensor_classification_dataset
@@ -136,6 +213,10 @@ class AvalancheStrategy(ContinualStrategy):
         x, y = gather(run.dataset, self.stream, rows, ids)
         if self.stream.remapped:
             y = self.stream.target_map.to(y.device)[experience.index, y]
+        if self.strategy_name == "GenerativeReplay":
+            # Avalanche's VAE decodes to (C, H, W) images; rows travel as 1 x 1 x features
+            # (the run's model flattens its input, so it trains and evaluates the same).
+            x = x.reshape(len(x), 1, 1, -1)
         return _make_taskaware_tensor_classification_dataset(
             x.cpu(), y.cpu(), task_labels=experience.task, targets=y.cpu().tolist()
         )
@@ -167,14 +248,23 @@ class AvalancheStrategy(ContinualStrategy):
         )
         options = {**REQUIRED_DEFAULTS.get(cls.__name__, {}), **self.strategy_options}
         accepted = set(inspect.signature(cls.__init__).parameters)
-        if "criterion" in accepted:
+        if "criterion" in accepted and cls.__name__ != "ICaRL":  # ICaRL sets its own loss
             options.setdefault("criterion", torch.nn.CrossEntropyLoss())
+        if cls.__name__ == "ICaRL":
+            # iCaRL classifies by the nearest mean of exemplars in the features' space: the
+            # run's model before its head is the feature extractor, its head trains the
+            # features (Avalanche's TrainEvalModel); paralab evaluates strategy.model.
+            features, head = split_model(run.model, "method 'avalanche' (ICaRL)")
+            options.update(feature_extractor=features, classifier=head)
+        else:
+            options["model"] = run.model
+        if cls.__name__ == "GenerativeReplay" and "generator_strategy" not in options:
+            options["generator_strategy"] = self._generator(run, epochs, batch_size, options)
         with warnings.catch_warnings():
             # Avalanche warns that an evaluator without loggers logs nothing: that is the point.
             warnings.filterwarnings("ignore", message="No loggers specified")
             evaluator = EvaluationPlugin(*metrics, loggers=[])
         return cls(
-            model=run.model,
             optimizer=optimizer,
             train_mb_size=batch_size,
             train_epochs=epochs,
@@ -185,6 +275,39 @@ class AvalancheStrategy(ContinualStrategy):
             eval_every=0 if self.avalanche_metrics else -1,
             **options,
         )
+
+    @staticmethod
+    def _generator(run: RunContext, epochs: int, batch_size: int,
+                   options: dict[str, Any]) -> Any:
+        """GenerativeReplay's default generator sized to the run's inputs: Avalanche's own
+        default (``MlpVAE((1, 28, 28), nhid=2)``, Adam lr 0.01, weight decay 1e-4, trained
+        with ``VAETraining`` and the ``GenerativeReplayPlugin``) fits only 28x28 images."""
+        from avalanche.models import MlpVAE
+        from avalanche.training import VAETraining
+        from avalanche.training.plugins import GenerativeReplayPlugin
+        from avalanche.training.supervised.strategy_wrappers import VAE_loss
+
+        shape = (1, 1, int(run.dataset.x[0].numel()))  # as _dataset shapes the rows
+        generator = MlpVAE(shape, nhid=2, n_classes=run.dataset.info.n_classes,
+                           device=run.device)
+        replay = {key: options[key] for key in (
+            "replay_size", "increasing_replay_size", "is_weighted_replay",
+            "weight_replay_loss_factor", "weight_replay_loss") if key in options}
+        return VAETraining(
+            model=generator,
+            optimizer=torch.optim.Adam(generator.parameters(), lr=0.01, weight_decay=1e-4),
+            criterion=VAE_loss, train_mb_size=batch_size, train_epochs=epochs,
+            eval_mb_size=run.spec.eval_batch_size, device=run.device,
+            plugins=[GenerativeReplayPlugin(**replay)])
+
+    def evaluation_model(self, run: RunContext) -> torch.nn.Module:
+        """The model paralab evaluates: Avalanche's ``strategy.model`` once it is not the
+        run's (ICaRL's TrainEvalModel classifies by nearest mean of exemplars in eval mode),
+        with outputs padded to the dataset's classes."""
+        model = getattr(self.strategy, "model", None)
+        if model is None or model is run.model:
+            return run.model
+        return PaddedOutputs(model, run.dataset.info.n_classes)
 
     def before_experience(self, run: RunContext, experience: Experience) -> None:
         """Avalanche runs its own before-experience callbacks inside ``train``."""
@@ -197,13 +320,45 @@ class AvalancheStrategy(ContinualStrategy):
             self.settings = (epochs, batch_size)
             if self.avalanche_metrics:
                 self._avalanche_eval(run, "initial")
+        train = self.train_stream[experience.index]
+        if self.strategy_name == "ICaRL":
+            self._describe_benchmark(train)
         if self.avalanche_metrics:
             # The periodic evaluation at the end of the experience is on the test stream.
-            self.strategy.train(self.train_stream[experience.index], eval_streams=[self.test_stream])
+            self.strategy.train(train, eval_streams=[self.test_stream])
         else:
-            self.strategy.train(self.train_stream[experience.index])
+            self.strategy.train(train)
+        self._sync_model(run)
         loss = getattr(self.strategy, "loss", None)
         return float(loss) if loss is not None else float("nan")
+
+    def _describe_benchmark(self, experience: Any) -> None:
+        """ICaRL reads ``experience.benchmark.n_classes_per_exp`` and ``classes_order``
+        (attributes of Avalanche's class-incremental benchmarks that
+        ``benchmark_from_datasets`` lacks): give them from the paralab stream."""
+        from types import SimpleNamespace
+
+        assert self.stream is not None
+        experiences = self.stream.experiences
+        experience.benchmark = SimpleNamespace(
+            n_classes_per_exp=[len(e.classes) for e in experiences],
+            classes_order=[c for e in experiences for c in e.classes])
+
+    def _sync_model(self, run: RunContext) -> None:
+        """Avalanche strategies that restart from the initial weights (GDumb,
+        FromScratchTraining) put a *copy* in ``strategy.model``: its weights go back into
+        the run's model, which paralab evaluates and saves; else paralab would evaluate the
+        model as it was when the copy was made (GDumb scored below chance that way)."""
+        model = self.strategy.model
+        if model is run.model or self.strategy_name == "ICaRL":  # ICaRL's shares its layers
+            return
+        try:
+            run.model.load_state_dict(model.state_dict())
+        except RuntimeError as error:
+            raise RuntimeError(
+                f"method 'avalanche': avalanche.training.{type(self.strategy).__name__} "
+                f"replaced the model by one of another architecture, which paralab cannot "
+                f"evaluate: {error}") from None
 
     def after_experience(self, run: RunContext, experience: Experience) -> None:
         if self.avalanche_metrics:
@@ -233,3 +388,22 @@ class AvalancheStrategy(ContinualStrategy):
         ]
         if accuracies:
             run.record("avalanche/experience_accuracy", accuracies)
+
+
+class PaddedOutputs(torch.nn.Module):
+    """``model``'s outputs with as many columns as the dataset has classes (ICaRL's NCM
+    scores only the classes it has means for; the others get a score below every other, finite
+    so that the evaluation's cross-entropy is)."""
+
+    def __init__(self, model: torch.nn.Module, classes: int) -> None:
+        super().__init__()
+        self.model = model
+        self.classes = classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        if out.shape[1] >= self.classes:
+            return out[:, : self.classes]
+        floor = float(out.min().detach()) - 1.0 if out.numel() else 0.0
+        pad = out.new_full((out.shape[0], self.classes - out.shape[1]), floor)
+        return torch.cat([out, pad], dim=1)

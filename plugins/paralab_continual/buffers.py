@@ -46,6 +46,11 @@ class IndexBuffer:
     def __len__(self) -> int:
         return int(self.indices.numel())
 
+    @property
+    def groups(self) -> torch.Tensor:
+        """Each slot's group under a balanced policy (its class, or its experience)."""
+        return self._groups
+
     def state_dict(self) -> dict[str, Any]:
         """The memory (index tensors), the count seen and where the shuffled pass stands."""
         return {"indices": self.indices.clone(), "experiences": self.experiences.clone(),

@@ -95,6 +95,19 @@ def tensor_bytes(*groups: Any) -> int:
     return total
 
 
+def frozen_copy(model: Any, state: dict[str, Any] | None = None) -> Any:
+    """A copy of ``model`` in eval mode with no gradients (a teacher: iCaRL's, BiC's),
+    holding ``state`` (a ``state_dict``) when given, else ``model``'s weights now."""
+    import copy
+
+    frozen = copy.deepcopy(model).eval()
+    if state is not None:
+        frozen.load_state_dict(state)
+    for parameter in frozen.parameters():
+        parameter.requires_grad_(False)
+    return frozen
+
+
 def overridden(plugin: Any, callback: str) -> bool:
     """Whether ``plugin`` implements ``callback`` (a StrategyPlugin's no-op does not count)."""
     method = getattr(type(plugin), callback, None)
@@ -198,6 +211,6 @@ def memory_bytes(plugins: Sequence[Any]) -> int:
     return total
 
 
-__all__ = ["CALLBACKS", "StrategyPlugin", "callback_table", "describe", "memory_bytes",
-           "resolve", "tensor_bytes"]
+__all__ = ["CALLBACKS", "StrategyPlugin", "callback_table", "describe", "frozen_copy",
+           "memory_bytes", "resolve", "tensor_bytes"]
 

@@ -30,6 +30,7 @@ import torch
 from paralab import Predictions, Protocol, accuracy, predict
 from paralab_continual import metrics
 from paralab_continual.memory import PeakMemory, strategy_figures
+from paralab_continual.online import OnlineMonitor, blur_stream
 from paralab_continual.scenarios import Experience, Stream, build_stream
 
 if TYPE_CHECKING:
@@ -57,6 +58,12 @@ class Continual(Protocol):
     :param eval_split: the split each experience's test view comes from.
     :param forward_transfer: evaluate the untrained model first (for FWT).
     :param plot: write the heat-map of R when the run has an output folder.
+    :param online: one pass, a minibatch at a time, with online and anytime accuracy
+        (:mod:`paralab_continual.online`); ``epochs`` must be 1.
+    :param eval_every: online: training steps between anytime evaluations (0: only at each
+        experience's end).
+    :param blurry: the fraction of each experience's training rows moved to the others
+        (blurry boundaries; class-incremental streams).
     """
 
     def __init__(
@@ -74,6 +81,9 @@ class Continual(Protocol):
         eval_split: str = "test",
         forward_transfer: bool = True,
         plot: bool = True,
+        online: bool = False,
+        eval_every: int = 0,
+        blurry: float = 0.0,
     ) -> None:
         self.options: dict[str, Any] = {
             "scenario": scenario,
@@ -91,6 +101,9 @@ class Continual(Protocol):
         self.eval_split = eval_split
         self.forward_transfer = forward_transfer
         self.plot = plot
+        self.online = online
+        self.eval_every = eval_every
+        self.blurry = blurry
         self.stream: Stream | None = None
         self._restored: dict[str, Any] | None = None
         self._live: dict[str, Any] = {"initial": None, "rows": []}
@@ -105,6 +118,8 @@ class Continual(Protocol):
         run.dataset.check_splits(self.options["train_split"])
         run.dataset.check_splits(self.options["eval_split"], train_option="eval_split")
         stream = build_stream(run.dataset, seed=run.seed, **self.options)
+        self.check_online(run, stream)
+        stream = blur_stream(stream, self.blurry, run.seed)
         run.method.check(stream, run.dataset)
         if run.spec.checkpoint_every and not all(
             callable(getattr(run.method, name, None)) for name in ("state_dict", "load_state_dict")
@@ -117,6 +132,29 @@ class Continual(Protocol):
             )
         self.stream = stream
         run.state[STATE] = {"stream": stream}
+
+    def check_online(self, run: RunContext, stream: Stream) -> None:
+        """What the declarations cannot say alone: online is one pass of a native strategy's
+        steps; blurry boundaries need a class-incremental stream."""
+        if self.online and self.epochs != 1:
+            raise ValueError(f"protocol.epochs = {self.epochs}: online = true is one pass over "
+                             f"the stream; set epochs = 1")
+        if self.online and not hasattr(run.method, "step_hook"):
+            raise ValueError(
+                f"protocol.online = true: method {run.spec.method.name!r} trains through its "
+                f"own loop, whose steps paralab cannot observe; use a native strategy")
+        if self.online and run.spec.checkpoint_every:
+            raise ValueError(f"checkpoint_every = {run.spec.checkpoint_every}: an online run's "
+                             f"running metrics are not checkpointed; set checkpoint_every = 0")
+        if self.eval_every and not self.online:
+            raise ValueError(f"protocol.eval_every = {self.eval_every}: evaluations inside an "
+                             f"experience are for online = true; set online = true or "
+                             f"eval_every = 0")
+        if self.blurry and stream.scenario != "class_incremental":
+            raise ValueError(
+                f"protocol.blurry = {self.blurry}: blurry boundaries move rows between "
+                f"experiences, which only a class-incremental stream allows (no task mask or "
+                f"transform depends on the experience); scenario is {stream.scenario!r}")
 
     # ----------------------------------------------------------------------- checkpoints
 
@@ -167,6 +205,10 @@ class Continual(Protocol):
             with run.phase("initial", 0, scenario=stream.scenario):
                 initial = self.evaluate_stream(run, stream)
                 self._live["initial"] = initial
+        monitor = None
+        if self.online:
+            monitor = OnlineMonitor(run, stream, self.eval_every, evaluation_model)
+            method.step_hook = monitor
         experiences = stream.experiences[start:]
         for experience in run.progress(experiences, desc="experiences", total=size, done=start):
             i = experience.index
@@ -175,6 +217,8 @@ class Continual(Protocol):
             ) as phase:
                 peak = PeakMemory(run.device)
                 peak.start()
+                if monitor is not None:
+                    monitor.start(experience)
                 method.before_experience(run, experience)
                 loss = method.train_experience(run, experience, self.epochs, self.batch_size)
                 method.after_experience(run, experience)
@@ -183,9 +227,14 @@ class Continual(Protocol):
                 phase.metrics.update(strategy_figures(method, run.dataset))
                 peak.record(run, i)
                 matrix[i] = self.evaluate_stream(run, stream)
+                if monitor is not None:
+                    monitor.close(phase, sum(matrix[i][: i + 1]) / (i + 1))
                 self._live["rows"] = matrix[: i + 1]
                 run.record("average_accuracy", metrics.average_accuracy(matrix, after=i))
                 run.record("accuracy_matrix_row", matrix[i])
+        if monitor is not None:
+            for key, value in monitor.summary().items():
+                run.record(key, value)
         self.finish(run, matrix, initial)
 
     def finish(self, run: RunContext, matrix: list[list[float]],
@@ -214,7 +263,8 @@ class Continual(Protocol):
         if any(e.transform is not None for e in stream):
             return [self.evaluate(run, stream, e) for e in stream]
         rows = torch.cat([e.test for e in stream])
-        raw = predict(run.model, run.dataset, rows, batch_size=run.spec.eval_batch_size)
+        raw = predict(evaluation_model(run), run.dataset, rows,
+                      batch_size=run.spec.eval_batch_size)
         accuracies, start = [], 0
         for experience in stream:
             stop = start + len(experience.test)
@@ -240,7 +290,7 @@ class Continual(Protocol):
         name = f"exp{experience.index}"
         if raw is None:
             raw = predict(
-                run.model,
+                evaluation_model(run),
                 run.dataset,
                 experience.test,
                 batch_size=run.spec.eval_batch_size,
@@ -260,3 +310,11 @@ class Continual(Protocol):
         )
         evaluation = run.evaluate(self.eval_split, name=name, predictions=predictions)
         return accuracy(evaluation.predictions)
+
+
+def evaluation_model(run: RunContext) -> torch.nn.Module:
+    """The model whose outputs are evaluated: the method's ``evaluation_model(run)`` when it
+    has one (iCaRL classifies by the nearest mean of exemplars, not by the model's head),
+    else ``run.model``."""
+    chooser = getattr(run.method, "evaluation_model", None)
+    return chooser(run) if callable(chooser) else run.model

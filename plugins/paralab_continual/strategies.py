@@ -35,8 +35,11 @@ from paralab import Batch, OptimizerMethod, OptionError, adam
 from paralab import ContinualStrategy as StrategyInterface
 from paralab import clear_gradients as clear_optimizer_gradients
 from paralab_continual import composition
+from paralab_continual.bic import BiCPlugin
 from paralab_continual.composition import FIELD
 from paralab_continual.dark import DERPlugin
+from paralab_continual.gdumb import GDumbPlugin
+from paralab_continual.icarl import ICaRLPlugin
 from paralab_continual.regularization import EWCPlugin, LwFPlugin, QuadraticPenalty, SIPlugin
 from paralab_continual.rehearsal import AGEMPlugin, ERACEPlugin, ReplayPlugin
 from paralab_continual.rows import fused_sgd_step, gather
@@ -47,7 +50,7 @@ if TYPE_CHECKING:
 
     from paralab import RunContext, SharedDataset
 
-__all__ = ["AGEM", "DER", "ERACE", "EWC", "SI", "ContinualStrategy", "Cumulative", "Joint", "LwF", "Naive",
+__all__ = ["AGEM", "DER", "ERACE", "EWC", "SI", "BiC", "GDumb", "ICaRL", "ContinualStrategy", "Cumulative", "Joint", "LwF", "Naive",
            "OnlineEWC", "QuadraticPenalty", "Replay", "fused_sgd_step", "gather"]
 
 
@@ -97,6 +100,9 @@ class ContinualStrategy(OptimizerMethod, StrategyInterface):
         self.train_masked = False
         self.parameters: list[torch.nn.Parameter] = []
         self.batch_size = 0  # the protocol's, set by train_experience
+        self.step_hook: Any = None
+        """Online protocols: called after each step with the incoming rows' hits (predicted
+        right before the step trained on them, a tensor) and their count."""
 
     # ------------------------------------------------------------------------ plugins
 
@@ -329,9 +335,12 @@ class ContinualStrategy(OptimizerMethod, StrategyInterface):
         """One optimizer step; returns the batch loss as a tensor (no device sync)."""
         for callback in self.callbacks["before_step"]:
             callback(self, run, model, x, y, rows, ids)
+        incoming = len(x)
         x, y, rows, ids = self.augment(run, x, y, rows, ids)
         raw = model(x)
         logits, targets = self.read_outputs(raw, y, ids)
+        if self.step_hook is not None:  # test-then-train: the prediction before the update
+            hits = (logits[:incoming].detach().argmax(1) == targets[:incoming]).sum()
         objective = None
         for callback in self.callbacks["objective"]:  # at most one (callback_table checks)
             objective = callback(self, run, ids)
@@ -344,6 +353,8 @@ class ContinualStrategy(OptimizerMethod, StrategyInterface):
         self.after_backward(run, model)
         self.apply_update()
         self.after_step(run, model)
+        if self.step_hook is not None:
+            self.step_hook(self, hits, incoming)
         return loss.detach()
 
     def clear_gradients(self) -> None:
@@ -563,3 +574,75 @@ class ERACE(_WithPlugin):
     @classmethod
     def plugin_from(cls, **own: Any) -> ERACEPlugin:
         return ERACEPlugin(**own)
+
+
+class GDumb(_WithPlugin):
+    """GDumb (Prabhu et al. 2020): at each experience, the model restarts from its initial
+    weights and trains on the class-balanced memory alone (see
+    :class:`~paralab_continual.gdumb.GDumbPlugin`)."""
+
+    name = "gdumb"
+
+    def __init__(self, buffer_size: int = 200, **options: Any) -> None:
+        super().__init__(**options)
+        self._own_options = {"buffer_size": buffer_size}
+
+    @classmethod
+    def plugin_from(cls, **own: Any) -> GDumbPlugin:
+        return GDumbPlugin(**own)
+
+    def training_rows(self, experience: Experience) -> tuple[torch.Tensor, torch.Tensor]:
+        buffer = self.plugin.buffer
+        return buffer.indices, buffer.experiences
+
+
+class ICaRL(_WithPlugin):
+    """iCaRL (Rebuffi et al. 2017): herding exemplars, distillation, nearest-mean-of-exemplars
+    classification (see :class:`~paralab_continual.icarl.ICaRLPlugin`)."""
+
+    name = "icarl"
+
+    def __init__(self, memory_size: int = 2000, **options: Any) -> None:
+        super().__init__(**options)
+        self._own_options = {"memory_size": memory_size}
+
+    @classmethod
+    def plugin_from(cls, **own: Any) -> ICaRLPlugin:
+        return ICaRLPlugin(**own)
+
+    def training_rows(self, experience: Experience) -> tuple[torch.Tensor, torch.Tensor]:
+        rows, ids = super().training_rows(experience)
+        memory_rows, memory_ids = self.plugin.exemplars()
+        return (torch.cat([rows, memory_rows.to(rows.device)]),
+                torch.cat([ids, memory_ids.to(ids.device)]))
+
+    def evaluation_model(self, run: RunContext) -> torch.nn.Module:
+        """What the protocol evaluates: the nearest mean of exemplars once there are any."""
+        return self.plugin.classifier(run.model) or run.model
+
+
+class BiC(_WithPlugin):
+    """BiC (Wu et al. 2019): replay with distillation and a bias correction of the newest
+    classes' logits (see :class:`~paralab_continual.bic.BiCPlugin`)."""
+
+    name = "bic"
+
+    def __init__(self, memory_size: int = 500, val_fraction: float = 0.1,
+                 temperature: float = 2.0, bias_lr: float = 1.0, bias_steps: int = 100,
+                 **options: Any) -> None:
+        super().__init__(**options)
+        self._own_options = {"memory_size": memory_size, "val_fraction": val_fraction,
+                             "temperature": temperature, "bias_lr": bias_lr,
+                             "bias_steps": bias_steps}
+
+    @classmethod
+    def plugin_from(cls, **own: Any) -> BiCPlugin:
+        return BiCPlugin(**own)
+
+    def training_rows(self, experience: Experience) -> tuple[torch.Tensor, torch.Tensor]:
+        """The experience's rows and the exemplars, less the validation rows."""
+        return self.plugin.train_rows, self.plugin.train_ids
+
+    def evaluation_model(self, run: RunContext) -> torch.nn.Module:
+        """The model with every fitted bias correction applied."""
+        return self.plugin.classifier(run.model)

@@ -76,6 +76,8 @@ class Continual(SingleContinual):
     def seed_axis_why_not(self, runs: list[RunContext]) -> str:
         """Why these runs cannot train stacked (``""``: they can)."""
         for run in runs:
+            if self_of(run).online:
+                return "online streams (online = true) have no stacked step yet"
             if type(run.method) not in STACKED_STRATEGIES:
                 names = ", ".join(s.name for s in STACKED_STRATEGIES)
                 return (f"method {run.spec.method.name!r} ({type(run.method).__name__}) has no "

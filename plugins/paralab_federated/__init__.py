@@ -1,9 +1,11 @@
 """paralab_federated: federated learning as a paralab plugin.
 
-Partitions of any shared dataset into clients (index views), FedSGD, FedAvg, FedProx, FedAdam
-and FedYogi, a simulator that trains a round's clients as one vectorized computation, a Ray
-backend for clusters, and differential privacy (DP-FedAvg under ``federated``, DP-SGD under
-``supervised``) and secure aggregation as middleware. Under :func:`paralab.run_seeds` the
+Partitions of any shared dataset into clients (index views); FedSGD, FedAvg, FedAvgM, FedProx,
+FedAdam, FedYogi, FedAdagrad, stateful clients (SCAFFOLD, FedDyn), FedNova, personalization
+(FedBN, FedPer, Ditto) and client momentum; robust aggregation; a simulator that trains a round's
+clients as one vectorized computation, a Ray backend for clusters; differential privacy
+(DP-FedAvg with fixed or adaptive clipping under ``federated``, DP-SGD under ``supervised``),
+local DP, secure aggregation and Byzantine attacks as middleware. Under :func:`paralab.run_seeds` the
 seeds of one configuration train their clients together (seeds x clients, one vectorized
 computation: :mod:`paralab_federated.vectorized`).
 
@@ -52,12 +54,16 @@ def _client_lr(default: float) -> Option:
 
 
 _SERVER_LR = positive(1.0, help="step size of the server on the mean client delta")
+_CLIENT_MOMENTUM = Option(0.0, ge=0, lt=1,
+                          help="heavy-ball momentum of the clients' local SGD (0: none; a "
+                               "fresh buffer each round)")
 _ADAPTIVE = {
     "lr": _client_lr(0.05),
     "server_lr": positive(0.01, help="step size of the server's adaptive optimizer"),
     "beta1": Option(0.9, ge=0, lt=1, help="first-moment decay of the server optimizer"),
     "beta2": Option(0.99, ge=0, lt=1, help="second-moment decay of the server optimizer"),
     "tau": positive(1e-3, help="adaptivity: added to the second moment's square root"),
+    "client_momentum": _CLIENT_MOMENTUM,
 }
 
 _FEDERATED_OPTIONS = {
@@ -135,21 +141,59 @@ def paralab_methods() -> list[MethodSpec]:
         method("fedsgd", "FedSGD", "FedSGD: one full-batch gradient per client, averaged "
                "(McMahan et al. 2017).", {"lr": _client_lr(0.1), "server_lr": _SERVER_LR}),
         method("fedavg", "FedAvg", "FedAvg: local SGD epochs, example-weighted mean of the "
-               "deltas (McMahan et al. 2017).", {"lr": _client_lr(0.05), "server_lr": _SERVER_LR}),
+               "deltas (McMahan et al. 2017).", {"lr": _client_lr(0.05), "server_lr": _SERVER_LR,
+                                                   "client_momentum": _CLIENT_MOMENTUM}),
         method("fedavgm", "FedAvgM", "FedAvgM: FedAvg with server momentum on the mean delta "
                "(Hsu et al. 2019).",
                {"lr": _client_lr(0.05), "server_lr": _SERVER_LR,
                 "server_momentum": Option(0.9, ge=0, lt=1,
-                                          help="decay of the server's momentum buffer")}),
+                                          help="decay of the server's momentum buffer"),
+                "client_momentum": _CLIENT_MOMENTUM}),
         method("fedprox", "FedProx", "FedProx: FedAvg with a proximal term mu/2 ||w - w_global||^2 "
                "(Li et al. 2020).",
                {"lr": _client_lr(0.05),
                 "mu": non_negative(0.01, help="strength of the proximal term"),
-                "server_lr": _SERVER_LR}),
+                "server_lr": _SERVER_LR, "client_momentum": _CLIENT_MOMENTUM}),
         method("fedadam", "FedAdam", "FedAdam: server Adam on the mean delta (Reddi et al. 2021).",
                dict(_ADAPTIVE)),
         method("fedyogi", "FedYogi", "FedYogi: server Yogi on the mean delta (Reddi et al. 2021).",
                dict(_ADAPTIVE)),
+        method("fedadagrad", "FedAdagrad", "FedAdagrad: server Adagrad on the mean delta "
+               "(Reddi et al. 2021).",
+               {"lr": _client_lr(0.05),
+                "server_lr": positive(0.1, help="step size of the server's Adagrad"),
+                "beta1": Option(0.0, ge=0, lt=1,
+                                help="first-moment decay (Flower fixes it at 0)"),
+                "tau": _ADAPTIVE["tau"], "client_momentum": _CLIENT_MOMENTUM}),
+        method("scaffold", "Scaffold", "SCAFFOLD: stateful clients whose control variates "
+               "correct client drift under heterogeneous data (Karimireddy et al. 2020).",
+               {"lr": _client_lr(0.05), "server_lr": _SERVER_LR,
+                "client_momentum": _CLIENT_MOMENTUM}),
+        method("fedbn", "FedBN", "FedBN: FedAvg whose clients keep their batch-norm layers "
+               "and statistics local; per-client evaluation with each client's own model "
+               "(Li et al. 2021).",
+               {"lr": _client_lr(0.05), "server_lr": _SERVER_LR,
+                "client_momentum": _CLIENT_MOMENTUM}),
+        method("fedper", "FedPer", "FedPer: the base layers are federated, the last "
+               "personal_layers layers (the head) stay on each client; per-client "
+               "evaluation with each client's own model (Arivazhagan et al. 2019).",
+               {"lr": _client_lr(0.05), "server_lr": _SERVER_LR,
+                "personal_layers": count(1, help="last layers with parameters kept local"),
+                "client_momentum": _CLIENT_MOMENTUM}),
+        method("ditto", "Ditto", "Ditto: FedAvg's global model plus a personal model per "
+               "client, pulled towards the global one (Li et al. 2021); per-client evaluation "
+               "with the personal models.",
+               {"lr": _client_lr(0.05), "server_lr": _SERVER_LR,
+                "ditto_lambda": non_negative(0.1, help="pull of each personal model towards "
+                                                       "the global one"),
+                "client_momentum": _CLIENT_MOMENTUM}),
+        method("fednova", "FedNova", "FedNova: deltas normalized by each client's local steps, "
+               "rescaled by their weighted mean (Wang et al. 2020).",
+               {"lr": _client_lr(0.05), "server_lr": _SERVER_LR}),
+        method("feddyn", "FedDyn", "FedDyn: stateful clients with a dynamic regularizer "
+               "(Acar et al. 2021).",
+               {"lr": _client_lr(0.05),
+                "alpha": positive(0.01, help="strength of the dynamic regularizer")}),
     ]
 
 
@@ -173,11 +217,37 @@ def paralab_middleware() -> list[MiddlewareSpec]:
              "reproducible_noise": Option(False, help="seed the noise from seed / the run's "
                                                       "seed, to debug or compare runs: NOT "
                                                       "private (default: a secret from the "
-                                                      "operating system)")},
+                                                      "operating system)"),
+             "adaptive_clip": Option(False, help="federated: adapt clip each round towards "
+                                                 "target_quantile of the update norms "
+                                                 "(Andrew et al. 2021); clip is the start"),
+             "target_quantile": fraction(0.5, help="adaptive_clip: the share of updates "
+                                                   "left unclipped that the bound seeks"),
+             "clip_lr": positive(0.2, help="adaptive_clip: step of the geometric update"),
+             "clipped_count_stddev": Option(
+                 None, type=(float, None), ge=0,
+                 help="adaptive_clip: noise std of the unclipped count (None: expected "
+                      "clients per round / 20); must exceed noise_multiplier / 2")},
             example={"clip": 1.0, "noise_multiplier": 0.5},
             hooks=("paralab_process_update", "paralab_process_gradients"),
             requires=("dp_accounting",),
             install="pip install 'paralab[federated]'",
+        ),
+        MiddlewareSpec(
+            "local_dp", "paralab_federated.local_privacy:LocalDP",
+            "Local differential privacy: each client clips its update and adds Gaussian noise "
+            "itself (the classical Gaussian mechanism at sensitivity 2 * clip), trusting no "
+            "server. Records privacy/local_epsilon per release and its composition.",
+            {"clip": positive(1.0, help="L2 bound of one client update"),
+             "epsilon": Option(0.5, gt=0, lt=1, help="epsilon of each released update (the "
+                                                     "classical Gaussian mechanism needs < 1)"),
+             "delta": Option(1e-5, gt=0, lt=1, help="delta of each released update"),
+             "seed": Option(None, type=(int, None),
+                            help="seed of the noise with reproducible_noise"),
+             "reproducible_noise": Option(False, help="seed the noise from seed / the run's "
+                                                      "seed: NOT private")},
+            example={"clip": 1.0, "epsilon": 0.5},
+            hooks=("paralab_process_update",),
         ),
         MiddlewareSpec(
             "byzantine", "paralab_federated.byzantine:Byzantine",

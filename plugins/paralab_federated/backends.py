@@ -65,16 +65,23 @@ class LoopBackend:
 
     def train(self, plan: RoundPlan, global_params: Params, lr: float, mu: float,
               clients: list[int] | None = None,
-              buffers: dict[int, Params] | None = None) -> ClientResults:
+              buffers: dict[int, Params] | None = None, *, momentum: float = 0.0,
+              corrections: dict[int, Params] | None = None,
+              starts: dict[int, Params] | None = None) -> ClientResults:
         """``buffers``: client id -> the buffers that client starts from (the global ones,
-        or with ``buffers = "local"`` its own); None or empty: the model has none."""
+        or under FedBN its own); None or empty: the model has none. ``corrections``: client
+        id -> the constant added to its every gradient (SCAFFOLD's ``c - c_i``). ``starts``:
+        client id -> the parameters it starts from (FedBN: its own local layers put in),
+        else ``global_params``; its delta is taken from its start."""
         results = ClientResults()
         for k in plan.clients if clients is None else clients:
             start = start_buffers(buffers, k)
             try:
-                delta, loss, final = train_client_state(self.model, global_params, start,
-                                                        self.x, self.y, plan.batches[k], lr,
-                                                        mu, self.extra)
+                delta, loss, final = train_client_state(
+                    self.model, global_params if starts is None else starts[k], start,
+                    self.x, self.y, plan.batches[k], lr, mu,
+                    self.extra, momentum=momentum,
+                    correction=None if corrections is None else corrections[k])
             except Exception as error:  # noqa: BLE001 - reported with the client id, round goes on
                 results.fail(k, error)
                 continue
@@ -101,18 +108,25 @@ class VmapBackend:
         self.x, self.y = x, y
 
     def train(self, plan: RoundPlan, global_params: Params, lr: float, mu: float,
-              buffers: dict[int, Params] | None = None) -> ClientResults:
+              buffers: dict[int, Params] | None = None, *, momentum: float = 0.0,
+              corrections: dict[int, Params] | None = None,
+              starts: dict[int, Params] | None = None) -> ClientResults:
         clients = plan.clients
         if not clients:
             return ClientResults()
-        if buffers:  # vmap_unsupported sends such models to the loop; never vmap them
-            return self.loop.train(plan, global_params, lr, mu, buffers=buffers)
+        options = {"momentum": momentum, "corrections": corrections}
+        if buffers or starts is not None:  # models with buffers (and FedBN's) train on the
+            return self.loop.train(plan, global_params, lr, mu,  # loop; never vmap them
+                                   buffers=buffers, starts=starts, **options)
         try:
             rows, mask = padded(plan, clients)
             rows, mask = rows.to(self.x.device), mask.to(self.x.device)
-            deltas, losses = self.trainer.train(global_params, self.x, self.y, rows, mask, lr, mu)
+            stacked = None if corrections is None else {
+                n: torch.stack([corrections[k][n] for k in clients]) for n in global_params}
+            deltas, losses = self.trainer.train(global_params, self.x, self.y, rows, mask, lr, mu,
+                                                momentum=momentum, corrections=stacked)
         except Exception:  # noqa: BLE001 - isolate the failing client on the loop path
-            return self.loop.train(plan, global_params, lr, mu)
+            return self.loop.train(plan, global_params, lr, mu, **options)
         results = ClientResults()
         for c, k in enumerate(clients):
             results.deltas[k] = {n: d[c] for n, d in deltas.items()}
@@ -140,16 +154,16 @@ class SeedsVmapBackend:
         self._fallbacks: dict[int, VmapBackend] = {}
 
     def train(self, plans: Mapping[int, RoundPlan], params: Mapping[int, Params], lr: float,
-              mu: float) -> dict[int, ClientResults]:
+              mu: float, momentum: float = 0.0) -> dict[int, ClientResults]:
         """Seed position -> its round's :class:`ClientResults` (what its own
         :meth:`VmapBackend.train` returns)."""
         slots = [(k, c) for k, plan in plans.items() for c in plan.clients]
         if not slots:
             return {k: ClientResults() for k in plans}
         try:
-            deltas, losses = self._train_slots(slots, plans, params, lr, mu)
+            deltas, losses = self._train_slots(slots, plans, params, lr, mu, momentum)
         except Exception:  # noqa: BLE001 - each seed as its separate run: vmap, then the loop
-            return {k: self._fallback(k).train(plan, params[k], lr, mu)
+            return {k: self._fallback(k).train(plan, params[k], lr, mu, momentum=momentum)
                     for k, plan in plans.items()}
         results = {k: ClientResults() for k in plans}
         for i, ((k, c), loss) in enumerate(zip(slots, losses.tolist())):
@@ -158,8 +172,8 @@ class SeedsVmapBackend:
         return results
 
     def _train_slots(self, slots: list[tuple[int, int]], plans: Mapping[int, RoundPlan],
-                     params: Mapping[int, Params], lr: float,
-                     mu: float) -> tuple[Params, torch.Tensor]:
+                     params: Mapping[int, Params], lr: float, mu: float,
+                     momentum: float = 0.0) -> tuple[Params, torch.Tensor]:
         """One :meth:`VmapTrainer.train_from` over every ``(seed, client)`` slot, in order."""
         joint = RoundPlan(-1, [], list(range(len(slots))), [],
                           batches={i: plans[k].batches[c] for i, (k, c) in enumerate(slots)})
@@ -170,7 +184,8 @@ class SeedsVmapBackend:
         starts = {n: torch.cat([params[k][n].unsqueeze(0).expand(count, *params[k][n].shape)
                                 for k, count in counts.items()])
                   for n in names}
-        return self.trainer.train_from(starts, self.x, self.y, rows, mask, lr, mu)
+        return self.trainer.train_from(starts, self.x, self.y, rows, mask, lr, mu,
+                                       momentum=momentum)
 
     def _fallback(self, k: int) -> VmapBackend:
         if k not in self._fallbacks:

@@ -1,7 +1,10 @@
 """Client-side training: one client at a time (loop) or all of a round's clients at once (vmap).
 
 Both do the same local SGD on the same minibatches: cross-entropy (plus FedProx's proximal
-term ``mu/2 * ||w - w_global||^2``) minimized with plain SGD at the client learning rate. The
+term ``mu/2 * ||w - w_global||^2``) minimized with SGD at the client learning rate, with
+optional heavy-ball ``momentum`` (``torch.optim.SGD``'s: ``b <- momentum * b + g``, ``w <- w -
+lr * b``, the buffer fresh each round) and an optional constant per-client gradient
+``correction`` added to every step's gradient (SCAFFOLD's ``c - c_i``). The
 loop uses ``torch.optim.SGD`` on a copy of the model; the vectorized path stacks the clients'
 parameters along a new first dimension and takes every client's step in one
 ``torch.func.vmap(grad(functional_call(...)))`` call, the minibatches padded and masked to equal
@@ -59,30 +62,34 @@ def proximal(params: Params | dict[str, nn.Parameter], anchor: Params, mu: float
 
 def train_client(model: nn.Module, global_params: Params, x: torch.Tensor, y: torch.Tensor,
                  batches: list[torch.Tensor], lr: float, mu: float = 0.0,
-                 extra: ExtraLoss | None = None) -> tuple[Params, float]:
+                 extra: ExtraLoss | None = None, *, momentum: float = 0.0,
+                 correction: Params | None = None) -> tuple[Params, float]:
     """Local SGD of one client from ``global_params``; returns ``(delta, mean batch loss)``.
 
     ``model`` is a scratch copy the caller owns: its parameters are overwritten.
     """
     delta, loss, _ = train_client_state(model, global_params, None, x, y, batches, lr, mu,
-                                        extra)
+                                        extra, momentum=momentum, correction=correction)
     return delta, loss
 
 
 def train_client_state(model: nn.Module, global_params: Params, start_buffers: Params | None,
                        x: torch.Tensor, y: torch.Tensor, batches: list[torch.Tensor], lr: float,
-                       mu: float = 0.0, extra: ExtraLoss | None = None
-                       ) -> tuple[Params, float, Params]:
+                       mu: float = 0.0, extra: ExtraLoss | None = None, *,
+                       momentum: float = 0.0, correction: Params | None = None,
+                       anchor: Params | None = None) -> tuple[Params, float, Params]:
     """:func:`train_client` for a model with buffers: the scratch model's buffers are set to
     ``start_buffers`` first (else one client would start from the statistics the previous
     client left in the scratch copy) and the client's buffers after training come back as a
-    third value (``{}`` for a model without buffers)."""
+    third value (``{}`` for a model without buffers). The proximal term is anchored at
+    ``anchor`` (default: the start, ``global_params``; Ditto's personal model is anchored at
+    the global model while starting from its own)."""
     load_parameters(model, global_params)
     if start_buffers:
         load_buffers(model, start_buffers)
     model.train()
     named = {n: p for n, p in model.named_parameters() if n in global_params}
-    optimizer = torch.optim.SGD(named.values(), lr=lr)
+    optimizer = torch.optim.SGD(named.values(), lr=lr, momentum=momentum)
     total = 0.0
     for rows in batches:
         rows = rows.to(x.device)
@@ -92,9 +99,12 @@ def train_client_state(model: nn.Module, global_params: Params, start_buffers: P
         if extra is not None:
             loss = loss + extra(logits, xb, yb, rows, model)
         if mu:
-            loss = loss + proximal(named, global_params, mu)
+            loss = loss + proximal(named, global_params if anchor is None else anchor, mu)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if correction is not None:  # SCAFFOLD: g + (c - c_i) at every step
+            for n, p in named.items():
+                p.grad.add_(correction[n])
         optimizer.step()
         total += float(loss.detach())
     delta = {n: named[n].detach() - global_params[n] for n in global_params}
@@ -142,21 +152,25 @@ class VmapTrainer:
 
     def train(self, global_params: Params, x: torch.Tensor, y: torch.Tensor,
               rows: torch.Tensor, mask: torch.Tensor, lr: float,
-              mu: float = 0.0) -> tuple[Params, torch.Tensor]:
-        """Train ``C`` clients on ``rows``/``mask`` of shape ``(C, steps, batch)``.
+              mu: float = 0.0, *, momentum: float = 0.0,
+              corrections: Params | None = None) -> tuple[Params, torch.Tensor]:
+        """Train ``C`` clients on ``rows``/``mask`` of shape ``(C, steps, batch)``;
+        ``corrections[name]`` (``(C, *shape)``, optional) is added to client ``c``'s gradient
+        at each of its steps (SCAFFOLD).
 
         Returns the stacked deltas (first dimension the client) and each client's mean loss.
         """
         n_clients = rows.shape[0]
         stacked = {n: p.unsqueeze(0).repeat(n_clients, *([1] * p.dim()))
                    for n, p in global_params.items()}
-        losses = self._descend(stacked, global_params, self._step_fn(mu), x, y, rows, mask, lr)
+        losses = self._descend(stacked, global_params, self._step_fn(mu), x, y, rows, mask, lr,
+                               momentum, corrections)
         deltas = {n: stacked[n].sub_(global_params[n].unsqueeze(0)) for n in stacked}
         return deltas, losses
 
     def train_from(self, starts: Params, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor,
                    mask: torch.Tensor, lr: float,
-                   mu: float = 0.0) -> tuple[Params, torch.Tensor]:
+                   mu: float = 0.0, *, momentum: float = 0.0) -> tuple[Params, torch.Tensor]:
         """Train ``N`` clients, each from its own starting parameters: ``starts[name]`` is
         ``(N, *shape)``, row ``i`` the global model client ``i`` starts from and, with FedProx,
         the anchor of its proximal term. The clients of several seeds' rounds train this way
@@ -167,19 +181,22 @@ class VmapTrainer:
         """
         stacked = {n: p.clone() for n, p in starts.items()}
         step = self._step_fn(mu, per_client_anchor=True)
-        losses = self._descend(stacked, starts, step, x, y, rows, mask, lr)
+        losses = self._descend(stacked, starts, step, x, y, rows, mask, lr, momentum)
         deltas = {n: stacked[n].sub_(starts[n]) for n in stacked}
         return deltas, losses
 
     @staticmethod
     def _descend(stacked: Params, anchor: Params, step: Callable[..., tuple[Params, torch.Tensor]],
                  x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor, mask: torch.Tensor,
-                 lr: float) -> torch.Tensor:
+                 lr: float, momentum: float = 0.0,
+                 corrections: Params | None = None) -> torch.Tensor:
         """The local SGD steps of every client, in place on ``stacked``; each client's mean
-        loss over the steps it took (a padded step moves no parameter)."""
+        loss over the steps it took (a padded step moves no parameter and, with
+        ``momentum``, leaves its buffer as it was)."""
         n_clients, steps = rows.shape[0], rows.shape[1]
         active = mask.any(dim=2)
         losses = torch.zeros(n_clients, dtype=torch.float64, device=rows.device)
+        buffers: Params = {}
         for s in range(steps):
             index = rows[:, s]
             grads, values = step(stacked, x[index], y[index], mask[:, s], anchor)
@@ -187,7 +204,15 @@ class VmapTrainer:
             scale = -lr * moving.to(next(iter(stacked.values())).dtype)
             for n in stacked:
                 shape = (-1, *([1] * (stacked[n].dim() - 1)))
-                stacked[n].addcmul_(scale.view(shape), grads[n])
+                g = grads[n] if corrections is None else grads[n] + corrections[n]
+                if momentum:
+                    # torch.optim.SGD: the first step's buffer is the gradient itself.
+                    previous = buffers.get(n)
+                    fresh = g if previous is None else momentum * previous + g
+                    g = fresh if previous is None else torch.where(
+                        moving.view(shape), fresh, previous)
+                    buffers[n] = g
+                stacked[n].addcmul_(scale.view(shape), g)
             losses += torch.where(moving, values.detach().double(), 0.0)
         counts = active.sum(dim=1).clamp(min=1).double()
         return losses / counts

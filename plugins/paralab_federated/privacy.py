@@ -30,6 +30,21 @@ distributions, tighter). With ``client_sampling = "fixed"`` a federated round sa
 number of clients, and rounds are accounted as sampling without replacement
 (:func:`epsilon_fixed_size`, RDP only, replace-one adjacency), not as Poisson sampling.
 
+**Adaptive clipping** (``adaptive_clip = true``, federated; Andrew et al. 2021, "Differentially
+Private Learning with Adaptive Clipping"): ``clip`` is only the round-0 bound. Each round
+counts the reporting clients whose update norm was at most the bound, ``b = (count +
+N(0, clipped_count_stddev^2)) / m`` (``m`` the expected reporting clients under Poisson
+sampling, else the round's clients), and moves the bound geometrically towards the
+``target_quantile`` of the norms: ``clip <- clip * exp(-clip_lr * (b - target_quantile))``.
+The count is itself a private release; the update noise then uses ``z_delta = (z^-2 -
+(2 sigma_b)^-2)^-1/2`` so that the two together spend what one Gaussian of multiplier ``z =
+noise_multiplier`` would (the paper's Theorem 1), and the accountant composes ``z``
+(Flower's ``compute_adaptive_noise_params`` computes the same ``z_delta``; a test checks it).
+``clipped_count_stddev`` defaults to ``m / 20``, as in the paper and Flower, and must exceed
+``z / 2``. Flower's ``DifferentialPrivacyServerSideAdaptiveClipping`` (1.42) counts the
+*clipped* updates into the same formula, which moves the bound away from its target; this
+module counts the unclipped ones, as the paper does.
+
 The noise comes from torch's generator seeded by a secret drawn from the operating system
 (``secrets.randbits``) when the run starts: no one who knows the spec, the run's seed or
 ``result.json`` can regenerate and subtract it. ``reproducible_noise = true`` seeds it from
@@ -62,6 +77,23 @@ __all__ = ["ACCOUNTANTS", "DPFedAvg", "clip_delta", "clip_per_example", "epsilon
 
 NOISE_STREAM = 7
 """Tag of the noise generators in the seed chain (``seeded(seed, ..., NOISE_STREAM)``)."""
+COUNT_STREAM = 8
+"""Tag of adaptive clipping's count noise (``seeded(seed, round, COUNT_STREAM)``)."""
+
+
+def adaptive_noise_multiplier(noise_multiplier: float, count_stddev: float) -> float:
+    """The update noise multiplier ``(z^-2 - (2 sigma_b)^-2)^-1/2`` that, with the count's
+    noise ``sigma_b``, spends the budget of one Gaussian of multiplier ``z`` (Andrew et al.
+    2021, Theorem 1); ``0`` stays ``0``."""
+    if noise_multiplier == 0:
+        return 0.0
+    if noise_multiplier >= 2 * count_stddev:
+        raise ValueError(
+            f"adaptive clipping: noise_multiplier = {noise_multiplier:g} needs "
+            f"clipped_count_stddev > noise_multiplier / 2 = {noise_multiplier / 2:g} (it is "
+            f"{count_stddev:g}); raise clipped_count_stddev or the clients per round, or "
+            f"lower noise_multiplier")
+    return float((noise_multiplier ** -2 - (2 * count_stddev) ** -2) ** -0.5)
 
 
 def clip_delta(delta: dict[str, torch.Tensor],
@@ -160,6 +192,19 @@ def epsilon_fixed_size(noise_multiplier: float, rounds: dict[tuple[int, int], in
         absl_logger.setLevel(level)
 
 
+def noise_seed(middleware: Any, run: RunContext | None) -> int:
+    """The seed of a noise middleware's generator (``dp``, ``local_dp``): its secret from the
+    operating system (``_secret``, drawn once per run), or with ``reproducible_noise`` its
+    ``seed`` when set, else the run's seed (0 outside a run)."""
+    if not middleware.reproducible_noise:
+        if middleware._secret is None:
+            middleware._secret = secrets.randbits(63)
+        return int(middleware._secret)
+    if middleware.seed is not None:
+        return int(middleware.seed)
+    return int(run.seed) if run is not None else 0
+
+
 class DPFedAvg(Middleware):
     """Middleware: clipping and Gaussian noise of client updates (federated) or of per-example
     gradients (supervised, DP-SGD); records ``privacy/epsilon`` and ``privacy/delta``.
@@ -172,8 +217,23 @@ class DPFedAvg(Middleware):
 
     def __init__(self, clip: float = 1.0, noise_multiplier: float = 1.0, delta: float = 1e-5,
                  accountant: str = "rdp", seed: int | None = None,
-                 reproducible_noise: bool = False) -> None:
+                 reproducible_noise: bool = False, adaptive_clip: bool = False,
+                 target_quantile: float = 0.5, clip_lr: float = 0.2,
+                 clipped_count_stddev: float | None = None) -> None:
         self.clip = float(clip)
+        self.adaptive_clip = bool(adaptive_clip)
+        self.target_quantile = float(target_quantile)
+        self.clip_lr = float(clip_lr)
+        self.clipped_count_stddev = (None if clipped_count_stddev is None
+                                     else float(clipped_count_stddev))
+        self.count_stddev = 0.0
+        """Adaptive clipping's count noise (``clipped_count_stddev`` or ``m / 20``)."""
+        self.update_noise_multiplier = float(noise_multiplier)
+        """The noise multiplier of the update noise (``z``; ``z_delta`` when adaptive)."""
+        self.unclipped: dict[int, list[int]] = {}
+        """Round -> [updates with norm <= clip, its denominator m] (adaptive clipping)."""
+        self.clips: dict[int, float] = {}
+        """Round -> the clip bound its updates were clipped to (adaptive clipping)."""
         self.noise_multiplier = float(noise_multiplier)
         self.delta = float(delta)
         self.accountant = accountant
@@ -223,12 +283,29 @@ class DPFedAvg(Middleware):
                 "accountant cannot account; use accountant = 'rdp', or client_sampling = "
                 "'auto' (Poisson under dp)"
             )
+        if self.adaptive_clip:
+            self._validate_adaptive(run)
         if self.noise_multiplier == 0:
             warnings.warn(
                 "dp: noise_multiplier = 0 adds no noise, so the run has no differential privacy "
                 "(privacy/epsilon is infinite: null in result.json); only clipping acts",
                 UserWarning, stacklevel=2,
             )
+
+    def _validate_adaptive(self, run: RunContext) -> None:
+        """Adaptive clipping is for federated rounds; its count noise must leave room for
+        the update noise (``clipped_count_stddev > noise_multiplier / 2``)."""
+        protocol = run.protocol
+        if run.spec.protocol.name != "federated" or not hasattr(protocol, "clients_per_round"):
+            raise ValueError(
+                "adaptive_clip = true adapts the bound on client updates (federated); under "
+                f"{run.spec.protocol.name!r} use a fixed clip")
+        expected = protocol.fraction * protocol.clients * (1 - protocol.stragglers)
+        m = expected if protocol.client_sampling != "fixed" else protocol.clients_per_round
+        self.count_stddev = (m / 20 if self.clipped_count_stddev is None
+                             else self.clipped_count_stddev)
+        self.update_noise_multiplier = adaptive_noise_multiplier(self.noise_multiplier,
+                                                                 self.count_stddev)
 
     # ------------------------------------------------------------------------- checkpoints
 
@@ -245,6 +322,9 @@ class DPFedAvg(Middleware):
             "clipped": list(self.clipped),
             "generator": None if self._generator is None else self._generator.get_state(),
             "secret": self._secret,
+            "clip": self.clip,
+            "clips": {int(r): float(c) for r, c in self.clips.items()},
+            "unclipped": {int(r): list(v) for r, v in self.unclipped.items()},
         }
 
     def restore_state(self, run: RunContext, state: dict[str, Any]) -> None:
@@ -256,6 +336,10 @@ class DPFedAvg(Middleware):
         self.step_rate = float(state["step_rate"])
         self.clipped = [int(c) for c in state["clipped"]]
         self._secret = state.get("secret")
+        self.clip = float(state.get("clip", self.clip))
+        self.clips = {int(r): float(c) for r, c in state.get("clips", {}).items()}
+        self.unclipped = {int(r): [int(a), float(b)]
+                          for r, (a, b) in state.get("unclipped", {}).items()}
         self._generator = None
         if state["generator"] is not None:
             self._generator = torch.Generator()
@@ -265,13 +349,7 @@ class DPFedAvg(Middleware):
         """The seed of the noise: a secret from the operating system, drawn once per run;
         with ``reproducible_noise``, ``seed`` when set, else the run's seed (0 outside a
         run)."""
-        if not self.reproducible_noise:
-            if self._secret is None:
-                self._secret = secrets.randbits(63)
-            return self._secret
-        if self.seed is not None:
-            return int(self.seed)
-        return int(run.seed) if run is not None else 0
+        return noise_seed(self, run)
 
     @property
     def noise_source(self) -> str:
@@ -294,7 +372,14 @@ class DPFedAvg(Middleware):
         sampled = len(info.get("round_sampled", clients))
         sampling = info.get("sampling") or {"kind": "fixed"}
         clipped, norm = clip_delta(update.delta, self.clip)
-        std = self.noise_multiplier * self.clip / math.sqrt(len(clients))
+        std = self.update_noise_multiplier * self.clip / math.sqrt(len(clients))
+        if self.adaptive_clip:
+            self.clips[round_index] = self.clip
+            count = self.unclipped.setdefault(round_index, [0, 0.0])
+            count[1] = (float(sampling["expected_clients"]) if sampling["kind"] == "poisson"
+                        else float(len(clients)))
+            if update.source != -1:  # the empty round's stand-in is no client
+                count[0] += int(norm <= self.clip)
         source = update.source if isinstance(update.source, int) else 0
         generator = seeded(self.noise_seed(run), round_index, source, NOISE_STREAM)
         # Poisson: the average divides the noisy sum by the *expected* number of reporting
@@ -367,11 +452,26 @@ class DPFedAvg(Middleware):
             counts[sizes] = counts.get(sizes, 0) + 1
         return epsilon_fixed_size(self.noise_multiplier, counts, self.delta)
 
+    def adapt_clip(self, run: RunContext | None, round_index: int) -> None:
+        """After a round: the geometric step of the bound towards the target quantile, on the
+        noised fraction of unclipped updates (Andrew et al. 2021, Algorithm 1)."""
+        if round_index not in self.unclipped:
+            return
+        count, m = self.unclipped[round_index]
+        generator = seeded(self.noise_seed(run), round_index, COUNT_STREAM)
+        noise = float(torch.randn((), generator=generator, dtype=torch.float64))
+        fraction = (count + self.count_stddev * noise) / max(m, 1e-12)
+        self.clip *= math.exp(-self.clip_lr * (fraction - self.target_quantile))
+
     @hookimpl
     def paralab_after_phase(self, run: RunContext, phase: Phase) -> None:
         federated = phase.kind == "round" and bool(self.round_sizes or self.poisson_rates)
         if not (federated or self.steps):
             return
+        if federated and self.adaptive_clip and phase.index in self.clips:
+            run.record("privacy/clip", self.clips[phase.index])
+            run.record("privacy/unclipped", self.unclipped[phase.index][0])
+            self.adapt_clip(run, phase.index)
         run.record("privacy/epsilon", self.epsilon())
         run.record("privacy/delta", self.delta)
         run.record("privacy/noise", self.noise_source)

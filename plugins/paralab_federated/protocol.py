@@ -24,6 +24,7 @@ before any run folder exists.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import math
 import warnings
@@ -51,8 +52,11 @@ from paralab_federated.local_training import (
     load_buffers,
     load_parameters,
     parameters_of,
+    train_client_state,
     vmap_unsupported,
 )
+from paralab_federated.methods import ClientReport
+from paralab_federated.personal import LocalState, PersonalModels
 from paralab_federated.robust import robust_aggregate
 from paralab_federated.schedule import RoundPlan, plan_round, seeded
 
@@ -82,6 +86,15 @@ def _checkpointable(method: Any) -> bool:
 
 def _bytes(tensors: dict[str, torch.Tensor]) -> int:
     return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+def client_options(method: Any, plan: RoundPlan) -> dict[str, Any]:
+    """The method's client-side settings for a backend's ``train``: heavy-ball momentum and
+    per-client gradient corrections (methods that lack them, e.g. another plugin's
+    :class:`paralab.FederatedStrategy`, get neither)."""
+    corrections = getattr(method, "client_corrections", None)
+    return {"momentum": float(getattr(method, "client_momentum", 0.0)),
+            "corrections": None if corrections is None else corrections(plan.clients)}
 
 
 class ClientFailures(RuntimeError):
@@ -151,6 +164,8 @@ class Federated(Protocol):
         self._partition: partitions.Partition | None = None
         self._held_out: partitions.Partition | None = None
         """Each client's held-out rows (``client_test_fraction > 0``), never trained on."""
+        self._personal: LocalState | None = None
+        """FedBN's client-local layers (:mod:`paralab_federated.personal`), else None."""
         self._restored: dict[str, Any] | None = None
         self._live: dict[str, Any] = {}
         """What a checkpoint needs besides the model: rounds done, totals, history, failures."""
@@ -331,6 +346,13 @@ class Federated(Protocol):
         if restored is not None:  # paralab resume: the global model of the last checkpoint
             run.model.load_state_dict(restored["model"])
         params = parameters_of(run.model)
+        local_names = getattr(method, "local_names", None)  # FedBN, FedPer
+        personal = self._personal = (LocalState(run.model, local_names(run.model))
+                                     if local_names is not None else None)
+        ditto = getattr(method, "ditto_lambda", None)
+        if ditto is not None:
+            self._personal = PersonalModels(run.model)
+            labels, scratch = self._training_labels(run), copy.deepcopy(run.model)
         method.setup(params)
         model_bytes = _bytes(params) + _bytes(buffers_of(run.model))
         totals = {"sent": 0, "received": 0}
@@ -346,15 +368,40 @@ class Federated(Protocol):
         for r in run.progress(rounds, desc="rounds", total=self.rounds, done=start):
             plan = self.plan(partition, r, seed, epochs, batch_size)
             with run.phase("round", r, clients=plan.clients, dropped=plan.dropped) as phase:
-                buffers = buffers_of(run.model)  # the global ones, every client starts there
-                results = backend.train(plan, params, method.lr, method.mu,
-                                        buffers={k: buffers for k in plan.clients}
-                                        if buffers else None)
+                if personal is None:
+                    buffers = buffers_of(run.model)  # the global ones, every client starts there
+                    results = backend.train(plan, params, method.lr, method.mu,
+                                            buffers={k: buffers for k in plan.clients}
+                                            if buffers else None, **client_options(method, plan))
+                else:  # FedBN: each client starts with its own batch-norm layers
+                    starts = personal.starts(plan.clients, params)
+                    results = backend.train(plan, params, method.lr, method.mu,
+                                            buffers=personal.start_buffers(plan.clients),
+                                            starts=starts, **client_options(method, plan))
+                    personal.absorb(results.deltas, results.buffers, starts)
+                if ditto is not None:  # each trained client's personal model, on the loop
+                    self._personalize(run, plan, results, params, labels, scratch, method)
                 params, reached = self.conclude_round(run, phase.metrics, plan, results, params,
                                                       model_bytes)
             if reached:
                 break
         self.finish(run)
+
+    def _personalize(self, run: RunContext, plan: RoundPlan, results: ClientResults,
+                     params: dict[str, torch.Tensor], labels: torch.Tensor,
+                     scratch: torch.nn.Module, method: Any) -> None:
+        """Ditto: every client that trained its global update also takes its personal steps,
+        ``v_k <- v_k - lr (grad F_k(v_k) + lambda (v_k - w))`` on the same minibatches, ``w``
+        the round's global model (the client keeps ``v_k``; nothing of it is sent)."""
+        assert isinstance(self._personal, PersonalModels)
+        for k in plan.clients:
+            if k not in results.deltas:
+                continue
+            start = self._personal.personal_start(k, params)
+            delta, _, _ = train_client_state(scratch, start, None, run.dataset.x, labels,
+                                             plan.batches[k], method.lr,
+                                             float(method.ditto_lambda), anchor=params)
+            self._personal.keep(k, {n: start[n] + delta[n] for n in start})
 
     # ------------------------------------------------------------ the pieces of a round
     # (shared with the seed axis, paralab_federated.vectorized, which trains the clients of
@@ -393,10 +440,21 @@ class Federated(Protocol):
         for k, error in sorted(results.failures.items()):
             self._report_failure(run, r, k, error)
         self._check_failures(run, plan, results)
+        observe = getattr(method, "observe_clients", None)
+        if observe is not None:  # stateful clients (SCAFFOLD): their raw results, typed
+            reports = [ClientReport(k, results.deltas[k], plan.weights[k],
+                                    len(plan.batches[k]))
+                       for k in plan.clients if k in results.deltas]
+            observe(reports, partition.n_clients)
+            sent = getattr(method, "client_delta", None)
+            if sent is not None:  # what each client sends (FedNova: normalized)
+                results.deltas.update({r.client: sent(r) for r in reports})
         updates = self._process(run, plan, results, partition.n_clients)
         if updates:
             params = method.server_step(params, self.aggregate(updates), r)
             load_parameters(run.model, params)
+        if self._personal is not None:  # FedBN: the global model's norm layers, for eval
+            self._personal.load_average(run.model, partition)
         reported = {u.source: results.buffers[u.source] for u in updates
                     if u.source in results.buffers}
         if reported:
@@ -579,8 +637,11 @@ class Federated(Protocol):
         """Global model accuracy on each client's held-out rows (``client_test_fraction``),
         else on its training rows: one prediction pass, one scatter. Clients with no
         held-out row are left out of the distribution (``clients/evaluated`` counts those in)."""
-        dataset = self._with_client_feature(run, partition)
         rows = self._held_out if self._held_out is not None else partition
+        if self._personal is not None:
+            self._evaluate_personal(run, rows)
+            return
+        dataset = self._with_client_feature(run, partition)
         predictions = predict(run.model, dataset, rows.rows,
                               batch_size=run.spec.eval_batch_size, split="clients")
         evaluation = run.evaluate(self.train_split, name="clients", predictions=predictions)
@@ -596,6 +657,22 @@ class Federated(Protocol):
         run.record(prefix + "std", float(per_client.std()) if len(per_client) > 1 else 0.0)
         run.record("clients/evaluated", int(present.sum()))
         run.record("clients/rows", "held_out" if self._held_out is not None else "train")
+
+    def _evaluate_personal(self, run: RunContext, rows: partitions.Partition) -> None:
+        """FedBN: each client's accuracy with its own model (the shared layers and its own
+        batch-norm layers) on its held-out rows (else its training rows)."""
+        assert self._personal is not None
+        accuracies = self._personal.client_accuracies(run.model, run.dataset.x, run.dataset.y,
+                                                      rows)
+        per_client = accuracies[~accuracies.isnan()]
+        worst = max(1, math.ceil(0.1 * len(per_client)))
+        prefix = self.client_metric_prefix()
+        run.record(prefix + "mean", float(per_client.mean()))
+        run.record(prefix + "worst10", float(per_client.sort().values[:worst].mean()))
+        run.record(prefix + "std", float(per_client.std()) if len(per_client) > 1 else 0.0)
+        run.record("clients/evaluated", len(per_client))
+        run.record("clients/rows", "held_out" if self._held_out is not None else "train")
+        run.record("clients/models", "personal")
 
     def _plot(self, run: RunContext, history: list[dict[str, Any]]) -> None:
         """A PNG of test accuracy and the per-client mean and worst 10% per round."""

@@ -28,14 +28,15 @@ from paralab_federated.schedule import RoundPlan
 
 def _client_task(model: nn.Module, global_params: Params, buffers: Params | None,
                  x: np.ndarray, y: np.ndarray, batches: list[torch.Tensor], lr: float, mu: float,
-                 threads: int) -> tuple[Params, float, Params]:
+                 threads: int, momentum: float = 0.0,
+                 correction: Params | None = None) -> tuple[Params, float, Params]:
     """One client's local training inside a Ray worker (CPU)."""
     torch.set_num_threads(threads)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # object-store arrays are read-only
         inputs, targets = torch.from_numpy(x), torch.from_numpy(y)
     return train_client_state(copy.deepcopy(model), global_params, buffers, inputs, targets,
-                              batches, lr, mu)
+                              batches, lr, mu, momentum=momentum, correction=correction)
 
 
 def connect(address: str = "", num_cpus: int = 0) -> Any:
@@ -67,7 +68,8 @@ class RayBackend:
         self.threads = torch.get_num_threads()
 
     def train(self, plan: RoundPlan, global_params: Params, lr: float, mu: float,
-              buffers: dict[int, Params] | None = None) -> ClientResults:
+              buffers: dict[int, Params] | None = None, *, momentum: float = 0.0,
+              corrections: dict[int, Params] | None = None) -> ClientResults:
         params_ref = self.ray.put({n: p.detach().cpu() for n, p in global_params.items()})
 
         def start(k: int) -> Params | None:
@@ -76,7 +78,9 @@ class RayBackend:
 
         futures = {
             k: self.remote.remote(self.model_ref, params_ref, start(k), self.x_ref, self.y_ref,
-                                  [b.cpu() for b in plan.batches[k]], lr, mu, self.threads)
+                                  [b.cpu() for b in plan.batches[k]], lr, mu, self.threads,
+                                  momentum, None if corrections is None else
+                                  {n: c.detach().cpu() for n, c in corrections[k].items()})
             for k in plan.clients
         }
         results = ClientResults()

@@ -20,7 +20,8 @@ batched kernels may sum in another order: the tests measure the difference), and
 after the clients' training goes through the single run's own code
 (:meth:`~paralab_federated.protocol.Federated.conclude_round`).
 
-Stacked: ``fedsgd``, ``fedavg``, ``fedavgm``, ``fedprox``, ``fedadam`` and ``fedyogi`` (the exact classes:
+Stacked: ``fedsgd``, ``fedavg``, ``fedavgm``, ``fedprox``, ``fedadam``, ``fedyogi`` and
+``fedadagrad``, with or without ``client_momentum`` (the exact classes:
 their client step is the shared local SGD and their server step is each seed's own) on the
 ``vmap`` backend. Seeds run one after another (``seed_axis_why_not`` says why) with the
 ``loop`` or ``ray`` backend, a model the vmap backend would train on the loop, loss terms,
@@ -38,7 +39,15 @@ from torch import nn
 
 from paralab_federated.backends import ClientResults, SeedsVmapBackend, VmapBackend
 from paralab_federated.local_training import Params, vmap_unsupported
-from paralab_federated.methods import FedAdam, FedAvg, FedAvgM, FedProx, FedSGD, FedYogi
+from paralab_federated.methods import (
+    FedAdagrad,
+    FedAdam,
+    FedAvg,
+    FedAvgM,
+    FedProx,
+    FedSGD,
+    FedYogi,
+)
 from paralab_federated.protocol import STATE_KEY, _bytes, _untouched_rng
 from paralab_federated.protocol import Federated as SingleFederated
 
@@ -48,7 +57,7 @@ if TYPE_CHECKING:
 
 UPDATE_HOOK = "paralab_process_update"
 
-STACKED_METHODS = (FedSGD, FedAvg, FedAvgM, FedProx, FedAdam, FedYogi)
+STACKED_METHODS = (FedSGD, FedAvg, FedAvgM, FedProx, FedAdam, FedYogi, FedAdagrad)
 """Strategies whose client step is the shared local SGD at ``lr`` (FedProx: plus its proximal
 term at ``mu``) and whose server step reads only that seed's own state (the exact classes: a
 subclass may change either)."""
@@ -106,6 +115,7 @@ class Federated(SingleFederated):
         backend = SeedsVmapBackend(first.model, x, y,
                                    lambda k: VmapBackend(_own_copy(runs[k].model), x, y))
         lr, mu = first.method.lr, first.method.mu
+        momentum = float(getattr(first.method, "client_momentum", 0.0))
         running = set(seats)
         axis.progress(self.rounds)
         for r in range(self.rounds):
@@ -118,7 +128,8 @@ class Federated(SingleFederated):
 
             with axis.phases("round", r, info, positions=list(plans)) as phases:
                 results = backend.train({k: plans[k] for k in phases},
-                                        {k: seats[k].params for k in phases}, lr, mu)
+                                        {k: seats[k].params for k in phases}, lr, mu,
+                                        momentum)
                 for k, phase in phases.items():
                     if self_of(runs[k])._conclude(axis, k, phase, plans[k], results[k],
                                                   seats[k]):
@@ -167,9 +178,11 @@ def _why_not_run(run: RunContext, first: RunContext) -> str:
         return (f"method {run.spec.method.name!r} ({type(method).__name__}) is not one whose "
                 f"client step is the shared local SGD and whose server step is its own "
                 f"(stacked: the exact classes {names})")
-    if (method.lr, method.mu, type(method)) != (first.method.lr, first.method.mu,
-                                                type(first.method)):
-        return "the seeds' methods differ (client lr or mu): one stacked step needs one"
+    if (method.lr, method.mu, method.client_momentum, type(method)) != (
+            first.method.lr, first.method.mu, first.method.client_momentum,
+            type(first.method)):
+        return ("the seeds' methods differ (client lr, mu or client_momentum): one stacked "
+                "step needs one")
     if run.dataset.x is not first.dataset.x or run.dataset.y is not first.dataset.y:
         return ("the seeds' datasets are different tensors (the clients of one stacked step "
                 "index one dataset)")
