@@ -4,6 +4,7 @@ the same trained model at the same points."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 import paralab
 from paralab_continual.avalanche_adapter import UNSUPPORTED
@@ -38,7 +39,6 @@ def test_avalanche_metrics_equal_paralabs_on_the_same_model():
         ("EWC", {"ewc_lambda": 10.0}),
         ("Replay", {"mem_size": 200}),
         ("LwF", {"alpha": 1.0, "temperature": 2.0}),
-        ("SI", {"si_lambda": 1.0}),
         ("GEM", {"patterns_per_exp": 20}),
     ],
 )
@@ -49,6 +49,28 @@ def test_avalanche_strategies_run_on_a_paralab_stream(strategy, options):
     matrix = result.metrics["accuracy_matrix"]
     assert len(matrix) == 3
     assert matrix[2][2] > 0.5  # it trained on the last experience
+
+
+def test_avalanche_si_is_refused_on_the_cpu_where_it_does_nothing(tmp_path):
+    """Avalanche 0.6's SI stores its weight snapshots as views of the live CPU parameters, so it
+    measures no change, no importance and no penalty: a run would report SI and train naive."""
+    import avalanche.training.plugins.synaptic_intelligence as si
+
+    parameter = torch.nn.Parameter(torch.ones(3))
+    snapshot = si.ParamData("w", parameter.flatten().shape)
+    si.SynapticIntelligencePlugin.extract_weights(
+        torch.nn.ParameterDict({"w": parameter}), {"w": snapshot}, set())
+    with torch.no_grad():
+        parameter.add_(1.0)
+    # The cause, in Avalanche itself: the "old" weights moved with the parameter. When this
+    # fails, Avalanche copies its snapshots and the refusal below can be lifted.
+    assert torch.equal(snapshot.data, parameter.detach())
+    spec = continual_spec({"name": "avalanche", "strategy": "SI",
+                           "strategy_options": {"si_lambda": 1000.0}})
+    spec["output"] = str(tmp_path)
+    with pytest.raises(paralab.SpecError, match=r"'SI' is a no-op on the CPU.*native method 'si'"):
+        paralab.run(spec)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_avalanche_replay_remembers_more_than_naive():

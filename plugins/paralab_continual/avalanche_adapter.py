@@ -90,6 +90,17 @@ UNSUPPORTED: dict[str, str] = {
 through the adapter, and why: :meth:`AvalancheStrategy.check` rejects them before anything
 runs, naming the strategy, instead of a crash inside Avalanche in the middle of a run."""
 
+CPU_NO_OP: dict[str, str] = {
+    "SynapticIntelligence": (
+        "is a no-op on the CPU in Avalanche 0.6: its snapshots of the weights "
+        "(`param.detach().cpu().flatten()`) are views of the live parameters when they already "
+        "live on the CPU, so every weight change it measures is 0, its importances are 0 and "
+        "its penalty is 0 (measured: exactly naive's accuracy at si_lambda 1 and 1000). Use "
+        "paralab's native method 'si', or run on a GPU, where .cpu() copies"),
+}
+"""Avalanche strategies that run but silently do nothing on the CPU, and why: refused there,
+since a run that reports SI and trains naive would be a false result."""
+
 SUPPLIED = {"self", "model", "optimizer", "criterion", "train_mb_size", "train_epochs",
             "eval_mb_size", "device", "evaluator", "eval_every", "plugins",
             "feature_extractor", "classifier", "generator_strategy"}
@@ -184,8 +195,13 @@ class AvalancheStrategy(ContinualStrategy):
                 f"{stream.scenario!r} is not one: use scenario = 'class_incremental'")
 
     def validate(self, run: RunContext) -> None:
-        """What needs the built model: ICaRL splits it before its last linear layer."""
-        if _strategy_class(self.strategy_name).__name__ == "ICaRL":
+        """What needs the built model or the device: ICaRL splits the model before its last
+        linear layer; Avalanche's SI does nothing on the CPU (:data:`CPU_NO_OP`)."""
+        resolved = _strategy_class(self.strategy_name).__name__
+        if resolved in CPU_NO_OP and torch.device(run.device).type == "cpu":
+            raise ValueError(f"method 'avalanche': strategy {self.strategy_name!r} "
+                             f"{CPU_NO_OP[resolved]}")
+        if resolved == "ICaRL":
             split_model(run.model, "method 'avalanche' (ICaRL)")
 
     def bind(self, stream: Stream) -> None:
