@@ -164,7 +164,7 @@ def test_one_sensitive_feature_may_be_named_by_a_string() -> None:
 def test_every_component_declares_its_factory_signature() -> None:
     with fairness_registry() as (registry, _):
         components = components_of(registry, "paralab_fairness")
-    assert len(components) == 15
+    assert len(components) == 16
     for component in components:
         assert signature_mismatches(component) == [], f"{component.kind} {component.name}"
         for name, option in component.declared_options().items():

@@ -81,6 +81,18 @@ class Component:
     (the value may also be an item of a list-valued option)."""
     install: str = ""
     """How to install what :attr:`requires` names (``"pip install 'paralab[explain]'"``)."""
+    used_when: Mapping[str, Mapping[str, tuple[Any, ...]]] = field(default_factory=dict)
+    """Options that act only when another option has one of some values:
+    ``{"data_epochs": {"randomization": ("data",)}}``. A spec setting such an option while the
+    other has another value is a :class:`paralab.SpecError` naming both, since the value would
+    silently do nothing."""
+
+    def __post_init__(self) -> None:
+        unknown = [name for key, by in self.used_when.items() for name in (key, *by)
+                   if name not in self.options]
+        if unknown:
+            raise ValueError(f"{self.kind} {self.name!r}: used_when names {sorted(set(unknown))}, "
+                             f"which are not among its options ({', '.join(self.options)})")
 
     def missing_modules(self, options: Mapping[str, Any] | None = None) -> list[str]:
         """The required modules that are not installed (found on ``sys.path`` without being
@@ -149,6 +161,9 @@ class Component:
                                   for o, by in self.requires_when.items()}}
                if self.requires_when else {}),
             **({"install": self.install} if self.install else {}),
+            **({"used_when": {o: {k: [jsonable(v) for v in vs] for k, vs in by.items()}
+                              for o, by in self.used_when.items()}}
+               if self.used_when else {}),
             **({"missing": missing} if missing else {}),
             **extra,
         }

@@ -396,6 +396,7 @@ def _check_options(path: str, ref: ComponentRef, spec: Any) -> list[str]:
                 f"{path}.{key} = {value!r}: {problem} ({spec.kind} {ref.name!r} of "
                 f"{spec.provider or '?'}; see `paralab show {spec.kind} {ref.name}`)"
             )
+    problems += _unused_options(path, ref, spec)
     for key, option in allowed.items():
         if option.required and key not in ref.options:
             problems.append(
@@ -403,6 +404,25 @@ def _check_options(path: str, ref: ComponentRef, spec: Any) -> list[str]:
                 f"({option.constraint()}{'; ' + option.help if option.help else ''}), e.g. "
                 f"{{ name = \"{ref.name}\", {key} = ... }}"
             )
+    return problems
+
+
+def _unused_options(path: str, ref: ComponentRef, spec: Any) -> list[str]:
+    """Options the spec sets that the component's ``used_when`` says do nothing with the other
+    options' values (``data_epochs`` with ``randomization = "full"``)."""
+    problems = []
+    defaults = spec.defaults() if hasattr(spec, "defaults") else {}
+    for key, conditions in (getattr(spec, "used_when", None) or {}).items():
+        if key not in ref.options:
+            continue
+        for other, values in conditions.items():
+            actual = ref.options.get(other, defaults.get(other))
+            if actual not in values:
+                wanted = " or ".join(repr(v) for v in values)
+                problems.append(
+                    f"{path}.{key}: {spec.kind} {ref.name!r} ({spec.provider}) uses it only "
+                    f"when {other} = {wanted}, and here {other} = {actual!r}: it would do "
+                    f"nothing; remove it or set {other}")
     return problems
 
 

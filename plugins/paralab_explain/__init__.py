@@ -14,8 +14,13 @@ federated, a quantum model ...):
   Captum).
 * ``faithfulness`` — how well each method explains the model: completeness, deletion and
   insertion areas, Captum's infidelity and sensitivity.
-* ``sanity`` — do the attributions depend on the model? The model-parameter randomisation
-  test of Adebayo et al. 2018 (rank correlation before and after re-initialising layers).
+* ``sanity`` — do the attributions depend on the model? The model-parameter and data
+  randomisation tests of Adebayo et al. 2018 (rank correlation before and after
+  re-initialising layers, or against a copy trained on permuted labels, beside a control
+  trained on the true ones).
+
+Across seeds, :mod:`paralab_explain.stability` scores how far runs that differ only by seed
+agree on the features' importances.
 
 Every option is declared here with its constraints, so a bad value is a spec error before
 anything is built. ``baseline``, ``groups``, ``samples`` and ``per_group`` take values of
@@ -143,12 +148,23 @@ def paralab_auditors() -> list[AuditorSpec]:
                                   min_length=1, items=one_of("integrated_gradients", METHODS),
                                   help="attribution methods to check (one name or a list)"),
                 "randomization": one_of("cascading", RANDOMIZATIONS,
-                                        help="which layers are re-initialised"),
+                                        help="which layers are re-initialised; data: retrain "
+                                             "a re-initialised copy on permuted labels"),
                 **_SHARED,
                 "rows": count(32, help="rows explained at each evaluation"),
+                "data_epochs": count(50, help="randomization = 'data': training passes of the "
+                                              "shuffled-label and control copies"),
+                "data_lr": positive(0.01, help="randomization = 'data': their Adam learning "
+                                               "rate"),
+                "data_batch_size": count(128, low=0, help="randomization = 'data': rows per "
+                                                          "step; 0: full batch"),
+                "train_split": Option("train", type=str, min_length=1,
+                                      help="randomization = 'data': the rows they train on"),
             },
             example={"rows": 4, "steps": 8, "randomization": "full"},
             requires_when={"methods": _METHOD_LIBRARIES},
+            used_when={key: {"randomization": ("data",)}
+                       for key in ("data_epochs", "data_lr", "data_batch_size", "train_split")},
             install=_INSTALL,
         ),
     ]

@@ -34,6 +34,7 @@ TARGETS = ("predicted", "true")
 MAX_PLAYERS = 16
 """Above this many players, enumeration (2^M model evaluations per row) is refused by default."""
 
-RANDOMIZATIONS = ("cascading", "independent", "full", "none")
-"""Model-parameter randomisations of the sanity check (Adebayo et al. 2018): layers re-initialised
-from the output backwards one more at a time, each alone, all at once, or none (a control)."""
+RANDOMIZATIONS = ("cascading", "independent", "full", "none", "data")
+"""Randomisations of the sanity check (Adebayo et al. 2018): layers re-initialised from the
+output backwards one more at a time, each alone, all at once, or none (a control); or ``data``:
+a re-initialised copy trained on permuted labels (the data randomisation test)."""

@@ -1,5 +1,9 @@
-"""The ``sanity`` auditor: the model-parameter randomisation test (Adebayo et al. 2018) of
-attribution methods on the run's model, at each evaluation point.
+"""The ``sanity`` auditor: the model-parameter and data randomisation tests (Adebayo et al.
+2018) of attribution methods on the run's model, at each evaluation point.
+
+With ``randomization = "data"`` two re-initialised copies of the model are trained on the run's
+``train_split`` (``data_epochs`` passes of Adam at ``data_lr``), one on permuted labels and one
+on the true labels (the control), once per evaluation, and every method is compared on both.
 
 For each method, the same rows and classes are explained by the run's model and by copies
 whose layers are re-initialised (:mod:`paralab_explain.sanity`); the report is the Spearman
@@ -18,7 +22,7 @@ from paralab_explain.auditor import ExplainingAuditor
 from paralab_explain.choices import MAX_PLAYERS
 from paralab_explain.errors import ExplainError
 from paralab_explain.explainers import check_method
-from paralab_explain.sanity import layers, parameter_randomization
+from paralab_explain.sanity import data_randomization, layers, parameter_randomization
 
 if TYPE_CHECKING:
     from paralab import Phase, Predictions, RunContext
@@ -53,6 +57,10 @@ class Sanity(ExplainingAuditor):
         window: int = 2,
         stride: int = 1,
         layer: str | None = None,
+        data_epochs: int = 50,
+        data_lr: float = 0.01,
+        data_batch_size: int = 128,
+        train_split: str = "train",
     ) -> None:
         if isinstance(methods, str):
             methods = [methods]
@@ -61,6 +69,8 @@ class Sanity(ExplainingAuditor):
                          stdev, noise_samples, window, stride, layer)
         self._methods = list(methods)
         self.randomization = randomization
+        self.data_epochs, self.data_lr = data_epochs, data_lr
+        self.data_batch_size, self.train_split = data_batch_size, train_split
         self.last: dict[str, Any] = {}
 
     @property
@@ -79,6 +89,8 @@ class Sanity(ExplainingAuditor):
                 f"auditor 'sanity': randomization = {self.randomization!r}, but the model "
                 f"{type(run.model).__name__} has no layer with reset_parameters() to "
                 "re-initialise")
+        if self.randomization == "data":
+            run.dataset.check_splits(self.train_split, ())
 
     def audit(self, run: RunContext, phase: Phase | None, predictions: Predictions) -> dict[str, Any]:
         positions, target = self._rows(run, predictions)
@@ -87,6 +99,21 @@ class Sanity(ExplainingAuditor):
         indices = predictions.indices[positions]
         x = run.dataset.x[indices.to(run.dataset.device)].reshape(len(indices), -1).float()
         report: dict[str, Any] = {"rows": len(positions)}
+
+        def attributor(method: str) -> Any:
+            def attribute(model: torch.nn.Module) -> torch.Tensor:
+                return self._explain(run, method, x, target, model=model).values
+            return attribute
+
+        if self.randomization == "data":
+            train = run.dataset.split(self.train_split)
+            rows = train.indices.to(run.dataset.device)
+            report.update(data_randomization(
+                run.model, {method: attributor(method) for method in self._methods},
+                run.dataset.x[rows].float(), run.dataset.y[rows], epochs=self.data_epochs,
+                lr=self.data_lr, batch_size=self.data_batch_size, seed=self.seed))
+            self.last = report
+            return report
         for method in self._methods:
             def attribute(model: torch.nn.Module, method: str = method) -> torch.Tensor:
                 return self._explain(run, method, x, target, model=model).values

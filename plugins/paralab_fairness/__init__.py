@@ -9,12 +9,15 @@ Contributes (factories are ``"module:attribute"`` strings, so listing costs noth
   correlation remover; Kamiran and Calders' reweighing, as a redrawn train split);
 * loss ``fairness_penalty``: demographic parity or equalized odds as a differentiable term
   under any protocol that applies loss terms (supervised, federated, continual ...);
+* loss ``adversarial_debiasing``: Zhang et al.'s adversary (it predicts the group from the
+  model's output) and the term that trains the model against it, under the same protocols;
 * protocol ``audit`` with methods ``threshold`` and ``positive_labels``: audits of decisions
   that already exist (a dataset column such as COMPAS's own ``score_text``, or a CSV of
   predictions), with no model;
 * protocol ``estimator`` with methods ``unmitigated``, ``exponentiated_gradient``,
   ``grid_search`` and ``threshold_optimizer``: fairlearn's mitigations of scikit-learn
-  estimators, audited like any run;
+  estimators or of any paralab torch model (``estimator = "paralab_model"``, through
+  :class:`paralab_fairness.torch_estimator.ParalabClassifier`), audited like any run;
 * metrics ``demographic_parity_difference`` and ``equalized_odds_difference``.
 
 Every option is declared here with its constraints, so a bad value is a spec error before
@@ -187,7 +190,25 @@ def paralab_losses() -> list[LossSpec]:
              "weight": non_negative(1.0, help="strength of the penalty"),
              "positive_class": _POSITIVE_CLASS},
             example={"weight": 0.5},
-        )
+        ),
+        LossSpec(
+            "adversarial_debiasing",
+            "paralab_fairness.adversarial:AdversarialDebiasing",
+            "Zhang et al. (2018): an adversary learns to predict the sensitive group from the "
+            "model's positive-class logit (and the label, for equalized odds) with its own "
+            "optimizer on every batch; the term -weight * adversary loss trains the model "
+            "against it, under every protocol that applies loss terms.",
+            {"sensitive": _SENSITIVE,
+             "constraint": one_of("demographic_parity", PENALTY_CONSTRAINTS,
+                                  help="demographic_parity: the adversary sees the output; "
+                                       "equalized_odds: the output and the label"),
+             "weight": non_negative(1.0, help="Zhang's alpha: strength of the adversarial term"),
+             "adversary_lr": positive(0.05, help="learning rate of the adversary's Adam"),
+             "adversary_steps": count(1, help="adversary steps per training batch"),
+             "positive_class": _POSITIVE_CLASS,
+             "seed": _SEED},
+            example={"weight": 0.5},
+        ),
     ]
 
 
@@ -197,8 +218,10 @@ def paralab_protocols() -> list[ProtocolSpec]:
         ProtocolSpec(
             "estimator",
             "paralab_fairness.estimators:EstimatorProtocol",
-            "Fit a scikit-learn estimator (with the method's fairlearn mitigation) on the train "
-            "split and evaluate it like any model; it uses no torch model (omit `model`).",
+            "Fit a scikit-learn estimator, or a paralab model trained by a paralab method "
+            "(estimator = 'paralab_model', its sample weights honoured), with the method's "
+            "fairlearn mitigation on the train split, and evaluate it like any model; the "
+            "spec's `model` is not used (omit it; `network` names the torch model).",
             {"estimator": one_of("logistic_regression", ESTIMATORS,
                                  help="the scikit-learn estimator to fit"),
              "max_iter": count(1000, help="iterations of the estimator's solver"),
@@ -206,7 +229,17 @@ def paralab_protocols() -> list[ProtocolSpec]:
              "positive_class": _POSITIVE_CLASS,
              "train_split": Option("train", type=str, min_length=1, help="split to fit on"),
              "eval_splits": Option(("test",), items=Option("", type=str, min_length=1),
-                                   help="splits to evaluate")},
+                                   help="splits to evaluate"),
+             "network": Option(None, type=(str, dict, None),
+                               help="estimator = 'paralab_model': the model, a name or "
+                                    "{name = ..., <its options>}; None: mlp, hidden [32]"),
+             "trainer": Option(None, type=(str, dict, None),
+                               help="estimator = 'paralab_model': the paralab method that "
+                                    "trains it (sample weights in its loss); None: adam, "
+                                    "lr 0.01"),
+             "epochs": count(20, help="estimator = 'paralab_model': passes per fit"),
+             "batch_size": count(128, low=0, help="estimator = 'paralab_model': rows per "
+                                                  "step; 0: one full batch")},
             example=_ESTIMATOR_EXAMPLE,
             uses_model=False,
             # It fits scikit-learn estimators: a loss term or middleware would never act.

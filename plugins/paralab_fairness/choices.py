@@ -7,8 +7,9 @@ check and the code can never disagree on what is valid.
 
 from __future__ import annotations
 
-ESTIMATORS = ("logistic_regression", "decision_tree", "gradient_boosting")
-"""scikit-learn estimators the ``estimator`` protocol builds by name."""
+ESTIMATORS = ("logistic_regression", "decision_tree", "gradient_boosting", "paralab_model")
+"""Estimators the ``estimator`` protocol builds by name: scikit-learn's, or ``paralab_model``
+(a paralab model trained by a paralab method, weights honoured, as a scikit-learn classifier)."""
 
 MOMENTS = ("demographic_parity", "equalized_odds", "true_positive_rate_parity",
            "false_positive_rate_parity", "error_rate_parity")

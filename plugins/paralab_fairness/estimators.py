@@ -15,7 +15,7 @@ paper's error/disparity trade-off is computed from).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,8 +33,25 @@ if TYPE_CHECKING:
     from paralab import RunContext
 
 
-def make_estimator(name: str, seed: int, max_iter: int) -> Any:
-    """A fresh scikit-learn estimator by name (all accept ``sample_weight``, as reductions need)."""
+DEFAULT_NETWORK = {"name": "mlp", "hidden": [32]}
+"""The ``paralab_model`` estimator's model when ``network`` is unset."""
+DEFAULT_TRAINER = {"name": "adam", "lr": 0.01}
+"""Its training method when ``trainer`` is unset."""
+
+
+def make_estimator(name: str, seed: int, max_iter: int, network: Any = None,
+                   trainer: Any = None, epochs: int = 20, batch_size: int = 128,
+                   registry: Any = None) -> Any:
+    """A fresh scikit-learn estimator by name (all accept ``sample_weight``, as reductions need);
+    ``paralab_model`` is a paralab model trained by a paralab method
+    (:class:`paralab_fairness.torch_estimator.ParalabClassifier`)."""
+    if name == "paralab_model":
+        from paralab_fairness.torch_estimator import ParalabClassifier, Shared
+
+        return ParalabClassifier(model=network or DEFAULT_NETWORK,
+                                 method=trainer or DEFAULT_TRAINER, epochs=epochs,
+                                 batch_size=batch_size, seed=seed,
+                                 registry=None if registry is None else Shared(registry))
     if name == "logistic_regression":
         from sklearn.linear_model import LogisticRegression
 
@@ -182,8 +199,14 @@ class EstimatorProtocol(Protocol):
         positive_class: int = 1,
         train_split: str = "train",
         eval_splits: Sequence[str] = ("test",),
+        network: Mapping[str, Any] | str | None = None,
+        trainer: Mapping[str, Any] | str | None = None,
+        epochs: int = 20,
+        batch_size: int = 128,
     ) -> None:
         self.estimator = estimator
+        self.network, self.trainer = network, trainer
+        self.epochs, self.batch_size = epochs, batch_size
         self.max_iter = max_iter
         self.sensitive = as_names(sensitive)
         self.positive_class = positive_class
@@ -195,6 +218,7 @@ class EstimatorProtocol(Protocol):
         """Before anything is fitted: the sensitive features, ``positive_class``, the splits,
         and two classes in the train split once ``positive_class`` is taken as positive."""
         dataset = run.dataset
+        self._check_torch_options(run)
         self._names = resolve_sensitive(self.sensitive, dataset, "protocol estimator")
         check_positive_class(self.positive_class, dataset, "protocol estimator")
         dataset.check_splits(self.train_split, self.eval_splits)
@@ -204,6 +228,22 @@ class EstimatorProtocol(Protocol):
                 f"protocol estimator: split {self.train_split!r} has only one class once "
                 f"positive_class = {self.positive_class} is taken as positive"
             )
+
+    def _check_torch_options(self, run: RunContext) -> None:
+        """``network``/``trainer`` name registered components with valid options, and are
+        set only for ``estimator = 'paralab_model'`` (elsewhere nothing would read them)."""
+        from paralab_fairness.torch_estimator import check_components
+
+        if self.estimator != "paralab_model":
+            for option in ("network", "trainer"):
+                if getattr(self, option) is not None:
+                    raise ValueError(
+                        f"protocol estimator: {option} is read only with estimator = "
+                        f"'paralab_model' (estimator is {self.estimator!r})"
+                    )
+            return
+        check_components(self.network or DEFAULT_NETWORK, self.trainer or DEFAULT_TRAINER,
+                         "protocol estimator", run.registry)
 
     def _arrays(self, run: RunContext, split: str, names: tuple[str, ...]
                 ) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray]:
@@ -219,8 +259,10 @@ class EstimatorProtocol(Protocol):
         names = self._names or resolve_sensitive(self.sensitive, run.dataset, "protocol estimator")
         _, x, y, groups = self._arrays(run, self.train_split, names)
         with run.phase("fit", 0, estimator=self.estimator, sensitive=list(names)):
-            method.fit(make_estimator(self.estimator, run.seed, self.max_iter), x, y, groups,
-                       run.seed)
+            estimator = make_estimator(self.estimator, run.seed, self.max_iter, self.network,
+                                       self.trainer, self.epochs, self.batch_size,
+                                       run.registry)
+            method.fit(estimator, x, y, groups, run.seed)
             for split in self.eval_splits:
                 indices, x_eval, _, groups_eval = self._arrays(run, split, names)
                 labels, probability = method.predict(x_eval, groups_eval, run.seed)
