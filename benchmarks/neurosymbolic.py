@@ -30,8 +30,16 @@ reachability over cyclic graphs compiled to SDDs by ProbLog 2.3's own pipeline a
 the edge probabilities evaluated by ProbLog one by one (``evaluate(weights=...)``) and by
 paralab in one batched pass over the same compiled circuit; parity is the largest difference.
 
+Many digits (:func:`many_digits`, also alone with ``--many-digits-only``): MNIST addition
+through ``paralab.run`` at N = 4 (exact convolution, and top-k proofs) and N = 15 (top-k
+proofs; nothing exact can hold its 2e15 sums), ``--many-pairs`` examples, ``--many-epochs``
+epochs: seconds per epoch (median) and the sum and digit accuracies. DeepProbLog is not run
+there: its exact engine grounds every digit assignment (10**8 at N = 4, 10**30 at N = 15),
+which this benchmark could not finish (papers/mnist_addition_n4 says the same of N = 4).
+
     python benchmarks/neurosymbolic.py [--pairs 1000] [--test-pairs 200] [--seeds 0 1 2]
     python benchmarks/neurosymbolic.py --sdd-only [--sdd-batch 256]
+    python benchmarks/neurosymbolic.py --many-digits-only [--many-pairs 600 --many-epochs 2]
 """
 
 from __future__ import annotations
@@ -278,6 +286,43 @@ def sdd_comparison(batch: int = 1024) -> dict[str, Any]:
     return {"batch": batch, **rows}
 
 
+MANY_DIGITS = (("N4_exact", 4, "exact", 64), ("N4_topk16", 4, "topk", 16),
+               ("N15_topk8", 15, "topk", 8))
+"""(label, digits per number, inference, top_k) of :func:`many_digits`."""
+
+
+def many_digits(pairs: int = 600, epochs: int = 2, test_pairs: int = 100) -> dict[str, Any]:
+    """Time per epoch and accuracy of MNIST addition at N = 4 and 15 (see the docstring)."""
+    import paralab
+
+    dataset: Any = {"name": "mnist", "root": os.path.join(os.environ["PARALAB_DATA"], "mnist")} \
+        if os.environ.get("PARALAB_DATA") else "digits"
+    model = {"name": "lenet"} if os.environ.get("PARALAB_DATA") else \
+        {"name": "mlp", "hidden": [128]}
+    rows: dict[str, Any] = {"dataset": dataset if isinstance(dataset, str) else "mnist",
+                            "examples": pairs, "epochs": epochs, "test_examples": test_pairs}
+    for label, n, inference, k in MANY_DIGITS:
+        result = paralab.run({
+            "name": f"bench-{label}", "dataset": dataset, "model": model,
+            "protocol": {"name": "addition", "digits_per_number": n, "pairs": pairs,
+                         "test_pairs": test_pairs, "epochs": epochs, "batch_size": 16,
+                         "inference": inference, "top_k": k},
+            "method": {"name": "adam", "lr": 0.003}, "output": None, "device": "cpu",
+        })
+        seconds = [phase["metrics"]["train/seconds"] for phase in result.phases]
+        rows[label] = {
+            "seconds_per_epoch": round(statistics.median(seconds), 3),
+            "sum_accuracy": round(result.metrics["test/sum_accuracy"], 4),
+            "digit_accuracy": round(result.metrics["test/accuracy"], 4),
+        }
+        print(f"many digits {label}: {rows[label]['seconds_per_epoch']:.3f} s per epoch of "
+              f"{pairs} examples; sum accuracy {rows[label]['sum_accuracy']:.3f}, digit "
+              f"accuracy {rows[label]['digit_accuracy']:.3f}")
+    rows["deepproblog_exact"] = ("not run: ExactEngine grounds all 10**(2N) digit assignments "
+                                 "(10**8 at N = 4, 10**30 at N = 15)")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=1000)
@@ -293,8 +338,20 @@ def main() -> None:
                         help="probability assignments evaluated in the SDD comparison")
     parser.add_argument("--sdd-only", action="store_true",
                         help="run only the SDD comparison against ProbLog")
+    parser.add_argument("--many-digits-only", action="store_true",
+                        help="run only the N = 4 / N = 15 top-k comparison")
+    parser.add_argument("--many-pairs", type=int, default=600,
+                        help="training examples per epoch in the many-digits runs")
+    parser.add_argument("--many-epochs", type=int, default=2)
     arguments = parser.parse_args()
     torch.set_num_threads(arguments.threads)
+    if arguments.many_digits_only:
+        print(json.dumps({"benchmark": "neurosymbolic MNIST addition at N = 4 and 15",
+                          "load_average_1min": round(os.getloadavg()[0], 2),
+                          "threads": torch.get_num_threads(),
+                          "many_digits": many_digits(arguments.many_pairs,
+                                                     arguments.many_epochs)}))
+        return
     if arguments.sdd_only:
         print(json.dumps({"benchmark": "neurosymbolic SDD compilation against ProbLog 2.3",
                           "load_average_1min": round(os.getloadavg()[0], 2),
@@ -350,6 +407,7 @@ def main() -> None:
         print(f"  digit accuracy DeepProbLog {mean['deepproblog_digit_accuracy']:.3f}   "
               f"paralab {mean['paralab_digit_accuracy']:.3f}")
     report["sdd"] = sdd_comparison(arguments.sdd_batch)
+    report["many_digits"] = many_digits(arguments.many_pairs, arguments.many_epochs)
     print(json.dumps(report))
 
 

@@ -110,7 +110,7 @@ def test_protocols_declare_what_they_consume() -> None:
 @pytest.mark.parametrize(
     ("field", "value", "fragment"),
     [
-        ("digits_per_number", 5, "must be <= 4"),
+        ("digits_per_number", 16, "must be <= 15"),
         ("digits_per_number", 0, "must be >= 1"),
         ("pairs", -1, "must be >= 0"),
         ("test_pairs", 1.5, "expected int"),

@@ -63,7 +63,7 @@ def test_approximate_inference_trains_when_asked() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"digits_per_number": 5}, "protocol.digits_per_number = 5: must be <= 4"),
+        ({"digits_per_number": 16}, "protocol.digits_per_number = 16: must be <= 15"),
         ({"inference": "magic"}, "protocol.inference = 'magic': expected one of 'exact'"),
         ({"exact_budget": 100}, r"exact_budget 100; raise exact_budget, or use mode='auto'"),
     ],

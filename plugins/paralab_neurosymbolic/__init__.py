@@ -44,8 +44,15 @@ listing the plugin imports no torch (a test keeps the two equal)."""
 CONSTRAINTS = ("exactly_one", "hierarchy")
 """The ``constraint`` choices of ``semantic_loss`` (``semantic.CONSTRAINTS``, kept equal)."""
 
-MAX_DIGITS = 4
-"""The most digits per number ``addition`` grounds (``addition.MAX_DIGITS``, kept equal)."""
+SEMANTICS = ("probabilistic", "ltn")
+"""The ``semantics`` choices of ``semantic_loss`` (``semantic.SEMANTICS``, kept equal)."""
+
+TNORMS = ("product", "lukasiewicz")
+"""The ``tnorm`` choices of ``semantic_loss`` (``fuzzy.TNORMS``, kept equal)."""
+
+MAX_DIGITS = 15
+"""The most digits per number ``addition`` grounds (``addition.MAX_DIGITS``, kept equal);
+beyond 4 only top-k proofs (``inference = "topk"`` or ``"auto"``) run."""
 
 _HIERARCHY = Option(
     "digits", type=str, min_length=1,
@@ -99,7 +106,8 @@ def paralab_protocols() -> list[ProtocolSpec]:
             "probabilistic inference over the neural predicate digit(X, D).",
             {
                 "digits_per_number": count(1, le=MAX_DIGITS,
-                                           help="digits N of each number: sums of two N-digit numbers"),
+                                           help="digits N of each number: sums of two N-digit numbers "
+                                                "(beyond 4: inference topk or auto)"),
                 "pairs": count(0, low=0, help="training examples per epoch; 0: one pass over "
                                               "the train images, more recombines them"),
                 "test_pairs": count(0, low=0, help="test examples per eval split; 0: one pass"),
@@ -192,8 +200,15 @@ def paralab_losses() -> list[LossSpec]:
             {"constraint": one_of("exactly_one", CONSTRAINTS,
                                   help="exactly_one output true, or a valid world of the DAG"),
              "weight": non_negative(0.1, help="the term is weight * mean(-log P(constraint))"),
-             "hierarchy": _HIERARCHY},
+             "hierarchy": _HIERARCHY,
+             "semantics": one_of("probabilistic", SEMANTICS,
+                                 help="probabilistic: -log P(constraint) (Xu et al.); ltn: "
+                                      "1 - fuzzy satisfaction (Logic Tensor Networks)"),
+             "tnorm": one_of("product", TNORMS, help="the ltn t-norm family"),
+             "p_exists": Option(2.0, type=float, ge=1, help="p of ltn's exists (pMean)"),
+             "p_forall": Option(2.0, type=float, ge=1, help="p of ltn's forall (pMeanError)")},
             example={"constraint": "exactly_one", "weight": 0.1},
+            used_when={key: {"semantics": ("ltn",)} for key in ("tnorm", "p_exists", "p_forall")},
         ),
     ]
 

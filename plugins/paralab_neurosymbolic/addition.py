@@ -33,7 +33,10 @@ from paralab_neurosymbolic.logic import InferenceBudgetError, Program, Query
 if TYPE_CHECKING:
     from paralab import Batch, GradientMethod, RunContext
 
-MAX_DIGITS = 4
+MAX_DIGITS = 15
+"""Scallop's largest MNIST sum: two 15-digit numbers (30 images, 2e15 possible sums). Beyond
+about 4 digits the support is over any exact budget, so only top-k proofs of the observed
+sum train, and the prediction is the sum of the most probable digits (:meth:`Addition.predict`)."""
 NETWORK = "digit_net"
 
 
@@ -161,10 +164,17 @@ class SumObjective:
     def __call__(self, batch: Batch) -> torch.Tensor:
         logits = batch.logits
         batch.targets = logits.detach().argmax(dim=-1)
-        likelihood = sum_probability(
-            self.query, self.names, logits.reshape(len(self.sums), len(self.names), -1),
-            self.sums, self.keys, **self.options,
-        )
+        logits = logits.reshape(len(self.sums), len(self.names), -1)
+        if self.query.support_size() > self.query.exact_budget:
+            # many digits (N > 4): top-k proofs in log space, where the mass of a 30-digit
+            # proof (1e-30 at uniform digits) does not vanish under a clamp
+            probs = torch.softmax(logits, dim=-1)
+            keys = self.keys or [f"digit({name})" for name in self.names]
+            tables = {key: probs[:, position] for position, key in enumerate(keys)}
+            log_p = self.query.log_probability(tables, self.sums, **self.options)
+            return -log_p.clamp_min(-1e4).mean()
+        likelihood = sum_probability(self.query, self.names, logits, self.sums, self.keys,
+                                     **self.options)
         return -likelihood.clamp_min(1e-12).log().mean()
 
 
@@ -235,12 +245,20 @@ class Addition(Protocol):
                 )
         mode = self.options["mode"]
         try:
-            self.query.strategy(mode)
+            strategy = self.query.strategy(mode)
         except InferenceBudgetError as error:
             raise ValueError(
                 f"inference = {mode!r}, digits_per_number = {self.n}: {error} (the mode is "
                 f"this protocol's `inference` option)"
             ) from None
+        size = self.query.support_size()
+        if strategy in ("sample", "sdd", "enumerate") and size > self.query.exact_budget:
+            raise ValueError(
+                f"inference = {mode!r}, digits_per_number = {self.n}: the sum can take "
+                f"{size:,} values (> exact_budget {self.query.exact_budget:,}), which "
+                f"{strategy!r} inference needs as a distribution; use inference = 'topk' "
+                "(top-k proofs of the observed sum) or 'auto'"
+            )
 
     def example_text(self) -> str:
         return f"two {self.n}-digit numbers, digits_per_number = {self.n}"
@@ -317,11 +335,25 @@ class Addition(Protocol):
         for start in range(0, len(examples), batch_size):
             chunk = examples[start : start + batch_size]
             logits = model(x[chunk.reshape(-1)]).reshape(len(chunk), len(self.names), -1)
+            predicted = self.predict(logits)
+            correct += int((predicted == sums[start : start + batch_size].to(predicted.device))
+                           .sum())
+        return correct / max(len(examples), 1)
+
+    def predict(self, logits: torch.Tensor) -> torch.Tensor:
+        """The predicted sum per example: the most probable value of P(sum) when the
+        support fits ``exact_budget``; else (N > 4) the sum of the two numbers read from
+        each image's most probable digit, the most probable world, which is the top-1 proof
+        that top-k decoding returns (a distribution over 2e15 sums cannot be held)."""
+        if self.query.support_size() <= self.query.exact_budget:
             p = sum_distribution(self.query, self.names, logits, self.keys, **self.options)
             values = torch.tensor([float(v) for v in self.query.values], device=p.device)
-            predicted = values[p.argmax(dim=1)]
-            correct += int((predicted == sums[start : start + batch_size].to(p.device)).sum())
-        return correct / max(len(examples), 1)
+            return values[p.argmax(dim=1)]
+        # int64: float64 holds integers exactly only up to 2**53 (9e15; two 15-digit sums
+        # reach 2e15, so exact here, but int64 needs no such argument)
+        digits = logits.argmax(dim=-1).reshape(len(logits), 2, self.n)
+        place = 10 ** torch.arange(self.n - 1, -1, -1, device=digits.device)
+        return (digits * place).sum(-1).sum(-1)
 
     def evaluate(self, run: RunContext, tests: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
         model = run.model

@@ -23,11 +23,13 @@ import torch
 import torch.nn.functional as F
 
 from paralab import LossTerm, Metric
+from paralab_neurosymbolic.fuzzy import FuzzyLogic, exactly_one_satisfaction
 
 if TYPE_CHECKING:
     from paralab import Batch, Predictions, RunContext, SharedDataset
 
 CONSTRAINTS = ("exactly_one", "hierarchy")
+SEMANTICS = ("probabilistic", "ltn")
 
 
 def exactly_one_log_probability(logits: torch.Tensor) -> torch.Tensor:
@@ -135,18 +137,26 @@ def _worlds_for(run: RunContext, hierarchy: str) -> HierarchyWorlds:
 
 class SemanticLoss(LossTerm):
     """``weight * mean(-log P(constraint))`` over a batch's logits, under any protocol that
-    applies loss terms. Options are declared in the plugin's ``LossSpec``."""
+    applies loss terms; with ``semantics = "ltn"``, ``weight * (1 - sat)`` where ``sat`` is the
+    fuzzy satisfaction of the constraint over the batch (:mod:`.fuzzy`, Logic Tensor
+    Networks). Options are declared in the plugin's ``LossSpec``."""
 
     def __init__(self, constraint: str = "exactly_one", weight: float = 0.1,
-                 hierarchy: str = "digits") -> None:
+                 hierarchy: str = "digits", semantics: str = "probabilistic",
+                 tnorm: str = "product", p_exists: float = 2.0, p_forall: float = 2.0) -> None:
         self.constraint = constraint
         self.weight = weight
         self.hierarchy = hierarchy
+        self.semantics = semantics
+        self.logic = FuzzyLogic(tnorm, p_exists, p_forall) if semantics == "ltn" else None
         self._worlds: HierarchyWorlds | None = None
 
     def validate(self, run: RunContext) -> None:
         """For ``constraint = "hierarchy"``: the DAG (the dataset's, else the ``hierarchy``
-        file's) loads, and the model's outputs, one per class, are its nodes."""
+        file's) loads, and the model's outputs, one per class, are its nodes; ``semantics =
+        "ltn"`` has the ``exactly_one`` formula only."""
+        if self.semantics == "ltn" and self.constraint != "exactly_one":
+            raise ValueError(self._ltn_refusal())
         if self.constraint != "hierarchy":
             return
         worlds = _worlds_for(run, self.hierarchy)
@@ -161,7 +171,17 @@ class SemanticLoss(LossTerm):
             )
         self._worlds = worlds
 
+    def _ltn_refusal(self) -> str:
+        return (f"semantics = 'ltn', constraint = {self.constraint!r}: the LTN semantics has "
+                "the exactly_one formula only; use constraint = 'exactly_one', or semantics = "
+                "'probabilistic'")
+
     def __call__(self, batch: Batch) -> torch.Tensor:
+        if self.logic is not None:
+            if self.constraint != "exactly_one":
+                raise ValueError(self._ltn_refusal())
+            truth = torch.sigmoid(batch.logits)
+            return self.weight * (1.0 - exactly_one_satisfaction(truth, self.logic))
         if self.constraint == "exactly_one":
             log_p = exactly_one_log_probability(batch.logits)
         else:

@@ -13,7 +13,8 @@ each value of the query's output variable. Strategies:
   weighted model counting as one matrix product. Overlapping proofs are counted once.
 * ``topk`` (approximate, differentiable): a beam keeps the ``k`` most probable joint
   assignments; P is the mass of those among them that prove each value, a lower bound.
-* ``sample`` (approximate, unbiased, not differentiable): Monte Carlo over worlds.
+* ``sample`` (approximate, unbiased, differentiable): Monte Carlo over worlds; its gradient
+  is the score-function estimate with a leave-one-out baseline (unbiased for ``grad P``).
 * ``sdd`` (exact, differentiable): the general engine (:class:`.solver.Solver`) compiles the
   query's ground answers into one SDD with PySDD, once, and re-evaluates it for each batch;
   grounding is value by value (as ProbLog/DeepProbLog do), so it suits small supports.
@@ -218,6 +219,22 @@ class Query:
                 raise ValueError(f"sampling inference needs samples >= 1, got {samples}")
             probs = self._run_sample(tables, samples, generator)
         return Distribution(list(self.values), probs, strategy)
+
+    def log_probability(
+        self, probabilities: Mapping[str, torch.Tensor], observed: Any = None, **options: Any
+    ) -> torch.Tensor:
+        """log P(query) per example, as :meth:`probability`; top-k proofs of an observed
+        value sum their masses in log space, so a 30-digit proof of mass 1e-60 (below float32's
+        range) still has a finite log and a gradient."""
+        if (
+            self.output is not None
+            and observed is not None
+            and self._linear is not None
+            and self.strategy(options.get("mode", "exact")) == "topk"
+        ):
+            return self._run_topk_observed(self._tables(probabilities), observed,
+                                           options.get("k", 64), log_space=True)
+        return self.probability(probabilities, observed, **options).log()
 
     def probability(
         self, probabilities: Mapping[str, torch.Tensor], observed: Any = None, **options: Any
@@ -519,7 +536,7 @@ class Query:
         return torch.einsum("bk,bkv->bv", weight, truth)
 
     def _run_topk_observed(
-        self, tables: list[torch.Tensor], observed: Any, k: int
+        self, tables: list[torch.Tensor], observed: Any, k: int, log_space: bool = False
     ) -> torch.Tensor:
         """Top-k *proofs* of ``output = observed`` for a linear query: a beam over the
         variables that keeps only partial assignments that can still reach the observed value
@@ -569,22 +586,44 @@ class Query:
                 )
         valid = torch.isfinite(score)
         logs = [by_key[v.key].clamp_min(1e-30).log() for _, v in terms]
-        weight = torch.stack(
-            [log.gather(1, chosen[:, :, i]) for i, log in enumerate(logs)]
-        ).sum(0).exp()
-        return (weight * valid).sum(1)
+        log_weight = torch.stack(
+            [table.gather(1, chosen[:, :, i]) for i, table in enumerate(logs)]
+        ).sum(0)
+        if log_space:  # no proof at all: -inf
+            return torch.logsumexp(log_weight.masked_fill(~valid, float("-inf")), dim=1)
+        return (log_weight.exp() * valid).sum(1)
 
     def _run_sample(
         self, tables: list[torch.Tensor], samples: int, generator: torch.Generator | None
     ) -> torch.Tensor:
+        """Monte Carlo over worlds, differentiable by the score function (REINFORCE) with a
+        leave-one-out baseline.
+
+        The forward value is the plain estimate ``mean_s f(x_s)``; the surrogate term
+        ``mean_s (f(x_s) - b_s) * (log p(x_s) - log p(x_s).detach())`` is zero in value, and
+        its gradient is ``mean_s (f(x_s) - b_s) * grad log p(x_s)``, an unbiased estimate of
+        ``grad P`` because the baseline ``b_s`` (the mean of the *other* samples' truths) does
+        not depend on ``x_s``. The baseline cuts the variance: a query true in every world gets
+        a zero gradient, not a noisy one. ``samples = 1`` has no other sample: no baseline."""
         with torch.no_grad():
             indices = [
-                torch.multinomial(table.float().cpu(), samples, replacement=True,
+                torch.multinomial(table.detach().float().cpu(), samples, replacement=True,
                                   generator=generator).to(table.device)
                 for table in tables
             ]
-            truth = self._truth(indices).to(tables[0].dtype)  # (batch, S, V)
-            return truth.mean(dim=1)
+        truth = self._truth(indices).to(tables[0].dtype)  # (batch, S, V), no gradient
+        estimate = truth.mean(dim=1)
+        if not any(table.requires_grad for table in tables):
+            return estimate
+        log_p = torch.stack(
+            [table.clamp_min(1e-30).log().gather(1, index) for table, index in zip(tables, indices)]
+        ).sum(0)  # (batch, S): log-probability of each sampled world
+        if samples > 1:
+            baseline = (truth.sum(dim=1, keepdim=True) - truth) / (samples - 1)
+        else:
+            baseline = torch.zeros_like(truth)
+        score = (log_p - log_p.detach())[:, :, None]
+        return estimate + ((truth - baseline) * score).mean(dim=1)
 
 
 @dataclass(frozen=True)
