@@ -10,7 +10,10 @@
 3. A noisy training step (depolarizing 0.01 and amplitude damping 0.01 after every gate, 2
    layers, batch 32): paralab's density-matrix simulator against PennyLane ``default.mixed``
    (backprop), logits and gradients compared first.
-4. A 200x200 fidelity-kernel Gram matrix (ZZ feature map, 2 reps) on qiskit-machine-learning's
+4. A shot-based training step (4 qubits, 2 layers, batch 16, 1000 shots): paralab's
+   parameter-shift estimator against PennyLane ``default.qubit`` with shots and
+   ``diff_method="parameter-shift"``; exact (shots 0) shift gradients compared first.
+5. A 200x200 fidelity-kernel Gram matrix (ZZ feature map, 2 reps) on qiskit-machine-learning's
    ``ad_hoc_data``: paralab's :class:`FidelityKernel` against ``FidelityStatevectorKernel``,
    then an SVC on each Gram matrix, tested on held-out points.
 
@@ -23,6 +26,7 @@ fastest step of each side (``*_min_ms``, ``speedup_min_*``). The last line print
 object.
 
     python benchmarks/quantum.py [--threads 2] [--qubits 4 8 12] [--rounds 15]
+        [--noisy-qubits 4 8] [--shots 1000] [--skip train iris kernel]
 """
 
 from __future__ import annotations
@@ -169,6 +173,46 @@ def noisy_training_steps(n_qubits: int, steps: int = 5, layers: int = 2,
     }
 
 
+def shot_training_steps(n_qubits: int = 4, shots: int = 1000, steps: int = 3, layers: int = 2,
+                        batch: int = 16) -> dict[str, Any]:
+    """One training step with shot-sampled expectations and parameter-shift gradients:
+    paralab's :class:`ShotParameterShift` (every shifted circuit of the batch in one call)
+    against PennyLane ``default.qubit`` with ``shots`` and ``diff_method="parameter-shift"``.
+    Gradients are random, so parity is of the exact (shots 0) gradients first."""
+    from paralab_quantum.circuit import Ansatz, Circuit, Embedding
+    from paralab_quantum.pennylane_backend import make_qnode
+    from paralab_quantum.shots import ShotParameterShift
+
+    circuit = Circuit(n_qubits, Embedding("angle"), Ansatz(layers, ("RY", "RZ"), "cnot_ring"))
+    generator = torch.Generator().manual_seed(1)
+    x = torch.rand(batch, n_qubits, generator=generator, dtype=torch.float64) * torch.pi
+    weights = torch.rand(circuit.n_weights, generator=generator, dtype=torch.float64)
+    head = torch.randn(n_qubits, 2, generator=generator, dtype=torch.float64)
+    y = torch.randint(0, 2, (batch,), generator=generator)
+    ours = ShotParameterShift(circuit, shots, generator=torch.Generator().manual_seed(2))
+    theirs = make_qnode(circuit, "pennylane", diff_method="parameter-shift", shots=shots)
+    exact_ours = ShotParameterShift(circuit, 0)
+    exact_theirs = make_qnode(circuit, "pennylane", diff_method="parameter-shift")
+
+    def grad(run: Any) -> tuple[torch.Tensor, float]:
+        w = weights.clone().requires_grad_(True)
+        started = time.perf_counter()
+        F.cross_entropy(run(x, w).to(torch.float64) @ head, y).backward()
+        return w.grad, time.perf_counter() - started
+
+    difference = float((grad(exact_ours)[0] - grad(exact_theirs)[0]).abs().max())
+    times: dict[str, list[float]] = {"paralab": [], "pennylane": []}
+    for _ in range(steps):
+        times["paralab"].append(grad(ours)[1])
+        times["pennylane"].append(grad(theirs)[1])
+    ms = {k: 1000 * statistics.median(v) for k, v in times.items()}
+    return {"n_qubits": n_qubits, "layers": layers, "batch": batch, "shots": shots,
+            "paralab_shift_ms": round(ms["paralab"], 2),
+            "pennylane_shift_ms": round(ms["pennylane"], 2),
+            "speedup_vs_pennylane_shift": round(ms["pennylane"] / ms["paralab"], 2),
+            "exact_shift_grad_max_diff": difference}
+
+
 def iris_accuracy(epochs: int = 10) -> dict[str, float]:
     import paralab
 
@@ -233,7 +277,11 @@ def main() -> None:
     parser.add_argument("--qubits", type=int, nargs="+", default=[4, 8, 12])
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--noisy-qubits", type=int, nargs="*", default=[4])
+    parser.add_argument("--noisy-qubits", type=int, nargs="*", default=[4, 8])
+    parser.add_argument("--shots", type=int, default=1000)
+    parser.add_argument("--skip", nargs="*", default=[],
+                        choices=["train", "noisy", "shots", "iris", "kernel"],
+                        help="parts to leave out (short runs on a shared machine)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("PARALAB_QUIET", "1")
@@ -244,29 +292,44 @@ def main() -> None:
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
     }
-    for n_qubits in args.qubits:
+    try:
+        import torchquantum  # noqa: F401
+
+        report["torchquantum"] = "installed (peer not wired yet)"
+    except ImportError:
+        report["torchquantum"] = "not installed (see docs/quantum.md)"
+    for n_qubits in args.qubits if "train" not in args.skip else ():
         rounds = args.rounds if n_qubits <= 8 else max(3, args.rounds // 5)
         result = training_steps(n_qubits, rounds)
         print(json.dumps(result), flush=True)
         report[f"train_{n_qubits}q"] = result
         for key in ("speedup_vs_fastest_pennylane", "speedup_min_vs_fastest_pennylane"):
             report[f"train_{n_qubits}q_{key}"] = result[key]
-    for n_qubits in args.noisy_qubits:
-        result = noisy_training_steps(n_qubits)
+    for n_qubits in args.noisy_qubits if "noisy" not in args.skip else ():
+        # a 8-qubit density matrix is 65,536 amplitudes a row: fewer timed steps, batch 8
+        result = (noisy_training_steps(n_qubits) if n_qubits <= 6 else
+                  noisy_training_steps(n_qubits, steps=2, batch=8))
         print(json.dumps(result), flush=True)
         report[f"noisy_train_{n_qubits}q"] = result
         report[f"noisy_train_{n_qubits}q_speedup_vs_default_mixed"] = result[
             "speedup_vs_default_mixed"]
-    accuracy = iris_accuracy(args.epochs)
-    print(json.dumps({"iris_accuracy": accuracy}), flush=True)
-    report["iris_vqc_accuracy_paralab"] = accuracy["paralab"]
-    report["iris_vqc_accuracy_default_qubit"] = accuracy["default_qubit"]
-    kernel = kernel_gram()
-    report["kernel_gram_200"] = kernel
-    report["kernel_speedup_vs_qiskit_ml"] = kernel["speedup_vs_qiskit_ml"]
-    report["kernel_speedup_min_vs_qiskit_ml"] = kernel["speedup_min_vs_qiskit_ml"]
-    report["kernel_accuracy_paralab"] = kernel["paralab_accuracy"]
-    report["kernel_accuracy_qiskit_ml"] = kernel["qiskit_ml_accuracy"]
+    if "shots" not in args.skip:
+        result = shot_training_steps(4, args.shots)
+        print(json.dumps(result), flush=True)
+        report["shot_train_4q"] = result
+        report["shot_train_4q_speedup_vs_pennylane_shift"] = result["speedup_vs_pennylane_shift"]
+    if "iris" not in args.skip:
+        accuracy = iris_accuracy(args.epochs)
+        print(json.dumps({"iris_accuracy": accuracy}), flush=True)
+        report["iris_vqc_accuracy_paralab"] = accuracy["paralab"]
+        report["iris_vqc_accuracy_default_qubit"] = accuracy["default_qubit"]
+    if "kernel" not in args.skip:
+        kernel = kernel_gram()
+        report["kernel_gram_200"] = kernel
+        report["kernel_speedup_vs_qiskit_ml"] = kernel["speedup_vs_qiskit_ml"]
+        report["kernel_speedup_min_vs_qiskit_ml"] = kernel["speedup_min_vs_qiskit_ml"]
+        report["kernel_accuracy_paralab"] = kernel["paralab_accuracy"]
+        report["kernel_accuracy_qiskit_ml"] = kernel["qiskit_ml_accuracy"]
     report["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     print(json.dumps(report))
 

@@ -23,7 +23,12 @@ def _blocks() -> list[str]:
 def test_the_documented_examples_run(capsys):
     blocks = _blocks()
     assert blocks, "docs/quantum.md has no tested python block"
+    import importlib.util
+
+    has_runtime = importlib.util.find_spec("qiskit_ibm_runtime") is not None
     for number, block in enumerate(blocks):
+        if "paralab_quantum.hardware" in block and not has_runtime:
+            continue  # the fake backends need qiskit-ibm-runtime (an optional peer)
         exec(compile(block, f"docs/quantum.md tested block {number + 1}", "exec"), {})
     printed = capsys.readouterr().out
     assert "torch.Size([8, 2])" in printed  # two observables: two outputs per row

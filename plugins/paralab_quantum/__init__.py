@@ -31,6 +31,7 @@ from paralab import (
 )
 from paralab_quantum.choices import (
     BACKENDS,
+    DIFF_METHODS,
     EMBEDDINGS,
     ENTANGLERS,
     MEASUREMENTS,
@@ -41,6 +42,7 @@ from paralab_quantum.choices import (
     ZZ_ENTANGLEMENTS,
 )
 from paralab_quantum.observables import ObservablesOption
+from paralab_quantum.spec_circuit import CircuitOption
 
 PARALAB_API = "1.0"
 
@@ -59,6 +61,17 @@ _QUANTUM_LAYER = {
         "amplitude damping after every gate (density-matrix simulation); 0: none")),
     "noise_phase_damping": Option(0.0, ge=0, le=1, help=(
         "phase damping after every gate (density-matrix simulation); 0: none")),
+    "noise_readout": Option(0.0, ge=0, le=1, help=(
+        "probability each measured qubit's bit flips (readout error); 0: none")),
+    "shots": count(0, low=0, help=(
+        "measurement shots per Pauli term in training and evaluation (diff_method "
+        "'parameter-shift', backend 'torch'); 0: exact expectations")),
+    "diff_method": one_of("backprop", DIFF_METHODS, help=(
+        "backprop (autograd through the simulator) or parameter-shift (the gradient from "
+        "shifted, shot-sampled circuits, as on hardware)")),
+    "circuit": CircuitOption((), help=(
+        "a circuit of named gate layers and re-uploading blocks, replacing the embedding "
+        "and ansatz: [{gate='RY', wires='all', params=['x']}, {repeat=2, layers=[...]}]")),
     "observables": ObservablesOption(
         (), help="Pauli sums measured instead of Z per qubit, e.g. ['Z0 Z1', '0.5*X0 + X1']"),
 }

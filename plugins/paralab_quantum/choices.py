@@ -32,5 +32,7 @@ SVC_KERNELS = ("rbf", "linear", "poly", "sigmoid")
 SVC_GAMMAS = ("scale", "auto")
 """scikit-learn's named ``gamma`` values (a number >= 0 is the other choice)."""
 
-__all__ = ["BACKENDS", "EMBEDDINGS", "ENTANGLERS", "MEASUREMENTS", "PRECISIONS", "READOUTS",
+__all__ = ["BACKENDS", "DIFF_METHODS", "EMBEDDINGS", "ENTANGLERS", "MEASUREMENTS", "PRECISIONS", "READOUTS",
            "ROTATIONS", "SVC_GAMMAS", "SVC_KERNELS", "ZZ_ENTANGLEMENTS"]
+DIFF_METHODS = ("backprop", "parameter-shift")
+"""How a quantum layer is differentiated (:mod:`paralab_quantum.shots`)."""

@@ -241,6 +241,9 @@ class Circuit:
     gates: tuple[Gate, ...] = ()
     measurement: str = "expval"
     observables: tuple[Observable, ...] = ()
+    inputs: int = 0
+    """without an embedding: how many raw features the gates' ``("x", i)`` angles read (a
+    circuit from the spec, :mod:`paralab_quantum.spec_circuit`: re-uploading blocks)"""
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_qubits, int) or self.n_qubits < 1:
@@ -266,11 +269,16 @@ class Circuit:
     @property
     def n_features(self) -> int:
         """The most input features the embedding accepts (0 without an embedding)."""
-        return self.embedding.capacity(self.n_qubits) if self.embedding else 0
+        return self.embedding.capacity(self.n_qubits) if self.embedding else self.inputs
 
     @property
     def n_angles(self) -> int:
-        return self.embedding.n_angles(self.n_qubits) if self.embedding else 0
+        return self.embedding.n_angles(self.n_qubits) if self.embedding else self.inputs
+
+    @property
+    def reads_inputs(self) -> bool:
+        """Whether the circuit takes inputs ``x`` (an embedding, or gates reading features)."""
+        return self.embedding is not None or self.inputs > 0
 
     @property
     def n_weights(self) -> int:
@@ -296,8 +304,9 @@ class Circuit:
     def check_features(self, n_features: int, where: str = "circuit") -> None:
         """A clear error when inputs have more features than the embedding can take."""
         if self.embedding is None:
-            if n_features:
-                raise CircuitError(f"{where}: the circuit has no embedding for {n_features} features")
+            if n_features > self.inputs:
+                raise CircuitError(f"{where}: {n_features} input features but the circuit's "
+                                   f"gates read {self.inputs}")
             return
         if n_features > self.n_features:
             need = (
@@ -331,7 +340,12 @@ class Circuit:
         return gates
 
     def angle_terms(self, columns: Sequence[Any]) -> list[Any]:
-        return self.embedding.angle_terms(columns, self.n_qubits) if self.embedding else []
+        if self.embedding is not None:
+            return self.embedding.angle_terms(columns, self.n_qubits)
+        columns = list(columns)  # raw features, missing ones 0 (a zero column, as embeddings)
+        filler: Any = columns[0].new_zeros(columns[0].shape) if columns and hasattr(
+            columns[0], "new_zeros") else 0.0
+        return columns + [filler] * (self.inputs - len(columns))
 
 
 def resolve(angle: Angle, angles: Any, weights: Any, pick: Callable[[Any, int], Any]) -> Any:

@@ -37,14 +37,18 @@ class Noise:
     """Per-gate noise: each channel's strength in [0, 1] (0: off), after every gate on each of
     its wires. ``depolarizing`` p: Kraus sqrt(1-p) I, sqrt(p/3) X, Y, Z (PennyLane's
     ``DepolarizingChannel``); ``amplitude_damping`` and ``phase_damping`` gamma: PennyLane's
-    ``AmplitudeDamping`` / ``PhaseDamping``."""
+    ``AmplitudeDamping`` / ``PhaseDamping``. ``readout`` acts on the measured outcomes, not
+    after gates: it is not among :meth:`channels`."""
 
     depolarizing: float = 0.0
     amplitude_damping: float = 0.0
     phase_damping: float = 0.0
+    readout: float = 0.0
+    """bit-flip probability of each measured qubit's outcome (:mod:`paralab_quantum.readout`;
+    PennyLane ``default.mixed``'s ``readout_prob``); 0: none"""
 
     def __post_init__(self) -> None:
-        for name in CHANNELS:
+        for name in (*CHANNELS, "readout"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                 raise CircuitError(f"noise {name} must be a number in [0, 1], got {value!r}")
@@ -142,6 +146,13 @@ class DensityMatrixSimulator:
         self._channels = {} if channel is None else {
             k: _wires_channel(channel, k).to(dtype) for k in (1, 2, 3)}
         self._measurement: Any = None
+        self._readout: Any = None
+        self._measured = circuit  # the circuit whose measurement :meth:`measure` computes
+        if self.noise.readout:
+            from paralab_quantum.readout import Readout
+
+            self._readout = Readout(circuit, self.noise.readout)
+            self._measured = self._readout.inner
 
     def density(self, x: torch.Tensor | None, weights: torch.Tensor | None) -> torch.Tensor:
         """The density matrices ``(batch, 2**n, 2**n)`` after the circuit and its noise."""
@@ -172,19 +183,24 @@ class DensityMatrixSimulator:
         return self.measure(self.density(x, weights))
 
     def measure(self, rho: torch.Tensor) -> torch.Tensor:
-        """Expectations / variances ``(batch, n_observables)`` or probabilities."""
+        """Expectations / variances ``(batch, n_observables)`` or probabilities (after the
+        readout error, if any)."""
+        out = self._measure(rho)
+        return out if self._readout is None else self._readout(out)
+
+    def _measure(self, rho: torch.Tensor) -> torch.Tensor:
         probabilities = rho.diagonal(dim1=-2, dim2=-1).real
-        if self.circuit.measurement == "probs":
+        if self._measured.measurement == "probs":
             return probabilities
         if self._measurement is None:
             from paralab_quantum.expectations import PauliSum
 
-            self._measurement = [PauliSum(o, self.n) for o in self.circuit.measured]
+            self._measurement = [PauliSum(o, self.n) for o in self._measured.measured]
         columns = []
         for pauli_sum in self._measurement:
             applied = pauli_sum.apply(rho.mT)  # row b: H rho[:, b]
             mean = applied.diagonal(dim1=-2, dim2=-1).sum(-1).real
-            if self.circuit.measurement == "var":
+            if self._measured.measurement == "var":
                 second = pauli_sum.apply(applied).diagonal(dim1=-2, dim2=-1).sum(-1).real
                 columns.append(second - mean.square())
             else:

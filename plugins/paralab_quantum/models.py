@@ -27,6 +27,7 @@ from paralab import DatasetInfo
 from paralab_quantum.choices import BACKENDS
 from paralab_quantum.circuit import Ansatz, Circuit, CircuitError, Embedding
 from paralab_quantum.memory import QubitMemoryError, check_statevector
+from paralab_quantum.spec_circuit import build, n_qubits_of
 
 if TYPE_CHECKING:
     from paralab import RunContext
@@ -40,7 +41,7 @@ class QuantumLayer(nn.Module):
 
     def __init__(self, circuit: Circuit, *, backend: str = "torch", precision: str = "single",
                  memory_limit: int | None = None, generator: torch.Generator | None = None,
-                 noise: Any = None) -> None:
+                 noise: Any = None, shots: int = 0, diff_method: str = "backprop") -> None:
         super().__init__()
         if backend not in BACKENDS:
             raise ValueError(
@@ -53,11 +54,29 @@ class QuantumLayer(nn.Module):
         self.backend = backend
         initial = (torch.rand(circuit.n_weights, generator=generator) * 2 - 1) * math.pi
         self.weights = nn.Parameter(initial)
-        noisy = noise is not None and bool(noise.channels())
+        noisy = noise is not None and (bool(noise.channels()) or bool(noise.readout))
         if noisy and backend == "lightning":
             raise ValueError("noise needs a density-matrix simulator: backend 'torch' (paralab's) "
                              "or 'pennylane' (default.mixed), not 'lightning'")
-        if backend == "torch" and noisy:
+        if shots and diff_method != "parameter-shift":
+            raise ValueError(f"shots = {shots} needs diff_method = 'parameter-shift' (a sampled "
+                             "expectation has no backprop gradient)")
+        if diff_method == "parameter-shift" and backend != "torch":
+            raise ValueError(f"diff_method 'parameter-shift' runs on backend 'torch', not "
+                             f"{backend!r}")
+        if diff_method == "parameter-shift":
+            from paralab_quantum.shots import ShotParameterShift
+
+            self._run = ShotParameterShift(circuit, int(shots), noise=noise if noisy else None,
+                                           memory_limit=memory_limit, generator=generator)
+        elif backend == "torch" and noisy and not noise.channels():
+            # readout error alone acts on the outcomes: the statevector simulator suffices
+            from paralab_quantum.readout import Readout
+            from paralab_quantum.simulator import TorchSimulator
+
+            self._run = Readout(circuit, noise.readout).wrap(lambda inner: TorchSimulator(
+                inner, dtype=PRECISIONS[precision], memory_limit=memory_limit))
+        elif backend == "torch" and noisy:
             from paralab_quantum.density import DensityMatrixSimulator
 
             self._run: Any = DensityMatrixSimulator(circuit, noise, dtype=PRECISIONS[precision],
@@ -172,8 +191,8 @@ class HybridNetwork(_QuantumSequential):
 
 
 def _layer(name: str, circuit: Circuit, backend: str, precision: str,
-           memory_limit_gb: float, noise: tuple[float, float, float] = (0.0, 0.0, 0.0)
-           ) -> QuantumLayer:
+           memory_limit_gb: float, noise: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0),
+           shots: int = 0, diff_method: str = "backprop") -> QuantumLayer:
     limit = int(memory_limit_gb * 2**30) if memory_limit_gb else None
     channels = None
     if any(noise):
@@ -182,9 +201,18 @@ def _layer(name: str, circuit: Circuit, backend: str, precision: str,
         channels = Noise(*noise)
     try:
         return QuantumLayer(circuit, backend=backend, precision=precision, memory_limit=limit,
-                            noise=channels)
+                            noise=channels, shots=shots, diff_method=diff_method)
     except QubitMemoryError as error:
         raise QubitMemoryError(f"model {name!r} option n_qubits={circuit.n_qubits}: {error}") from None
+
+
+def _replaced(model: str, **options: tuple[Any, Any]) -> None:
+    """:raises CircuitError: an option the spec ``circuit`` replaces was set (it would do
+    nothing)."""
+    changed = [name for name, (value, default) in options.items() if value != default]
+    if changed:
+        raise CircuitError(f"model {model!r}: option circuit replaces {', '.join(changed)}; "
+                           "leave them at their defaults or drop circuit")
 
 
 def vqc(
@@ -205,6 +233,10 @@ def vqc(
     noise_depolarizing: float = 0.0,
     noise_amplitude_damping: float = 0.0,
     noise_phase_damping: float = 0.0,
+    noise_readout: float = 0.0,
+    shots: int = 0,
+    diff_method: str = "backprop",
+    circuit: Sequence[Any] = (),
 ) -> nn.Module:
     """A variational quantum classifier on ``info``'s flattened features.
 
@@ -213,11 +245,27 @@ def vqc(
     ``observables`` (Pauli sums as text, e.g. ``["Z0 Z1", "0.5*X0 + 0.5*X1"]``) replace the
     per-qubit Z readout: one output each, their expectation (``measurement = "expval"``) or
     variance (``"var"``). A ``noise_*`` strength above 0 trains on the density-matrix
-    simulator with that channel after every gate (:mod:`paralab_quantum.density`). Options are
+    simulator with that channel after every gate (:mod:`paralab_quantum.density`);
+    ``noise_readout`` flips each measured bit with that probability
+    (:mod:`paralab_quantum.readout`). ``diff_method = "parameter-shift"`` estimates each
+    expectation from ``shots`` samples (0: exact) and its gradient by the parameter-shift rule
+    (:mod:`paralab_quantum.shots`). Options are
     declared (and checked) in :mod:`paralab_quantum`; more features than the embedding takes,
     or a ``direct`` readout with fewer outputs than classes, is the model's
     ``validate(run)`` error, before any training.
     """
+    if circuit:
+        _replaced("vqc", embedding=(embedding, "angle"), layers=(layers, 2),
+                  rotations=(tuple(rotations), ("RY", "RZ")), entangler=(entangler, "cnot_ring"))
+        n = int(n_qubits) or max(n_qubits_of(circuit), info.n_features)
+        gates, inputs = build(circuit, n)
+        built = Circuit(n, None, None, gates, measurement=measurement,
+                        observables=tuple(observables), inputs=inputs)
+        quantum = _layer("vqc", built, backend, precision, memory_limit_gb,
+                         (noise_depolarizing, noise_amplitude_damping, noise_phase_damping,
+                          noise_readout), shots, diff_method)
+        return VariationalClassifier(nn.Flatten(), quantum,
+                                     _readout(readout, built.n_outputs, info.n_classes))
     embed = Embedding(embedding, scale=input_scale, reps=reps)
     if not n_qubits:
         n_qubits = (
@@ -228,7 +276,8 @@ def vqc(
     circuit = Circuit(int(n_qubits), embed, Ansatz(layers, tuple(rotations), entangler),
                       measurement=measurement, observables=tuple(observables))
     quantum = _layer("vqc", circuit, backend, precision, memory_limit_gb,
-                     (noise_depolarizing, noise_amplitude_damping, noise_phase_damping))
+                     (noise_depolarizing, noise_amplitude_damping, noise_phase_damping,
+                      noise_readout), shots, diff_method)
     head = _readout(readout, circuit.n_outputs, info.n_classes)
     return VariationalClassifier(nn.Flatten(), quantum, head)
 
@@ -247,21 +296,37 @@ def hybrid(
     noise_depolarizing: float = 0.0,
     noise_amplitude_damping: float = 0.0,
     noise_phase_damping: float = 0.0,
+    noise_readout: float = 0.0,
+    shots: int = 0,
+    diff_method: str = "backprop",
+    circuit: Sequence[Any] = (),
 ) -> nn.Module:
     """A hybrid network: ``Linear``+``ReLU`` per hidden width, a linear map to one angle per
     qubit, the quantum layer (angle embedding + ansatz), and a linear head on its Pauli-Z
     expectations (or on the expectations of ``observables``). Options are declared (and
     checked) in :mod:`paralab_quantum`."""
-    circuit = Circuit(int(n_qubits), Embedding("angle"),
-                      Ansatz(layers, tuple(rotations), entangler),
-                      observables=tuple(observables))
+    if circuit:
+        _replaced("hybrid", layers=(layers, 2), rotations=(tuple(rotations), ("RY", "RZ")),
+                  entangler=(entangler, "cnot_ring"))
+        gates, inputs = build(circuit, int(n_qubits))
+        if not inputs:
+            raise CircuitError("model 'hybrid' option circuit: no gate reads an input ('x'): "
+                               "the classical front would feed nothing")
+        built = Circuit(int(n_qubits), None, None, gates, observables=tuple(observables),
+                        inputs=inputs)
+    else:
+        built = Circuit(int(n_qubits), Embedding("angle"),
+                        Ansatz(layers, tuple(rotations), entangler),
+                        observables=tuple(observables))
+    circuit = built
     quantum = _layer("hybrid", circuit, backend, precision, memory_limit_gb,
-                     (noise_depolarizing, noise_amplitude_damping, noise_phase_damping))
+                     (noise_depolarizing, noise_amplitude_damping, noise_phase_damping,
+                      noise_readout), shots, diff_method)
     front: list[nn.Module] = []
     width = info.n_features
     for size in hidden:
         front += [nn.Linear(width, int(size)), nn.ReLU()]
         width = int(size)
-    front.append(nn.Linear(width, circuit.n_qubits))
+    front.append(nn.Linear(width, circuit.n_features))
     head = nn.Linear(circuit.n_outputs, info.n_classes)
     return HybridNetwork(nn.Flatten(), *front, ToAngles(), quantum, head)

@@ -24,7 +24,8 @@ DEVICES = {
 """paralab backend name -> (PennyLane device, differentiation method)."""
 
 def make_qnode(circuit: Circuit, backend: str = "pennylane", *, output: str | None = None,
-               diff_method: str | None = None, noise: Any = None) -> Callable[[Any, Any], Any]:
+               diff_method: str | None = None, noise: Any = None,
+               shots: int | None = None) -> Callable[[Any, Any], Any]:
     """A qnode ``f(x, weights)`` for ``circuit``; ``x`` is ``(batch, features)``.
 
     :param backend: ``pennylane`` (default.qubit, backprop) or ``lightning`` (lightning.qubit,
@@ -33,7 +34,10 @@ def make_qnode(circuit: Circuit, backend: str = "pennylane", *, output: str | No
         qubit), ``"probs"`` or ``"state"``; default the circuit's measurement.
     :param noise: a :class:`~paralab_quantum.density.Noise`: run on ``default.mixed`` with its
         channels after every gate on each of the gate's wires (``"state"`` is then the density
-        matrix).
+        matrix) and its ``readout`` error on the measured outcomes
+        (:class:`~paralab_quantum.readout.Readout`).
+    :param shots: sample the measurements with that many shots (``diff_method``
+        ``"parameter-shift"`` then gives PennyLane's shot-based gradients); ``None``: exact.
     :return: a function returning a ``(batch, outputs)`` torch tensor.
     """
     if backend not in DEVICES:
@@ -45,6 +49,16 @@ def make_qnode(circuit: Circuit, backend: str = "pennylane", *, output: str | No
     channels = noise.channels() if noise is not None else []
     if noise is not None:
         device_name = "default.mixed"
+    if noise is not None and noise.readout and output in (None, circuit.measurement):
+        # default.mixed's readout_prob crashes in PennyLane 0.45.1 (a float where its measure
+        # expects a list of channels): flip the outcomes as the torch simulator does
+        import dataclasses
+
+        from paralab_quantum.readout import Readout
+
+        bare = dataclasses.replace(noise, readout=0.0)
+        return Readout(circuit, noise.readout).wrap(lambda inner: make_qnode(
+            inner, backend, diff_method=diff_method, noise=bare, shots=shots))
     device = qml.device(device_name, wires=circuit.n_qubits)
     pennylane_channels = {"depolarizing": qml.DepolarizingChannel,
                           "amplitude_damping": qml.AmplitudeDamping,
@@ -78,12 +92,15 @@ def make_qnode(circuit: Circuit, backend: str = "pennylane", *, output: str | No
             return [qml.var(o) for o in observables]
         return [qml.expval(o) for o in observables]
 
+    if shots:
+        qnode = qml.set_shots(qnode, shots=shots)
+
     def run(x: torch.Tensor | None, weights: torch.Tensor) -> torch.Tensor:
         angles = None
         if x is not None:
             x = x.reshape(x.shape[0], -1).to(torch.float64)
             circuit.check_features(x.shape[1], f"{backend} backend")
-            if not circuit.amplitude and circuit.embedding is not None:
+            if not circuit.amplitude and circuit.reads_inputs:
                 angles = torch.stack(circuit.angle_terms(list(x.unbind(1))), 1)
         result = qnode(x, angles, weights)
         if isinstance(result, (list, tuple)):

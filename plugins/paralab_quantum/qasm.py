@@ -94,12 +94,12 @@ def to_qasm3(circuit: Circuit, x: Sequence[float] | None = None,
     used = {OPERATIONS[g.name].name: OPERATIONS[g.name] for g in program}
     lines += [definition(op) for op in used.values() if not op.qasm_builtin]
     columns: list[Any]
-    if circuit.embedding is not None and x is None:
+    if circuit.reads_inputs and x is None:
         columns = [Expr(f"x_{i}") for i in range(circuit.n_features)]
         lines += [f"input float[64] x_{i};" for i in range(circuit.n_features)]
     else:
         columns = [float(v) for v in (x or [])]
-        if circuit.embedding is not None:
+        if circuit.reads_inputs:
             circuit.check_features(len(columns), "qasm export")
     if weights is None:
         lines += [f"input float[64] w_{i};" for i in range(circuit.n_weights)]

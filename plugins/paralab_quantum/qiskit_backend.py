@@ -37,7 +37,7 @@ def to_qiskit(circuit: Circuit, x: Sequence[float] | None = None,
         x = _flat(x)
     if weights is not None and (hasattr(weights, "detach") or isinstance(weights, np.ndarray)):
         weights = _flat(weights)
-    if x is None and circuit.embedding is not None:
+    if x is None and circuit.reads_inputs:
         if circuit.amplitude:
             raise ValueError("the amplitude embedding exports only with concrete inputs x")
         x = list(ParameterVector("x", circuit.n_features))

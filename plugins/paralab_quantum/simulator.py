@@ -267,11 +267,13 @@ class TorchSimulator:
 
     def angles(self, x: torch.Tensor | None) -> torch.Tensor | None:
         """The embedding angles ``(batch, n_angles)`` of inputs ``x``."""
-        if x is None or self.circuit.embedding is None or self.circuit.amplitude:
+        if x is None or not self.circuit.reads_inputs or self.circuit.amplitude:
             return None
         x = x.reshape(x.shape[0], -1).to(real_dtype(self.dtype))
         self.circuit.check_features(x.shape[1], "torch simulator")
         embedding = self.circuit.embedding
+        if embedding is None:  # gates read the raw features
+            return torch.stack(self.circuit.angle_terms(list(x.unbind(1))), 1)
         if embedding.kind == "angle":  # the angles are the scaled features: one op
             angles = x * embedding.scale if embedding.scale != 1.0 else x
             missing = self.n - x.shape[1]
@@ -306,7 +308,7 @@ class TorchSimulator:
     def _inputs(self, x: torch.Tensor | None, weights: torch.Tensor | None
                 ) -> tuple[int, torch.device, torch.Tensor | None, torch.Tensor | None]:
         """Checked inputs: batch size, device, flat real weights and embedding angles."""
-        if self.circuit.embedding is not None and x is None:
+        if self.circuit.reads_inputs and x is None:
             raise ValueError("this circuit embeds inputs: pass x")
         batch = 1 if x is None else int(x.shape[0])
         device = x.device if x is not None else (weights.device if weights is not None else
@@ -481,6 +483,8 @@ class TorchSimulator:
         fused = self._fused(gates, angles, weights, state.device)
         shared = {w: m[0] for w, m in fused.items() if m.shape[0] == 1}
         batched = {w: m for w, m in fused.items() if m.shape[0] != 1}
+        if batched and state.shape[0] == 1:  # per-row angles on a shared state: one per row
+            state = state.expand(next(iter(batched.values())).shape[0], -1)
         batch = state.shape[0]
         for wire, matrix in batched.items():  # data-dependent: one batched matmul per wire
             view = state.reshape(batch, 2**wire, 2, -1)
