@@ -239,3 +239,16 @@ def test_ditto_personal_step_is_the_papers() -> None:
         optimizer.step()
     for n, p in reference.named_parameters():
         torch.testing.assert_close(v[n] + delta[n], p.detach())
+
+
+def test_the_bundled_mlp_with_batch_norm_keeps_its_norm_layers_per_client() -> None:
+    """``mlp(batch_norm = true)`` is the bundled model FedBN needs; without the option the
+    same spec is refused (FedBN on a model without batch norm would be FedAvg)."""
+    base = {"dataset": "digits", "output": None, "seed": 0,
+            "protocol": {"name": "federated", "clients": 4, "rounds": 2, "fraction": 1.0},
+            "method": {"name": "fedbn"}}
+    result = paralab.run({**base, "model": {"name": "mlp", "hidden": [16], "batch_norm": True}})
+    norms = [m for m in result.model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert len(norms) == 1 and result.status == "completed"
+    with pytest.raises(paralab.SpecError, match="model 'mlp' has none"):
+        paralab.run({**base, "model": {"name": "mlp", "hidden": [16]}})

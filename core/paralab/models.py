@@ -17,14 +17,20 @@ def mlp(
     hidden: Sequence[int] = (256, 256),
     activation: str = "relu",
     dropout: float = 0.0,
+    batch_norm: bool = False,
 ) -> nn.Module:
-    """Flatten, then ``Linear -> activation`` per hidden width, then a linear head."""
+    """Flatten, then ``Linear -> activation`` per hidden width, then a linear head;
+    ``batch_norm`` puts a ``BatchNorm1d`` after each hidden ``Linear`` (what FedBN keeps local,
+    and a model with running statistics to federate)."""
     if activation not in _ACTIVATIONS:
         raise ValueError(f"mlp: activation {activation!r} unknown; choose from {sorted(_ACTIVATIONS)}")
     layers: list[nn.Module] = [nn.Flatten()]
     width = info.n_features
     for size in hidden:
-        layers += [nn.Linear(width, int(size)), _ACTIVATIONS[activation]()]
+        layers.append(nn.Linear(width, int(size)))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(int(size)))
+        layers.append(_ACTIVATIONS[activation]())
         if dropout:
             layers.append(nn.Dropout(dropout))
         width = int(size)

@@ -133,9 +133,10 @@ def paralab_protocols() -> list[ProtocolSpec]:
 
 @hookimpl
 def paralab_methods() -> list[MethodSpec]:
-    def method(name: str, attribute: str, description: str, options: dict) -> MethodSpec:
+    def method(name: str, attribute: str, description: str, options: dict,
+               example: dict | None = None) -> MethodSpec:
         return MethodSpec(name, f"paralab_federated.methods:{attribute}", description, options,
-                          protocols=_PROTOCOLS, example={})
+                          protocols=_PROTOCOLS, example=example or {})
 
     return [
         method("fedsgd", "FedSGD", "FedSGD: one full-batch gradient per client, averaged "
@@ -173,7 +174,9 @@ def paralab_methods() -> list[MethodSpec]:
                "and statistics local; per-client evaluation with each client's own model "
                "(Li et al. 2021).",
                {"lr": _client_lr(0.05), "server_lr": _SERVER_LR,
-                "client_momentum": _CLIENT_MOMENTUM}),
+                "client_momentum": _CLIENT_MOMENTUM},
+               # It needs batch-norm layers: the kit's tiny run uses the mlp with them.
+               example={"model": {"name": "mlp", "hidden": [16], "batch_norm": True}}),
         method("fedper", "FedPer", "FedPer: the base layers are federated, the last "
                "personal_layers layers (the head) stay on each client; per-client "
                "evaluation with each client's own model (Arivazhagan et al. 2019).",
