@@ -223,3 +223,20 @@ def test_with_on_nan_warn_it_completes_with_a_warning():
     assert "training diverged in experience 1" in str(caught[0].message)
     assert "numerical_warning" not in result.phases[1]["info"]
     assert all("numerical_warning" in phase["info"] for phase in result.phases[2:])
+
+
+@pytest.mark.parametrize(("protocol", "unused", "because"), [
+    ({"scenario": "class_incremental", "domain": "rotated"}, "domain",
+     "scenario = 'domain_incremental'"),
+    ({"scenario": "domain_incremental", "domain": "permuted", "max_rotation": 90.0},
+     "max_rotation", "domain = 'rotated'"),
+    ({"shuffle_classes": False, "class_order_seed": 3}, "class_order_seed",
+     "shuffle_classes = True"),
+])
+def test_an_option_the_stream_does_not_use_is_a_spec_error(protocol, unused, because):
+    spec = {"dataset": "digits", "model": "mlp", "output": None,
+            "protocol": {"name": "continual", "experiences": 2, **protocol},
+            "method": {"name": "naive"}}
+    with pytest.raises(paralab.SpecError, match=rf"protocol\.{unused}: .* only when .*"
+                                                 rf"{because}"):
+        paralab.run(spec)

@@ -373,6 +373,11 @@ def render_component(spec: Any) -> str:
             lines.append(f"  {name:<{width}}  = {default:<16} {option.constraint()}")
             if option.help:
                 lines.append(f"  {'':<{width}}    {option.help}")
+            conditions = getattr(spec, "used_when", {}).get(name)
+            if conditions:
+                wanted = " and ".join(f"{other} = {' or '.join(repr(v) for v in values)}"
+                                      for other, values in conditions.items())
+                lines.append(f"  {'':<{width}}    (used only when {wanted})")
     else:
         lines.append("options: none")
     extra = {key: value for key, value in spec._extra().items() if value or value is False}

@@ -135,6 +135,12 @@ def paralab_protocols() -> list[ProtocolSpec]:
                                       "the others (blurry boundaries, class-incremental)"),
             },
             example={"experiences": 2, "epochs": 1},
+            # Options that act only in some streams: set elsewhere they would do nothing.
+            used_when={
+                "domain": {"scenario": ("domain_incremental",)},
+                "max_rotation": {"scenario": ("domain_incremental",), "domain": ("rotated",)},
+                "class_order_seed": {"shuffle_classes": (True,)},
+            },
             main_metric="average_accuracy",
             method_interface="ContinualStrategy",
             # Every native strategy's loss is OptimizerMethod.loss (cross-entropy plus
