@@ -17,9 +17,8 @@ ray = pytest.importorskip("ray")
 def test_ray_backend_gives_the_local_simulators_model() -> None:
     started_here = not ray.is_initialized()
     try:
-        options = {"clients": 10, "fraction": 0.3, "rounds": 2, "stragglers": 0.2,
-                   "ray_num_cpus": 2}
-        remote = final_parameters(backend="ray", **options)
+        options = {"clients": 10, "fraction": 0.3, "rounds": 2, "stragglers": 0.2}
+        remote = final_parameters(backend="ray", ray_num_cpus=2, **options)
         loop = final_parameters(backend="loop", **options)
         vmap = final_parameters(backend="vmap", **options)
     finally:

@@ -128,3 +128,16 @@ def test_bad_robust_specs_are_spec_errors(middleware: list[Any], protocol: dict[
     with pytest.raises(paralab.SpecError, match=message):
         paralab.run(experiment)
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(("protocol", "unused"), [
+    ({"partition": "iid", "alpha": 0.1}, "alpha"),
+    ({"aggregation": "mean", "trim_fraction": 0.2}, "trim_fraction"),
+    ({"aggregation": "median", "krum_malicious": 2}, "krum_malicious"),
+    ({"backend": "vmap", "ray_num_cpus": 2}, "ray_num_cpus"),
+])
+def test_an_option_that_would_do_nothing_is_a_spec_error(protocol, unused) -> None:
+    spec = {"dataset": "digits", "model": "mlp", "output": None, "method": {"name": "fedavg"},
+            "protocol": {"name": "federated", "clients": 4, "rounds": 1, **protocol}}
+    with pytest.raises(paralab.SpecError, match=rf"protocol\.{unused}: .* uses it only when"):
+        paralab.run(spec)

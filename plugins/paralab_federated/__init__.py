@@ -127,6 +127,16 @@ def paralab_protocols() -> list[ProtocolSpec]:
             seed_axis=True,
             requires_when={"backend": {"ray": ("ray",)}},
             install="pip install 'paralab[federated]'",
+            # Options that act only with some partitions, aggregations or backends.
+            used_when={
+                "alpha": {"partition": ("dirichlet", "quantity")},
+                "classes_per_client": {"partition": ("shards",)},
+                "trim_fraction": {"aggregation": ("trimmed_mean",)},
+                "krum_malicious": {"aggregation": ("krum", "multi_krum")},
+                "multi_krum_keep": {"aggregation": ("multi_krum",)},
+                "ray_address": {"backend": ("ray",)},
+                "ray_num_cpus": {"backend": ("ray",)},
+            },
         ),
     ]
 
