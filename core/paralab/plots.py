@@ -54,10 +54,12 @@ def _suffix(metric: str) -> str:
     return metric.rsplit("/", 1)[-1]
 
 
-def chosen_curves(result: Result) -> tuple[list[str], str]:
+def chosen_curves(result: Result,
+                  series: dict[str, list[tuple[int, float]]] | None = None,
+                  ) -> tuple[list[str], str]:
     """The metrics the figure draws over the phases, and why (``"main"``, ``"other split"``,
-    ``"loss"`` or ``"none"``)."""
-    series = _series(result)
+    ``"loss"`` or ``"none"``); ``series`` is :func:`_series` of ``result`` if already made."""
+    series = _series(result) if series is None else series
     main = result.main_metric
     drawn = [name for name, points in series.items() if len(points) >= 2]
     same = [name for name in drawn if _suffix(name) == _suffix(main)]
@@ -93,12 +95,12 @@ def curve_figure(result: Result) -> Figure:
 
     figure = Figure(figsize=(7, 3.8), dpi=100)
     axes = figure.subplots()
-    names, why = chosen_curves(result)
+    series = _series(result)
+    names, why = chosen_curves(result, series)
     if not names:
         _final_bars(axes, result)
         figure.tight_layout()
         return figure
-    series = _series(result)
     positions = sorted({p for name in names for p, _ in series[name]})
     for name in names:
         points = series[name]
