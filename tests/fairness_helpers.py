@@ -5,13 +5,13 @@ that a component's declared options equal its factory's signature."""
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import paralab_fairness
 from paralab import OptimizerMethod, Protocol, ProtocolSpec, hookimpl
+from paralab.testing.conformance import factory_parameters
 from paralab.testing.kit import TinyDataPlugin, isolated_registry, use_registry
 
 
@@ -88,13 +88,10 @@ def fairness_registry(*extra: tuple[str, object]) -> Iterator[tuple[Any, Predict
 
 def signature_mismatches(component: Any) -> list[str]:
     """Where a component's declared options and its factory's parameters disagree (names or
-    defaults); ``info``, ``root`` and ``*args``/``**kwargs`` are not options."""
-    parameters = {
-        name: parameter.default
-        for name, parameter in inspect.signature(component.load()).parameters.items()
-        if name not in ("self", "info", "root")
-        and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
-    }
+    defaults). The factory's parameters are the kit's reading of it
+    (:func:`paralab.testing.conformance.factory_parameters`: ``info``, ``root`` and ``*args``
+    are not options, and ``**options`` passed on to a base class count as the base's)."""
+    parameters, _ = factory_parameters(component.load())
     declared = component.defaults()
     problems = [f"{name}: declared, not a parameter" for name in declared.keys() - parameters]
     problems += [f"{name}: a parameter, not declared" for name in parameters.keys() - declared]

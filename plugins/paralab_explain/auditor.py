@@ -41,22 +41,25 @@ ADDITIVE = ("integrated_gradients", "deeplift", "gradient_shap", "exact_shapley"
 
 
 class ExplainingAuditor(Auditor):
-    """Options and checks shared by both auditors (attributions, faithfulness)."""
+    """Options and checks shared by the explaining auditors (attributions, faithfulness,
+    sanity). Its parameters are the one list of their shared options (``_SHARED`` in
+    :mod:`paralab_explain` declares them for the spec); each subclass takes its own options
+    and passes the rest on as ``**shared``."""
 
     name = "explain"
 
     def __init__(
         self,
         rows: int,
-        baseline: Any,
-        groups: Any,
-        steps: int,
-        integration: str,
-        samples: Any,
-        target: str,
-        output: str,
-        max_players: int,
-        seed: int,
+        baseline: Any = None,
+        groups: Any = None,
+        steps: int = 50,
+        integration: str = "gausslegendre",
+        samples: Any = None,
+        target: str = "predicted",
+        output: str = "probability",
+        max_players: int = MAX_PLAYERS,
+        seed: int = 0,
         background: str | None = None,
         permutations: int = 256,
         antithetic: bool = True,
@@ -214,31 +217,14 @@ class Attributions(ExplainingAuditor):
         self,
         method: str = "integrated_gradients",
         rows: int = 64,
-        baseline: Any = None,
-        groups: Any = None,
-        steps: int = 50,
-        integration: str = "gausslegendre",
-        samples: Any = None,
-        target: str = "predicted",
-        output: str = "probability",
         per_group: Sequence[str] | str | None = None,
-        max_players: int = MAX_PLAYERS,
         plots: bool = True,
         top: int = 10,
-        seed: int = 0,
-        background: str | None = None,
-        permutations: int = 256,
-        antithetic: bool = True,
-        target_error: float | None = None,
-        stdev: float = 0.1,
-        noise_samples: int = 16,
-        window: int = 2,
-        stride: int = 1,
-        layer: str | None = None,
+        **shared: Any,
     ) -> None:
-        super().__init__(rows, baseline, groups, steps, integration, samples, target, output,
-                         max_players, seed, background, permutations, antithetic, target_error,
-                         stdev, noise_samples, window, stride, layer)
+        """``shared``: the options every explaining auditor takes (see
+        :class:`ExplainingAuditor`)."""
+        super().__init__(rows, **shared)
         self.method = method
         if isinstance(per_group, str):
             per_group = [per_group]

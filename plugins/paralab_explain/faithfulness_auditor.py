@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from paralab_explain.auditor import ADDITIVE, ExplainingAuditor, sampling_report
-from paralab_explain.choices import MAX_PLAYERS
 from paralab_explain.errors import ExplainError
 from paralab_explain.explainers import check_method
 from paralab_explain.faithfulness import (
@@ -39,34 +38,15 @@ class Faithfulness(ExplainingAuditor):
         methods: Sequence[str] | str = ("integrated_gradients", "saliency", "deeplift",
                                         "gradient_shap"),
         rows: int = 32,
-        baseline: Any = None,
-        groups: Any = None,
-        steps: int = 50,
-        integration: str = "gausslegendre",
-        samples: Any = None,
-        target: str = "predicted",
-        output: str = "probability",
-        max_players: int = MAX_PLAYERS,
         points: int = 33,
         noise: float = 0.1,
         perturbations: int = 8,
         sensitivity: bool = True,
-        seed: int = 0,
-        background: str | None = None,
-        permutations: int = 256,
-        antithetic: bool = True,
-        target_error: float | None = None,
-        stdev: float = 0.1,
-        noise_samples: int = 16,
-        window: int = 2,
-        stride: int = 1,
-        layer: str | None = None,
+        **shared: Any,
     ) -> None:
         if isinstance(methods, str):
             methods = [methods]
-        super().__init__(rows, baseline, groups, steps, integration, samples, target, output,
-                         max_players, seed, background, permutations, antithetic, target_error,
-                         stdev, noise_samples, window, stride, layer)
+        super().__init__(rows, **shared)  # the options of every explaining auditor
         self._methods = list(methods)
         self.points, self.noise, self.perturbations = points, noise, perturbations
         self.with_sensitivity = sensitivity
