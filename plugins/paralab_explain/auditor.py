@@ -25,7 +25,7 @@ from paralab_explain.baselines import resolve_baseline
 from paralab_explain.choices import GRADIENT_METHODS, LAYER_METHODS, MAX_PLAYERS, PLAYER_METHODS
 from paralab_explain.convolutional import find_layer, occlusion_shape
 from paralab_explain.errors import ExplainError
-from paralab_explain.explainers import Attribution, explain
+from paralab_explain.explainers import Attribution, check_method, explain
 from paralab_explain.faithfulness import completeness_gap
 from paralab_explain.model_output import ClassOutput, require_differentiable
 from paralab_explain.permutation import check_sampling
@@ -191,6 +191,27 @@ class ExplainingAuditor(Auditor):
             window=self.window, stride=self.stride, layer=self.layer,
             image_shape=info.image_shape,
         )
+
+
+class MethodsAuditor(ExplainingAuditor):
+    """An explaining auditor that scores several methods (``methods``: one name or a list)."""
+
+    def __init__(self, methods: Sequence[str] | str, rows: int, **shared: Any) -> None:
+        super().__init__(rows, **shared)
+        self._methods = [methods] if isinstance(methods, str) else list(methods)
+
+    @property
+    def methods(self) -> Sequence[str]:
+        return self._methods
+
+    def validate(self, run: RunContext) -> None:
+        # A list's names are declared choices; one name given as a string is checked here.
+        for method in self._methods:
+            try:
+                check_method(method)
+            except ExplainError as error:
+                raise ExplainError(f"methods = {method!r}: {error}") from None
+        super().validate(run)
 
 
 def sampling_report(attribution: Attribution) -> dict[str, Any]:

@@ -12,9 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from paralab_explain.auditor import ADDITIVE, ExplainingAuditor, sampling_report
-from paralab_explain.errors import ExplainError
-from paralab_explain.explainers import check_method
+from paralab_explain.auditor import ADDITIVE, MethodsAuditor, sampling_report
 from paralab_explain.faithfulness import (
     completeness_gap,
     deletion_insertion,
@@ -27,7 +25,7 @@ if TYPE_CHECKING:
     from paralab import Phase, Predictions, RunContext
 
 
-class Faithfulness(ExplainingAuditor):
+class Faithfulness(MethodsAuditor):
     """Faithfulness of several attribution methods on the same rows, per method: the
     completeness gap, deletion and insertion areas, Captum's infidelity and sensitivity."""
 
@@ -44,26 +42,10 @@ class Faithfulness(ExplainingAuditor):
         sensitivity: bool = True,
         **shared: Any,
     ) -> None:
-        if isinstance(methods, str):
-            methods = [methods]
-        super().__init__(rows, **shared)  # the options of every explaining auditor
-        self._methods = list(methods)
+        super().__init__(methods, rows, **shared)  # the options of every explaining auditor
         self.points, self.noise, self.perturbations = points, noise, perturbations
         self.with_sensitivity = sensitivity
         self.last: dict[str, Any] = {}
-
-    @property
-    def methods(self) -> Sequence[str]:
-        return self._methods
-
-    def validate(self, run: RunContext) -> None:
-        # A list's names are declared choices; one name given as a string is checked here.
-        for method in self._methods:
-            try:
-                check_method(method)
-            except ExplainError as error:
-                raise ExplainError(f"methods = {method!r}: {error}") from None
-        super().validate(run)
 
     def audit(self, run: RunContext, phase: Phase | None, predictions: Predictions) -> dict[str, Any]:
         positions, target = self._rows(run, predictions)

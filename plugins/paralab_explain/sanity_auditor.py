@@ -18,16 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from paralab_explain.auditor import ExplainingAuditor
+from paralab_explain.auditor import MethodsAuditor
 from paralab_explain.errors import ExplainError
-from paralab_explain.explainers import check_method
 from paralab_explain.sanity import data_randomization, layers, parameter_randomization
 
 if TYPE_CHECKING:
     from paralab import Phase, Predictions, RunContext
 
 
-class Sanity(ExplainingAuditor):
+class Sanity(MethodsAuditor):
     """Rank correlation of each method's attributions before and after randomising the
     model's parameters (cascading from the output layer, independent, full, or none)."""
 
@@ -44,25 +43,13 @@ class Sanity(ExplainingAuditor):
         train_split: str = "train",
         **shared: Any,
     ) -> None:
-        if isinstance(methods, str):
-            methods = [methods]
-        super().__init__(rows, **shared)  # the options of every explaining auditor
-        self._methods = list(methods)
+        super().__init__(methods, rows, **shared)  # the options of every explaining auditor
         self.randomization = randomization
         self.data_epochs, self.data_lr = data_epochs, data_lr
         self.data_batch_size, self.train_split = data_batch_size, train_split
         self.last: dict[str, Any] = {}
 
-    @property
-    def methods(self) -> Sequence[str]:
-        return self._methods
-
     def validate(self, run: RunContext) -> None:
-        for method in self._methods:
-            try:
-                check_method(method)
-            except ExplainError as error:
-                raise ExplainError(f"methods = {method!r}: {error}") from None
         super().validate(run)
         if self.randomization != "none" and not layers(run.model):
             raise ExplainError(
