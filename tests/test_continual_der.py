@@ -119,3 +119,26 @@ def test_der_composes_and_runs_its_seeds_one_after_another():
     results = paralab.run_seeds(spec, [0, 1])
     assert [r.status for r in results] == ["completed", "completed"]
     assert results[0].provenance["seed_axis"]["stacked"] == 1
+
+
+@pytest.mark.parametrize(("method", "batch"), [
+    ({"name": "der", "buffer_size": 20}, 32),  # memory batch = the protocol's batch_size
+    ({"name": "der", "buffer_size": 40, "memory_batch_size": 64}, 64),
+    ({"name": "er_ace", "buffer_size": 8, "memory_batch_size": 10}, 10),
+    ({"name": "naive", "plugins": [{"name": "der", "buffer_size": 16}]}, 32),
+])
+def test_a_memory_smaller_than_its_batch_is_refused_it_would_never_replay(method, batch):
+    """As Avalanche, DER and ER-ACE replay only once the memory holds a whole memory batch:
+    with a smaller buffer_size they would train exactly as naive, while recording the method."""
+    spec = small_continual_spec(method, batch_size=32)
+    with pytest.raises(paralab.SpecError, match=rf"smaller than one memory batch \({batch} rows"):
+        paralab.run(spec)
+
+
+def test_alpha_acts_once_the_memory_fills_a_batch():
+    """The weight of the stored-output MSE changes the run (it would not if DER never replayed)."""
+    runs = [paralab.run(small_continual_spec({"name": "der", "buffer_size": 40, "beta": 0.0,
+                                              "alpha": alpha}, batch_size=32))
+            for alpha in (0.0, 5.0)]
+    accuracies = [run.metrics["average_accuracy"] for run in runs]
+    assert accuracies[0] != accuracies[1]

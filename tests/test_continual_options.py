@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 import pytest
@@ -122,7 +123,7 @@ def test_bad_method_option_is_a_spec_error_naming_it(method, option, value, tmp_
 
 
 def test_every_problem_is_reported_at_once(tmp_path):
-    spec = continual_spec({"name": "ewc", "lr": math.nan, "decay": 0.0}, epochs=0)
+    spec = continual_spec({"name": "ewc", "mode": "online", "lr": math.nan, "decay": 0.0}, epochs=0)
     error = _rejected(spec, tmp_path)
     assert len(error.problems) == 3
 
@@ -240,3 +241,17 @@ def test_an_option_the_stream_does_not_use_is_a_spec_error(protocol, unused, bec
     with pytest.raises(paralab.SpecError, match=rf"protocol\.{unused}: .* only when .*"
                                                  rf"{because}"):
         paralab.run(spec)
+
+
+@pytest.mark.parametrize(("method", "message"), [
+    ({"name": "naive", "optimizer": "adam", "momentum": 0.9},
+     "method.momentum: method 'naive' (paralab_continual) uses it only when optimizer = 'sgd', "
+     "and here optimizer = 'adam'"),
+    ({"name": "avalanche", "optimizer": "adam", "momentum": 0.9}, "method.momentum: method"),
+    ({"name": "ewc", "decay": 0.5},
+     "method.decay: method 'ewc' (paralab_continual) uses it only when mode = 'online', and "
+     "here mode = 'separate'"),
+])
+def test_an_option_the_chosen_setting_ignores_is_a_spec_error(method, message):
+    with pytest.raises(paralab.SpecError, match=re.escape(message)):
+        paralab.run(continual_spec(method))

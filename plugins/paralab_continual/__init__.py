@@ -54,7 +54,7 @@ PLUGIN_FAMILY = "continual_plugin"
 third party's plugin-only component is a MethodSpec of this family with ``protocols = ()``."""
 
 _LR = positive(0.05, help="learning rate")
-_MOMENTUM = Option(0.0, ge=0, lt=1, help="SGD momentum (ignored by adam)")
+_MOMENTUM = Option(0.0, ge=0, lt=1, help="SGD momentum (optimizer = 'sgd')")
 _OPTIMIZER_NAME = one_of("sgd", OPTIMIZERS, help="the torch optimizer")
 
 _OPTIMIZER: dict[str, Any] = {
@@ -78,8 +78,13 @@ _FISHER_BATCH = count(0, low=0, help="minibatch size of the empirical Fisher (0:
                                       "batch_size, as Avalanche's train_mb_size)")
 
 
+_OPTIMIZER_USED_WHEN = {"momentum": {"optimizer": ("sgd",)}}
+"""Adam has no momentum option of this kind: set with it, momentum would do nothing."""
+
+
 def _method(name: str, attribute: str, description: str, options: dict[str, Any],
-            example: dict[str, Any], *, plugin: bool = True) -> MethodSpec:
+            example: dict[str, Any], *, plugin: bool = True,
+            used_when: dict[str, dict[str, tuple[Any, ...]]] | None = None) -> MethodSpec:
     """A native strategy; ``plugin``: also usable in another's ``plugins`` list (its own
     options there are ``options``, without the base loop's)."""
     return MethodSpec(
@@ -90,6 +95,7 @@ def _method(name: str, attribute: str, description: str, options: dict[str, Any]
         protocols=_PROTOCOLS,
         example=example,
         family=PLUGIN_FAMILY if plugin else "",
+        used_when={**_OPTIMIZER_USED_WHEN, **(used_when or {})},
     )
 
 
@@ -174,7 +180,7 @@ def paralab_methods() -> list[MethodSpec]:
                  "mode": one_of("separate", EWC_MODES,
                                 help="one penalty per experience, or one decayed (online)"),
                  "decay": _DECAY, "fisher_batch_size": _FISHER_BATCH},
-                {"ewc_lambda": 10.0}),
+                {"ewc_lambda": 10.0}, used_when={"decay": {"mode": ("online",)}}),
         _method("online_ewc", "OnlineEWC",
                 "Online EWC (Schwarz et al. 2018): one decayed Fisher around the newest weights. "
                 "Memory: two model-sized tensors.",
@@ -210,7 +216,7 @@ def paralab_methods() -> list[MethodSpec]:
                                                 "(0: DER, > 0: DER++)"),
                  "memory_batch_size": count(0, low=0,
                                             help="memory rows per step (0: batch size)")},
-                {"buffer_size": 20}),
+                {"buffer_size": 40}),  # a whole memory batch (32): DER waits for one
         _method("er_ace", "ERACE",
                 "ER-ACE (Caccia et al. 2022), Avalanche's offline variant: a class-balanced "
                 "memory that takes each experience's rows before it is trained; the loss "
@@ -274,6 +280,7 @@ def paralab_methods() -> list[MethodSpec]:
             },
             protocols=_PROTOCOLS,
             example={"strategy": "Naive"},
+            used_when=_OPTIMIZER_USED_WHEN,
             requires=("avalanche",),
             install="pip install 'paralab[continual]'",
             # Avalanche trains through its own loop: the spec's loss terms never enter it.

@@ -30,6 +30,7 @@ class DERPlugin(MemoryPlugin):
     """DER / DER++: replay of stored outputs (``alpha``) and labels (``beta``)."""
 
     name = "der"
+    waits_for_full_batch = True
 
     def __init__(self, buffer_size: int = 200, alpha: float = 0.1, beta: float = 0.5,
                  memory_batch_size: int = 0) -> None:

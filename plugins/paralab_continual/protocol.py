@@ -120,6 +120,8 @@ class Continual(Protocol):
         stream = build_stream(run.dataset, seed=run.seed, **self.options)
         self.check_online(run, stream)
         stream = blur_stream(stream, self.blurry, run.seed)
+        if isinstance(getattr(run.method, "batch_size", None), int):
+            run.method.batch_size = self.batch_size  # what plugins sized by the batch check
         run.method.check(stream, run.dataset)
         if run.spec.checkpoint_every and not all(
             callable(getattr(run.method, name, None)) for name in ("state_dict", "load_state_dict")

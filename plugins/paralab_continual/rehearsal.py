@@ -53,6 +53,19 @@ class MemoryPlugin(StrategyPlugin):
                 f"{strategy.where(self)}: buffer_size = {self.buffer.size} is larger than the "
                 f"{available} training rows of the whole stream; use buffer_size <= {available}"
             )
+        batch = self.memory_batch_size or getattr(strategy, "batch_size", 0)
+        if self.waits_for_full_batch and batch and self.buffer.size < batch:
+            raise ScenarioError(
+                f"{strategy.where(self)}: buffer_size = {self.buffer.size} is smaller than one "
+                f"memory batch ({batch} rows: memory_batch_size, or the protocol's batch_size "
+                "when it is 0); as in Avalanche, it replays only once the memory can fill a "
+                f"batch, so it would never replay: use buffer_size >= {batch} or "
+                f"memory_batch_size <= {self.buffer.size}"
+            )
+
+    waits_for_full_batch = False
+    """True where, as in Avalanche, the memory is not replayed until it holds a whole memory
+    batch (DER, ER-ACE): a buffer smaller than the batch would then never be replayed."""
 
 
 class ReplayPlugin(MemoryPlugin):
@@ -194,6 +207,7 @@ class ERACEPlugin(MemoryPlugin):
     the old ones' logits down (the asymmetry)."""
 
     name = "er_ace"
+    waits_for_full_batch = True
 
     def __init__(self, buffer_size: int = 200, memory_batch_size: int = 10) -> None:
         self.buffer = IndexBuffer(buffer_size, "class_balanced")
