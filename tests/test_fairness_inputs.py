@@ -116,6 +116,13 @@ def test_declared_constraints_reject_before_any_folder(changes: dict, field: str
      "method.objective = 'f1_score'"),
     ({"method": {"name": "threshold_optimizer", "constraint": "error_rate_parity"}},
      "method.constraint = 'error_rate_parity'"),
+    # Options of one estimator set with another would do nothing (used_when).
+    ({"protocol": {"name": "estimator", "estimator": "decision_tree", "max_iter": 50}},
+     "protocol.max_iter: protocol 'estimator' (paralab_fairness) uses it only when estimator"),
+    ({"protocol": {"name": "estimator", "epochs": 5}},
+     "protocol.epochs: protocol 'estimator' (paralab_fairness) uses it only when estimator = "
+     "'paralab_model', and here estimator = 'logistic_regression'"),
+    ({"protocol": {"name": "estimator", "network": "mlp"}}, "protocol.network: protocol"),
 ])
 def test_estimator_options_reject_before_any_folder(changes: dict, field: str,
                                                     tmp_path) -> None:

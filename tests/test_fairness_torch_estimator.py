@@ -159,7 +159,8 @@ def test_spec_mitigates_a_torch_model(method: dict) -> None:
 @pytest.mark.parametrize(("protocol", "match"), [
     ({"network": {"name": "mlp", "hidden": "x"}}, "option 'hidden'"),
     ({"network": "no_such_model"}, "no_such_model"),
-    ({"estimator": "logistic_regression"}, "read only with estimator = 'paralab_model'"),
+    ({"estimator": "logistic_regression"},
+     "protocol.network: protocol 'estimator' .* uses it only when estimator = 'paralab_model'"),
 ])
 def test_spec_errors_name_the_torch_options(protocol: dict, match: str) -> None:
     spec = {**SPEC, "method": "unmitigated",

@@ -224,7 +224,8 @@ def paralab_protocols() -> list[ProtocolSpec]:
             "spec's `model` is not used (omit it; `network` names the torch model).",
             {"estimator": one_of("logistic_regression", ESTIMATORS,
                                  help="the scikit-learn estimator to fit"),
-             "max_iter": count(1000, help="iterations of the estimator's solver"),
+             "max_iter": count(1000, help="iterations of the solver (logistic_regression, "
+                                          "gradient_boosting)"),
              "sensitive": _SENSITIVE,
              "positive_class": _POSITIVE_CLASS,
              "train_split": Option("train", type=str, min_length=1, help="split to fit on"),
@@ -241,6 +242,12 @@ def paralab_protocols() -> list[ProtocolSpec]:
              "batch_size": count(128, low=0, help="estimator = 'paralab_model': rows per "
                                                   "step; 0: one full batch")},
             example=_ESTIMATOR_EXAMPLE,
+            # Set with another estimator they would do nothing (a decision tree has no solver).
+            used_when={
+                "max_iter": {"estimator": ("logistic_regression", "gradient_boosting")},
+                **{key: {"estimator": ("paralab_model",)}
+                   for key in ("network", "trainer", "epochs", "batch_size")},
+            },
             uses_model=False,
             # It fits scikit-learn estimators: a loss term or middleware would never act.
             method_interface="EstimatorMethod",

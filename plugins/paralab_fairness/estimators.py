@@ -230,20 +230,13 @@ class EstimatorProtocol(Protocol):
             )
 
     def _check_torch_options(self, run: RunContext) -> None:
-        """``network``/``trainer`` name registered components with valid options, and are
-        set only for ``estimator = 'paralab_model'`` (elsewhere nothing would read them)."""
+        """``network``/``trainer`` name registered components with valid options. (Set with
+        another estimator they are a spec error already: the protocol's ``used_when``.)"""
         from paralab_fairness.torch_estimator import check_components
 
-        if self.estimator != "paralab_model":
-            for option in ("network", "trainer"):
-                if getattr(self, option) is not None:
-                    raise ValueError(
-                        f"protocol estimator: {option} is read only with estimator = "
-                        f"'paralab_model' (estimator is {self.estimator!r})"
-                    )
-            return
-        check_components(self.network or DEFAULT_NETWORK, self.trainer or DEFAULT_TRAINER,
-                         "protocol estimator", run.registry)
+        if self.estimator == "paralab_model":
+            check_components(self.network or DEFAULT_NETWORK, self.trainer or DEFAULT_TRAINER,
+                             "protocol estimator", run.registry)
 
     def _arrays(self, run: RunContext, split: str, names: tuple[str, ...]
                 ) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray]:
