@@ -118,7 +118,8 @@ def test_faithfulness_scores_each_method(registry):
         ({"name": "attributions", "target": "best"}, "expected one of 'predicted', 'true'"),
         # declared, several types: the names are the auditor's validate(run)
         ({"name": "attributions", "baseline": "median"}, "'median' unknown"),
-        ({"name": "attributions", "samples": "many"}, "samples = 'many' unknown"),
+        ({"name": "attributions", "method": "kernel_shap", "samples": "many"},
+         "samples = 'many' unknown"),
         ({"name": "faithfulness", "methods": "saliancy"}, "methods = 'saliancy': method: "
          "'saliancy' unknown (did you mean 'saliency'?)"),
         ({"name": "attributions", "groups": "patches:2"}, "needs image data"),
@@ -145,8 +146,18 @@ def test_faithfulness_scores_each_method(registry):
         ({"name": "attributions", "method": "gradcam"}, "has no nn.Conv2d layer"),
         ({"name": "attributions", "method": "occlusion", "window": 20}, "window: 20 does not fit"),
         ({"name": "sanity", "randomization": "shuffle"}, "auditors[0].randomization"),
-        ({"name": "attributions", "background": "kmeans:4"}, "background is set but no method"),
-        ({"name": "faithfulness", "layer": "0"}, "layer is set but no method here uses it"),
+        # options only some methods read (used_when), set where none of the methods does
+        ({"name": "attributions", "background": "kmeans:4"},
+         "auditors[0].background: auditor 'attributions' (paralab_explain) uses it only when "
+         "method = 'exact_shapley' or 'kernel_shap' or 'permutation_shapley', and here method "
+         "= 'integrated_gradients'"),
+        ({"name": "faithfulness", "layer": "0"},
+         "auditors[0].layer: auditor 'faithfulness' (paralab_explain) uses it only when methods "
+         "includes 'gradcam' or 'layer_integrated_gradients', and here methods = "
+         "['integrated_gradients', 'saliency', 'deeplift', 'gradient_shap']"),
+        ({"name": "sanity", "samples": 100}, "auditors[0].samples: auditor 'sanity'"),
+        ({"name": "attributions", "method": "saliency", "steps": 8}, "auditors[0].steps:"),
+        ({"name": "faithfulness", "methods": ["saliency"], "window": 3}, "auditors[0].window:"),
     ],
 )
 def test_bad_options_fail_before_training(registry, auditor, needle, tmp_path):
@@ -162,9 +173,8 @@ def test_bad_options_fail_before_training(registry, auditor, needle, tmp_path):
 
 def test_one_name_may_stand_for_a_list(registry):
     auditors = [{"name": "attributions", "rows": 8, "steps": 8, "per_group": "group",
-                 "samples": 50, "baseline": 0},
-                {"name": "faithfulness", "rows": 4, "steps": 8, "perturbations": 2,
-                 "methods": "saliency"}]
+                 "baseline": 0},
+                {"name": "faithfulness", "rows": 4, "perturbations": 2, "methods": "saliency"}]
     spec = _spec(dataset="paralab_tiny", auditors=auditors)
     spec["protocol"]["epochs"] = 1
     result = paralab.run(spec, registry=registry)

@@ -360,6 +360,11 @@ def _show(args: argparse.Namespace, registry: Any) -> int:
     return 0
 
 
+def _listed(option: Any) -> bool:
+    """A list-valued option (``methods``): ``used_when`` then asks for one of its items."""
+    return isinstance(option.default, (list, tuple))
+
+
 def render_component(spec: Any) -> str:
     """A component as ``paralab show`` prints it (and the generated docs quote it)."""
     lines = [f"{spec.kind} {spec.name}  (plugin {spec.provider})", "", spec.description, ""]
@@ -375,8 +380,10 @@ def render_component(spec: Any) -> str:
                 lines.append(f"  {'':<{width}}    {option.help}")
             conditions = getattr(spec, "used_when", {}).get(name)
             if conditions:
-                wanted = " and ".join(f"{other} = {' or '.join(repr(v) for v in values)}"
-                                      for other, values in conditions.items())
+                wanted = " and ".join(
+                    f"{other} {'includes' if _listed(declared[other]) else '='} "
+                    f"{' or '.join(repr(v) for v in values)}"
+                    for other, values in conditions.items())
                 lines.append(f"  {'':<{width}}    (used only when {wanted})")
     else:
         lines.append("options: none")

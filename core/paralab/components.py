@@ -85,7 +85,8 @@ class Component:
     """Options that act only when another option has one of some values:
     ``{"data_epochs": {"randomization": ("data",)}}``. A spec setting such an option while the
     other has another value is a :class:`paralab.SpecError` naming both, since the value would
-    silently do nothing."""
+    silently do nothing. Where the other option is a list (``methods``), one of its items must
+    be among the values."""
 
     def __post_init__(self) -> None:
         unknown = [name for key, by in self.used_when.items() for name in (key, *by)

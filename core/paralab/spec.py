@@ -417,12 +417,13 @@ def _unused_options(path: str, ref: ComponentRef, spec: Any) -> list[str]:
             continue
         for other, values in conditions.items():
             actual = ref.options.get(other, defaults.get(other))
-            if actual not in values:
+            listed = isinstance(actual, (list, tuple))  # methods = [...]: any item will do
+            if not (any(item in values for item in actual) if listed else actual in values):
                 wanted = " or ".join(repr(v) for v in values)
                 problems.append(
                     f"{path}.{key}: {spec.kind} {ref.name!r} ({spec.provider}) uses it only "
-                    f"when {other} = {wanted}, and here {other} = {actual!r}: it would do "
-                    f"nothing; remove it or set {other}")
+                    f"when {other} {'includes' if listed else '='} {wanted}, and here {other} "
+                    f"= {list(actual) if listed else actual!r}: it would do nothing; remove it or set {other}")
     return problems
 
 

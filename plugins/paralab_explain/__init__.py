@@ -38,6 +38,7 @@ from __future__ import annotations
 from paralab import AuditorSpec, Option, count, hookimpl, one_of, positive
 from paralab_explain.choices import (
     MAX_PLAYERS,
+    METHOD_OPTIONS,
     METHODS,
     OUTPUTS,
     QUADRATURES,
@@ -77,6 +78,11 @@ _SHARED = {
 }
 
 
+def _used_by(methods_option: str) -> dict[str, dict[str, tuple[str, ...]]]:
+    """``used_when`` of the method-specific options, keyed on ``method`` or ``methods``."""
+    return {option: {methods_option: users} for option, users in METHOD_OPTIONS.items()}
+
+
 _METHOD_LIBRARIES = {"saliency": ("captum",), "deeplift": ("captum",),
                      "gradient_shap": ("captum",), "kernel_shap": ("shap",), "lime": ("lime",)}
 """What each attribution method imports at run time (integrated gradients and exact Shapley
@@ -109,6 +115,7 @@ def paralab_auditors() -> list[AuditorSpec]:
             },
             example={"rows": 8, "steps": 8},
             requires_when={"method": _METHOD_LIBRARIES},
+            used_when=_used_by("method"),
             install=_INSTALL,
         ),
         AuditorSpec(
@@ -133,6 +140,7 @@ def paralab_auditors() -> list[AuditorSpec]:
             example={"rows": 4, "steps": 8, "perturbations": 2},
             requires=("captum",),  # infidelity and sensitivity_max are Captum's
             requires_when={"methods": _METHOD_LIBRARIES},
+            used_when=_used_by("methods"),
             install=_INSTALL,
         ),
         AuditorSpec(
@@ -163,8 +171,9 @@ def paralab_auditors() -> list[AuditorSpec]:
             },
             example={"rows": 4, "steps": 8, "randomization": "full"},
             requires_when={"methods": _METHOD_LIBRARIES},
-            used_when={key: {"randomization": ("data",)}
-                       for key in ("data_epochs", "data_lr", "data_batch_size", "train_split")},
+            used_when={**_used_by("methods"),
+                       **{key: {"randomization": ("data",)} for key in
+                          ("data_epochs", "data_lr", "data_batch_size", "train_split")}},
             install=_INSTALL,
         ),
     ]

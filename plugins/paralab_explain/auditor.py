@@ -22,7 +22,7 @@ from paralab import Auditor
 from paralab_explain import plots, summaries
 from paralab_explain.background import Background, parse_background, resolve_background
 from paralab_explain.baselines import resolve_baseline
-from paralab_explain.choices import GRADIENT_METHODS, LAYER_METHODS, MAX_PLAYERS, PLAYER_METHODS
+from paralab_explain.choices import GRADIENT_METHODS, LAYER_METHODS, MAX_PLAYERS
 from paralab_explain.convolutional import find_layer, occlusion_shape
 from paralab_explain.errors import ExplainError
 from paralab_explain.explainers import Attribution, check_method, explain
@@ -100,15 +100,6 @@ class ExplainingAuditor(Auditor):
                 f"(protocol {run.spec.protocol.name!r} uses no model); audit a run whose "
                 "protocol trains a torch model (supervised, continual, federated, ...)"
             )
-        unused = [(option, users) for option, value, users in (
-            ("background", self.background_option, PLAYER_METHODS),
-            ("target_error", self.target_error, ("permutation_shapley",)),
-            ("layer", self.layer, LAYER_METHODS)) if value is not None and not any(
-                method in users for method in self.methods)]
-        for option, users in unused:
-            raise ExplainError(
-                f"auditor {self.name!r}: {option} is set but no method here uses it (methods: "
-                f"{', '.join(self.methods)}); it applies to {', '.join(users)}")
         dataset = run.dataset
         info = dataset.info
         flat = dataset.x.reshape(len(dataset), -1)

@@ -21,6 +21,25 @@ the others attribute to single features and a group gets the sum of its members.
 also the methods a ``background`` distribution applies to (:mod:`paralab_explain.background`)."""
 METHODS = GRADIENT_METHODS + PLAYER_METHODS + ("occlusion", "lime")
 
+METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
+    "steps": ("integrated_gradients", "gradient_shap", "smoothgrad_ig",
+              "layer_integrated_gradients"),
+    "integration": ("integrated_gradients", "smoothgrad_ig", "layer_integrated_gradients"),
+    "samples": ("kernel_shap", "lime"),
+    "max_players": ("exact_shapley",),
+    "background": PLAYER_METHODS,
+    "permutations": ("permutation_shapley",),
+    "antithetic": ("permutation_shapley",),
+    "target_error": ("permutation_shapley",),
+    "stdev": ("smoothgrad", "smoothgrad_ig"),
+    "noise_samples": ("smoothgrad", "smoothgrad_ig"),
+    "window": ("occlusion",),
+    "stride": ("occlusion",),
+    "layer": LAYER_METHODS,
+}
+"""The options only some methods read, and those methods: set for an auditor none of whose
+methods reads it, an option would do nothing (a spec error, through ``used_when``)."""
+
 QUADRATURES = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right",
                "riemann_middle", "trapezoid")
 """Integration rules of integrated gradients (the ``riemann_*`` ones are Captum's)."""
