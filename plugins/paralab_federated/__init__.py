@@ -3,7 +3,8 @@
 Partitions of any shared dataset into clients (index views); FedSGD, FedAvg, FedAvgM, FedProx,
 FedAdam, FedYogi, FedAdagrad, stateful clients (SCAFFOLD, FedDyn), FedNova, personalization
 (FedBN, FedPer, Ditto) and client momentum; robust aggregation; a simulator that trains a round's
-clients as one vectorized computation, a Ray backend for clusters; differential privacy
+clients as one vectorized computation, a Ray backend for clusters, deployment on Flower's
+SuperLink and SuperNodes (:mod:`paralab_federated.flower_deploy`); differential privacy
 (DP-FedAvg with fixed or adaptive clipping under ``federated``, DP-SGD under ``supervised``),
 local DP, secure aggregation and Byzantine attacks as middleware. Under :func:`paralab.run_seeds` the
 seeds of one configuration train their clients together (seeds x clients, one vectorized
@@ -33,7 +34,7 @@ PARALAB_API = "1.0"
 
 PARTITIONS = ("iid", "dirichlet", "shards", "quantity")
 """Partition schemes of the train split among clients (see :mod:`paralab_federated.partitions`)."""
-BACKENDS = ("vmap", "loop", "ray")
+BACKENDS = ("vmap", "loop", "ray", "flower")
 """Where a round's client updates are computed (see :mod:`paralab_federated.backends`)."""
 ACCOUNTANTS = ("rdp", "pld")
 """``dp_accounting`` engines for the privacy budget."""
@@ -89,7 +90,9 @@ _FEDERATED_OPTIONS = {
                              help="multi_krum: deltas averaged (0: the round's clients - f)"),
     "max_client_failures": fraction(
         0.5, help="share of a round's clients that may fail; more (or all) fails the run"),
-    "backend": one_of("vmap", BACKENDS, help="vmap: one vectorized computation; loop; ray"),
+    "backend": one_of("vmap", BACKENDS, help="vmap: one vectorized computation; loop; ray; "
+                                              "flower: a Flower deployment (SuperLink and "
+                                              "SuperNodes)"),
     "eval_every": count(1, help="rounds between evaluations (the last is always evaluated)"),
     "client_eval": Option(True, help="evaluate the per-client accuracy distribution"),
     "client_test_fraction": Option(
@@ -100,6 +103,15 @@ _FEDERATED_OPTIONS = {
                    help="seed of partition, sampling, stragglers, minibatches; None: the run's"),
     "ray_address": Option("", type=str, help="Ray cluster address; empty: a local instance"),
     "ray_num_cpus": count(0, low=0, help="CPUs of a local Ray instance (0: all)"),
+    "flower_superlink": Option("", type=str,
+                               help="flower: the SuperLink's address 'host:port' (its HTTP "
+                                    "API, flower-superlink --port)"),
+    "flower_insecure": Option(False, help="flower: connect without TLS (local tests only)"),
+    "flower_root_certificates": Option(
+        "", type=str, help="flower: CA certificate (PEM) that signed the SuperLink's TLS "
+                           "certificate (empty: the system's CAs)"),
+    "flower_timeout": positive(600.0, help="flower: seconds the ServerApp waits for the "
+                                           "SuperNodes and for a round's replies"),
     "target_accuracy": fraction(0.0, help="stop at the first round reaching it (0: off)"),
     "train_split": Option("train", type=str, min_length=1, help="the split partitioned"),
     "eval_splits": Option(["test"], items=Option("", type=str, min_length=1),
@@ -113,7 +125,8 @@ def paralab_protocols() -> list[ProtocolSpec]:
         ProtocolSpec(
             "federated", "paralab_federated.vectorized:Federated",
             "Rounds of sampled clients (IID, Dirichlet, shards or quantity-skew partitions) "
-            "training locally and a server aggregate; vmap, loop or Ray backends.",
+            "training locally and a server aggregate; vmap, loop or Ray backends, or a Flower "
+            "deployment (SuperLink and SuperNodes).",
             _FEDERATED_OPTIONS,
             example={"clients": 10, "fraction": 0.5, "rounds": 2},
             method_interface="FederatedStrategy",
@@ -136,6 +149,10 @@ def paralab_protocols() -> list[ProtocolSpec]:
                 "multi_krum_keep": {"aggregation": ("multi_krum",)},
                 "ray_address": {"backend": ("ray",)},
                 "ray_num_cpus": {"backend": ("ray",)},
+                "flower_superlink": {"backend": ("flower",)},
+                "flower_insecure": {"backend": ("flower",)},
+                "flower_root_certificates": {"backend": ("flower",)},
+                "flower_timeout": {"backend": ("flower",)},
             },
         ),
     ]

@@ -16,6 +16,10 @@ first client's error. A *middleware* that raises is not a client failure (it wou
 every client, and the run would "complete" with an untrained model): the run fails at once,
 naming the middleware.
 
+With ``backend = "flower"`` the submitting process runs none of this itself: it hands the
+spec to a Flower SuperLink, whose ServerApp runs these rounds with the SuperNodes as the
+backend (:mod:`paralab_federated.flower_deploy`, :mod:`paralab_federated.flower_apps`).
+
 Options and their ranges are declared in the plugin's spec (``paralab_federated``); what
 depends on the data or on several components (the partition can be made from the train split,
 ``backend = "ray"`` runs no loss terms, Ray is installed) is checked in :meth:`Federated.validate`,
@@ -129,6 +133,10 @@ class Federated(Protocol):
         seed: int | None = None,
         ray_address: str = "",
         ray_num_cpus: int = 0,
+        flower_superlink: str = "",
+        flower_insecure: bool = False,
+        flower_root_certificates: str = "",
+        flower_timeout: float = 600.0,
         target_accuracy: float = 0.0,
         train_split: str = "train",
         eval_splits: Sequence[str] = ("test",),
@@ -158,6 +166,10 @@ class Federated(Protocol):
         self.seed = seed
         self.ray_address = ray_address
         self.ray_num_cpus = int(ray_num_cpus)
+        self.flower_superlink = flower_superlink
+        self.flower_insecure = bool(flower_insecure)
+        self.flower_root_certificates = flower_root_certificates
+        self.flower_timeout = float(flower_timeout)
         self.target_accuracy = float(target_accuracy)
         self.train_split = train_split
         self.eval_splits = tuple(eval_splits)
@@ -218,6 +230,10 @@ class Federated(Protocol):
                     "backend = 'ray' needs the ray package, which is not installed here: "
                     "pip install 'paralab[federated]', or use backend = 'vmap' or 'loop'"
                 )
+        if self.backend == "flower":
+            from paralab_federated.flower_deploy import check_deployment
+
+            check_deployment(self, run)  # ValueError naming what a deployment cannot run
         if run.spec.checkpoint_every and not _checkpointable(run.method):
             raise ValueError(
                 f"checkpoint_every = {run.spec.checkpoint_every}: method "
@@ -279,19 +295,26 @@ class Federated(Protocol):
         """The clients of this run (made once: :meth:`validate` keeps it for :meth:`execute`)."""
         if self._partition is not None:
             return self._partition
-        train = run.dataset.split(self.train_split)
-        generator = torch.Generator().manual_seed(self._seed(run))
+        trained, self._held_out = self.partition_of(run.dataset, self._seed(run))
+        return trained
+
+    def partition_of(self, dataset: SharedDataset, seed: int
+                     ) -> tuple[partitions.Partition, partitions.Partition | None]:
+        """``(training rows, held-out rows or None)`` of every client of ``dataset`` for
+        ``seed``: a function of the options and the data alone, so a Flower ClientApp
+        (:mod:`paralab_federated.flower_apps`) deals itself the same rows as the server."""
+        train = dataset.split(self.train_split)
+        generator = torch.Generator().manual_seed(seed)
         # Index tensors stay on the CPU: minibatch plans are built there and moved once.
         whole = partitions.make_partition(
             train.indices.cpu(), train.y, self.clients, self.partition, alpha=self.alpha,
             classes_per_client=self.classes_per_client, generator=generator,
         )
         if not self.client_test_fraction:
-            return whole
+            return whole, None
         # Its own stream: the same seed deals the same clients with or without held-out rows.
-        trained, self._held_out = partitions.hold_out(
-            whole, self.client_test_fraction, seeded(self._seed(run), HOLD_OUT_STREAM))
-        return trained
+        return partitions.hold_out(whole, self.client_test_fraction,
+                                   seeded(seed, HOLD_OUT_STREAM))
 
     def _seed(self, run: RunContext) -> int:
         return run.seed if self.seed is None else int(self.seed)
@@ -304,6 +327,13 @@ class Federated(Protocol):
                       rows: torch.Tensor, model: torch.nn.Module) -> Any:
                 return run.extra_loss(Batch(xb, yb, rows, logits, model, run))
 
+        if self.backend == "flower":  # inside paralab's ServerApp: the SuperNodes train
+            from paralab_federated.flower_apps import GridBackend
+            from paralab_federated.flower_deploy import SERVING
+
+            epochs, batch_size = run.method.client_settings(self.local_epochs, self.batch_size)
+            return GridBackend(SERVING["grid"], SERVING["nodes"], SERVING["timeout"],
+                               self._seed(run), epochs, batch_size, x.device)
         if self.backend == "ray":  # validate() rejected loss terms
             from paralab_federated.ray_backend import RayBackend
 
@@ -336,6 +366,12 @@ class Federated(Protocol):
     # ---------------------------------------------------------------------------- running
 
     def execute(self, run: RunContext) -> None:
+        if self.backend == "flower":
+            from paralab_federated.flower_deploy import SERVING, run_on_federation
+
+            if not SERVING:  # the submitting process; paralab's ServerApp sets SERVING
+                run_on_federation(self, run)
+                return
         method: FederatedStrategy = run.method  # checked against the interface at build
         partition = self.make_partition(run)
         backend = self._backend(run)

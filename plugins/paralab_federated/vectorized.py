@@ -67,6 +67,8 @@ BACKEND_REASONS = {
              "vectorized form to stack seeds into; use backend = 'vmap'"),
     "ray": ("backend = 'ray' trains each client in a Ray worker, one task per client: there "
             "is no shared computation to stack seeds into; use backend = 'vmap'"),
+    "flower": ("backend = 'flower' trains each client on its own SuperNode: there is no "
+               "shared computation to stack seeds into; use backend = 'vmap'"),
 }
 
 
