@@ -35,6 +35,7 @@ from paralab_quantum.choices import (
     EMBEDDINGS,
     ENTANGLERS,
     MEASUREMENTS,
+    NOISE_PLACEMENTS,
     PRECISIONS,
     READOUTS,
     ROTATIONS,
@@ -63,6 +64,9 @@ _QUANTUM_LAYER = {
         "phase damping after every gate (density-matrix simulation); 0: none")),
     "noise_readout": Option(0.0, ge=0, le=1, help=(
         "probability each measured qubit's bit flips (readout error); 0: none")),
+    "noise_per": one_of("gate", NOISE_PLACEMENTS, help=(
+        "where the noise_* channels act: after every gate on its wires, or after every "
+        "circuit layer (as early as wires allow) on every wire, idle ones included")),
     "shots": count(0, low=0, help=(
         "measurement shots per Pauli term in training and evaluation (diff_method "
         "'parameter-shift', backend 'torch'); 0: exact expectations")),

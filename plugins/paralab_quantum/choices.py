@@ -32,7 +32,12 @@ SVC_KERNELS = ("rbf", "linear", "poly", "sigmoid")
 SVC_GAMMAS = ("scale", "auto")
 """scikit-learn's named ``gamma`` values (a number >= 0 is the other choice)."""
 
-__all__ = ["BACKENDS", "DIFF_METHODS", "EMBEDDINGS", "ENTANGLERS", "MEASUREMENTS", "PRECISIONS", "READOUTS",
-           "ROTATIONS", "SVC_GAMMAS", "SVC_KERNELS", "ZZ_ENTANGLEMENTS"]
+NOISE_PLACEMENTS = ("gate", "layer")
+"""Where noise channels act: after every gate on its wires, or after every circuit layer on
+every wire (:class:`paralab_quantum.density.Noise`)."""
+
+__all__ = ["BACKENDS", "DIFF_METHODS", "EMBEDDINGS", "ENTANGLERS", "MEASUREMENTS",
+           "NOISE_PLACEMENTS", "PRECISIONS", "READOUTS", "ROTATIONS", "SVC_GAMMAS", "SVC_KERNELS",
+           "ZZ_ENTANGLEMENTS"]
 DIFF_METHODS = ("backprop", "parameter-shift")
 """How a quantum layer is differentiated (:mod:`paralab_quantum.shots`)."""

@@ -192,13 +192,18 @@ class HybridNetwork(_QuantumSequential):
 
 def _layer(name: str, circuit: Circuit, backend: str, precision: str,
            memory_limit_gb: float, noise: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0),
-           shots: int = 0, diff_method: str = "backprop") -> QuantumLayer:
+           shots: int = 0, diff_method: str = "backprop", noise_per: str = "gate"
+           ) -> QuantumLayer:
     limit = int(memory_limit_gb * 2**30) if memory_limit_gb else None
     channels = None
+    if noise_per != "gate" and not any(noise[:3]):
+        raise CircuitError(f"model {name!r} option noise_per = {noise_per!r} places the "
+                           "noise_depolarizing / noise_amplitude_damping / noise_phase_damping "
+                           "channels, but all are 0: set one above 0, or leave noise_per 'gate'")
     if any(noise):
         from paralab_quantum.density import Noise
 
-        channels = Noise(*noise)
+        channels = Noise(*noise, per=noise_per)
     try:
         return QuantumLayer(circuit, backend=backend, precision=precision, memory_limit=limit,
                             noise=channels, shots=shots, diff_method=diff_method)
@@ -234,6 +239,7 @@ def vqc(
     noise_amplitude_damping: float = 0.0,
     noise_phase_damping: float = 0.0,
     noise_readout: float = 0.0,
+    noise_per: str = "gate",
     shots: int = 0,
     diff_method: str = "backprop",
     circuit: Sequence[Any] = (),
@@ -245,7 +251,8 @@ def vqc(
     ``observables`` (Pauli sums as text, e.g. ``["Z0 Z1", "0.5*X0 + 0.5*X1"]``) replace the
     per-qubit Z readout: one output each, their expectation (``measurement = "expval"``) or
     variance (``"var"``). A ``noise_*`` strength above 0 trains on the density-matrix
-    simulator with that channel after every gate (:mod:`paralab_quantum.density`);
+    simulator with that channel after every gate (``noise_per = "layer"``: after every circuit
+    layer on every wire; :mod:`paralab_quantum.density`);
     ``noise_readout`` flips each measured bit with that probability
     (:mod:`paralab_quantum.readout`). ``diff_method = "parameter-shift"`` estimates each
     expectation from ``shots`` samples (0: exact) and its gradient by the parameter-shift rule
@@ -263,7 +270,7 @@ def vqc(
                         observables=tuple(observables), inputs=inputs)
         quantum = _layer("vqc", built, backend, precision, memory_limit_gb,
                          (noise_depolarizing, noise_amplitude_damping, noise_phase_damping,
-                          noise_readout), shots, diff_method)
+                          noise_readout), shots, diff_method, noise_per)
         return VariationalClassifier(nn.Flatten(), quantum,
                                      _readout(readout, built.n_outputs, info.n_classes))
     embed = Embedding(embedding, scale=input_scale, reps=reps)
@@ -277,7 +284,7 @@ def vqc(
                       measurement=measurement, observables=tuple(observables))
     quantum = _layer("vqc", circuit, backend, precision, memory_limit_gb,
                      (noise_depolarizing, noise_amplitude_damping, noise_phase_damping,
-                      noise_readout), shots, diff_method)
+                      noise_readout), shots, diff_method, noise_per)
     head = _readout(readout, circuit.n_outputs, info.n_classes)
     return VariationalClassifier(nn.Flatten(), quantum, head)
 
@@ -297,6 +304,7 @@ def hybrid(
     noise_amplitude_damping: float = 0.0,
     noise_phase_damping: float = 0.0,
     noise_readout: float = 0.0,
+    noise_per: str = "gate",
     shots: int = 0,
     diff_method: str = "backprop",
     circuit: Sequence[Any] = (),
@@ -321,7 +329,7 @@ def hybrid(
     circuit = built
     quantum = _layer("hybrid", circuit, backend, precision, memory_limit_gb,
                      (noise_depolarizing, noise_amplitude_damping, noise_phase_damping,
-                      noise_readout), shots, diff_method)
+                      noise_readout), shots, diff_method, noise_per)
     front: list[nn.Module] = []
     width = info.n_features
     for size in hidden:

@@ -33,7 +33,8 @@ def make_qnode(circuit: Circuit, backend: str = "pennylane", *, output: str | No
     :param output: ``"expval"``, ``"var"`` (of the circuit's observables, default Z of each
         qubit), ``"probs"`` or ``"state"``; default the circuit's measurement.
     :param noise: a :class:`~paralab_quantum.density.Noise`: run on ``default.mixed`` with its
-        channels after every gate on each of the gate's wires (``"state"`` is then the density
+        channels after every gate on each of the gate's wires, or after every layer on every
+        wire (``Noise(per="layer")``; ``"state"`` is then the density
         matrix) and its ``readout`` error on the measured outcomes
         (:class:`~paralab_quantum.readout.Readout`).
     :param shots: sample the measurements with that many shots (``diff_method``
@@ -44,6 +45,9 @@ def make_qnode(circuit: Circuit, backend: str = "pennylane", *, output: str | No
         raise ValueError(f"backend {backend!r} is not a PennyLane backend; valid: {sorted(DEVICES)}")
     check_statevector(circuit.n_qubits, bytes_per_amplitude=16, simulator=backend)
     import pennylane as qml
+
+    from paralab_quantum.density import NoiseEvent
+    from paralab_quantum.density import schedule as noise_schedule
 
     device_name, method = DEVICES[backend]
     channels = noise.channels() if noise is not None else []
@@ -63,7 +67,9 @@ def make_qnode(circuit: Circuit, backend: str = "pennylane", *, output: str | No
     pennylane_channels = {"depolarizing": qml.DepolarizingChannel,
                           "amplitude_damping": qml.AmplitudeDamping,
                           "phase_damping": qml.PhaseDamping}
-    program = circuit.program()
+    # the gates, and where the channels act (after each gate, or each layer, on which wires)
+    schedule = circuit.program() if noise is None else noise_schedule(
+        circuit.program(), noise, circuit.n_qubits)
     wires = list(range(circuit.n_qubits))
     output = output or circuit.measurement
     operations = {name: getattr(qml, op.pennylane) for name, op in OPERATIONS.items()}
@@ -73,7 +79,11 @@ def make_qnode(circuit: Circuit, backend: str = "pennylane", *, output: str | No
     def qnode(x: Any, angles: Any, weights: Any) -> Any:
         if circuit.amplitude:
             qml.AmplitudeEmbedding(x, wires=wires, pad_with=0.0, normalize=True)
-        for gate in program:
+        for gate in schedule:
+            if isinstance(gate, NoiseEvent):  # the channels on one wire
+                for name, strength in channels:
+                    pennylane_channels[name](strength, wires=gate.wire)
+                continue
             values = [_value(a, angles, weights) for a in gate.params]
             if len(values) > 1:  # PennyLane's Rot/U3 need one kind of number: constants too
                 values = [torch.as_tensor(v, dtype=torch.float64) for v in values]
@@ -81,9 +91,6 @@ def make_qnode(circuit: Circuit, backend: str = "pennylane", *, output: str | No
             if word is not None:  # a Pauli rotation PennyLane names by its word
                 values.append(word)
             operations[gate.name](*values, wires=list(gate.wires))
-            for wire in gate.wires:
-                for name, strength in channels:
-                    pennylane_channels[name](strength, wires=wire)
         if output == "state":
             return qml.state()
         if output == "probs":
