@@ -76,6 +76,7 @@ def test_every_declaration_matches_its_factory_and_meets_its_own_constraints() -
     assert {(spec.kind, spec.name) for spec in specs} == {
         ("dataset", "class_hierarchy"), ("model", "lenet"), ("protocol", "addition"),
         ("protocol", "hierarchical"), ("protocol", "logic"), ("loss", "semantic_loss"),
+        ("dataset", "kinship"), ("protocol", "kinship"), ("protocol", "grid_path"),
         ("metric", "exactly_one_violations"), ("metric", "hierarchy_violations"),
     }
     for spec in specs:
@@ -93,7 +94,7 @@ def test_the_light_copies_of_the_choices_equal_the_code() -> None:
 
 def test_protocols_declare_what_they_consume() -> None:
     protocols = paralab.get_registry().components["protocol"]
-    for name in ("addition", "hierarchical"):
+    for name in ("addition", "hierarchical", "kinship", "grid_path"):
         spec = protocols[name]
         assert spec.method_interface == "GradientMethod"
         assert spec.applies_losses and spec.middleware_hooks == ()

@@ -209,19 +209,19 @@ def test_symbolic_domains_and_knowledge_rules() -> None:
 
 
 def test_topk_proofs_of_an_observed_sum_converge_to_exact() -> None:
+    # Top-k keeps the k most probable *partial sums* (proofs reaching one merged): a sum of
+    # two 2-digit numbers has two after the units (carry 0 or 1), so k = 1 is a lower bound
+    # and k >= 2 is exact.
     query, names = addition_query(2)
     probs = tables(8, 4, seed=2)
     feed = {f"digit({n})": t for n, t in zip(names, probs)}
     sums = torch.tensor([0, 17, 99, 100, 101, 150, 198, 64])
     exact = query.probability(feed, sums)
-    errors = []
-    for k in (1, 5, 50):
-        approx = query.probability(feed, sums, mode="topk", k=k)
-        assert bool((approx <= exact + 1e-6).all()) and bool((approx > 0).all())
-        errors.append(float((exact - approx).abs().max()))
-    assert errors[0] > errors[1] > errors[2]
-    # a two-digit sum has at most 100 proofs (a + b = s): k = 100 finds them all
-    torch.testing.assert_close(query.probability(feed, sums, mode="topk", k=100), exact)
+    one = query.probability(feed, sums, mode="topk", k=1)
+    assert bool((one <= exact + 1e-6).all()) and bool((one > 0).all())
+    assert float((exact - one).max()) > 1e-3  # a carry dropped somewhere
+    for k in (2, 5, 100):
+        torch.testing.assert_close(query.probability(feed, sums, mode="topk", k=k), exact)
 
 
 @pytest.mark.parametrize("digits", [6, 9, 15])

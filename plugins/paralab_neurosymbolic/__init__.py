@@ -9,6 +9,11 @@ Contributes (names only here; the code is imported when an experiment uses it):
   bound to the spec's model by name;
 * protocol ``hierarchical``: classification that must respect a class DAG from a knowledge
   base, reporting constraint violations;
+* protocol ``kinship`` and dataset ``kinship``: CLUTRR-style stories generated from family
+  trees, a relation extractor trained from the stories' relations through the kinship
+  program's composition rules (``data/kinship.pl``), tested on longer chains;
+* protocol ``grid_path``: path finding on grids of digit images, walls read by the network,
+  trained from connectivity alone through the compiled reachability program;
 * model ``lenet`` (DeepProbLog's MNIST network);
 * (both protocols train with any :class:`paralab.GradientMethod`, the host's ``adam``,
   ``sgd`` ..., through its ``step`` with the protocol's task loss as the objective);
@@ -80,6 +85,24 @@ def paralab_datasets() -> list[DatasetSpec]:
                             help="the dataset whose classes are the DAG's leaves"),
              "hierarchy": _HIERARCHY},
             example={"base": "digits", "hierarchy": "digits"},
+        ),
+        DatasetSpec(
+            "kinship",
+            "paralab_neurosymbolic.kinship:kinship_dataset",
+            "CLUTRR-style stories generated from random family trees: a row per story edge "
+            "(a noisy embedded sentence of its relation, 14 classes), the stories as "
+            "(inputs, query, label) examples per chain length; splits train, test, k<n>.",
+            {"train_lengths": Option([2, 3], items=count(2, le=12),
+                                     help="chain lengths of the training stories"),
+             "test_lengths": Option([4, 5, 6], items=count(4, le=12),
+                                    help="chain lengths of the test stories (split test, and "
+                                         "k<n> each)"),
+             "stories_per_length": count(300, help="training stories per length"),
+             "test_stories": count(150, help="test stories per length"),
+             "dim": count(16, help="width of an edge sentence's embedding"),
+             "noise": non_negative(0.6, help="Gaussian noise added to each sentence"),
+             "seed": count(0, low=0, help="the generator's seed (trees, stories, noise)")},
+            example={"stories_per_length": 50, "test_stories": 20},
         ),
     ]
 
@@ -185,6 +208,40 @@ def paralab_protocols() -> list[ProtocolSpec]:
             example={"epochs": 1, "hierarchy": "digits",
                      "dataset": {"name": "class_hierarchy", "base": "digits"}},
             **_GRADIENT,
+        ),
+        ProtocolSpec(
+            "kinship",
+            "paralab_neurosymbolic.kinship:Kinship",
+            "CLUTRR-style kinship: the model reads each story edge's relation; trained from "
+            "the story's relation only, through the composition rules of data/kinship.pl "
+            "(exact fold over the chain); reports chain accuracy per length.",
+            {
+                "epochs": count(25),
+                "batch_size": count(64, help="stories per step"),
+                "train_split": _TRAIN_SPLIT,
+                "eval_splits": _EVAL_SPLITS,
+            },
+            example={"epochs": 1, "dataset": {"name": "kinship", "stories_per_length": 50,
+                                              "test_stories": 20}},
+            **{**_GRADIENT, "resumable": False},
+        ),
+        ProtocolSpec(
+            "grid_path",
+            "paralab_neurosymbolic.gridpath:GridPath",
+            "Path finding on grids of digit images: a cell is open when its digit is >= 5; "
+            "trained from whether the corners connect, through the compiled (SDD) recursive "
+            "reachability program; reports path and cell accuracy.",
+            {
+                "size": count(3, low=2, le=4, help="grid side (its corners always open)"),
+                "examples": count(600, help="training grids"),
+                "test_examples": count(200, help="test grids per eval split"),
+                "epochs": count(5),
+                "batch_size": count(16, help="grids per step"),
+                "train_split": _TRAIN_SPLIT,
+                "eval_splits": _EVAL_SPLITS,
+            },
+            example={"epochs": 1, "examples": 32, "test_examples": 16, "size": 2},
+            **{**_GRADIENT, "resumable": False},
         ),
     ]
 

@@ -35,8 +35,10 @@ if TYPE_CHECKING:
 
 MAX_DIGITS = 15
 """Scallop's largest MNIST sum: two 15-digit numbers (30 images, 2e15 possible sums). Beyond
-about 4 digits the support is over any exact budget, so only top-k proofs of the observed
-sum train, and the prediction is the sum of the most probable digits (:meth:`Addition.predict`)."""
+about 4 digits the support is over any exact budget, so top-k inference of the observed sum
+trains (merged partial sums, two a place: the exact probability, see
+``Query._run_topk_observed``), and the prediction is the sum of the most probable digits
+(:meth:`Addition.predict`)."""
 NETWORK = "digit_net"
 
 
@@ -166,8 +168,9 @@ class SumObjective:
         batch.targets = logits.detach().argmax(dim=-1)
         logits = logits.reshape(len(self.sums), len(self.names), -1)
         if self.query.support_size() > self.query.exact_budget:
-            # many digits (N > 4): top-k proofs in log space, where the mass of a 30-digit
-            # proof (1e-30 at uniform digits) does not vanish under a clamp
+            # many digits (N > 4): top-k in log space, where the mass of a 30-digit sum
+            # (1e-15 at uniform digits, far less for a confident wrong network) does not
+            # vanish under a clamp
             probs = torch.softmax(logits, dim=-1)
             keys = self.keys or [f"digit({name})" for name in self.names]
             tables = {key: probs[:, position] for position, key in enumerate(keys)}

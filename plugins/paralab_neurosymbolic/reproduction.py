@@ -1,4 +1,5 @@
-"""Shared by papers/manhaeve2018_deepproblog and papers/mnist_addition_n4: one MNIST-addition run.
+"""Shared by papers/manhaeve2018_deepproblog, papers/mnist_addition_n4 and
+papers/mnist_addition_n15: one MNIST-addition run.
 
 The real data is the MNIST test split under $PARALAB_DATA/mnist (the only MNIST split stored
 here), divided by paralab's loader into 8,000 training and 2,000 test images; the papers train on
@@ -21,6 +22,9 @@ def addition_accuracy(
     batch_size: int = 32,
     lr: float = 1e-3,
     seed: int = 0,
+    inference: str = "exact",
+    top_k: int = 64,
+    test_pairs: int = 0,
 ) -> dict[str, float]:
     """Sum and digit accuracy of one ``addition`` run (``quick``: digits, an MLP)."""
     import paralab
@@ -33,7 +37,8 @@ def addition_accuracy(
         "dataset": "mnist" if real else "digits",
         "model": model,
         "protocol": {"name": "addition", "digits_per_number": digits_per_number,
-                     "pairs": pairs, "epochs": epochs, "batch_size": batch_size},
+                     "pairs": pairs, "epochs": epochs, "batch_size": batch_size,
+                     "inference": inference, "top_k": top_k, "test_pairs": test_pairs},
         "method": {"name": "adam", "lr": lr},
         "output": None,
         "seed": seed,
