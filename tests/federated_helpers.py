@@ -12,7 +12,10 @@ import paralab
 def spec(method: Any = "fedavg", middleware: Any = (), dataset: str = "digits",
          overrides: dict[str, Any] | None = None, **protocol: Any) -> dict[str, Any]:
     """A small federated spec; ``overrides`` replaces top-level fields (model, seed ...)."""
-    options = {"clients": 20, "fraction": 0.25, "rounds": 3, "batch_size": 16,
+    name = method if isinstance(method, str) else method.get("name")
+    # FedSGD takes one full-batch step: a batch_size would do nothing (a spec error).
+    batch = {} if name == "fedsgd" else {"batch_size": 16}
+    options = {"clients": 20, "fraction": 0.25, "rounds": 3, **batch,
                "client_eval": False, **protocol}
     return {
         "name": "federated-test",

@@ -76,6 +76,20 @@ def test_built_objects_implement_their_interfaces() -> None:
     assert isinstance(SecureAggregation(), paralab.Middleware)
 
 
+@pytest.mark.parametrize("protocol", [{"batch_size": 16}, {"local_epochs": 5}])
+def test_fedsgd_refuses_local_options_it_would_ignore(protocol, tmp_path) -> None:
+    """FedSGD takes one full-batch gradient step per client: local epochs or a minibatch size
+    would record a setting that never acted."""
+    from tests.federated_helpers import spec
+
+    options = spec("fedsgd", overrides={"output": str(tmp_path)})
+    options["protocol"].update(protocol)
+    with pytest.raises(paralab.SpecError, match=rf"protocol\.{next(iter(protocol))}: method "
+                       "'fedsgd' takes one full-batch gradient step"):
+        paralab.run(options)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     ("method", "message"),
     [

@@ -24,16 +24,18 @@ FEDAVG_SETTINGS = [(5, 10), (1, 10), (5, 50)]
 
 
 def rounds_to_target(dataset: str, method: dict[str, Any], partition: dict[str, Any],
-                     epochs: int, batch_size: int, target: float, max_rounds: int,
+                     epochs: int | None, batch_size: int | None, target: float, max_rounds: int,
                      seed: int = 0) -> float:
-    """Rounds until the global model reaches ``target`` (``max_rounds + 1`` if never)."""
+    """Rounds until the global model reaches ``target`` (``max_rounds + 1`` if never);
+    ``epochs``/``batch_size`` ``None``: FedSGD's one full-batch step."""
+    local = {} if epochs is None else {"local_epochs": epochs, "batch_size": batch_size}
     result = paralab.run({
         "name": "mcmahan2017",
         "dataset": dataset,
         "model": {"name": "mlp", "hidden": HIDDEN},
         "protocol": {"name": "federated", "clients": CLIENTS, "fraction": FRACTION,
-                     "rounds": max_rounds, "local_epochs": epochs, "batch_size": batch_size,
-                     "client_eval": False, "target_accuracy": target, **partition},
+                     "rounds": max_rounds, "client_eval": False, "target_accuracy": target,
+                     **local, **partition},
         "method": method,
         "output": None,
         "seed": seed,
@@ -50,8 +52,8 @@ def table(dataset: str, distributions: list[str], settings: list[tuple[int, int]
     ours: dict[str, float] = {}
     for name in distributions:
         partition, target = PARTITIONS[name], targets[name]
-        sgd = rounds_to_target(dataset, {"name": "fedsgd", "lr": FEDSGD_LR}, partition, 1, 1,
-                               target, max_rounds)
+        sgd = rounds_to_target(dataset, {"name": "fedsgd", "lr": FEDSGD_LR}, partition, None,
+                               None, target, max_rounds)
         ours[f"{name}/fedsgd_rounds"] = sgd
         for epochs, batch in settings:
             key = f"{name}/fedavg_E{epochs}_B{batch}"

@@ -206,6 +206,17 @@ class Federated(Protocol):
                     f"{self.aggregation} of individually noised updates; use aggregation = "
                     f"'mean' or remove them"
                 )
+        if getattr(run.method, "full_batch", False):
+            options = run.spec.protocol.options
+            ignored = [name for name in ("local_epochs", "batch_size") if name in options
+                       and not (name == "local_epochs" and options[name] == 1)]
+            if ignored:
+                raise ValueError(
+                    f"protocol.{ignored[0]}: method {run.spec.method.name!r} takes one "
+                    f"full-batch gradient step per client and round, so {' and '.join(ignored)} "
+                    f"would do nothing; remove {'them' if len(ignored) > 1 else 'it'} or use "
+                    f"method 'fedavg' for local epochs of minibatches"
+                )
         buffers = sorted(name for name, _ in run.model.named_buffers()) if run.model else []
         acting = run.hooks.middleware_for(UPDATE_HOOK)
         if buffers and acting:
