@@ -175,6 +175,10 @@ def test_direct_readout_needs_an_output_per_class():
 @pytest.mark.parametrize(("model", "field"), [
     ({"name": "vqc", "layers": -1}, "model.layers = -1: must be >= 0"),
     ({"name": "vqc", "reps": 0}, "model.reps = 0: must be >= 1"),
+    ({"name": "vqc", "embedding": "amplitude", "input_scale": 2.0},
+     "model.input_scale: model 'vqc' (paralab_quantum) uses it only when embedding = 'angle'"),
+    ({"name": "vqc", "reps": 3}, "model.reps: model 'vqc' (paralab_quantum) uses it only when "
+     "embedding = 'zz', and here embedding = 'angle'"),
     ({"name": "vqc", "rotations": []}, "model.rotations = []: needs at least 1 entries"),
     ({"name": "vqc", "rotations": ["RY", "RW"]}, "model.rotations = ['RY', 'RW']: entry [1]"),
     ({"name": "vqc", "input_scale": math.nan}, "model.input_scale = nan: must be a finite"),

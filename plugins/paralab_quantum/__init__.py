@@ -85,6 +85,12 @@ _BACKEND_LIBRARIES = {"backend": {"pennylane": ("pennylane",),
 """What each backend imports at run time (the torch simulator needs nothing more)."""
 
 
+_EMBEDDING_OPTIONS_USED_WHEN = {"input_scale": {"embedding": ("angle",)},
+                                "reps": {"embedding": ("zz",)}}
+"""The angle embedding alone scales its inputs and the zz feature map alone repeats: with
+another embedding these options would do nothing (amplitude normalises the features)."""
+
+
 @hookimpl
 def paralab_models() -> list[ModelSpec]:
     return [
@@ -105,6 +111,7 @@ def paralab_models() -> list[ModelSpec]:
                                help="a linear layer on the outputs, or one output per class"),
              **_QUANTUM_LAYER},
             example={"n_qubits": 4, "embedding": "amplitude", "layers": 1},
+            used_when=_EMBEDDING_OPTIONS_USED_WHEN,
             requires_when=_BACKEND_LIBRARIES,
             install="pip install 'paralab[quantum]'",
         ),
@@ -164,6 +171,7 @@ def paralab_methods() -> list[MethodSpec]:
              "scale": Option(1.0, help="angle = scale * feature (angle embedding)")},
             protocols=("kernel",),
             example={"dataset": _TINY_BINARY},
+            used_when={"reps": {"embedding": ("zz",)}, "scale": {"embedding": ("angle",)}},
         ),
         MethodSpec(
             "svc",
