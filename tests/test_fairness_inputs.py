@@ -129,6 +129,13 @@ def test_estimator_options_reject_before_any_folder(changes: dict, field: str,
     assert field in spec_error_without_folder({**ESTIMATOR, **changes}, tmp_path)
 
 
+def test_metric_bootstrap_without_metrics_is_refused(tmp_path) -> None:
+    message = spec_error_without_folder(
+        {**RUN, "auditors": [{"name": "fairness", "metric_bootstrap": 20}]}, tmp_path)
+    assert "metric_bootstrap = 20 resamples the group differences" in message
+    assert "metrics is empty: it would do nothing" in message
+
+
 def test_checks_against_the_data_reject_before_any_folder(tmp_path) -> None:
     """``validate(run)``: what only the built data (or several options together) can tell."""
     message = spec_error_without_folder(

@@ -168,6 +168,12 @@ class FairnessAuditor(Auditor):
         """The sensitive features and ``positive_class`` against the run's dataset."""
         names = resolve_sensitive(self.sensitive, run.dataset, "auditor fairness")
         check_positive_class(self.positive_class, run.dataset, "auditor fairness")
+        if self.metric_bootstrap and not self.metric_entries:
+            raise ValueError(
+                f"auditor fairness: metric_bootstrap = {self.metric_bootstrap} resamples the "
+                "group differences of the `metrics` option's metrics, and metrics is empty: it "
+                "would do nothing; list metrics (metrics = ['accuracy']) or remove it (the "
+                "built-in metrics' intervals are `bootstrap`)")
         check_reference(self.reference, self.groupings(names), run.dataset)
         self.plugin_metrics = build_metrics(self.metric_entries, run)
         if self.counterfactual:
