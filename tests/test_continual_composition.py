@@ -190,3 +190,16 @@ def test_a_composed_run_resumes_to_the_uninterrupted_run(tmp_path: Any) -> None:
     assert len(state["plugins"]) == 2 and len(state["plugins"][0]["buffer"]["indices"]) == 60
     resumed = paralab.resume(folder)
     assert resumed.metrics["accuracy_matrix"] == reference.metrics["accuracy_matrix"]
+
+
+def test_a_listed_plugins_option_that_would_do_nothing_is_refused():
+    """``used_when`` holds inside ``plugins = [...]`` as for the method itself: ewc's decay acts
+    only in online mode, so with mode = "separate" it is refused, not ignored."""
+    spec = small_continual_spec({"name": "naive", "plugins": [{"name": "ewc", "decay": 0.5}]})
+    with pytest.raises(paralab.SpecError, match=(
+            r"method\.plugins\[0\]\.decay: method 'ewc' \(paralab_continual\) uses it only "
+            r"when mode = 'online', and here mode = 'separate'")):
+        paralab.run(spec)
+    online = small_continual_spec({"name": "naive", "plugins": [
+        {"name": "ewc", "mode": "online", "decay": 0.5}]})
+    assert paralab.run(online).status == "completed"

@@ -141,6 +141,29 @@ class Component:
         """Every option's default."""
         return defaults(self.options)
 
+    def unused_options(self, options: Mapping[str, Any], path: str) -> list[str]:
+        """The options set in ``options`` that :attr:`used_when` says would do nothing with the
+        other options' values (unset ones at their defaults), one problem each, named from
+        ``path`` (``"method"``, ``"method.plugins[0]"``). A list-valued other option matches
+        when one of its items is among the values."""
+        problems = []
+        known = self.defaults()
+        for key, conditions in self.used_when.items():
+            if key not in options:
+                continue
+            for other, values in conditions.items():
+                actual = options.get(other, known.get(other))
+                listed = isinstance(actual, (list, tuple))  # methods = [...]: any item will do
+                if any(item in values for item in actual) if listed else actual in values:
+                    continue
+                wanted = " or ".join(repr(v) for v in values)
+                shown = list(actual) if listed else actual
+                problems.append(
+                    f"{path}.{key}: {self.kind} {self.name!r} ({self.provider}) uses it only "
+                    f"when {other} {'includes' if listed else '='} {wanted}, and here {other} "
+                    f"= {shown!r}: it would do nothing; remove it or set {other}")
+        return problems
+
     def describe(self) -> dict[str, Any]:
         """A JSON-ready summary, as ``paralab list`` and ``paralab plugins --json`` print it."""
         extra = {

@@ -410,21 +410,8 @@ def _check_options(path: str, ref: ComponentRef, spec: Any) -> list[str]:
 def _unused_options(path: str, ref: ComponentRef, spec: Any) -> list[str]:
     """Options the spec sets that the component's ``used_when`` says do nothing with the other
     options' values (``data_epochs`` with ``randomization = "full"``)."""
-    problems = []
-    defaults = spec.defaults() if hasattr(spec, "defaults") else {}
-    for key, conditions in (getattr(spec, "used_when", None) or {}).items():
-        if key not in ref.options:
-            continue
-        for other, values in conditions.items():
-            actual = ref.options.get(other, defaults.get(other))
-            listed = isinstance(actual, (list, tuple))  # methods = [...]: any item will do
-            if not (any(item in values for item in actual) if listed else actual in values):
-                wanted = " or ".join(repr(v) for v in values)
-                problems.append(
-                    f"{path}.{key}: {spec.kind} {ref.name!r} ({spec.provider}) uses it only "
-                    f"when {other} {'includes' if listed else '='} {wanted}, and here {other} "
-                    f"= {list(actual) if listed else actual!r}: it would do nothing; remove it or set {other}")
-    return problems
+    check = getattr(spec, "unused_options", None)  # a Component; a bare declaration has none
+    return check(ref.options, path) if callable(check) else []
 
 
 def _ignored_components(

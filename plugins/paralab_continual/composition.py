@@ -182,6 +182,9 @@ def resolve(entries: Sequence[Any], field: str = FIELD) -> list[Any]:
             problem = declared[key].problem(value)
             if problem:
                 raise OptionError(f"{where}.{key}", f"{where}.{key} = {value!r}: {problem}")
+        unused = spec.unused_options(options, where)  # ewc's decay with mode = "separate"
+        if unused:
+            raise OptionError(unused[0].partition(":")[0], unused[0])
         arguments = {key: option.default for key, option in declared.items()}
         arguments.update(options)
         plugin = own(**arguments) if callable(own) else factory(**arguments)
